@@ -1,0 +1,3 @@
+//! `vtep`: the wasm-vtep daemon and its command-line client.
+
+fn main() {}

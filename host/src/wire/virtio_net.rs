@@ -1,0 +1,148 @@
+//! The `virtio_net_hdr` that a packet socket with `PACKET_VNET_HDR` puts before each frame.
+//!
+//! It tells what the sending VM's kernel left undone: a checksum to finish (`NEEDS_CSUM`, with
+//! where the sum starts and where it goes) and a GSO super-frame to segment (type and segment
+//! size). Layout per the virtio spec §5.1.6 (the 10-byte legacy header, no `num_buffers`).
+//! Packet sockets use the host's byte order for the 16-bit fields (`vio_le()` in
+//! `net/packet/af_packet.c`), so this module reads and writes native-endian.
+
+use super::WireError;
+
+/// The header's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VirtioNetHdr {
+    /// `NEEDS_CSUM` and/or `DATA_VALID`.
+    pub flags: u8,
+    /// One of the `GSO_*` constants, possibly with `GSO_ECN` or'ed in.
+    pub gso_type: u8,
+    /// Length of the headers up to the GSO payload (a hint; may be 0).
+    pub hdr_len: u16,
+    /// Payload bytes per segment.
+    pub gso_size: u16,
+    /// Offset from the start of the frame where the checksum computation begins.
+    pub csum_start: u16,
+    /// Offset from `csum_start` where the 16-bit checksum is stored.
+    pub csum_offset: u16,
+}
+
+impl VirtioNetHdr {
+    /// The header's size on a packet socket.
+    pub const LEN: usize = 10;
+    /// The L4 checksum is partial: finish it before the frame leaves the host.
+    pub const F_NEEDS_CSUM: u8 = 1;
+    /// The checksum has been verified (receive side).
+    pub const F_DATA_VALID: u8 = 2;
+    /// Not a GSO frame.
+    pub const GSO_NONE: u8 = 0;
+    /// TCP over IPv4 (TSO).
+    pub const GSO_TCPV4: u8 = 1;
+    /// UDP fragmentation offload (legacy UFO: IP fragments).
+    pub const GSO_UDP: u8 = 3;
+    /// TCP over IPv6.
+    pub const GSO_TCPV6: u8 = 4;
+    /// UDP segmentation offload (USO, `UDP_SEGMENT`): one UDP datagram per segment.
+    pub const GSO_UDP_L4: u8 = 5;
+    /// The ECN bit: the sender's TCP uses ECN (carried through segmentation, CWR on the first).
+    pub const GSO_ECN: u8 = 0x80;
+
+    /// Nothing left undone: a complete, ordinary frame.
+    pub const NONE: VirtioNetHdr = VirtioNetHdr {
+        flags: 0,
+        gso_type: Self::GSO_NONE,
+        hdr_len: 0,
+        gso_size: 0,
+        csum_start: 0,
+        csum_offset: 0,
+    };
+
+    /// Reads the header from the first [`VirtioNetHdr::LEN`] bytes.
+    pub fn parse(bytes: &[u8]) -> Result<VirtioNetHdr, WireError> {
+        let b: &[u8; Self::LEN] = bytes
+            .get(..Self::LEN)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(WireError::Truncated)?;
+        let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        Ok(VirtioNetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u16_at(2),
+            gso_size: u16_at(4),
+            csum_start: u16_at(6),
+            csum_offset: u16_at(8),
+        })
+    }
+
+    /// Writes the header into the first [`VirtioNetHdr::LEN`] bytes of `out`.
+    pub fn emit(&self, out: &mut [u8]) -> Result<(), WireError> {
+        let b: &mut [u8; Self::LEN] = out
+            .get_mut(..Self::LEN)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(WireError::Truncated)?;
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
+        Ok(())
+    }
+
+    /// The checksum is partial and must be finished.
+    pub const fn needs_csum(&self) -> bool {
+        self.flags & Self::F_NEEDS_CSUM != 0
+    }
+
+    /// The GSO type without the ECN bit.
+    pub const fn gso_kind(&self) -> u8 {
+        self.gso_type & !Self::GSO_ECN
+    }
+
+    /// The frame is a GSO super-frame to be segmented.
+    pub const fn is_gso(&self) -> bool {
+        self.gso_kind() != Self::GSO_NONE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_fixed_bytes() {
+        // A TCPv4 TSO frame as a veth hands it over: NEEDS_CSUM, gso 1448, csum at 34+16.
+        let hdr = VirtioNetHdr {
+            flags: VirtioNetHdr::F_NEEDS_CSUM,
+            gso_type: VirtioNetHdr::GSO_TCPV4,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let mut bytes = [0u8; VirtioNetHdr::LEN];
+        hdr.emit(&mut bytes).unwrap();
+        let expect_le: [u8; 10] = [1, 1, 66, 0, 0xa8, 0x05, 34, 0, 16, 0];
+        if cfg!(target_endian = "little") {
+            assert_eq!(bytes, expect_le);
+        }
+        assert_eq!(VirtioNetHdr::parse(&bytes).unwrap(), hdr);
+        assert!(hdr.needs_csum() && hdr.is_gso());
+    }
+
+    #[test]
+    fn short_input_is_an_error() {
+        assert_eq!(VirtioNetHdr::parse(&[0; 9]), Err(WireError::Truncated));
+        assert_eq!(
+            VirtioNetHdr::NONE.emit(&mut [0; 3]),
+            Err(WireError::Truncated)
+        );
+    }
+
+    #[test]
+    fn ecn_bit_is_not_a_kind() {
+        let h = VirtioNetHdr {
+            gso_type: VirtioNetHdr::GSO_TCPV6 | VirtioNetHdr::GSO_ECN,
+            ..VirtioNetHdr::NONE
+        };
+        assert_eq!(h.gso_kind(), VirtioNetHdr::GSO_TCPV6);
+    }
+}

@@ -1,0 +1,1 @@
+//! The wasm-vtep plugin SDK (the plugin interface arrives with the plugin issue).

@@ -1,0 +1,1 @@
+//! Network test harness for wasm-vtep.
