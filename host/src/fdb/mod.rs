@@ -1,1 +1,21 @@
-//! (filled in by the issue that builds this layer)
+//! The forwarding database: per-VNI tables of `MAC -> local port | remote VTEP`, learned from
+//! traffic or configured, with aging driven by an explicit clock (`Tick`, milliseconds since
+//! the pipeline's epoch). Pure data structure: no I/O, no clock reads.
+
+mod aging;
+mod location;
+mod policy;
+mod remotes;
+mod table;
+
+pub use location::{Location, PortId};
+pub use policy::{
+    AgeDecision, AgeEvent, AgePolicy, Builtin, LearnDecision, LearnEvent, LearnPolicy,
+};
+pub use table::{EntryView, Fdb, FdbError, LearnOutcome, VniIdx, VniTableSettings};
+
+/// Milliseconds since the pipeline's epoch.
+pub type Tick = u64;
+
+#[cfg(test)]
+mod tests;

@@ -5,20 +5,8 @@ use core::ops::RangeInclusive;
 use core::time::Duration;
 use std::net::IpAddr;
 
+pub use crate::fdb::{Location, PortId};
 use crate::wire::{MacAddr, Vni};
-
-/// A VM-facing port, by index into the daemon's port table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PortId(pub u16);
-
-/// Where a MAC lives: behind a local port, or behind a remote VTEP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Location {
-    /// A VM-facing port of this host.
-    Port(PortId),
-    /// A remote VTEP, by its underlay address.
-    Remote(IpAddr),
-}
 
 /// A static FDB entry: never learned over, never aged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,82 @@
+//! The decisions the FDB delegates: whether to learn or move an entry, and whether an entry
+//! whose deadline has come expires. The built-in policy is the classic bridge's (learn every
+//! valid source, expire at the aging time); wasm plugins implement the same traits.
+
+use super::{Location, Tick};
+use crate::wire::{MacAddr, Vni};
+
+/// The FDB would add an entry or move one (refreshes are not asked about).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnEvent {
+    /// The VNI.
+    pub vni: Vni,
+    /// The source MAC being learned.
+    pub mac: MacAddr,
+    /// Where the frame came from.
+    pub new: Location,
+    /// Where the table has it now (a move), if anywhere.
+    pub current: Option<Location>,
+    /// Learned entries in the VNI now.
+    pub vni_entries: usize,
+}
+
+/// What to do with a [`LearnEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LearnDecision {
+    /// Add or move the entry.
+    Accept,
+    /// Leave the table as it is; the frame is still forwarded.
+    Reject,
+}
+
+/// A learned entry's deadline has come: its MAC sent nothing for the VNI's aging time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgeEvent {
+    /// The VNI.
+    pub vni: Vni,
+    /// The entry's MAC.
+    pub mac: MacAddr,
+    /// Milliseconds since the entry was learned or last refreshed.
+    pub idle_ms: Tick,
+    /// Frames from the MAC since it was learned at its current location.
+    pub hits: u32,
+    /// Where the entry points.
+    pub location: Location,
+}
+
+/// What to do with an [`AgeEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgeDecision {
+    /// Remove the entry.
+    Expire,
+    /// Keep it this many more milliseconds, then ask again.
+    KeepFor(Tick),
+}
+
+/// Decides learning; see [`LearnEvent`].
+pub trait LearnPolicy {
+    /// Called on every add or move, never on a refresh.
+    fn decide_learn(&mut self, event: &LearnEvent) -> LearnDecision;
+}
+
+/// Decides aging; see [`AgeEvent`].
+pub trait AgePolicy {
+    /// Called when a learned entry's deadline has come.
+    fn decide_age(&mut self, event: &AgeEvent) -> AgeDecision;
+}
+
+/// The classic bridge: learn everything valid, expire at the aging time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builtin;
+
+impl LearnPolicy for Builtin {
+    fn decide_learn(&mut self, _: &LearnEvent) -> LearnDecision {
+        LearnDecision::Accept
+    }
+}
+
+impl AgePolicy for Builtin {
+    fn decide_age(&mut self, _: &AgeEvent) -> AgeDecision {
+        AgeDecision::Expire
+    }
+}

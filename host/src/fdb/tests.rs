@@ -1,0 +1,255 @@
+use std::net::IpAddr;
+
+use super::*;
+use crate::wire::{MacAddr, Vni};
+
+const AGING: Tick = 300_000;
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0, 0, n])
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn fdb_with(vni: u32, max_entries: usize) -> (Fdb, VniIdx) {
+    let mut fdb = Fdb::new();
+    let idx = fdb
+        .add_vni(
+            Vni::new(vni).unwrap(),
+            VniTableSettings {
+                aging_ms: AGING,
+                max_entries,
+            },
+        )
+        .unwrap();
+    (fdb, idx)
+}
+
+#[test]
+fn learns_refreshes_and_moves() {
+    let (mut fdb, v) = fdb_with(5001, 100);
+    let a = Location::Remote(ip("198.18.0.1"));
+    let b = Location::Remote(ip("198.18.0.2"));
+    let p = Location::Port(PortId(0));
+    assert_eq!(fdb.lookup(v, mac(1)), None);
+    assert_eq!(
+        fdb.learn(v, mac(1), a, 0, &mut Builtin),
+        LearnOutcome::Learned
+    );
+    assert_eq!(fdb.lookup(v, mac(1)), Some(a));
+    assert_eq!(
+        fdb.learn(v, mac(1), a, 10, &mut Builtin),
+        LearnOutcome::Refreshed
+    );
+    assert_eq!(
+        fdb.learn(v, mac(1), b, 20, &mut Builtin),
+        LearnOutcome::Moved { from: a }
+    );
+    assert_eq!(fdb.lookup(v, mac(1)), Some(b));
+    assert_eq!(
+        fdb.learn(v, mac(1), p, 30, &mut Builtin),
+        LearnOutcome::Moved { from: b }
+    );
+    assert_eq!(fdb.lookup(v, mac(1)), Some(p));
+    assert_eq!(fdb.learned_in(v), 1);
+    let view = fdb.entries().next().unwrap();
+    assert_eq!(
+        (view.vni.get(), view.mac, view.is_static, view.last_seen),
+        (5001, mac(1), false, 30)
+    );
+}
+
+#[test]
+fn vnis_are_separate_tables() {
+    let mut fdb = Fdb::new();
+    let s = VniTableSettings {
+        aging_ms: AGING,
+        max_entries: 10,
+    };
+    let v1 = fdb.add_vni(Vni::new(5001).unwrap(), s).unwrap();
+    let v2 = fdb.add_vni(Vni::new(0xff_ffff).unwrap(), s).unwrap();
+    let a = Location::Remote(ip("198.18.0.1"));
+    fdb.learn(v1, mac(1), a, 0, &mut Builtin);
+    assert_eq!(fdb.lookup(v2, mac(1)), None);
+    assert_eq!(fdb.vni_idx(Vni::new(0xff_ffff).unwrap()), Some(v2));
+    let vnis: Vec<u32> = fdb.entries().map(|e| e.vni.get()).collect();
+    assert_eq!(vnis, [5001]);
+}
+
+#[test]
+fn static_entries_are_never_moved_or_aged() {
+    let (mut fdb, v) = fdb_with(5001, 100);
+    let vni = Vni::new(5001).unwrap();
+    let a = Location::Remote(ip("198.18.0.1"));
+    let b = Location::Remote(ip("198.18.0.2"));
+    fdb.insert_static(vni, mac(2), a).unwrap();
+    assert_eq!(
+        fdb.learn(v, mac(2), a, 0, &mut Builtin),
+        LearnOutcome::Static
+    );
+    assert_eq!(
+        fdb.learn(v, mac(2), b, 0, &mut Builtin),
+        LearnOutcome::StaticConflict
+    );
+    assert_eq!(fdb.lookup(v, mac(2)), Some(a));
+    assert_eq!(fdb.expire(AGING * 10, &mut Builtin, |_, _| {}), 0);
+    assert_eq!(fdb.lookup(v, mac(2)), Some(a));
+    assert_eq!(fdb.learned_in(v), 0);
+    fdb.remove(vni, mac(2)).unwrap();
+    assert_eq!(fdb.lookup(v, mac(2)), None);
+    assert_eq!(
+        fdb.remove(vni, mac(2)),
+        Err(FdbError::NoSuchEntry(vni, mac(2)))
+    );
+}
+
+#[test]
+fn static_replaces_learned_and_rejects_group_macs() {
+    let (mut fdb, v) = fdb_with(5001, 100);
+    let vni = Vni::new(5001).unwrap();
+    let a = Location::Remote(ip("198.18.0.1"));
+    let p = Location::Port(PortId(3));
+    fdb.learn(v, mac(1), a, 0, &mut Builtin);
+    fdb.insert_static(vni, mac(1), p).unwrap();
+    assert_eq!(fdb.lookup(v, mac(1)), Some(p));
+    assert_eq!(fdb.learned_in(v), 0);
+    assert_eq!(
+        fdb.insert_static(vni, MacAddr::BROADCAST, p),
+        Err(FdbError::NotUnicast(MacAddr::BROADCAST))
+    );
+    let other = Vni::new(7).unwrap();
+    assert_eq!(
+        fdb.insert_static(other, mac(1), p),
+        Err(FdbError::UnknownVni(other))
+    );
+    // The stale aging item of the replaced learned entry must not expire the static one.
+    assert_eq!(fdb.expire(AGING * 2, &mut Builtin, |_, _| {}), 0);
+    assert_eq!(fdb.lookup(v, mac(1)), Some(p));
+}
+
+#[test]
+fn limit_stops_new_macs_not_moves() {
+    let (mut fdb, v) = fdb_with(5001, 2);
+    let a = Location::Remote(ip("198.18.0.1"));
+    let b = Location::Remote(ip("198.18.0.2"));
+    assert_eq!(
+        fdb.learn(v, mac(1), a, 0, &mut Builtin),
+        LearnOutcome::Learned
+    );
+    assert_eq!(
+        fdb.learn(v, mac(2), a, 0, &mut Builtin),
+        LearnOutcome::Learned
+    );
+    assert_eq!(
+        fdb.learn(v, mac(3), a, 0, &mut Builtin),
+        LearnOutcome::LimitReached
+    );
+    assert_eq!(fdb.lookup(v, mac(3)), None);
+    assert_eq!(
+        fdb.learn(v, mac(2), b, 0, &mut Builtin),
+        LearnOutcome::Moved { from: a }
+    );
+    fdb.remove(Vni::new(5001).unwrap(), mac(1)).unwrap();
+    assert_eq!(
+        fdb.learn(v, mac(3), a, 0, &mut Builtin),
+        LearnOutcome::Learned
+    );
+}
+
+#[test]
+fn entries_age_out_unless_their_mac_sends() {
+    let (mut fdb, v) = fdb_with(5001, 100);
+    let a = Location::Remote(ip("198.18.0.1"));
+    fdb.learn(v, mac(1), a, 0, &mut Builtin);
+    fdb.learn(v, mac(2), a, 0, &mut Builtin);
+    assert_eq!(fdb.poll_timeout(), Some(AGING));
+    // mac(2) sends at 200 s; mac(1) is only sent to (lookups do not refresh).
+    fdb.learn(v, mac(2), a, 200_000, &mut Builtin);
+    assert_eq!(fdb.lookup(v, mac(1)), Some(a));
+    let mut gone = Vec::new();
+    assert_eq!(fdb.expire(AGING - 1, &mut Builtin, |_, m| gone.push(m)), 0);
+    assert_eq!(fdb.expire(AGING, &mut Builtin, |_, m| gone.push(m)), 1);
+    assert_eq!(gone, [mac(1)]);
+    assert_eq!(fdb.lookup(v, mac(1)), None);
+    assert_eq!(fdb.lookup(v, mac(2)), Some(a));
+    // mac(2)'s item was re-queued at its real deadline.
+    assert_eq!(fdb.poll_timeout(), Some(200_000 + AGING));
+    assert_eq!(
+        fdb.expire(200_000 + AGING, &mut Builtin, |_, m| gone.push(m)),
+        1
+    );
+    assert!(fdb.is_empty());
+    assert_eq!(fdb.learned_in(v), 0);
+}
+
+#[test]
+fn relearned_entry_keeps_one_aging_item() {
+    let (mut fdb, v) = fdb_with(5001, 100);
+    let vni = Vni::new(5001).unwrap();
+    let a = Location::Remote(ip("198.18.0.1"));
+    fdb.learn(v, mac(1), a, 0, &mut Builtin);
+    fdb.remove(vni, mac(1)).unwrap();
+    fdb.learn(v, mac(1), a, 100_000, &mut Builtin);
+    // The item queued at learn time 0 is stale and must not expire the new entry early.
+    assert_eq!(fdb.expire(AGING, &mut Builtin, |_, _| {}), 0);
+    assert_eq!(fdb.lookup(v, mac(1)), Some(a));
+    assert_eq!(fdb.expire(100_000 + AGING, &mut Builtin, |_, _| {}), 1);
+}
+
+struct KeepBusy;
+
+impl AgePolicy for KeepBusy {
+    fn decide_age(&mut self, e: &AgeEvent) -> AgeDecision {
+        if e.hits > 1 {
+            AgeDecision::KeepFor(60_000)
+        } else {
+            AgeDecision::Expire
+        }
+    }
+}
+
+struct RejectFrom(IpAddr);
+
+impl LearnPolicy for RejectFrom {
+    fn decide_learn(&mut self, e: &LearnEvent) -> LearnDecision {
+        if e.new == Location::Remote(self.0) {
+            LearnDecision::Reject
+        } else {
+            LearnDecision::Accept
+        }
+    }
+}
+
+#[test]
+fn policies_decide_learning_and_aging() {
+    let (mut fdb, v) = fdb_with(5001, 100);
+    let a = Location::Remote(ip("198.18.0.1"));
+    let bad = ip("198.18.0.66");
+    assert_eq!(
+        fdb.learn(v, mac(1), Location::Remote(bad), 0, &mut RejectFrom(bad)),
+        LearnOutcome::Rejected
+    );
+    assert_eq!(fdb.lookup(v, mac(1)), None);
+    fdb.learn(v, mac(1), a, 0, &mut Builtin);
+    fdb.learn(v, mac(2), a, 0, &mut Builtin);
+    fdb.learn(v, mac(2), a, 1, &mut Builtin); // a second hit
+    assert_eq!(fdb.expire(AGING + 1, &mut KeepBusy, |_, _| {}), 1);
+    assert_eq!(fdb.lookup(v, mac(2)), Some(a));
+    assert_eq!(fdb.poll_timeout(), Some(AGING + 1 + 60_000));
+}
+
+#[test]
+fn remote_addresses_are_released_with_their_entries() {
+    let (mut fdb, v) = fdb_with(5001, 100_000);
+    for n in 0..=255u8 {
+        let at = Location::Remote(IpAddr::from([198, 18, 1, n]));
+        fdb.learn(v, mac(n), at, 0, &mut Builtin);
+    }
+    assert_eq!(fdb.expire(AGING, &mut Builtin, |_, _| {}), 256);
+    // Re-learning reuses freed slots; a lookup returns the new address, not a stale one.
+    let at = Location::Remote(ip("198.18.2.1"));
+    fdb.learn(v, mac(9), at, AGING, &mut Builtin);
+    assert_eq!(fdb.lookup(v, mac(9)), Some(at));
+}
