@@ -53,6 +53,13 @@ pub enum LearnOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VniIdx(u16);
 
+impl VniIdx {
+    /// Handles are dense from 0, in the order VNIs were added: usable as a `Vec` index.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
 /// Why a VNI or a static entry cannot be added or removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FdbError {
@@ -65,6 +72,12 @@ pub enum FdbError {
     /// Broadcast, multicast and all-zero MACs have no single location.
     #[error("{0} is not a unicast MAC address")]
     NotUnicast(MacAddr),
+    /// A static entry on a port that does not carry the VNI.
+    #[error("port {0:?} is not on VNI {1}")]
+    PortNotOnVni(PortId, Vni),
+    /// A remote of the other address family than the underlay.
+    #[error("{0} is not in the underlay's address family")]
+    FamilyMismatch(std::net::IpAddr),
     /// Nothing to delete.
     #[error("no entry for {1} in VNI {0}")]
     NoSuchEntry(Vni, MacAddr),

@@ -1,13 +1,198 @@
 //! The VTEP core: the sans-IO flood-and-learn pipeline of RFC 7348 §4.
 //!
-//! It takes frames from local ports and datagrams from the underlay, each with an explicit `now`,
-//! and writes what must be sent into an [`Outbox`]; it never touches a socket or a clock.
+//! [`Vtep`] takes frames from local ports ([`Vtep::handle_port_frame`]) and datagrams from the
+//! underlay ([`Vtep::handle_underlay`]), each with an explicit `now`, and writes what must be
+//! sent into an [`Outbox`]; aging follows the `poll_timeout` / `handle_timeout` pair. It never
+//! touches a socket or reads a clock, so it runs the same in the daemon, in benchmarks and in
+//! the in-memory simulations of its tests.
 
+mod encap;
+mod from_port;
+mod from_underlay;
 mod outbox;
 mod settings;
+mod stats;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use foldhash::fast::RandomState;
 
 pub use outbox::{Dest, OutFrame, Outbox};
 pub use settings::{
     DEFAULT_AGING, DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_SRC_PORTS,
-    DEFAULT_TTL, Location, PortId, StaticEntry, VniSettings, VtepSettings,
+    DEFAULT_TTL, Location, PortId, SettingsError, StaticEntry, VniSettings, VtepSettings,
 };
+pub use stats::{Counter, DropReason, Drops, VniStats};
+
+use self::encap::Encapsulator;
+use crate::fdb::{Builtin, EntryView, Fdb, FdbError, LearnOutcome, Tick, VniIdx, VniTableSettings};
+use crate::wire::{MacAddr, Vni};
+
+/// Largest frame a port hands over: a 64 KiB GSO super-frame plus link headers.
+const MAX_FRAME: usize = 65_536 + 64;
+
+/// One served VNI.
+#[derive(Debug)]
+struct VniState {
+    settings: VniSettings,
+    idx: VniIdx,
+    /// Where BUM frames go: the group (only while the VNI has ports), then the remotes.
+    flood: Vec<IpAddr>,
+    stats: VniStats,
+}
+
+/// A VXLAN tunnel endpoint's data plane.
+#[derive(Debug)]
+pub struct Vtep {
+    epoch: Instant,
+    local: IpAddr,
+    encap: Encapsulator,
+    fdb: Fdb,
+    /// Indexed by `VniIdx::index()`.
+    vnis: Vec<VniState>,
+    by_vni: HashMap<Vni, VniIdx, RandomState>,
+    /// Indexed by `PortId`.
+    port_vni: Vec<Option<VniIdx>>,
+    /// Room for one segment or one checksum-completed copy of a frame.
+    scratch: Vec<u8>,
+    drops: Drops,
+}
+
+impl Vtep {
+    /// Builds the pipeline; `now` is its epoch for aging.
+    pub fn new(settings: VtepSettings, now: Instant) -> Result<Vtep, SettingsError> {
+        settings.validate()?;
+        let encap = Encapsulator::new(
+            settings.local,
+            settings.dst_port,
+            settings.src_ports.clone(),
+            settings.ttl,
+            settings.mtu,
+        );
+        let mut vtep = Vtep {
+            epoch: now,
+            local: settings.local,
+            encap,
+            fdb: Fdb::new(),
+            vnis: Vec::with_capacity(settings.vnis.len()),
+            by_vni: HashMap::default(),
+            port_vni: Vec::new(),
+            scratch: Vec::with_capacity(MAX_FRAME),
+            drops: Drops::default(),
+        };
+        for v in settings.vnis {
+            let table = VniTableSettings {
+                aging_ms: u64::try_from(v.aging.as_millis()).unwrap_or(u64::MAX),
+                max_entries: v.max_entries,
+            };
+            let idx = vtep.fdb.add_vni(v.vni, table).map_err(|_| SettingsError::TooManyVnis)?;
+            for s in &v.statics {
+                // Validated above: unicast MACs on this VNI's ports, same-family remotes.
+                let _ = vtep.fdb.insert_static(v.vni, s.mac, s.location);
+            }
+            for &p in &v.ports {
+                let i = usize::from(p.0);
+                if vtep.port_vni.len() <= i {
+                    vtep.port_vni.resize(i + 1, None);
+                }
+                vtep.port_vni[i] = Some(idx);
+            }
+            let group = v.group.filter(|_| !v.ports.is_empty());
+            let flood = group.into_iter().chain(v.remotes.iter().copied()).collect();
+            vtep.by_vni.insert(v.vni, idx);
+            vtep.vnis.push(VniState { stats: VniStats::new(v.vni), settings: v, idx, flood });
+        }
+        Ok(vtep)
+    }
+
+    /// This VTEP's underlay address.
+    pub fn local(&self) -> IpAddr {
+        self.local
+    }
+
+    /// The multicast groups this VTEP must have joined: those of VNIs with local ports.
+    pub fn groups(&self) -> impl Iterator<Item = (Vni, IpAddr)> + '_ {
+        self.vnis
+            .iter()
+            .filter(|v| !v.settings.ports.is_empty())
+            .filter_map(|v| v.settings.group.map(|g| (v.settings.vni, g)))
+    }
+
+    /// When [`Vtep::handle_timeout`] next has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.fdb.poll_timeout().map(|t| self.epoch + Duration::from_millis(t))
+    }
+
+    /// Ages out idle learned entries.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let tick = self.tick(now);
+        let vnis = &mut self.vnis;
+        self.fdb.expire(tick, &mut Builtin, |idx, _| {
+            if let Some(v) = vnis.get_mut(idx.index()) {
+                v.stats.expired += 1;
+            }
+        });
+    }
+
+    /// Every FDB entry with its age at `now` (zero for static entries).
+    pub fn fdb_entries(&self, now: Instant) -> impl Iterator<Item = (EntryView, Duration)> + '_ {
+        let tick = self.tick(now);
+        self.fdb.entries().map(move |e| {
+            let age = if e.is_static { 0 } else { tick.saturating_sub(e.last_seen) };
+            (e, Duration::from_millis(age))
+        })
+    }
+
+    /// Adds a static entry at run time (`vtep fdb add`).
+    pub fn add_static(&mut self, vni: Vni, mac: MacAddr, at: Location) -> Result<(), FdbError> {
+        let idx = *self.by_vni.get(&vni).ok_or(FdbError::UnknownVni(vni))?;
+        match at {
+            Location::Port(p) if self.port_vni.get(usize::from(p.0)) != Some(&Some(idx)) => {
+                return Err(FdbError::PortNotOnVni(p, vni));
+            }
+            Location::Remote(ip) if ip.is_ipv4() != self.local.is_ipv4() => {
+                return Err(FdbError::FamilyMismatch(ip));
+            }
+            _ => {}
+        }
+        self.fdb.insert_static(vni, mac, at)
+    }
+
+    /// Removes an entry, static or learned (`vtep fdb del`).
+    pub fn remove_entry(&mut self, vni: Vni, mac: MacAddr) -> Result<(), FdbError> {
+        self.fdb.remove(vni, mac)
+    }
+
+    /// Per-VNI counters.
+    pub fn vni_stats(&self) -> impl Iterator<Item = &VniStats> + '_ {
+        self.vnis.iter().map(|v| &v.stats)
+    }
+
+    /// Drop counters.
+    pub fn drops(&self) -> &Drops {
+        &self.drops
+    }
+
+    /// Milliseconds since the epoch; times before it count as the epoch.
+    fn tick(&self, now: Instant) -> Tick {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Counts a learning outcome; `Err` when the frame must be dropped.
+fn count_learn(stats: &mut VniStats, outcome: LearnOutcome) -> Result<(), DropReason> {
+    match outcome {
+        LearnOutcome::Learned => stats.learned += 1,
+        LearnOutcome::Moved { .. } => stats.moved += 1,
+        LearnOutcome::LimitReached => stats.learn_limit += 1,
+        LearnOutcome::Rejected => stats.learn_rejected += 1,
+        LearnOutcome::StaticConflict => return Err(DropReason::StaticConflict),
+        LearnOutcome::Refreshed | LearnOutcome::Static | LearnOutcome::UnknownVni => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -102,3 +102,106 @@ impl VtepSettings {
         }
     }
 }
+
+/// Why settings cannot make a VTEP. The config layer reports these with the file's field names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    /// The same VNI twice.
+    #[error("VNI {0} is configured twice")]
+    DuplicateVni(Vni),
+    /// A port can carry one VNI only.
+    #[error("port {0:?} is on two VNIs")]
+    PortOnTwoVnis(PortId),
+    /// Underlay addresses of both families mixed.
+    #[error("{0} is not in the same address family as the local address {1}")]
+    FamilyMismatch(IpAddr, IpAddr),
+    /// A group that is not a multicast address.
+    #[error("group {0} is not a multicast address")]
+    NotMulticast(IpAddr),
+    /// A remote, or the local address, that cannot be a VTEP's unicast address.
+    #[error("{0} is not a unicast address")]
+    NotUnicast(IpAddr),
+    /// A static entry for a broadcast, multicast or zero MAC.
+    #[error("static entry {0} is not a unicast MAC address")]
+    StaticNotUnicast(MacAddr),
+    /// A static entry on a port of another VNI.
+    #[error("static entry {0} points at port {1:?}, which is not on this VNI")]
+    StaticPortElsewhere(MacAddr, PortId),
+    /// An MTU that cannot carry even an Ethernet header after encapsulation.
+    #[error("underlay MTU {0} is too small for VXLAN (at least {1})")]
+    MtuTooSmall(u16, u16),
+    /// An empty source port range.
+    #[error("source port range {0}-{1} is empty")]
+    EmptySourcePorts(u16, u16),
+    /// More VNIs than the forwarding table can index.
+    #[error("at most 65536 VNIs")]
+    TooManyVnis,
+}
+
+impl VtepSettings {
+    /// Checks what the pipeline relies on: one VNI per port, one address family, groups that
+    /// are multicast and remotes that are unicast, a usable MTU.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let local = self.local;
+        if local.is_multicast() || local.is_unspecified() {
+            return Err(SettingsError::NotUnicast(local));
+        }
+        let same_family = |ip: IpAddr| {
+            if ip.is_ipv4() == local.is_ipv4() {
+                Ok(())
+            } else {
+                Err(SettingsError::FamilyMismatch(ip, local))
+            }
+        };
+        let min_mtu: u16 = if local.is_ipv4() { 50 + 14 } else { 70 + 14 };
+        if self.mtu < min_mtu {
+            return Err(SettingsError::MtuTooSmall(self.mtu, min_mtu));
+        }
+        if self.src_ports.is_empty() {
+            return Err(SettingsError::EmptySourcePorts(
+                *self.src_ports.start(),
+                *self.src_ports.end(),
+            ));
+        }
+        if self.vnis.len() > usize::from(u16::MAX) + 1 {
+            return Err(SettingsError::TooManyVnis);
+        }
+        let mut seen_vnis = std::collections::HashSet::new();
+        let mut seen_ports = std::collections::HashSet::new();
+        for v in &self.vnis {
+            if !seen_vnis.insert(v.vni) {
+                return Err(SettingsError::DuplicateVni(v.vni));
+            }
+            for &p in &v.ports {
+                if !seen_ports.insert(p) {
+                    return Err(SettingsError::PortOnTwoVnis(p));
+                }
+            }
+            if let Some(g) = v.group {
+                same_family(g)?;
+                if !g.is_multicast() {
+                    return Err(SettingsError::NotMulticast(g));
+                }
+            }
+            for &r in &v.remotes {
+                same_family(r)?;
+                if r.is_multicast() || r.is_unspecified() {
+                    return Err(SettingsError::NotUnicast(r));
+                }
+            }
+            for s in &v.statics {
+                if !s.mac.is_valid_unicast() {
+                    return Err(SettingsError::StaticNotUnicast(s.mac));
+                }
+                match s.location {
+                    Location::Remote(r) => same_family(r)?,
+                    Location::Port(p) if !v.ports.contains(&p) => {
+                        return Err(SettingsError::StaticPortElsewhere(s.mac, p));
+                    }
+                    Location::Port(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}

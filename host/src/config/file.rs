@@ -1,0 +1,79 @@
+//! The file's shape, as serde reads it. Strings stay strings here so that the checks in the
+//! parent module can name the field of a bad value.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConfigFile {
+    pub(super) underlay: UnderlaySection,
+    pub(super) control: Option<ControlSection>,
+    #[serde(default)]
+    pub(super) vni: Vec<VniSection>,
+}
+
+/// `[underlay]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnderlaySection {
+    /// This VTEP's address, the outer source.
+    pub local: String,
+    /// UDP port, default 4789.
+    pub port: Option<u16>,
+    /// Where multicast groups are joined and sent.
+    pub interface: Option<String>,
+    /// Underlay MTU, default 1500.
+    pub mtu: Option<u16>,
+    /// Outer TTL, default 64.
+    pub ttl: Option<u8>,
+    /// Outer UDP source port range, default `[49152, 65535]`.
+    pub source_ports: Option<[u16; 2]>,
+}
+
+/// `[control]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    /// The control socket's path.
+    pub socket: Option<String>,
+}
+
+/// `[[vni]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VniSection {
+    /// 1..=16777215.
+    pub id: u32,
+    /// VM-facing interfaces.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// Multicast group for BUM traffic.
+    pub group: Option<String>,
+    /// Head-end replication list.
+    #[serde(default)]
+    pub remotes: Vec<String>,
+    /// Aging time in seconds, default 300.
+    pub aging_secs: Option<u64>,
+    /// Learn from traffic, default true.
+    pub learning: Option<bool>,
+    /// Learned entries at most, default 65536.
+    pub max_entries: Option<usize>,
+    /// Drop packets with reserved VXLAN bits set, default false.
+    pub strict_reserved: Option<bool>,
+    /// `[[vni.static]]` entries.
+    #[serde(default, rename = "static")]
+    pub statics: Vec<StaticSection>,
+}
+
+/// `[[vni.static]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticSection {
+    /// The MAC address.
+    pub mac: String,
+    /// Behind this remote VTEP ...
+    pub remote: Option<String>,
+    /// ... or this local port.
+    pub port: Option<String>,
+}

@@ -1,0 +1,115 @@
+use super::*;
+
+const SEED: &str = r#"
+[underlay]
+local = "198.18.0.1"
+port = 4789
+interface = "uplink0"
+mtu = 1600
+
+[control]
+socket = "/tmp/wv.sock"
+
+[[vni]]
+id = 5001
+ports = ["vm1", "vm3"]
+group = "239.1.1.100"
+remotes = ["198.18.0.2"]
+aging_secs = 30
+learning = true
+max_entries = 10
+
+[[vni.static]]
+mac = "02:00:00:00:00:02"
+remote = "198.18.0.2"
+
+[[vni.static]]
+mac = "02:00:00:00:00:03"
+port = "vm3"
+
+[[vni]]
+id = 5002
+ports = ["vm2"]
+"#;
+
+fn err(text: &str) -> ConfigError {
+    Config::parse(text).unwrap_err()
+}
+
+fn with(extra_vni: &str) -> String {
+    format!("[underlay]\nlocal = \"198.18.0.1\"\n[[vni]]\n{extra_vni}")
+}
+
+#[test]
+fn seed_config_becomes_settings() {
+    let c = Config::parse(SEED).unwrap();
+    assert_eq!(c.ports, ["vm1", "vm3", "vm2"]);
+    assert_eq!(c.port_id("vm2"), Some(PortId(2)));
+    assert_eq!(c.socket, PathBuf::from("/tmp/wv.sock"));
+    assert_eq!(c.underlay_interface.as_deref(), Some("uplink0"));
+    let s = &c.settings;
+    assert_eq!((s.dst_port, s.mtu, s.ttl), (4789, 1600, 64));
+    let v = &s.vnis[0];
+    assert_eq!(v.vni.get(), 5001);
+    assert_eq!(v.ports, [PortId(0), PortId(1)]);
+    assert_eq!(v.group, Some("239.1.1.100".parse().unwrap()));
+    assert_eq!(v.aging, Duration::from_secs(30));
+    assert_eq!(v.max_entries, 10);
+    assert_eq!(v.statics[1].location, Location::Port(PortId(1)));
+    assert_eq!(s.vnis[1].aging, Duration::from_secs(300));
+}
+
+#[test]
+fn defaults() {
+    let c = Config::parse(&with("id = 7")).unwrap();
+    assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
+    assert_eq!(c.settings.dst_port, 4789);
+    assert_eq!(c.settings.src_ports, 49152..=65535);
+    assert!(c.settings.vnis[0].learning);
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases: &[(&str, &str, &str)] = &[
+        (&with("id = 0"), "vni[0].id", "outside 1..=16777215"),
+        (&with("id = 16777216"), "vni[0].id", "outside"),
+        (&with("id = 1\nports = [\"a\"]\n[[vni]]\nid = 2\nports = [\"a\"]"), "vni[1].ports", "already on vni[0].ports"),
+        (&with("id = 1\n[[vni]]\nid = 1"), "vni[1].id", "already"),
+        (&with("id = 1\ngroup = \"198.18.0.9\""), "vni[0].group", "not a multicast"),
+        (&with("id = 1\ngroup = \"ff05::1:1\""), "vni[0].group", "family"),
+        (&with("id = 1\nremotes = [\"nonsense\"]"), "vni[0].remotes[0]", "not an IP address"),
+        (&with("id = 1\nremotes = [\"198.18.0.1\"]"), "vni[0].remotes[0]", "own address"),
+        (&with("id = 1\n[[vni.static]]\nmac = \"ff:ff:ff:ff:ff:ff\"\nremote = \"198.18.0.2\""), "vni[0].static[0].mac", "unicast"),
+        (&with("id = 1\n[[vni.static]]\nmac = \"02:00:00:00:00:01\""), "vni[0].static[0]", "exactly one"),
+        (&with("id = 1\n[[vni.static]]\nmac = \"02:00:00:00:00:01\"\nport = \"x\""), "vni[0].static[0].port", "not among"),
+        (&with("id = 1\naging_secs = 0"), "vni[0].aging_secs", "0"),
+        ("[underlay]\nlocal = \"239.1.1.1\"\n[[vni]]\nid = 1", "underlay.local", "unicast"),
+        ("[underlay]\nlocal = \"198.18.0.1\"\nmtu = 60\n[[vni]]\nid = 1", "underlay.mtu", "too small"),
+        ("[underlay]\nlocal = \"198.18.0.1\"", "vni", "no VNI"),
+    ];
+    for (text, field, problem) in cases {
+        let e = err(text);
+        assert_eq!(e.field, *field, "{text}\n=> {e}");
+        assert!(e.problem.contains(problem), "{text}\n=> {e}");
+        assert!(!e.to_string().contains('\n'), "one line: {e}");
+    }
+}
+
+#[test]
+fn unknown_fields_and_bad_toml_are_one_line_errors() {
+    let e = err("[underlay]\nlocal = \"198.18.0.1\"\ncolour = \"blue\"\n[[vni]]\nid = 1");
+    assert_eq!(e.field, "line 3");
+    assert!(e.problem.contains("unknown field `colour`"), "{e}");
+    let e = err("[underlay\n");
+    assert!(e.field.starts_with("line"), "{e}");
+    assert!(!e.to_string().contains('\n'));
+    let e = err("[[vni]]\nid = 1");
+    assert!(e.problem.contains("underlay"), "{e}");
+}
+
+#[test]
+fn missing_interfaces_are_named() {
+    let c = Config::parse(&with("id = 1\nports = [\"wv-none0\"]")).unwrap();
+    let e = c.check_interfaces().unwrap_err();
+    assert_eq!(e.to_string(), "vni[0].ports: no such interface \"wv-none0\"");
+}

@@ -1,0 +1,122 @@
+//! Turns control requests into calls on the pipeline. Runs under the pipeline's lock, so it
+//! does no I/O and returns quickly.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::protocol::{FdbRow, Request, Response, StatsReport, VniStatsRow};
+use crate::vtep::{Location, PortId, VniStats, Vtep};
+use crate::wire::{MacAddr, Vni};
+
+/// Answers `request` against `vtep`; `ports` names the ports by `PortId`, `io` adds the I/O
+/// shell's counters to `stats`.
+pub fn handle(
+    request: Request,
+    vtep: &mut Vtep,
+    ports: &[String],
+    io: &[(&'static str, u64)],
+    now: Instant,
+) -> Response {
+    match run(request, vtep, ports, io, now) {
+        Ok(data) => Response::Ok(data),
+        Err(e) => Response::Error(e),
+    }
+}
+
+fn run(
+    request: Request,
+    vtep: &mut Vtep,
+    ports: &[String],
+    io: &[(&'static str, u64)],
+    now: Instant,
+) -> Result<serde_json::Value, String> {
+    match request {
+        Request::FdbShow { vni } => {
+            let mut rows: Vec<FdbRow> = vtep
+                .fdb_entries(now)
+                .filter(|(e, _)| vni.is_none_or(|v| e.vni.get() == v))
+                .map(|(e, age)| {
+                    let (kind, remote, port) = match e.location {
+                        Location::Remote(ip) => ("remote", Some(ip.to_string()), None),
+                        Location::Port(p) => ("local", None, Some(port_name(ports, p))),
+                    };
+                    FdbRow {
+                        vni: e.vni.get(),
+                        mac: e.mac.to_string(),
+                        kind: kind.to_owned(),
+                        remote,
+                        port,
+                        is_static: e.is_static,
+                        age_secs: age.as_secs(),
+                    }
+                })
+                .collect();
+            rows.sort_by(|a, b| (a.vni, &a.mac).cmp(&(b.vni, &b.mac)));
+            serde_json::to_value(rows).map_err(|e| e.to_string())
+        }
+        Request::FdbAdd { vni, mac, remote, port } => {
+            let vni = parse_vni(vni)?;
+            let mac = parse_mac(&mac)?;
+            let at = match (remote, port) {
+                (Some(r), None) => Location::Remote(
+                    r.parse::<IpAddr>().map_err(|_| format!("{r:?} is not an IP address"))?,
+                ),
+                (None, Some(p)) => {
+                    let i = ports.iter().position(|n| *n == p).ok_or_else(|| format!("no port {p:?}"))?;
+                    Location::Port(PortId(u16::try_from(i).map_err(|e| e.to_string())?))
+                }
+                _ => return Err("give exactly one of remote and port".to_owned()),
+            };
+            vtep.add_static(vni, mac, at).map_err(|e| e.to_string())?;
+            Ok(serde_json::Value::Null)
+        }
+        Request::FdbDel { vni, mac } => {
+            vtep.remove_entry(parse_vni(vni)?, parse_mac(&mac)?).map_err(|e| e.to_string())?;
+            Ok(serde_json::Value::Null)
+        }
+        Request::Stats => {
+            let report = StatsReport {
+                vnis: vtep.vni_stats().map(vni_row).collect(),
+                drops: vtep.drops().iter().map(|(r, n)| (r.name().to_owned(), n)).collect(),
+                io: io.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
+            };
+            serde_json::to_value(report).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn port_name(ports: &[String], p: PortId) -> String {
+    ports.get(usize::from(p.0)).cloned().unwrap_or_else(|| format!("port{}", p.0))
+}
+
+fn parse_vni(v: u32) -> Result<Vni, String> {
+    Vni::new(v).map_err(|e| e.to_string())
+}
+
+fn parse_mac(s: &str) -> Result<MacAddr, String> {
+    s.parse().map_err(|e| format!("{s:?}: {e}"))
+}
+
+fn vni_row(s: &VniStats) -> VniStatsRow {
+    let counters: BTreeMap<String, u64> = [
+        ("from_ports_frames", s.from_ports.frames),
+        ("from_ports_bytes", s.from_ports.bytes),
+        ("to_ports_frames", s.to_ports.frames),
+        ("to_ports_bytes", s.to_ports.bytes),
+        ("from_underlay_packets", s.from_underlay.frames),
+        ("from_underlay_bytes", s.from_underlay.bytes),
+        ("to_underlay_packets", s.to_underlay.frames),
+        ("to_underlay_bytes", s.to_underlay.bytes),
+        ("floods", s.floods),
+        ("learned", s.learned),
+        ("moved", s.moved),
+        ("expired", s.expired),
+        ("learn_limit", s.learn_limit),
+        ("learn_rejected", s.learn_rejected),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    VniStatsRow { vni: s.vni.get(), counters }
+}

@@ -1,0 +1,93 @@
+//! The messages. Requests are tagged by `cmd`; a response is `{"ok": DATA}` or
+//! `{"error": "why"}`. Addresses and MACs travel as strings, as people write them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest request line accepted; longer ones get an error and the connection is closed.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// A request to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// The forwarding table, optionally of one VNI.
+    FdbShow {
+        /// Only this VNI.
+        #[serde(default)]
+        vni: Option<u32>,
+    },
+    /// Adds a static entry.
+    FdbAdd {
+        /// The VNI.
+        vni: u32,
+        /// The MAC address.
+        mac: String,
+        /// Behind this remote VTEP ...
+        #[serde(default)]
+        remote: Option<String>,
+        /// ... or this local port.
+        #[serde(default)]
+        port: Option<String>,
+    },
+    /// Removes an entry.
+    FdbDel {
+        /// The VNI.
+        vni: u32,
+        /// The MAC address.
+        mac: String,
+    },
+    /// Every counter.
+    Stats,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// Done; the data depends on the request (`null` for changes).
+    Ok(serde_json::Value),
+    /// Not done, and why.
+    Error(String),
+}
+
+/// One FDB entry, as `vtep fdb show --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbRow {
+    /// The VNI.
+    pub vni: u32,
+    /// The MAC, lower-case with colons.
+    pub mac: String,
+    /// `"remote"` or `"local"`.
+    pub kind: String,
+    /// The remote VTEP's address, for remote entries.
+    pub remote: Option<String>,
+    /// The port's name, for local entries.
+    pub port: Option<String>,
+    /// Configured rather than learned.
+    #[serde(rename = "static")]
+    pub is_static: bool,
+    /// Seconds since the entry was learned or refreshed (0 for static entries).
+    pub age_secs: u64,
+}
+
+/// One VNI's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VniStatsRow {
+    /// The VNI.
+    pub vni: u32,
+    /// Counters by name (`from_ports_frames`, `learned`, ...).
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// `vtep stats --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsReport {
+    /// Per VNI.
+    pub vnis: Vec<VniStatsRow>,
+    /// Pipeline drops by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// Socket-level counters of the I/O shell (send failures and the like).
+    pub io: BTreeMap<String, u64>,
+}

@@ -1,0 +1,130 @@
+//! Frames from local ports (RFC 7348 §4.1): learn the source as local, then switch locally,
+//! encapsulate unicast to the one remote VTEP that has the destination, or flood.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::encap::Encapsulator;
+use super::outbox::{Dest, Outbox};
+use super::stats::{DropReason, VniStats};
+use super::{Location, PortId, Vtep, count_learn};
+use crate::fdb::Builtin;
+use crate::offload;
+use crate::wire::{FrameMeta, VirtioNetHdr, Vni};
+
+impl Vtep {
+    /// Handles one frame a VM sent out of `port`, with the `virtio_net_hdr` its kernel gave it
+    /// (partial checksum, GSO). Returns the drop reason if the frame went nowhere.
+    pub fn handle_port_frame(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        vnet: &VirtioNetHdr,
+        frame: &[u8],
+        out: &mut Outbox,
+    ) -> Result<(), DropReason> {
+        let result = self.switch_from_port(now, port, vnet, frame, out);
+        if let Err(reason) = result {
+            self.drops.count(reason);
+        }
+        result
+    }
+
+    fn switch_from_port(
+        &mut self,
+        now: Instant,
+        port: PortId,
+        vnet: &VirtioNetHdr,
+        frame: &[u8],
+        out: &mut Outbox,
+    ) -> Result<(), DropReason> {
+        let tick = self.tick(now);
+        let idx = self
+            .port_vni
+            .get(usize::from(port.0))
+            .copied()
+            .flatten()
+            .ok_or(DropReason::PortNotOnVni)?;
+        let Vtep { fdb, vnis, encap, scratch, .. } = self;
+        let vni = &mut vnis[idx.index()];
+        let meta = FrameMeta::parse(frame).map_err(|_| DropReason::FrameTooShort)?;
+        vni.stats.from_ports.add(frame.len());
+        if !meta.src.is_valid_unicast() {
+            return Err(DropReason::InvalidSourceMac);
+        }
+        if vni.settings.learning {
+            let outcome = fdb.learn(idx, meta.src, Location::Port(port), tick, &mut Builtin);
+            count_learn(&mut vni.stats, outcome)?;
+        }
+        let hash = meta.flow_hash();
+        let id = vni.settings.vni;
+        let known = if meta.dst.is_multicast() { None } else { fdb.lookup(idx, meta.dst) };
+        match known {
+            Some(Location::Port(p)) if p == port => Err(DropReason::DestOnIngressPort),
+            Some(Location::Port(p)) => {
+                deliver(out, &mut vni.stats, p, vnet, frame);
+                Ok(())
+            }
+            Some(Location::Remote(ip)) => {
+                let targets = core::slice::from_ref(&ip);
+                encapsulate_all(encap, scratch, &mut vni.stats, targets, id, hash, vnet, frame, out)
+            }
+            None => {
+                vni.stats.floods += 1;
+                let mut sent = 0;
+                for &p in vni.settings.ports.iter().filter(|&&p| p != port) {
+                    deliver(out, &mut vni.stats, p, vnet, frame);
+                    sent += 1;
+                }
+                if vni.flood.is_empty() {
+                    return if sent > 0 { Ok(()) } else { Err(DropReason::NoDestination) };
+                }
+                let targets = &vni.flood;
+                encapsulate_all(encap, scratch, &mut vni.stats, targets, id, hash, vnet, frame, out)
+            }
+        }
+    }
+}
+
+/// A copy of the frame for a local port, offloads still pending: the receiving VM's kernel
+/// takes a partial checksum or a super-frame as it would from any veth.
+fn deliver(out: &mut Outbox, stats: &mut VniStats, port: PortId, vnet: &VirtioNetHdr, frame: &[u8]) {
+    out.push(Dest::Port(port), *vnet).extend_from_slice(frame);
+    stats.to_ports.add(frame.len());
+}
+
+/// Encapsulates the frame to each target, finishing what the VM's kernel left undone first:
+/// a super-frame is segmented, a partial checksum completed (once, not once per target).
+#[allow(clippy::too_many_arguments)] // split borrows of `Vtep`'s fields
+fn encapsulate_all(
+    encap: &mut Encapsulator,
+    scratch: &mut Vec<u8>,
+    stats: &mut VniStats,
+    targets: &[IpAddr],
+    vni: Vni,
+    hash: u32,
+    vnet: &VirtioNetHdr,
+    frame: &[u8],
+    out: &mut Outbox,
+) -> Result<(), DropReason> {
+    let mut result = Ok(());
+    let mut send = |inner: &[u8]| {
+        for &dst in targets {
+            match encap.encapsulate(out, dst, vni, hash, inner) {
+                Ok(len) => stats.to_underlay.add(len),
+                Err(reason) => result = Err(reason),
+            }
+        }
+    };
+    if vnet.is_gso() {
+        offload::segment(frame, vnet, scratch, &mut send).map_err(|_| DropReason::BadOffload)?;
+    } else if vnet.needs_csum() {
+        scratch.clear();
+        scratch.extend_from_slice(frame);
+        offload::complete_checksum(scratch, vnet).map_err(|_| DropReason::BadOffload)?;
+        send(scratch);
+    } else {
+        send(frame);
+    }
+    result
+}

@@ -1,0 +1,187 @@
+//! Counters: frames and bytes per VNI and direction, learning events, and every drop by reason.
+//! Plain integers updated in place on the per-packet path; the control plane copies them out.
+
+use crate::wire::Vni;
+
+/// Why the pipeline dropped a frame or packet. Each has a counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// A frame from a port that is on no VNI.
+    PortNotOnVni,
+    /// Shorter than an Ethernet header.
+    FrameTooShort,
+    /// The source MAC is broadcast, multicast or all-zero: no bridge forwards such a frame.
+    InvalidSourceMac,
+    /// The destination is behind the port the frame came in on.
+    DestOnIngressPort,
+    /// The source MAC is a static entry elsewhere: a spoofed or misplaced frame.
+    StaticConflict,
+    /// The `virtio_net_hdr` asked for a checksum or segmentation that cannot be done.
+    BadOffload,
+    /// The outer packet would exceed the underlay MTU.
+    MtuExceeded,
+    /// A VNI with no other port and no flood target: the frame has nowhere to go.
+    NoDestination,
+    /// From our own underlay address (a multicast flood looped back).
+    OwnPacket,
+    /// Shorter than a VXLAN header.
+    VxlanTooShort,
+    /// The VXLAN I flag is clear (RFC 7348 §5: "MUST be set to 1 for a valid VNI").
+    VxlanFlagClear,
+    /// Reserved VXLAN bits set on a VNI in strict mode.
+    VxlanReservedBits,
+    /// A VNI this VTEP does not serve.
+    VniNotServed,
+    /// The inner frame is shorter than an Ethernet header.
+    InnerFrameTooShort,
+    /// From the underlay to a MAC that is not local: never sent back into the underlay.
+    SplitHorizon,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 15] = [
+        DropReason::PortNotOnVni,
+        DropReason::FrameTooShort,
+        DropReason::InvalidSourceMac,
+        DropReason::DestOnIngressPort,
+        DropReason::StaticConflict,
+        DropReason::BadOffload,
+        DropReason::MtuExceeded,
+        DropReason::NoDestination,
+        DropReason::OwnPacket,
+        DropReason::VxlanTooShort,
+        DropReason::VxlanFlagClear,
+        DropReason::VxlanReservedBits,
+        DropReason::VniNotServed,
+        DropReason::InnerFrameTooShort,
+        DropReason::SplitHorizon,
+    ];
+
+    /// The counter's name in `vtep stats`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DropReason::PortNotOnVni => "port_not_on_vni",
+            DropReason::FrameTooShort => "frame_too_short",
+            DropReason::InvalidSourceMac => "invalid_source_mac",
+            DropReason::DestOnIngressPort => "dest_on_ingress_port",
+            DropReason::StaticConflict => "static_conflict",
+            DropReason::BadOffload => "bad_offload",
+            DropReason::MtuExceeded => "mtu_exceeded",
+            DropReason::NoDestination => "no_destination",
+            DropReason::OwnPacket => "own_packet",
+            DropReason::VxlanTooShort => "vxlan_too_short",
+            DropReason::VxlanFlagClear => "vxlan_flag_clear",
+            DropReason::VxlanReservedBits => "vxlan_reserved_bits",
+            DropReason::VniNotServed => "vni_not_served",
+            DropReason::InnerFrameTooShort => "inner_frame_too_short",
+            DropReason::SplitHorizon => "split_horizon",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Frames and bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counter {
+    /// Frames (or packets).
+    pub frames: u64,
+    /// Bytes (inner frame bytes for port directions, outer packet bytes for the underlay).
+    pub bytes: u64,
+}
+
+impl Counter {
+    pub(crate) fn add(&mut self, bytes: usize) {
+        self.frames += 1;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// One VNI's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VniStats {
+    /// The VNI.
+    pub vni: Vni,
+    /// Frames received from local ports.
+    pub from_ports: Counter,
+    /// Frames delivered to local ports.
+    pub to_ports: Counter,
+    /// VXLAN packets received from the underlay.
+    pub from_underlay: Counter,
+    /// VXLAN packets sent into the underlay.
+    pub to_underlay: Counter,
+    /// Frames flooded (broadcast, multicast or unknown unicast).
+    pub floods: u64,
+    /// New FDB entries.
+    pub learned: u64,
+    /// Entries that moved (a VM migrated, or a MAC flapped).
+    pub moved: u64,
+    /// Entries aged out.
+    pub expired: u64,
+    /// New MACs not learned because the VNI's table was full.
+    pub learn_limit: u64,
+    /// New MACs or moves refused by the learning policy.
+    pub learn_rejected: u64,
+}
+
+impl VniStats {
+    pub(crate) fn new(vni: Vni) -> VniStats {
+        VniStats {
+            vni,
+            from_ports: Counter::default(),
+            to_ports: Counter::default(),
+            from_underlay: Counter::default(),
+            to_underlay: Counter::default(),
+            floods: 0,
+            learned: 0,
+            moved: 0,
+            expired: 0,
+            learn_limit: 0,
+            learn_rejected: 0,
+        }
+    }
+}
+
+/// Drop counters by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops([u64; DropReason::ALL.len()]);
+
+impl Drops {
+    pub(crate) fn count(&mut self, reason: DropReason) {
+        self.0[reason.index()] += 1;
+    }
+
+    /// The counter of one reason.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason.index()]
+    }
+
+    /// Every reason with its counter.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.iter().map(|&r| (r, self.get(r)))
+    }
+
+    /// All drops.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_in_index_order_with_unique_names() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::ALL.len());
+    }
+}

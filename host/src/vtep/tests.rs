@@ -1,0 +1,7 @@
+//! Deterministic simulations of VTEPs joined by an in-memory underlay (quinn's `Pair` idea):
+//! every step is driven by hand with an explicit clock, and the tables are checked after each.
+
+mod frames;
+mod pipeline;
+mod sim;
+mod walkthrough;

@@ -1,0 +1,280 @@
+//! The pipeline's rules one at a time: drops and their counters, local switching, split
+//! horizon, static entries, limits, MTU, outer headers, and the offloads on the encap path.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::frames::{arp_request, mac, udp};
+use super::sim::parse_outer;
+use crate::fdb::Location;
+use crate::vtep::{Dest, DropReason, Outbox, PortId, StaticEntry, VniSettings, Vtep, VtepSettings};
+use crate::wire::{VirtioNetHdr, Vni};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Host 198.18.0.1: VNI 5001 on ports 0 and 1 (remote 198.18.0.2), VNI 5002 on port 2.
+fn vtep_with(edit: impl FnOnce(&mut VtepSettings)) -> Vtep {
+    let mut s = VtepSettings::new(ip("198.18.0.1"));
+    let mut v1 = VniSettings::new(Vni::new(5001).unwrap(), vec![PortId(0), PortId(1)]);
+    v1.remotes = vec![ip("198.18.0.2")];
+    let v2 = VniSettings::new(Vni::new(5002).unwrap(), vec![PortId(2)]);
+    s.vnis = vec![v1, v2];
+    edit(&mut s);
+    Vtep::new(s, Instant::now()).unwrap()
+}
+
+fn vtep() -> Vtep {
+    vtep_with(|_| {})
+}
+
+fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
+    let mut d = vec![0x08, 0, 0, 0, (vni >> 16) as u8, (vni >> 8) as u8, vni as u8, 0];
+    d.extend_from_slice(frame);
+    d
+}
+
+fn dests(out: &Outbox) -> Vec<Dest> {
+    out.frames().iter().map(|f| f.dest).collect()
+}
+
+#[test]
+fn local_switching_never_touches_the_underlay() {
+    let mut v = vtep();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    // VM on port 1 announces itself (flooded: port 0 and the remote).
+    v.handle_port_frame(now, PortId(1), &VirtioNetHdr::NONE, &arp_request(2, 1), &mut out).unwrap();
+    assert_eq!(dests(&out), [Dest::Port(PortId(0)), Dest::Underlay(ip("198.18.0.2"))]);
+    out.clear();
+    // Port 0 to the now-known MAC on port 1: switched locally only.
+    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(1, 2, 1, 2, 100), &mut out).unwrap();
+    assert_eq!(dests(&out), [Dest::Port(PortId(1))]);
+    assert_eq!(out.frames()[0].bytes, udp(1, 2, 1, 2, 100));
+    out.clear();
+    // A frame to a MAC behind its own ingress port is not sent back out of it.
+    let r = v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(3, 1, 1, 2, 10), &mut out);
+    assert_eq!(r, Err(DropReason::DestOnIngressPort));
+    assert_eq!(v.drops().get(DropReason::DestOnIngressPort), 1);
+}
+
+#[test]
+fn vni_isolation_and_unserved_vnis() {
+    let mut v = vtep();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    // A broadcast on VNI 5002 reaches no port of 5001 (and 5002 has no other port or remote).
+    let r = v.handle_port_frame(now, PortId(2), &VirtioNetHdr::NONE, &arp_request(9, 1), &mut out);
+    assert_eq!(r, Err(DropReason::NoDestination));
+    assert!(out.is_empty());
+    // From the underlay: VNI 5001 goes to 5001's ports only; VNI 7 is not served.
+    v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &arp_request(5, 1)), &mut out).unwrap();
+    assert_eq!(dests(&out), [Dest::Port(PortId(0)), Dest::Port(PortId(1))]);
+    out.clear();
+    let r = v.handle_underlay(now, ip("198.18.0.2"), &vxlan(7, &arp_request(5, 1)), &mut out);
+    assert_eq!(r, Err(DropReason::VniNotServed));
+    assert_eq!(v.drops().get(DropReason::VniNotServed), 1);
+    let r = v.handle_port_frame(now, PortId(9), &VirtioNetHdr::NONE, &arp_request(5, 1), &mut out);
+    assert_eq!(r, Err(DropReason::PortNotOnVni));
+}
+
+#[test]
+fn malformed_underlay_packets_are_counted_and_lose_no_state() {
+    let mut v = vtep();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    let peer = ip("198.18.0.2");
+    v.handle_underlay(now, peer, &vxlan(5001, &arp_request(5, 1)), &mut out).unwrap();
+    let mut no_i = vxlan(5001, &arp_request(6, 1));
+    no_i[0] = 0;
+    let cases: [(&[u8], DropReason); 3] = [
+        (&[0x08, 0, 0], DropReason::VxlanTooShort),
+        (&no_i, DropReason::VxlanFlagClear),
+        (&vxlan(5001, &[0xff; 10]), DropReason::InnerFrameTooShort),
+    ];
+    let mut bcast_src = udp(1, 1, 1, 1, 1);
+    bcast_src[6] = 0x01; // multicast source MAC
+    for (bytes, reason) in &cases {
+        assert_eq!(v.handle_underlay(now, peer, bytes, &mut out), Err(*reason));
+    }
+    assert_eq!(
+        v.handle_underlay(now, peer, &vxlan(5001, &bcast_src), &mut out),
+        Err(DropReason::InvalidSourceMac)
+    );
+    // Our own flood looped back by the underlay.
+    let r = v.handle_underlay(now, ip("198.18.0.1"), &vxlan(5001, &arp_request(7, 1)), &mut out);
+    assert_eq!(r, Err(DropReason::OwnPacket));
+    for reason in [
+        DropReason::VxlanTooShort,
+        DropReason::VxlanFlagClear,
+        DropReason::InnerFrameTooShort,
+        DropReason::InvalidSourceMac,
+        DropReason::OwnPacket,
+    ] {
+        assert_eq!(v.drops().get(reason), 1, "{reason:?}");
+    }
+    let macs: Vec<_> = v.fdb_entries(now).map(|(e, _)| e.mac).collect();
+    assert_eq!(macs, [mac(5)], "nothing learned from bad packets, nothing lost");
+}
+
+#[test]
+fn reserved_bits_are_ignored_unless_strict() {
+    let mut frame = vxlan(5001, &arp_request(5, 1));
+    frame[1] = 0xff;
+    frame[7] = 0xff;
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    let mut lax = vtep();
+    lax.handle_underlay(now, ip("198.18.0.2"), &frame, &mut out).unwrap();
+    let mut strict = vtep_with(|s| s.vnis[0].strict_reserved = true);
+    let r = strict.handle_underlay(now, ip("198.18.0.2"), &frame, &mut out);
+    assert_eq!(r, Err(DropReason::VxlanReservedBits));
+}
+
+#[test]
+fn split_horizon_never_sends_underlay_traffic_back() {
+    let mut v = vtep();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    // MAC 9 is known behind 198.18.0.3; a packet from .2 addressed to it is not re-sent.
+    v.handle_underlay(now, ip("198.18.0.3"), &vxlan(5001, &arp_request(9, 1)), &mut out).unwrap();
+    out.clear();
+    let r = v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &udp(5, 9, 1, 1, 8)), &mut out);
+    assert_eq!(r, Err(DropReason::SplitHorizon));
+    assert!(out.is_empty());
+    // Unknown unicast and broadcast from the underlay go to local ports only.
+    v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &udp(5, 42, 1, 1, 8)), &mut out).unwrap();
+    assert!(dests(&out).iter().all(|d| matches!(d, Dest::Port(_))));
+}
+
+#[test]
+fn static_entries_win_over_learning() {
+    let mac2 = mac(2);
+    let mut v = vtep_with(|s| {
+        s.vnis[0].statics = vec![StaticEntry { mac: mac2, location: Location::Remote(ip("198.18.0.2")) }];
+    });
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    // Forwarding uses it.
+    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(1, 2, 1, 1, 8), &mut out).unwrap();
+    assert_eq!(dests(&out), [Dest::Underlay(ip("198.18.0.2"))]);
+    out.clear();
+    // A frame claiming MAC2 from elsewhere is dropped, and the entry stays.
+    let r = v.handle_underlay(now, ip("198.18.0.3"), &vxlan(5001, &udp(2, 1, 1, 1, 8)), &mut out);
+    assert_eq!(r, Err(DropReason::StaticConflict));
+    let r = v.handle_port_frame(now, PortId(1), &VirtioNetHdr::NONE, &udp(2, 1, 1, 1, 8), &mut out);
+    assert_eq!(r, Err(DropReason::StaticConflict));
+    assert_eq!(v.drops().get(DropReason::StaticConflict), 2);
+    let e = v.fdb_entries(now).find(|(e, _)| e.mac == mac2).unwrap().0;
+    assert_eq!((e.location, e.is_static), (Location::Remote(ip("198.18.0.2")), true));
+    // Added and removed at run time.
+    let vni = Vni::new(5001).unwrap();
+    v.add_static(vni, mac(3), Location::Port(PortId(1))).unwrap();
+    assert!(v.add_static(vni, mac(4), Location::Port(PortId(2))).is_err(), "port of another VNI");
+    assert!(v.add_static(vni, mac(4), Location::Remote(ip("2001:db8::1"))).is_err(), "family");
+    v.remove_entry(vni, mac(3)).unwrap();
+    assert!(v.remove_entry(vni, mac(3)).is_err());
+}
+
+#[test]
+fn past_the_limit_new_macs_are_flooded_to_not_learned() {
+    let mut v = vtep_with(|s| s.vnis[0].max_entries = 1);
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &arp_request(5, 1)), &mut out).unwrap();
+    v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &arp_request(6, 1)), &mut out).unwrap();
+    assert_eq!(v.fdb_entries(now).count(), 1);
+    assert_eq!(v.vni_stats().next().unwrap().learn_limit, 1);
+    out.clear();
+    // Frames to the unlearned MAC still get through, by flooding.
+    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(1, 6, 1, 1, 8), &mut out).unwrap();
+    assert_eq!(dests(&out), [Dest::Port(PortId(1)), Dest::Underlay(ip("198.18.0.2"))]);
+}
+
+#[test]
+fn learning_off_learns_nothing() {
+    let mut v = vtep_with(|s| s.vnis[0].learning = false);
+    let mut out = Outbox::new();
+    v.handle_underlay(Instant::now(), ip("198.18.0.2"), &vxlan(5001, &arp_request(5, 1)), &mut out)
+        .unwrap();
+    assert_eq!(v.fdb_entries(Instant::now()).count(), 0);
+}
+
+#[test]
+fn frames_too_big_for_the_underlay_are_dropped_whole() {
+    let mut v = vtep_with(|s| s.mtu = 1500);
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    // 14 + 20 + 8 + 1422 = 1464 inner bytes: 1514 outer, over 1500.
+    let r = v.handle_port_frame(now, PortId(2), &VirtioNetHdr::NONE, &udp(1, 2, 1, 1, 1422), &mut out);
+    assert_eq!(r, Err(DropReason::NoDestination), "VNI 5002 has nowhere to flood");
+    let r = v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(1, 2, 1, 1, 1422), &mut out);
+    assert_eq!(r, Err(DropReason::MtuExceeded));
+    assert!(out.frames().iter().all(|f| matches!(f.dest, Dest::Port(_))), "no truncated packet");
+    // 1450 inner bytes fit exactly.
+    out.clear();
+    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(1, 2, 1, 1, 1408), &mut out).unwrap();
+    let outer = &out.frames()[1].bytes;
+    assert_eq!(outer.len(), 1500);
+    parse_outer(outer);
+}
+
+#[test]
+fn ipv6_underlay_headers() {
+    let mut s = VtepSettings::new(ip("2001:db8::1"));
+    let mut v = VniSettings::new(Vni::new(5001).unwrap(), vec![PortId(0)]);
+    v.group = Some(ip("ff05::1:100"));
+    s.vnis.push(v);
+    s.ttl = 17;
+    let mut vtep = Vtep::new(s, Instant::now()).unwrap();
+    let mut out = Outbox::new();
+    vtep.handle_port_frame(Instant::now(), PortId(0), &VirtioNetHdr::NONE, &arp_request(1, 2), &mut out)
+        .unwrap();
+    let bytes = &out.frames()[0].bytes;
+    assert_eq!(bytes.len(), 70 + arp_request(1, 2).len());
+    assert_eq!(bytes[7], 17, "hop limit");
+    let wire = parse_outer(bytes); // checks the UDP checksum over the pseudo-header
+    assert_eq!(wire.dst, ip("ff05::1:100"));
+    assert_eq!(&wire.payload[..8], &[0x08, 0, 0, 0, 0x00, 0x13, 0x89, 0]);
+}
+
+#[test]
+fn partial_checksums_are_completed_before_encapsulation() {
+    let mut v = vtep();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    // What a VM's kernel hands over with checksum offload: the UDP checksum field holds the
+    // pseudo-header sum only.
+    let full = udp(1, 2, 1111, 2222, 300);
+    let mut partial = full.clone();
+    let pseudo = pseudo_header_sum(&full);
+    partial[40..42].copy_from_slice(&pseudo.to_be_bytes());
+    let vnet = VirtioNetHdr {
+        flags: VirtioNetHdr::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..VirtioNetHdr::NONE
+    };
+    v.handle_port_frame(now, PortId(0), &vnet, &partial, &mut out).unwrap();
+    // The local copy keeps the offload for the receiving kernel; the underlay copy is complete.
+    assert_eq!(out.frames()[0].dest, Dest::Port(PortId(1)));
+    assert_eq!(out.frames()[0].vnet, vnet);
+    assert_eq!(out.frames()[0].bytes, partial);
+    let wire = parse_outer(&out.frames()[1].bytes);
+    assert_eq!(&wire.payload[8..], &full[..]);
+}
+
+/// The folded (not complemented) sum of the UDP/IPv4 pseudo-header, as Linux leaves it.
+fn pseudo_header_sum(frame: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in frame[26..34].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([chunk[0], chunk[1]]));
+    }
+    sum += 17;
+    sum += u32::from(u16::from_be_bytes([frame[38], frame[39]]));
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}

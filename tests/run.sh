@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: set-up, formatting, lints, then every test, the network
+# tests in namespaces included (they need root). Run from anywhere in the checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tests/setup.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+# The network tests start the real daemon: build it first.
+cargo build --locked --bin vtep
+cargo test --workspace --locked
