@@ -1,1 +1,21 @@
-//! (filled in by the issue that builds this layer)
+//! Offload layer: what a VM's kernel left undone in the frames a packet socket hands over with a
+//! [`VirtioNetHdr`](crate::wire::VirtioNetHdr) (`PACKET_VNET_HDR`), finished in pure code.
+//!
+//! - [`complete_checksum`]: a partial L4 checksum (`NEEDS_CSUM`) is finished in place, as the
+//!   kernel's `skb_checksum_help` does before a frame leaves through a device that cannot.
+//! - [`Segmenter`] / [`segment`]: a GSO super-frame (TSO for TCP over IPv4/IPv6, USO for UDP) is
+//!   cut into wire-sized frames, each with its own IP length and ID, TCP sequence number and
+//!   flags, and complete checksums, as the kernel's `skb_gso_segment` does.
+//!
+//! Contract: these functions trust nothing in the header or the frame. Every offset is checked
+//! against the frame and the headers are located by parsing, so a hostile or buggy guest gets an
+//! [`OffloadError`], never a panic, an out-of-bounds write or a truncated frame. Nothing here
+//! allocates: output goes to buffers the caller owns.
+
+mod checksum;
+mod error;
+mod gso;
+
+pub use checksum::complete_checksum;
+pub use error::OffloadError;
+pub use gso::{Segmenter, segment};

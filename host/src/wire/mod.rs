@@ -7,11 +7,25 @@
 //! `virtio_net_hdr` of packet sockets, and the per-frame metadata the pipeline and plugins read.
 
 mod error;
+mod frame;
 mod mac;
 mod virtio_net;
+mod vlan;
 mod vni;
+mod vxlan;
 
 pub use error::WireError;
+pub(crate) use frame::walk_ipv6_extensions;
+pub use frame::{
+    ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, FrameMeta, IpMeta, L4Ports, ip_proto,
+};
 pub use mac::{MacAddr, MacAddrParseError};
 pub use virtio_net::VirtioNetHdr;
+pub use vlan::{
+    HEADER_LEN as VLAN_HEADER_LEN, TPID_8021AD, TPID_8021Q, Tci, VlanPacket, VlanRepr,
+    insert_vlan_tag, is_tag_tpid, pop_vlan_tag, push_vlan_tag,
+};
 pub use vni::{Vni, VniRangeError};
+pub use vxlan::{
+    FLAG_I as VXLAN_FLAG_I, HEADER_LEN as VXLAN_HEADER_LEN, VxlanPacket, VxlanRepr, flow_src_port,
+};

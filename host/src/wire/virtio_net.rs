@@ -101,6 +101,33 @@ impl VirtioNetHdr {
     pub const fn is_gso(&self) -> bool {
         self.gso_kind() != Self::GSO_NONE
     }
+
+    /// The header for the same frame after `delta` bytes were inserted in front of its network
+    /// header (a VLAN tag put back with `push_vlan_tag`): `csum_start` and a non-zero `hdr_len`
+    /// move by `delta`, as the tun driver's `vlan_hlen` does. `None` if a field would overflow.
+    pub const fn shifted(self, delta: u16) -> Option<VirtioNetHdr> {
+        let csum_start = if self.needs_csum() {
+            match self.csum_start.checked_add(delta) {
+                Some(v) => v,
+                None => return None,
+            }
+        } else {
+            self.csum_start
+        };
+        let hdr_len = if self.hdr_len == 0 {
+            0
+        } else {
+            match self.hdr_len.checked_add(delta) {
+                Some(v) => v,
+                None => return None,
+            }
+        };
+        Some(VirtioNetHdr {
+            csum_start,
+            hdr_len,
+            ..self
+        })
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +162,21 @@ mod tests {
             VirtioNetHdr::NONE.emit(&mut [0; 3]),
             Err(WireError::Truncated)
         );
+    }
+
+    #[test]
+    fn shifted_moves_offsets() {
+        let h = VirtioNetHdr {
+            flags: VirtioNetHdr::F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 16,
+            hdr_len: 66,
+            ..VirtioNetHdr::NONE
+        };
+        let s = h.shifted(4).unwrap();
+        assert_eq!((s.csum_start, s.csum_offset, s.hdr_len), (38, 16, 70));
+        assert_eq!(VirtioNetHdr::NONE.shifted(4), Some(VirtioNetHdr::NONE));
+        assert_eq!(h.shifted(u16::MAX), None);
     }
 
     #[test]
