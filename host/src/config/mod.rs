@@ -31,7 +31,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-        ConfigError { field: field.into(), problem: problem.into() }
+        ConfigError {
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -68,16 +71,21 @@ impl Config {
         for (i, name) in self.ports.iter().enumerate() {
             if !interface_exists(name) {
                 let field = port_field(&self.settings, PortId(u16::try_from(i).unwrap_or(0)));
-                return Err(ConfigError::new(field, format!("no such interface {name:?}")));
-            }
-        }
-        if let Some(name) = &self.underlay_interface {
-            if !interface_exists(name) {
                 return Err(ConfigError::new(
-                    "underlay.interface",
+                    field,
                     format!("no such interface {name:?}"),
                 ));
             }
+        }
+        if let Some(name) = self
+            .underlay_interface
+            .as_ref()
+            .filter(|n| !interface_exists(n))
+        {
+            return Err(ConfigError::new(
+                "underlay.interface",
+                format!("no such interface {name:?}"),
+            ));
         }
         Ok(())
     }
@@ -90,7 +98,9 @@ impl Config {
 }
 
 fn interface_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else { return false };
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
     // SAFETY: `c` is a valid NUL-terminated string for the duration of the call, and
     // if_nametoindex only reads it.
     unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
@@ -121,7 +131,10 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
     let u = &file.underlay;
     let local: IpAddr = parse_addr("underlay.local", &u.local)?;
     if local.is_unspecified() || local.is_multicast() {
-        return Err(ConfigError::new("underlay.local", format!("{local} is not a unicast address")));
+        return Err(ConfigError::new(
+            "underlay.local",
+            format!("{local} is not a unicast address"),
+        ));
     }
     let family_check = |field: &str, ip: IpAddr| {
         if ip.is_ipv4() == local.is_ipv4() {
@@ -143,12 +156,19 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
     if settings.mtu < min_mtu {
         return Err(ConfigError::new(
             "underlay.mtu",
-            format!("{} is too small for VXLAN over {} (at least {min_mtu})", settings.mtu, if local.is_ipv4() { "IPv4" } else { "IPv6" }),
+            format!(
+                "{} is too small for VXLAN over {} (at least {min_mtu})",
+                settings.mtu,
+                if local.is_ipv4() { "IPv4" } else { "IPv6" }
+            ),
         ));
     }
     settings.ttl = u.ttl.unwrap_or(DEFAULT_TTL);
     if settings.ttl == 0 {
-        return Err(ConfigError::new("underlay.ttl", "0 would never leave the host"));
+        return Err(ConfigError::new(
+            "underlay.ttl",
+            "0 would never leave the host",
+        ));
     }
     if let Some([lo, hi]) = u.source_ports {
         if lo == 0 || lo > hi {
@@ -174,8 +194,15 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
                 ));
             }
         };
-        if let Some(j) = settings.vnis.iter().position(|s: &VniSettings| s.vni == vni) {
-            return Err(ConfigError::new(field("id"), format!("VNI {vni} is already vni[{j}]")));
+        if let Some(j) = settings
+            .vnis
+            .iter()
+            .position(|s: &VniSettings| s.vni == vni)
+        {
+            return Err(ConfigError::new(
+                field("id"),
+                format!("VNI {vni} is already vni[{j}]"),
+            ));
         }
         let mut port_ids = Vec::with_capacity(v.ports.len());
         for name in &v.ports {
@@ -203,7 +230,10 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
         if let Some(g) = &v.group {
             let g = family_check(&field("group"), parse_addr(&field("group"), g)?)?;
             if !g.is_multicast() {
-                return Err(ConfigError::new(field("group"), format!("{g} is not a multicast address")));
+                return Err(ConfigError::new(
+                    field("group"),
+                    format!("{g} is not a multicast address"),
+                ));
             }
             s.group = Some(g);
         }
@@ -214,13 +244,19 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
                 return Err(ConfigError::new(f, format!("{r} is not a unicast address")));
             }
             if r == local {
-                return Err(ConfigError::new(f, format!("{r} is this VTEP's own address")));
+                return Err(ConfigError::new(
+                    f,
+                    format!("{r} is this VTEP's own address"),
+                ));
             }
             s.remotes.push(r);
         }
         if let Some(secs) = v.aging_secs {
             if secs == 0 {
-                return Err(ConfigError::new(field("aging_secs"), "0 would expire entries at once"));
+                return Err(ConfigError::new(
+                    field("aging_secs"),
+                    "0 would expire entries at once",
+                ));
             }
             s.aging = Duration::from_secs(secs);
         }
@@ -234,10 +270,15 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
                 .parse()
                 .map_err(|e| ConfigError::new(f("mac"), format!("{:?}: {e}", st.mac)))?;
             if !mac.is_valid_unicast() {
-                return Err(ConfigError::new(f("mac"), format!("{mac} is not a unicast MAC")));
+                return Err(ConfigError::new(
+                    f("mac"),
+                    format!("{mac} is not a unicast MAC"),
+                ));
             }
             let location = match (&st.remote, &st.port) {
-                (Some(r), None) => Location::Remote(family_check(&f("remote"), parse_addr(&f("remote"), r)?)?),
+                (Some(r), None) => {
+                    Location::Remote(family_check(&f("remote"), parse_addr(&f("remote"), r)?)?)
+                }
                 (None, Some(p)) => {
                     let pos = v.ports.iter().position(|q| q == p).ok_or_else(|| {
                         ConfigError::new(f("port"), format!("{p:?} is not among vni[{i}].ports"))
@@ -256,10 +297,15 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
         settings.vnis.push(s);
     }
     if settings.vnis.is_empty() {
-        return Err(ConfigError::new("vni", "no VNI configured: add a [[vni]] table"));
+        return Err(ConfigError::new(
+            "vni",
+            "no VNI configured: add a [[vni]] table",
+        ));
     }
     // The checks above are the file-level form of these; this catches anything they missed.
-    settings.validate().map_err(|e| ConfigError::new("config", e.to_string()))?;
+    settings
+        .validate()
+        .map_err(|e| ConfigError::new("config", e.to_string()))?;
     Ok(Config {
         settings,
         ports,
@@ -272,7 +318,8 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
 }
 
 fn parse_addr(field: &str, s: &str) -> Result<IpAddr, ConfigError> {
-    s.parse().map_err(|_| ConfigError::new(field, format!("{s:?} is not an IP address")))
+    s.parse()
+        .map_err(|_| ConfigError::new(field, format!("{s:?} is not an IP address")))
 }
 
 #[cfg(test)]

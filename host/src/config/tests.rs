@@ -73,18 +73,58 @@ fn errors_name_the_field() {
     let cases: &[(&str, &str, &str)] = &[
         (&with("id = 0"), "vni[0].id", "outside 1..=16777215"),
         (&with("id = 16777216"), "vni[0].id", "outside"),
-        (&with("id = 1\nports = [\"a\"]\n[[vni]]\nid = 2\nports = [\"a\"]"), "vni[1].ports", "already on vni[0].ports"),
+        (
+            &with("id = 1\nports = [\"a\"]\n[[vni]]\nid = 2\nports = [\"a\"]"),
+            "vni[1].ports",
+            "already on vni[0].ports",
+        ),
         (&with("id = 1\n[[vni]]\nid = 1"), "vni[1].id", "already"),
-        (&with("id = 1\ngroup = \"198.18.0.9\""), "vni[0].group", "not a multicast"),
-        (&with("id = 1\ngroup = \"ff05::1:1\""), "vni[0].group", "family"),
-        (&with("id = 1\nremotes = [\"nonsense\"]"), "vni[0].remotes[0]", "not an IP address"),
-        (&with("id = 1\nremotes = [\"198.18.0.1\"]"), "vni[0].remotes[0]", "own address"),
-        (&with("id = 1\n[[vni.static]]\nmac = \"ff:ff:ff:ff:ff:ff\"\nremote = \"198.18.0.2\""), "vni[0].static[0].mac", "unicast"),
-        (&with("id = 1\n[[vni.static]]\nmac = \"02:00:00:00:00:01\""), "vni[0].static[0]", "exactly one"),
-        (&with("id = 1\n[[vni.static]]\nmac = \"02:00:00:00:00:01\"\nport = \"x\""), "vni[0].static[0].port", "not among"),
+        (
+            &with("id = 1\ngroup = \"198.18.0.9\""),
+            "vni[0].group",
+            "not a multicast",
+        ),
+        (
+            &with("id = 1\ngroup = \"ff05::1:1\""),
+            "vni[0].group",
+            "family",
+        ),
+        (
+            &with("id = 1\nremotes = [\"nonsense\"]"),
+            "vni[0].remotes[0]",
+            "not an IP address",
+        ),
+        (
+            &with("id = 1\nremotes = [\"198.18.0.1\"]"),
+            "vni[0].remotes[0]",
+            "own address",
+        ),
+        (
+            &with("id = 1\n[[vni.static]]\nmac = \"ff:ff:ff:ff:ff:ff\"\nremote = \"198.18.0.2\""),
+            "vni[0].static[0].mac",
+            "unicast",
+        ),
+        (
+            &with("id = 1\n[[vni.static]]\nmac = \"02:00:00:00:00:01\""),
+            "vni[0].static[0]",
+            "exactly one",
+        ),
+        (
+            &with("id = 1\n[[vni.static]]\nmac = \"02:00:00:00:00:01\"\nport = \"x\""),
+            "vni[0].static[0].port",
+            "not among",
+        ),
         (&with("id = 1\naging_secs = 0"), "vni[0].aging_secs", "0"),
-        ("[underlay]\nlocal = \"239.1.1.1\"\n[[vni]]\nid = 1", "underlay.local", "unicast"),
-        ("[underlay]\nlocal = \"198.18.0.1\"\nmtu = 60\n[[vni]]\nid = 1", "underlay.mtu", "too small"),
+        (
+            "[underlay]\nlocal = \"239.1.1.1\"\n[[vni]]\nid = 1",
+            "underlay.local",
+            "unicast",
+        ),
+        (
+            "[underlay]\nlocal = \"198.18.0.1\"\nmtu = 60\n[[vni]]\nid = 1",
+            "underlay.mtu",
+            "too small",
+        ),
         ("[underlay]\nlocal = \"198.18.0.1\"", "vni", "no VNI"),
     ];
     for (text, field, problem) in cases {
@@ -111,5 +151,8 @@ fn unknown_fields_and_bad_toml_are_one_line_errors() {
 fn missing_interfaces_are_named() {
     let c = Config::parse(&with("id = 1\nports = [\"wv-none0\"]")).unwrap();
     let e = c.check_interfaces().unwrap_err();
-    assert_eq!(e.to_string(), "vni[0].ports: no such interface \"wv-none0\"");
+    assert_eq!(
+        e.to_string(),
+        "vni[0].ports: no such interface \"wv-none0\""
+    );
 }

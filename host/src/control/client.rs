@@ -25,13 +25,20 @@ pub enum ClientError {
 
 /// Sends `request` to the daemon at `path` and returns its response.
 pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
-    let io_err = |source| ClientError::Io { path: path.display().to_string(), source };
+    let io_err = |source| ClientError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let mut stream = UnixStream::connect(path).map_err(io_err)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(io_err)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(io_err)?;
     let mut line = serde_json::to_vec(request).map_err(ClientError::BadReply)?;
     line.push(b'\n');
     stream.write_all(&line).map_err(io_err)?;
     let mut reply = String::new();
-    BufReader::new(stream).read_line(&mut reply).map_err(io_err)?;
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(io_err)?;
     serde_json::from_str(&reply).map_err(ClientError::BadReply)
 }

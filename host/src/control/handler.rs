@@ -55,15 +55,24 @@ fn run(
             rows.sort_by(|a, b| (a.vni, &a.mac).cmp(&(b.vni, &b.mac)));
             serde_json::to_value(rows).map_err(|e| e.to_string())
         }
-        Request::FdbAdd { vni, mac, remote, port } => {
+        Request::FdbAdd {
+            vni,
+            mac,
+            remote,
+            port,
+        } => {
             let vni = parse_vni(vni)?;
             let mac = parse_mac(&mac)?;
             let at = match (remote, port) {
                 (Some(r), None) => Location::Remote(
-                    r.parse::<IpAddr>().map_err(|_| format!("{r:?} is not an IP address"))?,
+                    r.parse::<IpAddr>()
+                        .map_err(|_| format!("{r:?} is not an IP address"))?,
                 ),
                 (None, Some(p)) => {
-                    let i = ports.iter().position(|n| *n == p).ok_or_else(|| format!("no port {p:?}"))?;
+                    let i = ports
+                        .iter()
+                        .position(|n| *n == p)
+                        .ok_or_else(|| format!("no port {p:?}"))?;
                     Location::Port(PortId(u16::try_from(i).map_err(|e| e.to_string())?))
                 }
                 _ => return Err("give exactly one of remote and port".to_owned()),
@@ -72,13 +81,18 @@ fn run(
             Ok(serde_json::Value::Null)
         }
         Request::FdbDel { vni, mac } => {
-            vtep.remove_entry(parse_vni(vni)?, parse_mac(&mac)?).map_err(|e| e.to_string())?;
+            vtep.remove_entry(parse_vni(vni)?, parse_mac(&mac)?)
+                .map_err(|e| e.to_string())?;
             Ok(serde_json::Value::Null)
         }
         Request::Stats => {
             let report = StatsReport {
                 vnis: vtep.vni_stats().map(vni_row).collect(),
-                drops: vtep.drops().iter().map(|(r, n)| (r.name().to_owned(), n)).collect(),
+                drops: vtep
+                    .drops()
+                    .iter()
+                    .map(|(r, n)| (r.name().to_owned(), n))
+                    .collect(),
                 io: io.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
             };
             serde_json::to_value(report).map_err(|e| e.to_string())
@@ -87,7 +101,10 @@ fn run(
 }
 
 fn port_name(ports: &[String], p: PortId) -> String {
-    ports.get(usize::from(p.0)).cloned().unwrap_or_else(|| format!("port{}", p.0))
+    ports
+        .get(usize::from(p.0))
+        .cloned()
+        .unwrap_or_else(|| format!("port{}", p.0))
 }
 
 fn parse_vni(v: u32) -> Result<Vni, String> {
@@ -118,5 +135,8 @@ fn vni_row(s: &VniStats) -> VniStatsRow {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    VniStatsRow { vni: s.vni.get(), counters }
+    VniStatsRow {
+        vni: s.vni.get(),
+        counters,
+    }
 }

@@ -14,7 +14,11 @@ pub fn fdb(rows: &[FdbRow]) -> String {
             (None, Some(port)) => format!("dev {port}"),
             (None, None) => "-".to_owned(),
         };
-        let kind = if r.is_static { "static".to_owned() } else { format!("learned age {}s", r.age_secs) };
+        let kind = if r.is_static {
+            "static".to_owned()
+        } else {
+            format!("learned age {}s", r.age_secs)
+        };
         let _ = writeln!(out, "{} vni {} {place} {kind}", r.mac, r.vni);
     }
     out
@@ -50,10 +54,21 @@ pub fn stats(report: &StatsReport) -> String {
         );
     }
     let nonzero = |m: &std::collections::BTreeMap<String, u64>| {
-        m.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>()
+        m.iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
     };
     let drops = nonzero(&report.drops);
-    let _ = writeln!(out, "drops: {}", if drops.is_empty() { "none".to_owned() } else { drops.join("  ") });
+    let _ = writeln!(
+        out,
+        "drops: {}",
+        if drops.is_empty() {
+            "none".to_owned()
+        } else {
+            drops.join("  ")
+        }
+    );
     let io = nonzero(&report.io);
     if !io.is_empty() {
         let _ = writeln!(out, "io: {}", io.join("  "));

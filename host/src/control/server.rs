@@ -62,7 +62,10 @@ async fn connection(stream: UnixStream, handler: Handler) -> io::Result<()> {
     loop {
         line.clear();
         let limit = u64::try_from(MAX_REQUEST + 1).unwrap_or(u64::MAX);
-        let n = (&mut reader).take(limit).read_until(b'\n', &mut line).await?;
+        let n = (&mut reader)
+            .take(limit)
+            .read_until(b'\n', &mut line)
+            .await?;
         if n == 0 {
             return Ok(());
         }

@@ -13,7 +13,7 @@ use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
 
 use super::outbox::{Dest, Outbox};
 use super::stats::DropReason;
-use crate::wire::{VirtioNetHdr, Vni, VxlanPacket, VxlanRepr};
+use crate::wire::{VXLAN_HEADER_LEN, VirtioNetHdr, Vni, VxlanPacket, VxlanRepr, flow_src_port};
 
 const IPV4_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
@@ -38,13 +38,25 @@ impl Encapsulator {
         ttl: u8,
         mtu: u16,
     ) -> Encapsulator {
-        Encapsulator { local, dst_port, src_ports, ttl, mtu: usize::from(mtu), next_ip_id: 0 }
+        Encapsulator {
+            local,
+            dst_port,
+            src_ports,
+            ttl,
+            mtu: usize::from(mtu),
+            next_ip_id: 0,
+        }
     }
 
-    /// Bytes added in front of the inner frame: 50 over IPv4, 70 over IPv6.
+    /// Bytes added in front of the inner frame: 36 over IPv4, 56 over IPv6 (the "50 and 70"
+    /// of VXLAN folklore count the inner Ethernet header too, against the inner IP MTU).
     pub(crate) fn overhead(&self) -> usize {
-        let ip = if self.local.is_ipv4() { IPV4_HEADER } else { IPV6_HEADER };
-        ip + UDP_HEADER + VxlanPacket::<&[u8]>::HEADER_LEN
+        let ip = if self.local.is_ipv4() {
+            IPV4_HEADER
+        } else {
+            IPV6_HEADER
+        };
+        ip + UDP_HEADER + VXLAN_HEADER_LEN
     }
 
     /// The largest inner frame that fits the underlay MTU.
@@ -52,16 +64,7 @@ impl Encapsulator {
         self.mtu.saturating_sub(self.overhead())
     }
 
-    /// The outer UDP source port for a flow hash, within the configured range.
-    pub(crate) fn src_port(&self, flow_hash: u32) -> u16 {
-        let start = u32::from(*self.src_ports.start());
-        let span = u32::from(*self.src_ports.end()) - start + 1;
-        u16::try_from(start + flow_hash % span).unwrap_or(*self.src_ports.start())
-    }
-
-    /// Appends one outer packet to `dst` carrying `inner` on `vni`. With `csum` given, the inner
-    /// frame's partial L4 checksum is completed in the copy (see [`crate::offload`]).
-    /// Returns the outer packet's length.
+    /// Appends one outer packet to `dst` carrying `inner` on `vni`; returns its length.
     pub(crate) fn encapsulate(
         &mut self,
         out: &mut Outbox,
@@ -75,7 +78,7 @@ impl Encapsulator {
         }
         let overhead = self.overhead();
         let total = overhead + inner.len();
-        let src_port = self.src_port(flow_hash);
+        let src_port = flow_src_port(flow_hash, self.src_ports.clone());
         let buf = out.push(Dest::Underlay(dst), VirtioNetHdr::NONE);
         buf.resize(overhead, 0);
         buf.extend_from_slice(inner);
@@ -84,7 +87,7 @@ impl Encapsulator {
             (IpAddr::V4(src), IpAddr::V4(dst)) => {
                 let mut ip = Ipv4Packet::new_unchecked(&mut buf[..IPV4_HEADER]);
                 ip.set_version(4);
-                ip.set_header_len(IPV4_HEADER as u8);
+                ip.set_header_len(20);
                 ip.set_dscp(0);
                 ip.set_ecn(0);
                 ip.set_total_len(u16::try_from(total).unwrap_or(u16::MAX));

@@ -45,7 +45,13 @@ impl Vtep {
             .copied()
             .flatten()
             .ok_or(DropReason::PortNotOnVni)?;
-        let Vtep { fdb, vnis, encap, scratch, .. } = self;
+        let Vtep {
+            fdb,
+            vnis,
+            encap,
+            scratch,
+            ..
+        } = self;
         let vni = &mut vnis[idx.index()];
         let meta = FrameMeta::parse(frame).map_err(|_| DropReason::FrameTooShort)?;
         vni.stats.from_ports.add(frame.len());
@@ -58,7 +64,11 @@ impl Vtep {
         }
         let hash = meta.flow_hash();
         let id = vni.settings.vni;
-        let known = if meta.dst.is_multicast() { None } else { fdb.lookup(idx, meta.dst) };
+        let known = if meta.dst.is_multicast() {
+            None
+        } else {
+            fdb.lookup(idx, meta.dst)
+        };
         match known {
             Some(Location::Port(p)) if p == port => Err(DropReason::DestOnIngressPort),
             Some(Location::Port(p)) => {
@@ -67,7 +77,17 @@ impl Vtep {
             }
             Some(Location::Remote(ip)) => {
                 let targets = core::slice::from_ref(&ip);
-                encapsulate_all(encap, scratch, &mut vni.stats, targets, id, hash, vnet, frame, out)
+                encapsulate_all(
+                    encap,
+                    scratch,
+                    &mut vni.stats,
+                    targets,
+                    id,
+                    hash,
+                    vnet,
+                    frame,
+                    out,
+                )
             }
             None => {
                 vni.stats.floods += 1;
@@ -77,10 +97,24 @@ impl Vtep {
                     sent += 1;
                 }
                 if vni.flood.is_empty() {
-                    return if sent > 0 { Ok(()) } else { Err(DropReason::NoDestination) };
+                    return if sent > 0 {
+                        Ok(())
+                    } else {
+                        Err(DropReason::NoDestination)
+                    };
                 }
                 let targets = &vni.flood;
-                encapsulate_all(encap, scratch, &mut vni.stats, targets, id, hash, vnet, frame, out)
+                encapsulate_all(
+                    encap,
+                    scratch,
+                    &mut vni.stats,
+                    targets,
+                    id,
+                    hash,
+                    vnet,
+                    frame,
+                    out,
+                )
             }
         }
     }
@@ -88,7 +122,13 @@ impl Vtep {
 
 /// A copy of the frame for a local port, offloads still pending: the receiving VM's kernel
 /// takes a partial checksum or a super-frame as it would from any veth.
-fn deliver(out: &mut Outbox, stats: &mut VniStats, port: PortId, vnet: &VirtioNetHdr, frame: &[u8]) {
+fn deliver(
+    out: &mut Outbox,
+    stats: &mut VniStats,
+    port: PortId,
+    vnet: &VirtioNetHdr,
+    frame: &[u8],
+) {
     out.push(Dest::Port(port), *vnet).extend_from_slice(frame);
     stats.to_ports.add(frame.len());
 }
@@ -98,7 +138,7 @@ fn deliver(out: &mut Outbox, stats: &mut VniStats, port: PortId, vnet: &VirtioNe
 #[allow(clippy::too_many_arguments)] // split borrows of `Vtep`'s fields
 fn encapsulate_all(
     encap: &mut Encapsulator,
-    scratch: &mut Vec<u8>,
+    scratch: &mut [u8],
     stats: &mut VniStats,
     targets: &[IpAddr],
     vni: Vni,
@@ -119,10 +159,12 @@ fn encapsulate_all(
     if vnet.is_gso() {
         offload::segment(frame, vnet, scratch, &mut send).map_err(|_| DropReason::BadOffload)?;
     } else if vnet.needs_csum() {
-        scratch.clear();
-        scratch.extend_from_slice(frame);
-        offload::complete_checksum(scratch, vnet).map_err(|_| DropReason::BadOffload)?;
-        send(scratch);
+        let copy = scratch
+            .get_mut(..frame.len())
+            .ok_or(DropReason::BadOffload)?;
+        copy.copy_from_slice(frame);
+        offload::complete_checksum(copy, vnet).map_err(|_| DropReason::BadOffload)?;
+        send(copy);
     } else {
         send(frame);
     }

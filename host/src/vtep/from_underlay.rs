@@ -42,7 +42,10 @@ impl Vtep {
         if !packet.has_vni_flag() {
             return Err(DropReason::VxlanFlagClear);
         }
-        let idx = *self.by_vni.get(&packet.vni()).ok_or(DropReason::VniNotServed)?;
+        let idx = *self
+            .by_vni
+            .get(&packet.vni())
+            .ok_or(DropReason::VniNotServed)?;
         let tick = self.tick(now);
         let Vtep { fdb, vnis, .. } = self;
         let vni = &mut vnis[idx.index()];
@@ -59,7 +62,11 @@ impl Vtep {
             let outcome = fdb.learn(idx, meta.src, Location::Remote(src), tick, &mut Builtin);
             count_learn(&mut vni.stats, outcome)?;
         }
-        let known = if meta.dst.is_multicast() { None } else { fdb.lookup(idx, meta.dst) };
+        let known = if meta.dst.is_multicast() {
+            None
+        } else {
+            fdb.lookup(idx, meta.dst)
+        };
         let single;
         let ports = match known {
             Some(Location::Port(p)) => {
@@ -73,7 +80,8 @@ impl Vtep {
             return Err(DropReason::NoDestination);
         }
         for &p in ports {
-            out.push(super::Dest::Port(p), VirtioNetHdr::NONE).extend_from_slice(inner);
+            out.push(super::Dest::Port(p), VirtioNetHdr::NONE)
+                .extend_from_slice(inner);
             vni.stats.to_ports.add(inner.len());
         }
         Ok(())

@@ -37,7 +37,6 @@ const MAX_FRAME: usize = 65_536 + 64;
 #[derive(Debug)]
 struct VniState {
     settings: VniSettings,
-    idx: VniIdx,
     /// Where BUM frames go: the group (only while the VNI has ports), then the remotes.
     flood: Vec<IpAddr>,
     stats: VniStats,
@@ -56,7 +55,7 @@ pub struct Vtep {
     /// Indexed by `PortId`.
     port_vni: Vec<Option<VniIdx>>,
     /// Room for one segment or one checksum-completed copy of a frame.
-    scratch: Vec<u8>,
+    scratch: Box<[u8]>,
     drops: Drops,
 }
 
@@ -79,7 +78,7 @@ impl Vtep {
             vnis: Vec::with_capacity(settings.vnis.len()),
             by_vni: HashMap::default(),
             port_vni: Vec::new(),
-            scratch: Vec::with_capacity(MAX_FRAME),
+            scratch: vec![0; MAX_FRAME].into_boxed_slice(),
             drops: Drops::default(),
         };
         for v in settings.vnis {
@@ -87,7 +86,10 @@ impl Vtep {
                 aging_ms: u64::try_from(v.aging.as_millis()).unwrap_or(u64::MAX),
                 max_entries: v.max_entries,
             };
-            let idx = vtep.fdb.add_vni(v.vni, table).map_err(|_| SettingsError::TooManyVnis)?;
+            let idx = vtep
+                .fdb
+                .add_vni(v.vni, table)
+                .map_err(|_| SettingsError::TooManyVnis)?;
             for s in &v.statics {
                 // Validated above: unicast MACs on this VNI's ports, same-family remotes.
                 let _ = vtep.fdb.insert_static(v.vni, s.mac, s.location);
@@ -102,7 +104,11 @@ impl Vtep {
             let group = v.group.filter(|_| !v.ports.is_empty());
             let flood = group.into_iter().chain(v.remotes.iter().copied()).collect();
             vtep.by_vni.insert(v.vni, idx);
-            vtep.vnis.push(VniState { stats: VniStats::new(v.vni), settings: v, idx, flood });
+            vtep.vnis.push(VniState {
+                stats: VniStats::new(v.vni),
+                settings: v,
+                flood,
+            });
         }
         Ok(vtep)
     }
@@ -122,7 +128,9 @@ impl Vtep {
 
     /// When [`Vtep::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.fdb.poll_timeout().map(|t| self.epoch + Duration::from_millis(t))
+        self.fdb
+            .poll_timeout()
+            .map(|t| self.epoch + Duration::from_millis(t))
     }
 
     /// Ages out idle learned entries.
@@ -140,7 +148,11 @@ impl Vtep {
     pub fn fdb_entries(&self, now: Instant) -> impl Iterator<Item = (EntryView, Duration)> + '_ {
         let tick = self.tick(now);
         self.fdb.entries().map(move |e| {
-            let age = if e.is_static { 0 } else { tick.saturating_sub(e.last_seen) };
+            let age = if e.is_static {
+                0
+            } else {
+                tick.saturating_sub(e.last_seen)
+            };
             (e, Duration::from_millis(age))
         })
     }

@@ -30,7 +30,16 @@ fn vtep() -> Vtep {
 }
 
 fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
-    let mut d = vec![0x08, 0, 0, 0, (vni >> 16) as u8, (vni >> 8) as u8, vni as u8, 0];
+    let mut d = vec![
+        0x08,
+        0,
+        0,
+        0,
+        (vni >> 16) as u8,
+        (vni >> 8) as u8,
+        vni as u8,
+        0,
+    ];
     d.extend_from_slice(frame);
     d
 }
@@ -45,16 +54,39 @@ fn local_switching_never_touches_the_underlay() {
     let mut out = Outbox::new();
     let now = Instant::now();
     // VM on port 1 announces itself (flooded: port 0 and the remote).
-    v.handle_port_frame(now, PortId(1), &VirtioNetHdr::NONE, &arp_request(2, 1), &mut out).unwrap();
-    assert_eq!(dests(&out), [Dest::Port(PortId(0)), Dest::Underlay(ip("198.18.0.2"))]);
+    v.handle_port_frame(
+        now,
+        PortId(1),
+        &VirtioNetHdr::NONE,
+        &arp_request(2, 1),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        dests(&out),
+        [Dest::Port(PortId(0)), Dest::Underlay(ip("198.18.0.2"))]
+    );
     out.clear();
     // Port 0 to the now-known MAC on port 1: switched locally only.
-    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(1, 2, 1, 2, 100), &mut out).unwrap();
+    v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &udp(1, 2, 1, 2, 100),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(dests(&out), [Dest::Port(PortId(1))]);
     assert_eq!(out.frames()[0].bytes, udp(1, 2, 1, 2, 100));
     out.clear();
     // A frame to a MAC behind its own ingress port is not sent back out of it.
-    let r = v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(3, 1, 1, 2, 10), &mut out);
+    let r = v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &udp(3, 1, 1, 2, 10),
+        &mut out,
+    );
     assert_eq!(r, Err(DropReason::DestOnIngressPort));
     assert_eq!(v.drops().get(DropReason::DestOnIngressPort), 1);
 }
@@ -65,17 +97,40 @@ fn vni_isolation_and_unserved_vnis() {
     let mut out = Outbox::new();
     let now = Instant::now();
     // A broadcast on VNI 5002 reaches no port of 5001 (and 5002 has no other port or remote).
-    let r = v.handle_port_frame(now, PortId(2), &VirtioNetHdr::NONE, &arp_request(9, 1), &mut out);
+    let r = v.handle_port_frame(
+        now,
+        PortId(2),
+        &VirtioNetHdr::NONE,
+        &arp_request(9, 1),
+        &mut out,
+    );
     assert_eq!(r, Err(DropReason::NoDestination));
     assert!(out.is_empty());
     // From the underlay: VNI 5001 goes to 5001's ports only; VNI 7 is not served.
-    v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &arp_request(5, 1)), &mut out).unwrap();
+    v.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(5001, &arp_request(5, 1)),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(dests(&out), [Dest::Port(PortId(0)), Dest::Port(PortId(1))]);
     out.clear();
-    let r = v.handle_underlay(now, ip("198.18.0.2"), &vxlan(7, &arp_request(5, 1)), &mut out);
+    let r = v.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(7, &arp_request(5, 1)),
+        &mut out,
+    );
     assert_eq!(r, Err(DropReason::VniNotServed));
     assert_eq!(v.drops().get(DropReason::VniNotServed), 1);
-    let r = v.handle_port_frame(now, PortId(9), &VirtioNetHdr::NONE, &arp_request(5, 1), &mut out);
+    let r = v.handle_port_frame(
+        now,
+        PortId(9),
+        &VirtioNetHdr::NONE,
+        &arp_request(5, 1),
+        &mut out,
+    );
     assert_eq!(r, Err(DropReason::PortNotOnVni));
 }
 
@@ -85,7 +140,8 @@ fn malformed_underlay_packets_are_counted_and_lose_no_state() {
     let mut out = Outbox::new();
     let now = Instant::now();
     let peer = ip("198.18.0.2");
-    v.handle_underlay(now, peer, &vxlan(5001, &arp_request(5, 1)), &mut out).unwrap();
+    v.handle_underlay(now, peer, &vxlan(5001, &arp_request(5, 1)), &mut out)
+        .unwrap();
     let mut no_i = vxlan(5001, &arp_request(6, 1));
     no_i[0] = 0;
     let cases: [(&[u8], DropReason); 3] = [
@@ -103,7 +159,12 @@ fn malformed_underlay_packets_are_counted_and_lose_no_state() {
         Err(DropReason::InvalidSourceMac)
     );
     // Our own flood looped back by the underlay.
-    let r = v.handle_underlay(now, ip("198.18.0.1"), &vxlan(5001, &arp_request(7, 1)), &mut out);
+    let r = v.handle_underlay(
+        now,
+        ip("198.18.0.1"),
+        &vxlan(5001, &arp_request(7, 1)),
+        &mut out,
+    );
     assert_eq!(r, Err(DropReason::OwnPacket));
     for reason in [
         DropReason::VxlanTooShort,
@@ -115,7 +176,11 @@ fn malformed_underlay_packets_are_counted_and_lose_no_state() {
         assert_eq!(v.drops().get(reason), 1, "{reason:?}");
     }
     let macs: Vec<_> = v.fdb_entries(now).map(|(e, _)| e.mac).collect();
-    assert_eq!(macs, [mac(5)], "nothing learned from bad packets, nothing lost");
+    assert_eq!(
+        macs,
+        [mac(5)],
+        "nothing learned from bad packets, nothing lost"
+    );
 }
 
 #[test]
@@ -126,7 +191,8 @@ fn reserved_bits_are_ignored_unless_strict() {
     let mut out = Outbox::new();
     let now = Instant::now();
     let mut lax = vtep();
-    lax.handle_underlay(now, ip("198.18.0.2"), &frame, &mut out).unwrap();
+    lax.handle_underlay(now, ip("198.18.0.2"), &frame, &mut out)
+        .unwrap();
     let mut strict = vtep_with(|s| s.vnis[0].strict_reserved = true);
     let r = strict.handle_underlay(now, ip("198.18.0.2"), &frame, &mut out);
     assert_eq!(r, Err(DropReason::VxlanReservedBits));
@@ -138,13 +204,30 @@ fn split_horizon_never_sends_underlay_traffic_back() {
     let mut out = Outbox::new();
     let now = Instant::now();
     // MAC 9 is known behind 198.18.0.3; a packet from .2 addressed to it is not re-sent.
-    v.handle_underlay(now, ip("198.18.0.3"), &vxlan(5001, &arp_request(9, 1)), &mut out).unwrap();
+    v.handle_underlay(
+        now,
+        ip("198.18.0.3"),
+        &vxlan(5001, &arp_request(9, 1)),
+        &mut out,
+    )
+    .unwrap();
     out.clear();
-    let r = v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &udp(5, 9, 1, 1, 8)), &mut out);
+    let r = v.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(5001, &udp(5, 9, 1, 1, 8)),
+        &mut out,
+    );
     assert_eq!(r, Err(DropReason::SplitHorizon));
     assert!(out.is_empty());
     // Unknown unicast and broadcast from the underlay go to local ports only.
-    v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &udp(5, 42, 1, 1, 8)), &mut out).unwrap();
+    v.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(5001, &udp(5, 42, 1, 1, 8)),
+        &mut out,
+    )
+    .unwrap();
     assert!(dests(&out).iter().all(|d| matches!(d, Dest::Port(_))));
 }
 
@@ -152,27 +235,60 @@ fn split_horizon_never_sends_underlay_traffic_back() {
 fn static_entries_win_over_learning() {
     let mac2 = mac(2);
     let mut v = vtep_with(|s| {
-        s.vnis[0].statics = vec![StaticEntry { mac: mac2, location: Location::Remote(ip("198.18.0.2")) }];
+        s.vnis[0].statics = vec![StaticEntry {
+            mac: mac2,
+            location: Location::Remote(ip("198.18.0.2")),
+        }];
     });
     let mut out = Outbox::new();
     let now = Instant::now();
     // Forwarding uses it.
-    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(1, 2, 1, 1, 8), &mut out).unwrap();
+    v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &udp(1, 2, 1, 1, 8),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(dests(&out), [Dest::Underlay(ip("198.18.0.2"))]);
     out.clear();
     // A frame claiming MAC2 from elsewhere is dropped, and the entry stays.
-    let r = v.handle_underlay(now, ip("198.18.0.3"), &vxlan(5001, &udp(2, 1, 1, 1, 8)), &mut out);
+    let r = v.handle_underlay(
+        now,
+        ip("198.18.0.3"),
+        &vxlan(5001, &udp(2, 1, 1, 1, 8)),
+        &mut out,
+    );
     assert_eq!(r, Err(DropReason::StaticConflict));
-    let r = v.handle_port_frame(now, PortId(1), &VirtioNetHdr::NONE, &udp(2, 1, 1, 1, 8), &mut out);
+    let r = v.handle_port_frame(
+        now,
+        PortId(1),
+        &VirtioNetHdr::NONE,
+        &udp(2, 1, 1, 1, 8),
+        &mut out,
+    );
     assert_eq!(r, Err(DropReason::StaticConflict));
     assert_eq!(v.drops().get(DropReason::StaticConflict), 2);
     let e = v.fdb_entries(now).find(|(e, _)| e.mac == mac2).unwrap().0;
-    assert_eq!((e.location, e.is_static), (Location::Remote(ip("198.18.0.2")), true));
+    assert_eq!(
+        (e.location, e.is_static),
+        (Location::Remote(ip("198.18.0.2")), true)
+    );
     // Added and removed at run time.
     let vni = Vni::new(5001).unwrap();
-    v.add_static(vni, mac(3), Location::Port(PortId(1))).unwrap();
-    assert!(v.add_static(vni, mac(4), Location::Port(PortId(2))).is_err(), "port of another VNI");
-    assert!(v.add_static(vni, mac(4), Location::Remote(ip("2001:db8::1"))).is_err(), "family");
+    v.add_static(vni, mac(3), Location::Port(PortId(1)))
+        .unwrap();
+    assert!(
+        v.add_static(vni, mac(4), Location::Port(PortId(2)))
+            .is_err(),
+        "port of another VNI"
+    );
+    assert!(
+        v.add_static(vni, mac(4), Location::Remote(ip("2001:db8::1")))
+            .is_err(),
+        "family"
+    );
     v.remove_entry(vni, mac(3)).unwrap();
     assert!(v.remove_entry(vni, mac(3)).is_err());
 }
@@ -182,22 +298,49 @@ fn past_the_limit_new_macs_are_flooded_to_not_learned() {
     let mut v = vtep_with(|s| s.vnis[0].max_entries = 1);
     let mut out = Outbox::new();
     let now = Instant::now();
-    v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &arp_request(5, 1)), &mut out).unwrap();
-    v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &arp_request(6, 1)), &mut out).unwrap();
+    v.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(5001, &arp_request(5, 1)),
+        &mut out,
+    )
+    .unwrap();
+    v.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(5001, &arp_request(6, 1)),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(v.fdb_entries(now).count(), 1);
     assert_eq!(v.vni_stats().next().unwrap().learn_limit, 1);
     out.clear();
     // Frames to the unlearned MAC still get through, by flooding.
-    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(1, 6, 1, 1, 8), &mut out).unwrap();
-    assert_eq!(dests(&out), [Dest::Port(PortId(1)), Dest::Underlay(ip("198.18.0.2"))]);
+    v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &udp(1, 6, 1, 1, 8),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        dests(&out),
+        [Dest::Port(PortId(1)), Dest::Underlay(ip("198.18.0.2"))]
+    );
 }
 
 #[test]
 fn learning_off_learns_nothing() {
     let mut v = vtep_with(|s| s.vnis[0].learning = false);
     let mut out = Outbox::new();
-    v.handle_underlay(Instant::now(), ip("198.18.0.2"), &vxlan(5001, &arp_request(5, 1)), &mut out)
-        .unwrap();
+    v.handle_underlay(
+        Instant::now(),
+        ip("198.18.0.2"),
+        &vxlan(5001, &arp_request(5, 1)),
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(v.fdb_entries(Instant::now()).count(), 0);
 }
 
@@ -206,15 +349,41 @@ fn frames_too_big_for_the_underlay_are_dropped_whole() {
     let mut v = vtep_with(|s| s.mtu = 1500);
     let mut out = Outbox::new();
     let now = Instant::now();
-    // 14 + 20 + 8 + 1422 = 1464 inner bytes: 1514 outer, over 1500.
-    let r = v.handle_port_frame(now, PortId(2), &VirtioNetHdr::NONE, &udp(1, 2, 1, 1, 1422), &mut out);
-    assert_eq!(r, Err(DropReason::NoDestination), "VNI 5002 has nowhere to flood");
-    let r = v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(1, 2, 1, 1, 1422), &mut out);
+    // 14 + 20 + 8 + 1423 = 1465 inner bytes: 1501 outer (36 bytes of IPv4, UDP and VXLAN).
+    let r = v.handle_port_frame(
+        now,
+        PortId(2),
+        &VirtioNetHdr::NONE,
+        &udp(1, 2, 1, 1, 1423),
+        &mut out,
+    );
+    assert_eq!(
+        r,
+        Err(DropReason::NoDestination),
+        "VNI 5002 has nowhere to flood"
+    );
+    let r = v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &udp(1, 2, 1, 1, 1423),
+        &mut out,
+    );
     assert_eq!(r, Err(DropReason::MtuExceeded));
-    assert!(out.frames().iter().all(|f| matches!(f.dest, Dest::Port(_))), "no truncated packet");
-    // 1450 inner bytes fit exactly.
+    assert!(
+        out.frames().iter().all(|f| matches!(f.dest, Dest::Port(_))),
+        "no truncated packet"
+    );
+    // One byte less fits exactly: an inner IP MTU of 1450, as the kernel's vxlan has.
     out.clear();
-    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &udp(1, 2, 1, 1, 1408), &mut out).unwrap();
+    v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &udp(1, 2, 1, 1, 1422),
+        &mut out,
+    )
+    .unwrap();
     let outer = &out.frames()[1].bytes;
     assert_eq!(outer.len(), 1500);
     parse_outer(outer);
@@ -229,10 +398,16 @@ fn ipv6_underlay_headers() {
     s.ttl = 17;
     let mut vtep = Vtep::new(s, Instant::now()).unwrap();
     let mut out = Outbox::new();
-    vtep.handle_port_frame(Instant::now(), PortId(0), &VirtioNetHdr::NONE, &arp_request(1, 2), &mut out)
-        .unwrap();
+    vtep.handle_port_frame(
+        Instant::now(),
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &arp_request(1, 2),
+        &mut out,
+    )
+    .unwrap();
     let bytes = &out.frames()[0].bytes;
-    assert_eq!(bytes.len(), 70 + arp_request(1, 2).len());
+    assert_eq!(bytes.len(), 40 + 8 + 8 + arp_request(1, 2).len());
     assert_eq!(bytes[7], 17, "hop limit");
     let wire = parse_outer(bytes); // checks the UDP checksum over the pseudo-header
     assert_eq!(wire.dst, ip("ff05::1:100"));
@@ -256,7 +431,8 @@ fn partial_checksums_are_completed_before_encapsulation() {
         csum_offset: 6,
         ..VirtioNetHdr::NONE
     };
-    v.handle_port_frame(now, PortId(0), &vnet, &partial, &mut out).unwrap();
+    v.handle_port_frame(now, PortId(0), &vnet, &partial, &mut out)
+        .unwrap();
     // The local copy keeps the offload for the receiving kernel; the underlay copy is complete.
     assert_eq!(out.frames()[0].dest, Dest::Port(PortId(1)));
     assert_eq!(out.frames()[0].vnet, vnet);

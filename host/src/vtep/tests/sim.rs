@@ -36,7 +36,10 @@ pub(super) struct Net {
 impl Net {
     pub(super) fn new(settings: Vec<VtepSettings>) -> Net {
         let now = Instant::now();
-        let vteps = settings.into_iter().map(|s| Vtep::new(s, now).unwrap()).collect();
+        let vteps = settings
+            .into_iter()
+            .map(|s| Vtep::new(s, now).unwrap())
+            .collect();
         Net {
             vteps,
             now,
@@ -67,7 +70,11 @@ impl Net {
                 Dest::Underlay(dst) => {
                     let wire = parse_outer(&f.bytes);
                     assert_eq!(wire.dst, dst, "outer destination is the one asked for");
-                    assert_eq!(wire.src, self.vteps[v].local(), "outer source is the VTEP's own");
+                    assert_eq!(
+                        wire.src,
+                        self.vteps[v].local(),
+                        "outer source is the VTEP's own"
+                    );
                     self.in_flight.push_back(wire);
                 }
             }
@@ -90,7 +97,8 @@ impl Net {
                 })
                 .collect();
             for i in receivers {
-                let _ = self.vteps[i].handle_underlay(self.now, wire.src, &wire.payload, &mut self.out);
+                let _ =
+                    self.vteps[i].handle_underlay(self.now, wire.src, &wire.payload, &mut self.out);
                 self.collect(i);
             }
         }
@@ -116,7 +124,11 @@ impl Net {
 
     /// Frames delivered in the last step to VTEP `v`'s ports.
     pub(super) fn delivered_to(&self, v: usize) -> Vec<(PortId, Vec<u8>)> {
-        self.delivered.iter().filter(|d| d.0 == v).map(|d| (d.1, d.2.clone())).collect()
+        self.delivered
+            .iter()
+            .filter(|d| d.0 == v)
+            .map(|d| (d.1, d.2.clone()))
+            .collect()
     }
 }
 
@@ -144,9 +156,17 @@ pub(super) fn parse_outer(bytes: &[u8]) -> Wire {
     assert!((49152..=65535).contains(&udp.src_port()));
     assert_eq!(usize::from(udp.len()), l4.len());
     if src.is_ipv6() {
-        assert!(udp.verify_checksum(&src.into(), &dst.into()), "IPv6 needs a UDP checksum");
+        assert!(
+            udp.verify_checksum(&src.into(), &dst.into()),
+            "IPv6 needs a UDP checksum"
+        );
     } else {
         assert_eq!(udp.checksum(), 0, "IPv4 VXLAN sends a zero UDP checksum");
     }
-    Wire { src, dst, src_port: udp.src_port(), payload: udp.payload().to_vec() }
+    Wire {
+        src,
+        dst,
+        src_port: udp.src_port(),
+        payload: udp.payload().to_vec(),
+    }
 }

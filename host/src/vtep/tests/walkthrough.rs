@@ -48,7 +48,11 @@ fn walk(flood: Flood) {
     let mut net = Net::new((1..=3).map(|n| settings(n, flood)).collect());
     // VTEPs are indexed 0..3 for hosts 1..3; VM1 is on host 1, VM2 on host 2.
     for v in 0..3 {
-        assert_eq!(net.vteps[v].fdb_entries(net.now).count(), 0, "tables start empty");
+        assert_eq!(
+            net.vteps[v].fdb_entries(net.now).count(),
+            0,
+            "tables start empty"
+        );
     }
 
     // 1-4. VM1's ARP request is flooded; every other VTEP learns MAC1 -> host 1.
@@ -69,16 +73,27 @@ fn walk(flood: Flood) {
     for v in [1, 2] {
         let got = net.delivered_to(v);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].1, arp_request(1, 2), "decapsulated frame is the VM's frame");
+        assert_eq!(
+            got[0].1,
+            arp_request(1, 2),
+            "decapsulated frame is the VM's frame"
+        );
     }
 
     // 5-7. VM2 answers unicast; VTEP2 sends one packet to host 1 only; VTEP1 learns MAC2.
     net.send(1, 0, &arp_reply(2, 1));
     assert_eq!(net.captured.len(), 1);
-    assert_eq!((net.captured[0].src, net.captured[0].dst), (host(2), host(1)));
+    assert_eq!(
+        (net.captured[0].src, net.captured[0].dst),
+        (host(2), host(1))
+    );
     assert_eq!(net.entry(1, VNI, mac(2)), PORT);
     assert_eq!(net.entry(0, VNI, mac(2)), remote(2));
-    assert_eq!(net.entry(2, VNI, mac(2)), None, "host 3 saw nothing of the reply");
+    assert_eq!(
+        net.entry(2, VNI, mac(2)),
+        None,
+        "host 3 saw nothing of the reply"
+    );
     assert_eq!(net.delivered_to(0), [(PortId(0), arp_reply(2, 1))]);
     assert!(net.delivered_to(2).is_empty());
 
@@ -89,9 +104,15 @@ fn walk(flood: Flood) {
     let port_a = net.captured[0].src_port;
     net.send(0, 0, &udp(1, 2, 1001, 2000, 64));
     let port_b = net.captured[0].src_port;
-    assert_ne!(port_a, port_b, "different inner flows, different outer source ports");
+    assert_ne!(
+        port_a, port_b,
+        "different inner flows, different outer source ports"
+    );
     net.send(0, 0, &udp(1, 2, 1000, 2000, 64));
-    assert_eq!(net.captured[0].src_port, port_a, "the same flow keeps its port");
+    assert_eq!(
+        net.captured[0].src_port, port_a,
+        "the same flow keeps its port"
+    );
     assert_eq!(net.delivered_to(1).len(), 1);
 
     // Aging: VM1 keeps talking every 100 s, VM2 falls silent. Host 1 forgets MAC2 after 300 s
@@ -101,8 +122,16 @@ fn walk(flood: Flood) {
         net.send(0, 0, &udp(1, 2, 1000, 2000, 64));
     }
     net.advance(Duration::from_secs(1));
-    assert_eq!(net.entry(0, VNI, mac(2)), None, "idle MAC2 aged out on host 1");
-    assert_eq!(net.entry(1, VNI, mac(1)), remote(1), "MAC1 refreshed by its traffic");
+    assert_eq!(
+        net.entry(0, VNI, mac(2)),
+        None,
+        "idle MAC2 aged out on host 1"
+    );
+    assert_eq!(
+        net.entry(1, VNI, mac(1)),
+        remote(1),
+        "MAC1 refreshed by its traffic"
+    );
     assert_eq!(net.entry(0, VNI, mac(1)), PORT);
     assert_eq!(net.vteps[0].vni_stats().next().unwrap().expired, 1);
 
@@ -112,9 +141,21 @@ fn walk(flood: Flood) {
     assert_eq!(net.entry(0, VNI, mac(2)), remote(2));
     assert_eq!(net.entry(2, VNI, mac(2)), remote(2));
     net.send(2, 0, &rarp(2));
-    assert_eq!(net.entry(2, VNI, mac(2)), PORT, "host 3 learns the VM locally");
-    assert_eq!(net.entry(0, VNI, mac(2)), remote(3), "host 1 follows the VM");
-    assert_eq!(net.entry(1, VNI, mac(2)), remote(3), "host 2 hands the MAC over");
+    assert_eq!(
+        net.entry(2, VNI, mac(2)),
+        PORT,
+        "host 3 learns the VM locally"
+    );
+    assert_eq!(
+        net.entry(0, VNI, mac(2)),
+        remote(3),
+        "host 1 follows the VM"
+    );
+    assert_eq!(
+        net.entry(1, VNI, mac(2)),
+        remote(3),
+        "host 2 hands the MAC over"
+    );
     assert_eq!(net.vteps[0].vni_stats().next().unwrap().moved, 1);
     assert_eq!(net.vteps[1].vni_stats().next().unwrap().moved, 1);
     let rarp_seen = net.delivered_to(0);
