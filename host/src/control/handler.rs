@@ -15,7 +15,7 @@ pub fn handle(
     request: Request,
     vtep: &mut Vtep,
     ports: &[String],
-    io: &[(&'static str, u64)],
+    io: &[(String, u64)],
     now: Instant,
 ) -> Response {
     match run(request, vtep, ports, io, now) {
@@ -28,7 +28,7 @@ fn run(
     request: Request,
     vtep: &mut Vtep,
     ports: &[String],
-    io: &[(&'static str, u64)],
+    io: &[(String, u64)],
     now: Instant,
 ) -> Result<serde_json::Value, String> {
     match request {
@@ -93,7 +93,7 @@ fn run(
                     .iter()
                     .map(|(r, n)| (r.name().to_owned(), n))
                     .collect(),
-                io: io.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
+                io: io.iter().cloned().collect(),
             };
             serde_json::to_value(report).map_err(|e| e.to_string())
         }

@@ -1,0 +1,203 @@
+//! `vtep run`: wires the pipeline, the sockets and the control plane together.
+//!
+//! Data path on two dedicated threads (see [`datapath`]); tokio, on the main thread, runs the
+//! control socket, the aging timer and the signal handlers. SIGINT and SIGTERM stop the data
+//! path, leave the multicast groups, close every socket and remove the control socket.
+
+mod datapath;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use self::datapath::lock;
+use crate::config::Config;
+use crate::control::{handler, server};
+use crate::io::{Port, PortRxCounts, SetupError, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts, UnderlayTx};
+use crate::vtep::{SettingsError, Vtep};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration does not make a pipeline.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// A socket could not be set up.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The control socket could not be bound.
+    #[error("control socket {path}: {source}")]
+    Control {
+        /// Its path.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The runtime, a thread or a signal handler could not start.
+    #[error("starting the daemon: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// What the data path threads and the control plane share.
+#[derive(Debug)]
+struct Shared {
+    vtep: Mutex<Vtep>,
+    ports: Vec<Port>,
+    port_names: Vec<String>,
+    underlay_tx: UnderlayTx,
+    stop: AtomicBool,
+    encap_tx: Mutex<TransmitCounts>,
+    decap_tx: Mutex<TransmitCounts>,
+    underlay_rx: Mutex<UnderlayRxCounts>,
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(config: Config) -> Result<(), DaemonError> {
+    let vtep = Vtep::new(config.settings.clone(), Instant::now())?;
+    let local = vtep.local();
+    let ifname = config.underlay_interface.as_deref();
+    let ports = datapath::open_ports(&config.ports)?;
+    let rx = UnderlayRx::open(local, config.settings.dst_port)?;
+    let groups: Vec<IpAddr> = vtep.groups().map(|(_, g)| g).collect();
+    for &g in &groups {
+        rx.join(g, ifname)?;
+        tracing::info!(group = %g, interface = ifname.unwrap_or("(routed)"), "joined group");
+    }
+    let underlay_tx = UnderlayTx::open(local, ifname)?;
+    let shared = Arc::new(Shared {
+        vtep: Mutex::new(vtep),
+        ports,
+        port_names: config.ports.clone(),
+        underlay_tx,
+        stop: AtomicBool::new(false),
+        encap_tx: Mutex::default(),
+        decap_tx: Mutex::default(),
+        underlay_rx: Mutex::default(),
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let listener = runtime.block_on(async { server::bind(&config.socket) }).map_err(|source| {
+        DaemonError::Control { path: config.socket.display().to_string(), source }
+    })?;
+
+    let encap = spawn("vtep-encap", {
+        let shared = Arc::clone(&shared);
+        move || datapath::encap_loop(shared)
+    })?;
+    let decap = spawn("vtep-decap", {
+        let shared = Arc::clone(&shared);
+        move || datapath::decap_loop(shared, rx)
+    })?;
+    tracing::info!(
+        local = %local,
+        ports = ?config.ports,
+        socket = %config.socket.display(),
+        "vtep running"
+    );
+
+    let result = runtime.block_on(async {
+        let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
+        let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
+        let control = tokio::spawn(server::serve(listener, control_handler(&shared)));
+        let aging = tokio::spawn(aging_loop(Arc::clone(&shared)));
+        tokio::select! {
+            _ = sigint.recv() => tracing::info!("SIGINT: stopping"),
+            _ = sigterm.recv() => tracing::info!("SIGTERM: stopping"),
+        }
+        control.abort();
+        aging.abort();
+        Ok(())
+    });
+
+    shared.stop.store(true, Ordering::Relaxed);
+    if encap.join().is_err() {
+        tracing::error!("the encap thread panicked");
+    }
+    match decap.join() {
+        Ok(rx) => {
+            for g in groups {
+                match rx.leave(g, ifname) {
+                    Ok(()) => tracing::info!(group = %g, "left group"),
+                    Err(e) => tracing::warn!(group = %g, error = %e, "leaving group failed"),
+                }
+            }
+        }
+        // Closing the socket (it went with the thread) leaves its groups all the same.
+        Err(_) => tracing::error!("the decap thread panicked"),
+    }
+    let _ = std::fs::remove_file(&config.socket);
+    tracing::info!("stopped");
+    result
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, DaemonError> {
+    std::thread::Builder::new().name(name.to_owned()).spawn(f).map_err(DaemonError::Runtime)
+}
+
+/// Runs the FDB's aging when it has work, at least once a second.
+async fn aging_loop(shared: Arc<Shared>) {
+    loop {
+        let next = lock(&shared.vtep).poll_timeout();
+        let now = Instant::now();
+        let wait = next.map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
+        tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+        let now = Instant::now();
+        let mut vtep = lock(&shared.vtep);
+        if vtep.poll_timeout().is_some_and(|t| t <= now) {
+            vtep.handle_timeout(now);
+        }
+    }
+}
+
+fn control_handler(shared: &Arc<Shared>) -> server::Handler {
+    let shared = Arc::clone(shared);
+    Arc::new(move |request| {
+        let io = io_counters(&shared);
+        let mut vtep = lock(&shared.vtep);
+        handler::handle(request, &mut vtep, &shared.port_names, &io, Instant::now())
+    })
+}
+
+/// The I/O shell's counters, flattened for `vtep stats`.
+fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
+    let mut tx = *lock(&shared.encap_tx);
+    tx += *lock(&shared.decap_tx);
+    let rx = *lock(&shared.underlay_rx);
+    let mut ports = PortRxCounts::default();
+    for p in &shared.ports {
+        let c = p.rx_counts();
+        ports.frames += c.frames;
+        ports.truncated += c.truncated;
+        ports.rejected += c.rejected;
+        ports.malformed += c.malformed;
+        ports.link_down += c.link_down;
+    }
+    let mut out: Vec<(String, u64)> = [
+        ("port_rx_frames", ports.frames),
+        ("port_rx_truncated", ports.truncated),
+        ("port_rx_rejected", ports.rejected),
+        ("port_rx_malformed", ports.malformed),
+        ("port_link_down", ports.link_down),
+        ("underlay_rx_datagrams", rx.datagrams),
+        ("underlay_rx_truncated", rx.truncated),
+        ("port_tx_sent", tx.ports.sent),
+        ("underlay_tx_sent", tx.underlay.sent),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for reason in TxDrop::ALL {
+        out.push((format!("port_tx_{}", reason.as_str()), tx.ports.dropped(reason)));
+        out.push((format!("underlay_tx_{}", reason.as_str()), tx.underlay.dropped(reason)));
+    }
+    out
+}
