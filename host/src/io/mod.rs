@@ -1,1 +1,27 @@
-//! (filled in by the issue that builds this layer)
+//! I/O layer: the thin shell of sockets around the sans-IO pipeline.
+//!
+//! - [`Port`]: a VM-facing interface, read and written with an `AF_PACKET` socket that hands over
+//!   each frame exactly as the VM's kernel left it (its `virtio_net_hdr`: partial checksum, GSO
+//!   super-frame) with its 802.1Q tag put back into the bytes.
+//! - [`UnderlayRx`]: the VXLAN UDP port, unicast and joined multicast groups.
+//! - [`UnderlayTx`]: a raw socket that sends whole outer IP packets, so the per-flow outer UDP
+//!   source port the pipeline chose is the one on the wire.
+//! - [`Transmitter`]: drains an [`Outbox`](crate::vtep::Outbox) into those sockets.
+//!
+//! Contract: every socket is nonblocking and exposes its descriptor (`AsFd`) for the caller's
+//! event loop; receiving returns `Err(WouldBlock)` once drained, like `std`'s sockets. Receive and
+//! send are batched (`recvmmsg`/`sendmmsg`) into buffers allocated once, so nothing here allocates
+//! per packet. A frame the kernel refuses to send is a counted [`TxDrop`], never an error that
+//! stops the daemon; setting sockets up fails with a typed [`SetupError`].
+
+mod counts;
+mod port;
+mod sys;
+mod transmit;
+mod underlay;
+
+pub use counts::{TxCounts, TxDrop};
+pub use port::{Port, PortRxCounts, RxBatch, RxFrame};
+pub use sys::{MAX_BATCH, SetupError};
+pub use transmit::{TransmitCounts, Transmitter};
+pub use underlay::{Datagram, DatagramBatch, UnderlayRx, UnderlayRxCounts, UnderlayTx};

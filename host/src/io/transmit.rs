@@ -1,0 +1,93 @@
+//! `Transmitter`: drains the pipeline's [`Outbox`] into the sockets, one batched system call per
+//! destination (per [`MAX_BATCH`](super::MAX_BATCH) frames).
+//!
+//! Contract: frames to the same destination (one port, or the underlay) leave in the order the
+//! pipeline pushed them, so no flow is reordered; frames to different destinations may leave in
+//! any order relative to each other. Every frame is counted as sent or dropped by reason.
+
+use super::counts::{TxCounts, TxDrop};
+use super::port::Port;
+use super::underlay::UnderlayTx;
+use crate::vtep::{Dest, Outbox, PortId};
+
+/// The sort key of underlay frames: after every port's.
+const UNDERLAY_KEY: u32 = u32::MAX;
+
+/// What one [`Transmitter::transmit`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransmitCounts {
+    /// Frames to local ports.
+    pub ports: TxCounts,
+    /// Packets to the underlay.
+    pub underlay: TxCounts,
+}
+
+impl core::ops::AddAssign for TransmitCounts {
+    fn add_assign(&mut self, other: TransmitCounts) {
+        self.ports += other.ports;
+        self.underlay += other.underlay;
+    }
+}
+
+/// Sends what the pipeline wrote into an [`Outbox`]. Keeps one reusable index buffer, so once it
+/// has seen the largest outbox it allocates nothing.
+#[derive(Debug, Default)]
+pub struct Transmitter {
+    /// (destination key, frame index), sorted to group frames by destination; the index as a
+    /// second key keeps each destination's frames in push order.
+    order: Vec<(u32, u32)>,
+}
+
+impl Transmitter {
+    /// A transmitter.
+    pub fn new() -> Transmitter {
+        Transmitter::default()
+    }
+
+    /// Sends every frame of `outbox` (`Dest::Port(id)` out of `ports[id]`, `Dest::Underlay(ip)`
+    /// through `underlay` to `ip`), then clears it.
+    pub fn transmit(
+        &mut self,
+        outbox: &mut Outbox,
+        ports: &[Port],
+        underlay: &UnderlayTx,
+    ) -> TransmitCounts {
+        let mut counts = TransmitCounts::default();
+        let frames = outbox.frames();
+        self.order.clear();
+        for (i, frame) in frames.iter().enumerate() {
+            let key = match frame.dest {
+                Dest::Port(PortId(p)) => u32::from(p),
+                Dest::Underlay(_) => UNDERLAY_KEY,
+            };
+            self.order.push((key, u32::try_from(i).unwrap_or(u32::MAX)));
+        }
+        self.order.sort_unstable();
+
+        let mut rest = &self.order[..];
+        while let Some(&(key, _)) = rest.first() {
+            let run_len = rest.iter().take_while(|(k, _)| *k == key).count();
+            let (run, tail) = rest.split_at(run_len);
+            rest = tail;
+            let run_frames = run.iter().filter_map(|&(_, i)| frames.get(i as usize));
+            if key == UNDERLAY_KEY {
+                let packets = run_frames.filter_map(|f| match f.dest {
+                    Dest::Underlay(ip) => Some((ip, &f.bytes[..])),
+                    Dest::Port(_) => None,
+                });
+                underlay.send_batch(packets, &mut counts.underlay);
+            } else if let Some(port) = ports.get(key as usize) {
+                port.send_batch(
+                    run_frames.map(|f| (&f.vnet, &f.bytes[..])),
+                    &mut counts.ports,
+                );
+            } else {
+                counts
+                    .ports
+                    .record_drops(TxDrop::NoSuchPort, run_len as u64);
+            }
+        }
+        outbox.clear();
+        counts
+    }
+}
