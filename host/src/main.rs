@@ -89,7 +89,9 @@ enum FdbCommand {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -156,8 +158,21 @@ fn fdb(socket: &std::path::Path, command: FdbCommand) -> Result<()> {
                 print!("{}", control::render::fdb(&rows));
             }
         }
-        FdbCommand::Add { vni, mac, remote, port } => {
-            call(socket, &Request::FdbAdd { vni, mac, remote, port })?;
+        FdbCommand::Add {
+            vni,
+            mac,
+            remote,
+            port,
+        } => {
+            call(
+                socket,
+                &Request::FdbAdd {
+                    vni,
+                    mac,
+                    remote,
+                    port,
+                },
+            )?;
         }
         FdbCommand::Del { vni, mac } => {
             call(socket, &Request::FdbDel { vni, mac })?;

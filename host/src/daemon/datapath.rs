@@ -27,7 +27,11 @@ pub(super) fn encap_loop(shared: Arc<Shared>) {
     let mut fds: Vec<libc::pollfd> = shared
         .ports
         .iter()
-        .map(|p| libc::pollfd { fd: p.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .map(|p| libc::pollfd {
+            fd: p.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
         .collect();
     let mut batch = RxBatch::new(MAX_BATCH);
     let mut out = Outbox::new();
@@ -70,7 +74,11 @@ pub(super) fn encap_loop(shared: Arc<Shared>) {
 /// The thread that moves packets from the underlay into the pipeline.
 /// Returns the socket when stopped, so that the caller can leave its groups.
 pub(super) fn decap_loop(shared: Arc<Shared>, mut rx: UnderlayRx) -> UnderlayRx {
-    let mut fds = [libc::pollfd { fd: rx.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+    let mut fds = [libc::pollfd {
+        fd: rx.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
     let mut batch = DatagramBatch::new(MAX_BATCH);
     let mut out = Outbox::new();
     let mut tx = Transmitter::new();

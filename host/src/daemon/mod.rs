@@ -16,7 +16,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use self::datapath::lock;
 use crate::config::Config;
 use crate::control::{handler, server};
-use crate::io::{Port, PortRxCounts, SetupError, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts, UnderlayTx};
+use crate::io::{
+    Port, PortRxCounts, SetupError, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
+    UnderlayTx,
+};
 use crate::vtep::{SettingsError, Vtep};
 
 /// Why the daemon could not start or stopped with an error.
@@ -82,9 +85,12 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    let listener = runtime.block_on(async { server::bind(&config.socket) }).map_err(|source| {
-        DaemonError::Control { path: config.socket.display().to_string(), source }
-    })?;
+    let listener = runtime
+        .block_on(async { server::bind(&config.socket) })
+        .map_err(|source| DaemonError::Control {
+            path: config.socket.display().to_string(),
+            source,
+        })?;
 
     let encap = spawn("vtep-encap", {
         let shared = Arc::clone(&shared);
@@ -140,7 +146,10 @@ fn spawn<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<std::thread::JoinHandle<T>, DaemonError> {
-    std::thread::Builder::new().name(name.to_owned()).spawn(f).map_err(DaemonError::Runtime)
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .map_err(DaemonError::Runtime)
 }
 
 /// Runs the FDB's aging when it has work, at least once a second.
@@ -196,8 +205,14 @@ fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     for reason in TxDrop::ALL {
-        out.push((format!("port_tx_{}", reason.as_str()), tx.ports.dropped(reason)));
-        out.push((format!("underlay_tx_{}", reason.as_str()), tx.underlay.dropped(reason)));
+        out.push((
+            format!("port_tx_{}", reason.as_str()),
+            tx.ports.dropped(reason),
+        ));
+        out.push((
+            format!("underlay_tx_{}", reason.as_str()),
+            tx.underlay.dropped(reason),
+        ));
     }
     out
 }

@@ -20,6 +20,7 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use libc::c_int;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -174,13 +175,28 @@ pub struct PortRxCounts {
     pub link_down: u64,
 }
 
+/// The receive side's counters, shared between the reading thread and `rx_counts` callers.
+#[derive(Debug, Default)]
+struct RxCounters {
+    frames: AtomicU64,
+    truncated: AtomicU64,
+    rejected: AtomicU64,
+    malformed: AtomicU64,
+    link_down: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
 /// A VM-facing interface, read and written through a packet socket bound to it.
 #[derive(Debug)]
 pub struct Port {
     socket: Socket,
     name: String,
     ifindex: u32,
-    counts: PortRxCounts,
+    /// Atomics, so that one thread can read the port while others send on it and read these.
+    counts: RxCounters,
 }
 
 impl Port {
@@ -248,7 +264,7 @@ impl Port {
             socket,
             name: name.to_owned(),
             ifindex,
-            counts: PortRxCounts::default(),
+            counts: RxCounters::default(),
         })
     }
 
@@ -264,14 +280,21 @@ impl Port {
 
     /// What the receive side has counted so far.
     pub fn rx_counts(&self) -> PortRxCounts {
-        self.counts
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        PortRxCounts {
+            frames: get(&self.counts.frames),
+            truncated: get(&self.counts.truncated),
+            rejected: get(&self.counts.rejected),
+            malformed: get(&self.counts.malformed),
+            link_down: get(&self.counts.link_down),
+        }
     }
 
     /// Receives up to `batch.capacity()` frames with one `recvmmsg`, replacing the batch's
     /// previous contents. Returns how many (at least 1), or `Err(WouldBlock)` once nothing is
     /// left to read. Frames that arrive truncated or malformed are counted and skipped, and so
     /// are the interface's down events; other errors are returned.
-    pub fn recv_batch(&mut self, batch: &mut RxBatch) -> io::Result<usize> {
+    pub fn recv_batch(&self, batch: &mut RxBatch) -> io::Result<usize> {
         batch.len = 0;
         loop {
             match self.recv_once(batch) {
@@ -279,8 +302,8 @@ impl Port {
                 Ok(n) => return Ok(n),
                 Err(e) => match e.raw_os_error() {
                     // Each of these consumed an error or a frame: reading on makes progress.
-                    Some(libc::ENETDOWN) => self.counts.link_down += 1,
-                    Some(libc::EINVAL) => self.counts.rejected += 1,
+                    Some(libc::ENETDOWN) => bump(&self.counts.link_down, 1),
+                    Some(libc::EINVAL) => bump(&self.counts.rejected, 1),
                     Some(libc::EINTR) => {}
                     _ => return Err(e),
                 },
@@ -288,7 +311,7 @@ impl Port {
         }
     }
 
-    fn recv_once(&mut self, batch: &mut RxBatch) -> io::Result<usize> {
+    fn recv_once(&self, batch: &mut RxBatch) -> io::Result<usize> {
         let capacity = batch.capacity();
         let mut iovs = [EMPTY_IOVEC; MAX_BATCH];
         let mut msgs = zeroed_mmsghdrs();
@@ -327,14 +350,14 @@ impl Port {
         for (slot, msg) in msgs.iter().enumerate().take(received) {
             let flags = msg.msg_hdr.msg_flags;
             if flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
-                self.counts.truncated += 1;
+                bump(&self.counts.truncated, 1);
                 continue;
             }
             let vlan = vlan_tag(&msg.msg_hdr);
             let start = slot * SLOT_STRIDE;
             let data = &mut batch.buf[start..start + SLOT_DATA];
             let Some(meta) = restore(data, msg.msg_len as usize, vlan) else {
-                self.counts.malformed += 1;
+                bump(&self.counts.malformed, 1);
                 continue;
             };
             batch.frames[delivered] = FrameMeta {
@@ -344,7 +367,7 @@ impl Port {
             delivered += 1;
         }
         batch.len = delivered;
-        self.counts.frames += delivered as u64;
+        bump(&self.counts.frames, delivered as u64);
         Ok(delivered)
     }
 

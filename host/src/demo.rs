@@ -1,0 +1,6 @@
+//! `vtep demo` (next commit).
+
+/// Runs the demo.
+pub fn run() -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}
