@@ -1,0 +1,94 @@
+//! Per-packet costs of the wire and offload layers: parsing a frame and hashing its flow,
+//! completing a checksum, segmenting a 64 KiB TSO super-frame.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use wasm_vtep::offload::{Segmenter, complete_checksum, segment};
+use wasm_vtep::wire::{FrameMeta, VirtioNetHdr};
+
+use common::{Csum, Flow, pattern, tcp_frame};
+
+const ACK: u8 = 0x10;
+
+fn parse_and_hash(c: &mut Criterion) {
+    let (frame, _) = tcp_frame(&Flow::v4(), 1, 1, ACK, &[], &pattern(1448, 1), Csum::Full);
+    c.bench_function("frame_meta_parse_flow_hash_tcp4", |b| {
+        b.iter(|| {
+            let m = FrameMeta::parse(black_box(&frame)).expect("bench fixture");
+            black_box(m.flow_hash())
+        })
+    });
+}
+
+fn checksum(c: &mut Criterion) {
+    let (mut frame, layout) = tcp_frame(
+        &Flow::v4(),
+        1,
+        1,
+        ACK,
+        &[],
+        &pattern(1460, 2),
+        Csum::Partial,
+    );
+    assert_eq!(frame.len(), 1514);
+    let hdr = VirtioNetHdr {
+        flags: VirtioNetHdr::F_NEEDS_CSUM,
+        csum_start: u16::try_from(layout.l4).expect("bench fixture"),
+        csum_offset: 16,
+        ..VirtioNetHdr::NONE
+    };
+    let partial = [frame[layout.l4 + 16], frame[layout.l4 + 17]];
+    let mut g = c.benchmark_group("checksum");
+    g.throughput(Throughput::Bytes(1500));
+    g.bench_function("complete_1500", |b| {
+        b.iter(|| {
+            // Restore the partial sum so every iteration does the same work.
+            frame[layout.l4 + 16..layout.l4 + 18].copy_from_slice(&partial);
+            complete_checksum(black_box(&mut frame), &hdr).expect("bench fixture");
+        })
+    });
+    g.finish();
+}
+
+fn gso(c: &mut Criterion) {
+    let ts = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
+    let payload = pattern(65_160 - 12, 3);
+    let (frame, layout) = tcp_frame(&Flow::v4(), 1, 1, ACK, &ts, &payload, Csum::Partial);
+    let hdr = VirtioNetHdr {
+        flags: VirtioNetHdr::F_NEEDS_CSUM,
+        gso_type: VirtioNetHdr::GSO_TCPV4,
+        hdr_len: 0,
+        gso_size: 1448,
+        csum_start: u16::try_from(layout.l4).expect("bench fixture"),
+        csum_offset: 16,
+    };
+    let mut scratch = vec![0u8; 2048];
+    let mut g = c.benchmark_group("gso");
+    g.throughput(Throughput::Bytes(
+        u64::try_from(frame.len()).expect("bench fixture"),
+    ));
+    g.bench_function("segment_tcp4_64k_mss1448", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            let n = segment(black_box(&frame), &hdr, &mut scratch, |s| bytes += s.len())
+                .expect("bench fixture");
+            black_box((n, bytes))
+        })
+    });
+    g.bench_function("segmenter_tcp4_64k_mss1448", |b| {
+        b.iter(|| {
+            let mut s = Segmenter::new(black_box(&frame), &hdr).expect("bench fixture");
+            while let Some(n) = s.write_next(&mut scratch).expect("bench fixture") {
+                black_box(&scratch[..n]);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse_and_hash, checksum, gso);
+criterion_main!(benches);
