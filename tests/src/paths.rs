@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -43,9 +44,9 @@ pub fn vtep_bin() -> Result<PathBuf> {
 
 /// The directory for this test process's logs and captures: `<profile>/wv-netlogs/<pid>/`.
 ///
-/// Created on first use; directories left by earlier runs (whose pid is gone) are removed at
-/// that moment, so the logs of the latest run stay available after it fails and nothing grows
-/// without bound.
+/// Created on first use. Directories of finished runs (whose pid is gone) are removed at that
+/// moment once they are an hour old: a failed run's logs stay for reading after the test
+/// binaries that `cargo test` runs next, and nothing grows without bound.
 pub fn artifacts_dir() -> Result<&'static Path> {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     if let Some(dir) = DIR.get() {
@@ -76,6 +77,9 @@ pub(crate) fn artifact_path(label: &str, ext: &str) -> Result<PathBuf> {
     Ok(artifacts_dir()?.join(format!("{label}-{n}.{ext}")))
 }
 
+/// How long the logs of a finished run are kept.
+const KEEP_FINISHED_RUNS: Duration = Duration::from_secs(3600);
+
 fn remove_dead_runs(root: &Path) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
@@ -85,7 +89,11 @@ fn remove_dead_runs(root: &Path) {
         let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > KEEP_FINISHED_RUNS));
+        if old && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -129,6 +137,18 @@ mod tests {
             "{}",
             dir.display()
         );
+    }
+
+    #[test]
+    fn vtep_bin_is_found_or_says_how_to_build_it() {
+        match vtep_bin() {
+            Ok(path) => assert!(
+                path.is_file() && path.ends_with("vtep"),
+                "{}",
+                path.display()
+            ),
+            Err(e) => assert!(e.to_string().contains("cargo build"), "{e:#}"),
+        }
     }
 
     #[test]

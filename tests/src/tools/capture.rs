@@ -112,8 +112,8 @@ impl Captured {
             .collect()
     }
 
-    /// tcpdump's own rendering, one packet per line as `tcpdump -nn -e -r FILE` prints it
-    /// (VXLAN on 4789 is decoded, inner frame included).
+    /// tcpdump's own rendering, as `tcpdump -nn -e -r FILE` prints it: one line per packet,
+    /// and for VXLAN on port 4789 a second line with the inner frame.
     pub fn text(&self) -> Result<String> {
         // Reading a file touches no network: fine to run outside any namespace.
         let path = self.pcap.to_string_lossy();

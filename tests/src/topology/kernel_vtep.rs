@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use anyhow::{Context, Result, bail};
+use wasm_vtep::wire::MacAddr;
 
 use super::{Host, Vm};
 use crate::netns::exec_in;
@@ -85,10 +86,21 @@ impl KernelVtep {
         self.attach(vm.host_port())
     }
 
-    /// `bridge fdb show dev vxlan<vni>`: learned remote MACs with their VTEP addresses,
-    /// head-end replication entries and the device's own address.
+    /// `bridge fdb show dev vxlan<vni>`: for a learned remote MAC two lines, the vxlan device's
+    /// own (`self`, with `dst` the remote VTEP) and the bridge's (`master br-<vni>`); head-end
+    /// replication and group entries (all-zero MAC, `self permanent`); the device's own MAC.
     pub fn fdb(&self) -> Result<Vec<FdbEntry>> {
         fdb_show_in(&self.ns, &self.device)
+    }
+
+    /// The remote VTEP the vxlan device has for `mac` (its own `self` entry's `dst`), if any:
+    /// where the kernel would send a frame for `mac` now.
+    pub fn remote_of(&self, mac: MacAddr) -> Result<Option<IpAddr>> {
+        Ok(self
+            .fdb()?
+            .into_iter()
+            .find(|e| e.mac == mac && e.has_flag("self"))
+            .and_then(|e| e.dst))
     }
 
     fn attach(&self, port: &str) -> Result<()> {
@@ -179,40 +191,25 @@ impl KernelVtepBuilder {
             device: format!("vxlan{}", self.vni),
             bridge: format!("br-{}", self.vni),
         };
-        let (vni, port, local) = (
-            self.vni.to_string(),
-            self.dstport.to_string(),
-            local.to_string(),
-        );
+        let vni = self.vni.to_string();
+        let (port, local) = (self.dstport.to_string(), local.to_string());
+        let learning = if self.learning {
+            "learning"
+        } else {
+            "nolearning"
+        };
         let mut args = vec!["link", "add", &vtep.device, "type", "vxlan", "id", &vni];
         args.extend(["dstport", &port, "local", &local, "ttl", "64"]);
         let group = self.group.map(|g| g.to_string());
         if let Some(group) = &group {
             args.extend(["group", group]);
         }
-        args.extend([
-            "dev",
-            Host::UPLINK,
-            if self.learning {
-                "learning"
-            } else {
-                "nolearning"
-            },
-        ]);
+        args.extend(["dev", Host::UPLINK, learning]);
         ns.ip(&args)?;
         super::disable_ipv6(ns, &vtep.device)?;
 
         let bridge = vtep.bridge.as_str();
-        ns.ip(&[
-            "link",
-            "add",
-            bridge,
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        super::disable_ipv6(ns, bridge)?;
+        super::add_bridge(ns, bridge)?;
         ns.ip(&["link", "set", bridge, "up"])?;
         vtep.attach(&vtep.device)?;
         for port in &self.ports {

@@ -34,3 +34,20 @@ use crate::netns::Netns;
 fn disable_ipv6(ns: &Netns, ifname: &str) -> anyhow::Result<()> {
     ns.sysctl(&format!("net.ipv6.conf.{ifname}.disable_ipv6"), "1")
 }
+
+/// Creates veth `name` in `ns` with its peer born as `peer` in `peer_ns` (so no transient name
+/// exists anywhere to collide with), both ends with `mtu`, both down.
+fn add_veth(ns: &Netns, name: &str, mtu: u32, peer_ns: &Netns, peer: &str) -> anyhow::Result<()> {
+    let mtu = mtu.to_string();
+    let link = ["link", "add", name, "mtu", &mtu, "type", "veth"];
+    let peer = ["peer", "name", peer, "mtu", &mtu, "netns", peer_ns.name()];
+    ns.ip(&[link.as_slice(), &peer].concat()).map(drop)
+}
+
+/// Creates bridge `name` in `ns`, with multicast snooping off (multicast floods to every port:
+/// there is no IGMP/MLD querier anywhere in the test network, so snooping state would only ever
+/// be partial) and no IPv6 address, left down.
+fn add_bridge(ns: &Netns, name: &str) -> anyhow::Result<()> {
+    ns.ip(&["link", "add", name, "type", "bridge", "mcast_snooping", "0"])?;
+    disable_ipv6(ns, name)
+}

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::disable_ipv6;
+use super::{add_bridge, add_veth, disable_ipv6};
 use crate::netns::Netns;
 
 /// An underlay L2 switch: bridge [`Switch::BRIDGE`] in namespace `wv-sw-…`.
@@ -25,16 +25,7 @@ impl Switch {
     pub fn new(mtu: u32) -> Result<Switch> {
         let ns = Netns::new("sw")?;
         let mtu_s = mtu.to_string();
-        ns.ip(&[
-            "link",
-            "add",
-            Self::BRIDGE,
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        disable_ipv6(&ns, Self::BRIDGE)?;
+        add_bridge(&ns, Self::BRIDGE)?;
         ns.ip(&["link", "set", Self::BRIDGE, "mtu", &mtu_s, "up"])?;
         Ok(Switch { ns, mtu })
     }
@@ -53,22 +44,7 @@ impl Switch {
     /// [`super::Host::new`]. The peer end is left down, for its owner to configure.
     pub(super) fn add_port(&self, port: &str, peer_ns: &Netns, peer: &str) -> Result<()> {
         let ns = &self.ns;
-        let mtu = self.mtu.to_string();
-        // The peer is born in its namespace: no transient name here to collide with.
-        ns.ip(&[
-            "link",
-            "add",
-            port,
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            peer,
-            "netns",
-            peer_ns.name(),
-        ])?;
+        add_veth(ns, port, self.mtu, peer_ns, peer)?;
         disable_ipv6(ns, port)?;
         ns.ip(&["link", "set", port, "master", Self::BRIDGE, "up"])?;
         Ok(())

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use anyhow::{Result, bail};
 use wasm_vtep::wire::MacAddr;
 
-use super::{Host, disable_ipv6};
+use super::{Host, add_veth, disable_ipv6};
 use crate::netns::Netns;
 
 /// How to build a [`Vm`].
@@ -90,22 +90,8 @@ impl Vm {
             bail!("interface name {port:?} must have 1 to 15 characters");
         }
         let ns = Netns::new(port)?;
-        let mtu = config.mtu.to_string();
         let hns = host.netns();
-        hns.ip(&[
-            "link",
-            "add",
-            port,
-            "mtu",
-            &mtu,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            Self::IFACE,
-            "netns",
-            ns.name(),
-        ])?;
+        add_veth(hns, port, config.mtu, &ns, Self::IFACE)?;
         disable_ipv6(hns, port)?;
         hns.ip(&["link", "set", port, "up"])?;
 
@@ -116,15 +102,7 @@ impl Vm {
             // Skip DAD for the link-local address too, so the VM can talk at once.
             ns.sysctl(&format!("net.ipv6.conf.{eth}.accept_dad"), "0")?;
         }
-        ns.ip(&[
-            "link",
-            "set",
-            eth,
-            "address",
-            &config.mac.to_string(),
-            "mtu",
-            &mtu,
-        ])?;
+        ns.ip(&["link", "set", eth, "address", &config.mac.to_string()])?;
         for (addr, prefix) in &config.ipv4 {
             ns.ip(&["addr", "add", &format!("{addr}/{prefix}"), "dev", eth])?;
         }
