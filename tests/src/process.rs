@@ -32,12 +32,15 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `program args` inside `ns`.
+    /// Starts `program args` inside `ns`; the logs are named after the namespace and program.
     pub fn start(ns: &impl AsRef<Netns>, program: &str, args: &[&str]) -> Result<Process> {
         let ns = ns.as_ref();
         let mut cmd = ns.command(program);
         cmd.args(args);
-        Process::spawn(&format!("{}-{program}", ns.name()), cmd)
+        let name = Path::new(program)
+            .file_name()
+            .map_or(program.into(), |n| n.to_string_lossy());
+        Process::spawn(&format!("{}-{name}", ns.name()), cmd)
     }
 
     /// Starts a prepared command, e.g. `ns.command("vtep")` with arguments and environment
