@@ -38,20 +38,24 @@ impl Netns {
 
     /// A command that will run inside the namespace.
     pub fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name, program]);
-        cmd
+        command_in(&self.name, program)
     }
 
     /// Runs `program args` inside the namespace; fails unless it exits 0. Returns stdout.
     pub fn exec(&self, program: &str, args: &[&str]) -> Result<String> {
-        let out = run(self.command(program).args(args))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        exec_in(&self.name, program, args)
     }
 
     /// `ip ARGS` inside the namespace.
     pub fn ip(&self, args: &[&str]) -> Result<String> {
         self.exec("ip", args)
+    }
+
+    /// Sets a sysctl inside the namespace (`net.*` keys are per namespace), e.g.
+    /// `ns.sysctl("net.ipv6.conf.eth0.disable_ipv6", "1")`.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        self.exec("sysctl", &["-qw", &format!("{key}={value}")])
+            .map(drop)
     }
 
     /// Moves the calling thread into the namespace until the guard drops, so that sockets the
@@ -82,6 +86,26 @@ impl Drop for Netns {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+impl AsRef<Netns> for Netns {
+    fn as_ref(&self) -> &Netns {
+        self
+    }
+}
+
+/// A command that will run inside the namespace called `ns`. `ip netns exec` execs the program
+/// in place, so the child's pid is the program's.
+pub(crate) fn command_in(ns: &str, program: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, program]);
+    cmd
+}
+
+/// Runs `program args` inside the namespace called `ns`; fails unless it exits 0. Returns stdout.
+pub(crate) fn exec_in(ns: &str, program: &str, args: &[&str]) -> Result<String> {
+    let out = run(command_in(ns, program).args(args))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Returned by [`Netns::enter`]: moves the thread back to its own namespace on drop.

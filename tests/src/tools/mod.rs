@@ -1,0 +1,11 @@
+//! Wrappers around the command-line tools a test uses to look at the network — `ping`,
+//! `bridge fdb`, `tcpdump`, `iperf3`, `nstat` — each run inside a namespace, each returning
+//! parsed results rather than text to grep.
+
+pub mod capture;
+pub mod fdb;
+pub mod iperf;
+pub mod nstat;
+pub mod pcap;
+pub mod ping;
+pub mod vxlan_view;

@@ -1,0 +1,173 @@
+//! `ping` from inside a namespace, with its summary parsed: how many answers came back and how
+//! long they took.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::netns::Netns;
+
+/// The summary lines of one `ping` run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PingStats {
+    /// Echo requests sent.
+    pub transmitted: u32,
+    /// Echo replies received (duplicates not counted).
+    pub received: u32,
+    /// Packet loss as ping reports it, in percent.
+    pub loss_percent: f64,
+    /// Round-trip times; `None` when nothing came back.
+    pub rtt: Option<Rtt>,
+    /// The whole output, for assertion messages.
+    pub output: String,
+}
+
+/// `rtt min/avg/max/mdev`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rtt {
+    /// Fastest round trip.
+    pub min: Duration,
+    /// Mean round trip.
+    pub avg: Duration,
+    /// Slowest round trip.
+    pub max: Duration,
+    /// Mean deviation.
+    pub mdev: Duration,
+}
+
+impl PingStats {
+    /// Every request was answered.
+    pub fn all_received(&self) -> bool {
+        self.transmitted > 0 && self.received == self.transmitted
+    }
+}
+
+/// Pings `to` `count` times from inside `from` (0.2 s apart, 1 s timeout per reply).
+///
+/// Returns the statistics whether or not replies came back: a test asserts on them. Fails only
+/// if ping itself could not run (bad address, no route, …).
+pub fn ping(from: &impl AsRef<Netns>, to: impl Into<IpAddr>, count: u32) -> Result<PingStats> {
+    ping_with(from, to, count, &[])
+}
+
+/// [`ping`] with extra arguments, e.g. `&["-s", "1472", "-M", "do"]` for a full-size frame that
+/// must not be fragmented.
+pub fn ping_with(
+    from: &impl AsRef<Netns>,
+    to: impl Into<IpAddr>,
+    count: u32,
+    extra: &[&str],
+) -> Result<PingStats> {
+    let to = to.into().to_string();
+    let count = count.to_string();
+    let out = from
+        .as_ref()
+        .command("ping")
+        .args(["-n", "-c", &count, "-i", "0.2", "-W", "1"])
+        .args(extra)
+        .arg(&to)
+        .output()
+        .context("running ping")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Exit status 1 means "some replies missing"; the summary still says what happened.
+    match parse_ping(&stdout) {
+        Some(stats) => Ok(stats),
+        None => bail!(
+            "ping {to} failed ({}): {}{}",
+            out.status,
+            stdout.trim(),
+            stderr.trim()
+        ),
+    }
+}
+
+fn parse_ping(output: &str) -> Option<PingStats> {
+    let summary = output.lines().find(|l| l.contains("packets transmitted"))?;
+    let mut transmitted = None;
+    let mut received = None;
+    let mut loss_percent = None;
+    for part in summary.split(',').map(str::trim) {
+        if let Some(n) = part.strip_suffix(" packets transmitted") {
+            transmitted = n.parse().ok();
+        } else if let Some(n) = part.strip_suffix(" received") {
+            received = n.parse().ok();
+        } else if let Some(p) = part.strip_suffix("% packet loss") {
+            loss_percent = p.parse().ok();
+        }
+    }
+    let rtt = output.lines().find_map(|l| {
+        // "rtt min/avg/max/mdev = 0.050/0.070/0.090/0.010 ms"
+        let values = l
+            .strip_prefix("rtt min/avg/max/mdev = ")?
+            .strip_suffix(" ms")?;
+        let ms: Vec<f64> = values
+            .split('/')
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        let d = |v: f64| Duration::try_from_secs_f64(v / 1000.0).ok();
+        match ms[..] {
+            [min, avg, max, mdev] => Some(Rtt {
+                min: d(min)?,
+                avg: d(avg)?,
+                max: d(max)?,
+                mdev: d(mdev)?,
+            }),
+            _ => None,
+        }
+    });
+    Some(PingStats {
+        transmitted: transmitted?,
+        received: received?,
+        loss_percent: loss_percent?,
+        rtt,
+        output: output.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_success() {
+        let out = "PING 192.0.2.2 (192.0.2.2) 56(84) bytes of data.\n\
+            64 bytes from 192.0.2.2: icmp_seq=1 ttl=64 time=0.123 ms\n\n\
+            --- 192.0.2.2 ping statistics ---\n\
+            3 packets transmitted, 3 received, 0% packet loss, time 405ms\n\
+            rtt min/avg/max/mdev = 0.050/0.070/0.090/0.010 ms\n";
+        let s = parse_ping(out).unwrap();
+        assert_eq!((s.transmitted, s.received), (3, 3));
+        assert!(s.all_received());
+        assert_eq!(s.loss_percent, 0.0);
+        let rtt = s.rtt.unwrap();
+        assert_eq!(rtt.min, Duration::from_micros(50));
+        assert_eq!(rtt.max, Duration::from_micros(90));
+    }
+
+    #[test]
+    fn parses_loss_with_errors() {
+        let out = "--- 192.0.2.9 ping statistics ---\n\
+            3 packets transmitted, 1 received, +2 errors, 66.6667% packet loss, time 2042ms\n";
+        let s = parse_ping(out).unwrap();
+        assert_eq!((s.transmitted, s.received), (3, 1));
+        assert!((s.loss_percent - 66.6667).abs() < 1e-9);
+        assert!(!s.all_received());
+        assert!(s.rtt.is_none());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse_ping("").is_none());
+        assert!(parse_ping("x packets transmitted, y received").is_none());
+        assert!(
+            parse_ping(
+                "3 packets transmitted, 3 received, 0% packet loss\nrtt min/avg/max/mdev = 1/2 ms"
+            )
+            .unwrap()
+            .rtt
+            .is_none()
+        );
+    }
+}
