@@ -7,6 +7,7 @@
 //! - [`tools`]: `ping`, `bridge fdb`, `tcpdump`, `iperf3` and `nstat`, parsed.
 //! - [`process`]: background programs (tcpdump, iperf3, the `vtep` daemon) as guards.
 //! - [`paths`]: where the `vtep` binary and the run's logs are.
+//! - [`vtep`]: the real `vtep` daemon in a host namespace ([`VtepDaemon`]) and its CLI.
 //!
 //! A two-host overlay with the kernel as data plane:
 //!
@@ -32,6 +33,7 @@ pub mod paths;
 pub mod process;
 pub mod tools;
 pub mod topology;
+pub mod vtep;
 
 pub use netns::Netns;
 pub use paths::vtep_bin;
@@ -44,3 +46,4 @@ pub use tools::pcap::CapturedPacket;
 pub use tools::ping::{PingStats, ping, ping_with};
 pub use tools::vxlan_view::VxlanPacket;
 pub use topology::{Host, HostConfig, KernelVtep, KernelVtepBuilder, Switch, Vm, VmConfig};
+pub use vtep::{VtepDaemon, VtepFdbRow, vtep_check};

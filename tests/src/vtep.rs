@@ -1,0 +1,187 @@
+//! `VtepDaemon`: the real `vtep` binary running in a host's namespace with a configuration the
+//! test writes, stopped on drop; and the CLI calls tests make against it.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::netns::Netns;
+use crate::paths::{artifact_path, vtep_bin};
+use crate::process::{Process, wait_until};
+
+/// One row of `vtep fdb show --json`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct VtepFdbRow {
+    /// The VNI.
+    pub vni: u32,
+    /// The MAC, lower-case with colons.
+    pub mac: String,
+    /// `"remote"` or `"local"`.
+    pub kind: String,
+    /// The remote VTEP, for remote entries.
+    pub remote: Option<String>,
+    /// The port, for local entries.
+    pub port: Option<String>,
+    /// Configured rather than learned.
+    #[serde(rename = "static")]
+    pub is_static: bool,
+    /// Seconds since learned or refreshed.
+    pub age_secs: u64,
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct VtepDaemon {
+    process: Process,
+    ns_name: String,
+    socket: PathBuf,
+    config: PathBuf,
+}
+
+impl VtepDaemon {
+    /// Writes `config` (TOML without a `[control]` section: the guard adds one with a socket of
+    /// its own), starts `vtep run` in `ns` and waits until its control socket answers.
+    pub fn start(ns: &impl AsRef<Netns>, config: &str) -> Result<VtepDaemon> {
+        let ns = ns.as_ref();
+        let socket = artifact_path(&format!("{}-vtep", ns.name()), "sock")?;
+        let config_path = artifact_path(&format!("{}-vtep", ns.name()), "toml")?;
+        let _ = std::fs::remove_file(&socket);
+        let text = format!(
+            "{config}\n[control]\nsocket = {:?}\n",
+            socket.display().to_string()
+        );
+        std::fs::write(&config_path, text).context("writing the vtep config")?;
+        let bin = vtep_bin()?;
+        let mut cmd = ns.command(&bin.display().to_string());
+        cmd.args(["run", "--config", &config_path.display().to_string()]);
+        cmd.env("RUST_LOG", "info");
+        let process = Process::spawn(&format!("{}-vtep", ns.name()), cmd)?;
+        let mut daemon = VtepDaemon {
+            process,
+            ns_name: ns.name().to_owned(),
+            socket,
+            config: config_path,
+        };
+        let socket = daemon.socket.clone();
+        let started = wait_until("vtep control socket", Duration::from_secs(10), || {
+            if let Some(status) = daemon.process.try_status()? {
+                bail!("vtep exited with {status}:\n{}", daemon.process.log_tails());
+            }
+            Ok(socket.exists() && std::os::unix::net::UnixStream::connect(&socket).is_ok())
+        });
+        started.with_context(|| daemon.process.log_tails())?;
+        Ok(daemon)
+    }
+
+    /// The control socket's path.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// The configuration file's path.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
+    }
+
+    /// The daemon's process guard (logs, signals).
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+
+    /// Runs `vtep --socket S ARGS` (in the daemon's namespace) and returns its stdout; fails
+    /// with its stderr unless it exits 0.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = self.cli_output(args)?;
+        if !out.status.success() {
+            bail!(
+                "vtep {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs the CLI and returns its whole output, whatever the exit status.
+    pub fn cli_output(&self, args: &[&str]) -> Result<std::process::Output> {
+        let bin = vtep_bin()?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns_name])
+            .arg(bin)
+            .arg("--socket")
+            .arg(&self.socket);
+        cmd.args(args);
+        cmd.output().context("running the vtep CLI")
+    }
+
+    /// `vtep fdb show --json`.
+    pub fn fdb(&self) -> Result<Vec<VtepFdbRow>> {
+        let out = self.cli(&["fdb", "show", "--json"])?;
+        serde_json::from_str(&out).context("parsing vtep fdb show --json")
+    }
+
+    /// Where the daemon has `mac` (lower-case) on `vni`, if anywhere.
+    pub fn entry(&self, vni: u32, mac: &str) -> Result<Option<VtepFdbRow>> {
+        Ok(self
+            .fdb()?
+            .into_iter()
+            .find(|r| r.vni == vni && r.mac == mac))
+    }
+
+    /// `vtep stats --json`.
+    pub fn stats(&self) -> Result<serde_json::Value> {
+        let out = self.cli(&["stats", "--json"])?;
+        serde_json::from_str(&out).context("parsing vtep stats --json")
+    }
+
+    /// A pipeline drop counter by name (`vni_not_served`, ...).
+    pub fn drop_count(&self, reason: &str) -> Result<u64> {
+        let stats = self.stats()?;
+        stats["drops"][reason]
+            .as_u64()
+            .with_context(|| format!("no drop counter {reason:?}"))
+    }
+
+    /// A per-VNI counter by name (`learned`, `moved`, `floods`, `to_underlay_packets`, ...).
+    pub fn vni_counter(&self, vni: u32, name: &str) -> Result<u64> {
+        let stats = self.stats()?;
+        let rows = stats["vnis"].as_array().context("no vnis in stats")?;
+        let row = rows
+            .iter()
+            .find(|r| r["vni"] == vni)
+            .with_context(|| format!("no VNI {vni}"))?;
+        row["counters"][name]
+            .as_u64()
+            .with_context(|| format!("no counter {name:?}"))
+    }
+
+    /// SIGTERM, then waits for a clean exit; fails unless the exit code is 0.
+    pub fn stop(mut self) -> Result<()> {
+        let status = self.process.stop()?;
+        if !status.success() {
+            bail!("vtep exited with {status}:\n{}", self.process.log_tails());
+        }
+        Ok(())
+    }
+}
+
+/// `vtep check --config FILE` on a configuration text in `ns`: exit status success, and
+/// stdout/stderr.
+pub fn vtep_check(ns: &impl AsRef<Netns>, config: &str) -> Result<(bool, String, String)> {
+    let ns = ns.as_ref();
+    let path = artifact_path(&format!("{}-check", ns.name()), "toml")?;
+    std::fs::write(&path, config)?;
+    let bin = vtep_bin()?;
+    let out = ns
+        .command(&bin.display().to_string())
+        .args(["check", "--config", &path.display().to_string()])
+        .output()
+        .context("running vtep check")?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
