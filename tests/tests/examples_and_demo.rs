@@ -1,0 +1,88 @@
+//! The shipped example configurations pass `vtep check` on a host that has their interfaces,
+//! and `vtep demo` walks through the seed scenario and leaves nothing behind.
+
+use std::path::Path;
+
+use anyhow::Result;
+use wasm_vtep_tests::{Netns, vtep_bin, vtep_check};
+
+/// A namespace with the interfaces the examples name: uplink0 and vm1..vm2.
+fn example_host() -> Result<Netns> {
+    let ns = Netns::new("ex")?;
+    ns.ip(&[
+        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+    ])?;
+    ns.ip(&["link", "add", "vm1", "type", "veth", "peer", "name", "vm1p"])?;
+    ns.ip(&["link", "add", "vm2", "type", "veth", "peer", "name", "vm2p"])?;
+    Ok(ns)
+}
+
+#[test]
+fn every_example_configuration_checks() -> Result<()> {
+    let ns = example_host()?;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path)?;
+            let (ok, stdout, stderr) = vtep_check(&ns, &text)?;
+            assert!(ok, "{}: {stderr}", path.display());
+            assert!(stdout.contains(": ok"), "{stdout}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "host1, host2, head-end and ipv6 examples");
+    Ok(())
+}
+
+#[test]
+fn check_names_a_missing_interface() -> Result<()> {
+    let ns = Netns::new("ex")?; // no vm1 here
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/host1.toml"),
+    )?;
+    let (ok, _, stderr) = vtep_check(&ns, &text)?;
+    assert!(!ok);
+    assert_eq!(
+        stderr.trim(),
+        "vtep: vni[0].ports: no such interface \"vm1\""
+    );
+    Ok(())
+}
+
+#[test]
+fn demo_walks_through_flood_and_learn_and_cleans_up() -> Result<()> {
+    let child = std::process::Command::new(vtep_bin()?)
+        .arg("demo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let prefix = format!("wv-demo-{}-", child.id());
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // After VM1's ARP, each host has the other's VM behind the other's underlay address.
+    assert!(
+        stdout.contains("02:00:00:00:00:02 vni 5001 dst 198.18.0.2 learned"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("02:00:00:00:00:01 vni 5001 dst 198.18.0.1 learned"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 received"), "{stdout}");
+    let list = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()?;
+    let left = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        !left.contains(&prefix),
+        "demo namespaces left behind: {left}"
+    );
+    Ok(())
+}
