@@ -110,7 +110,11 @@ fn setns(ns: &File) -> Result<()> {
 pub fn run(cmd: &mut Command) -> Result<Output> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(out)
 }
@@ -142,7 +146,8 @@ mod tests {
     #[test]
     fn enter_moves_sockets_into_the_namespace() {
         let ns = Netns::new("e").unwrap();
-        ns.ip(&["addr", "add", "198.18.200.1/32", "dev", "lo"]).unwrap();
+        ns.ip(&["addr", "add", "198.18.200.1/32", "dev", "lo"])
+            .unwrap();
         {
             let _in = ns.enter().unwrap();
             // Binding works only where the address exists: inside the namespace.
