@@ -834,6 +834,42 @@ fn a_port_opened_on_a_down_interface_receives_once_it_comes_up() -> Result<()> {
 }
 
 #[test]
+fn frames_dropped_on_a_full_receive_buffer_are_counted() -> Result<()> {
+    let (vm, host) = vm_and_host("full", true)?;
+    let mut port = {
+        let _in = host.enter()?;
+        Port::open("h0")?
+    };
+    let vm_port = {
+        let _in = vm.enter()?;
+        Port::open("vm0")?
+    };
+    // Far more small frames than the port's receive buffer holds, none read meanwhile.
+    const SENT: u64 = 40_000;
+    let frame = ethernet(HOST_MAC, VM_MAC, ETHERTYPE_TEST, &[0; 46]);
+    let mut counts = wasm_vtep::io::TxCounts::default();
+    vm_port.send_batch(
+        std::iter::repeat_n((&VirtioNetHdr::NONE, &frame[..]), 40_000),
+        &mut counts,
+    );
+    assert_eq!(counts.sent, SENT);
+
+    let mut batch = RxBatch::new(64);
+    let mut received = 0u64;
+    recv_frames_for(&mut port, &mut batch, Duration::from_millis(300), |f| {
+        received += u64::from(f.bytes == &frame[..]);
+    })?;
+    let drops = port.refresh_kernel_drops()?;
+    eprintln!("received {received} of {SENT}, kernel dropped {drops}");
+    assert!(received > 0 && drops > 0);
+    assert!(received + drops <= SENT);
+    assert_eq!(port.rx_counts().kernel_drops, drops);
+    // Reading the kernel's counter resets it: nothing is counted twice.
+    assert_eq!(port.refresh_kernel_drops()?, drops);
+    Ok(())
+}
+
+#[test]
 fn opening_a_missing_interface_names_it() -> Result<()> {
     let (_vm, host) = vm_and_host("miss", true)?;
     let _in = host.enter()?;
@@ -1101,5 +1137,128 @@ fn the_transmitter_drains_an_outbox_in_order_and_counts_drops() -> Result<()> {
             "underlay packets out of order"
         );
     }
+    Ok(())
+}
+
+// --- measurement ------------------------------------------------------------------------------
+
+/// Frames per second through the sockets (run by hand: `cargo test -p wasm-vtep-tests --test
+/// io_sockets -- --ignored --nocapture`). Sender and receiver share the machine's cores.
+#[test]
+#[ignore = "a measurement, not a check; run by hand"]
+fn throughput() -> Result<()> {
+    const RUN: Duration = Duration::from_secs(2);
+    let (vm, host) = vm_and_host("perf", true)?;
+    let port = {
+        let _in = host.enter()?;
+        Port::open("h0")?
+    };
+    let mut sink = {
+        let _in = vm.enter()?;
+        Port::open("vm0")?
+    };
+    let frame = ethernet(VM_MAC, HOST_MAC, ETHERTYPE_TEST, &[0; 46]);
+    let big = ethernet(VM_MAC, HOST_MAC, ETHERTYPE_TEST, &[0; 1486]);
+
+    for (what, frame, batched) in [
+        ("60-byte frames, send_batch", &frame, true),
+        ("60-byte frames, send", &frame, false),
+        ("1500-byte frames, send_batch", &big, true),
+    ] {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop_rx = stop.clone();
+        let receiver = std::thread::spawn(move || -> (Port, u64) {
+            let mut batch = RxBatch::new(64);
+            let mut n = 0u64;
+            while !stop_rx.load(std::sync::atomic::Ordering::Relaxed) {
+                match sink.recv_batch(&mut batch) {
+                    Ok(k) => n += k as u64,
+                    Err(_) => wait_readable(&sink, Duration::from_millis(10)),
+                }
+            }
+            (sink, n)
+        });
+        let mut counts = wasm_vtep::io::TxCounts::default();
+        let start = Instant::now();
+        while start.elapsed() < RUN {
+            if batched {
+                port.send_batch(
+                    std::iter::repeat_n((&VirtioNetHdr::NONE, &frame[..]), 64),
+                    &mut counts,
+                );
+            } else {
+                for _ in 0..64 {
+                    counts.record(port.send(&VirtioNetHdr::NONE, frame));
+                }
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (back, received) = receiver.join().expect("receiver thread");
+        sink = back;
+        let before = sink.rx_counts().kernel_drops;
+        let kernel_drops = sink.refresh_kernel_drops()? - before;
+        eprintln!(
+            "port -> port, {what}: sent {:.0}/s, received {:.0}/s, send drops {}, receive buffer drops {kernel_drops}",
+            counts.sent as f64 / secs,
+            received as f64 / secs,
+            counts.dropped_total(),
+        );
+        ensure!(received > 0);
+    }
+
+    let (a, b) = underlay_pair("perfu")?;
+    let tx = {
+        let _in = a.enter()?;
+        UnderlayTx::open(UNDERLAY_A.into(), None)?
+    };
+    let mut rx = {
+        let _in = b.enter()?;
+        UnderlayRx::open(UNDERLAY_B.into(), VXLAN_PORT)?
+    };
+    let packet = outer_ipv4(
+        UNDERLAY_A,
+        UNDERLAY_B,
+        64,
+        1,
+        &vxlan(1, &inner_frame(b"perf")),
+    );
+    tx.send(UNDERLAY_B.into(), &packet)?;
+    let mut batch = DatagramBatch::new(64);
+    recv_datagrams(&mut rx, &mut batch, TIMEOUT, |_, _, _| {
+        ControlFlow::Break(())
+    })?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_rx = stop.clone();
+    let receiver = std::thread::spawn(move || -> u64 {
+        let mut n = 0u64;
+        while !stop_rx.load(std::sync::atomic::Ordering::Relaxed) {
+            match rx.recv_batch(&mut batch) {
+                Ok(k) => n += k as u64,
+                Err(_) => wait_readable(&rx, Duration::from_millis(10)),
+            }
+        }
+        n
+    });
+    let mut counts = wasm_vtep::io::TxCounts::default();
+    let start = Instant::now();
+    while start.elapsed() < RUN {
+        let dst = IpAddr::from(UNDERLAY_B);
+        tx.send_batch(std::iter::repeat_n((dst, &packet[..]), 64), &mut counts);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let received = receiver.join().expect("receiver thread");
+    eprintln!(
+        "underlay, {}-byte IPv4 VXLAN packets, send_batch: sent {:.0}/s, received {:.0}/s, dropped {} ({} congested)",
+        packet.len(),
+        counts.sent as f64 / secs,
+        received as f64 / secs,
+        counts.dropped_total(),
+        counts.dropped(TxDrop::Congested),
+    );
+    ensure!(received > 0);
     Ok(())
 }

@@ -341,11 +341,10 @@ impl UnderlayRx {
         let mut delivered = 0;
         for (slot, msg) in msgs.iter().enumerate().take(received) {
             let len = msg.msg_len as usize;
+            let whole = msg.msg_hdr.msg_flags & libc::MSG_TRUNC == 0 && len <= slot_len;
+            // A UDP socket always names the source; without one the datagram is dropped too.
             let source = batch.names[slot].source(msg.msg_hdr.msg_namelen);
-            let (true, Some((source, source_port))) = (
-                msg.msg_hdr.msg_flags & libc::MSG_TRUNC == 0 && len <= slot_len,
-                source,
-            ) else {
+            let (true, Some((source, source_port))) = (whole, source) else {
                 self.counts.truncated += 1;
                 continue;
             };
