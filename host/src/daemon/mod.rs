@@ -183,12 +183,15 @@ fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
     let rx = *lock(&shared.underlay_rx);
     let mut ports = PortRxCounts::default();
     for p in &shared.ports {
+        // Frames the kernel dropped because the data path fell behind (PACKET_STATISTICS).
+        let _ = p.refresh_kernel_drops();
         let c = p.rx_counts();
         ports.frames += c.frames;
         ports.truncated += c.truncated;
         ports.rejected += c.rejected;
         ports.malformed += c.malformed;
         ports.link_down += c.link_down;
+        ports.kernel_drops += c.kernel_drops;
     }
     let mut out: Vec<(String, u64)> = [
         ("port_rx_frames", ports.frames),
@@ -196,6 +199,7 @@ fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
         ("port_rx_rejected", ports.rejected),
         ("port_rx_malformed", ports.malformed),
         ("port_link_down", ports.link_down),
+        ("port_rx_kernel_drops", ports.kernel_drops),
         ("underlay_rx_datagrams", rx.datagrams),
         ("underlay_rx_truncated", rx.truncated),
         ("port_tx_sent", tx.ports.sent),

@@ -27,8 +27,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::counts::{TxCounts, TxDrop};
 use super::sys::{
-    EMPTY_IOVEC, MAX_BATCH, SetupError, abi, if_index, send_all, set_buffer, setsockopt,
-    zeroed_mmsghdrs,
+    EMPTY_IOVEC, MAX_BATCH, SetupError, abi, getsockopt, if_index, send_all, set_buffer,
+    setsockopt, zeroed_mmsghdrs,
 };
 use crate::wire::VirtioNetHdr;
 
@@ -52,6 +52,8 @@ const TPID_8021Q: u16 = 0x8100;
 /// Control bytes per message: one `tpacket_auxdata` message (`CMSG_SPACE(20)` = 40 on 64-bit)
 /// with room to spare.
 const CONTROL_LEN: usize = 64;
+/// Errors `recv_batch` skips in a row before it returns one.
+const MAX_ERRORS_IN_A_ROW: u32 = 1024;
 /// The least `cmsg_len` of a control message carrying a `tpacket_auxdata`.
 const AUXDATA_CMSG_LEN: usize = size_of::<libc::cmsghdr>() + size_of::<libc::tpacket_auxdata>();
 
@@ -173,6 +175,9 @@ pub struct PortRxCounts {
     /// Times the kernel reported the interface down (`ENETDOWN`): at open if it was down, and
     /// each time it goes down.
     pub link_down: u64,
+    /// Frames the kernel dropped because the socket's receive buffer was full, as of the last
+    /// [`Port::refresh_kernel_drops`].
+    pub kernel_drops: u64,
 }
 
 /// The receive side's counters, shared between the reading thread and `rx_counts` callers.
@@ -183,6 +188,7 @@ struct RxCounters {
     rejected: AtomicU64,
     malformed: AtomicU64,
     link_down: AtomicU64,
+    kernel_drops: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -287,7 +293,26 @@ impl Port {
             rejected: get(&self.counts.rejected),
             malformed: get(&self.counts.malformed),
             link_down: get(&self.counts.link_down),
+            kernel_drops: get(&self.counts.kernel_drops),
         }
+    }
+
+    /// Adds the frames the kernel dropped since the last call because the receive buffer was
+    /// full (`PACKET_STATISTICS`, which reading resets) to `rx_counts().kernel_drops`, and
+    /// returns that total. A system call: call it when reporting, not per batch.
+    pub fn refresh_kernel_drops(&self) -> io::Result<u64> {
+        let mut stats = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        getsockopt(
+            self.socket.as_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            &mut stats,
+        )?;
+        bump(&self.counts.kernel_drops, u64::from(stats.tp_drops));
+        Ok(self.counts.kernel_drops.load(Ordering::Relaxed))
     }
 
     /// Receives up to `batch.capacity()` frames with one `recvmmsg`, replacing the batch's
@@ -296,17 +321,26 @@ impl Port {
     /// are the interface's down events; other errors are returned.
     pub fn recv_batch(&self, batch: &mut RxBatch) -> io::Result<usize> {
         batch.len = 0;
+        // Each dropped message and each of the errors below consumed a frame or a pending error,
+        // so reading on makes progress; the bound only guards against an error that repeats
+        // without consuming anything (which would be a bug, reported rather than spun on).
+        let mut errors_in_a_row = 0u32;
         loop {
             match self.recv_once(batch) {
-                Ok(0) => {} // every message of this call was dropped: read on
+                Ok(0) => errors_in_a_row = 0, // every message of this call was dropped: read on
                 Ok(n) => return Ok(n),
-                Err(e) => match e.raw_os_error() {
-                    // Each of these consumed an error or a frame: reading on makes progress.
-                    Some(libc::ENETDOWN) => bump(&self.counts.link_down, 1),
-                    Some(libc::EINVAL) => bump(&self.counts.rejected, 1),
-                    Some(libc::EINTR) => {}
-                    _ => return Err(e),
-                },
+                Err(e) => {
+                    errors_in_a_row += 1;
+                    match e.raw_os_error() {
+                        _ if errors_in_a_row > MAX_ERRORS_IN_A_ROW => return Err(e),
+                        Some(libc::ENETDOWN) => bump(&self.counts.link_down, 1),
+                        // packet_recvmsg frees a frame whose GSO type no virtio_net_hdr can
+                        // express and fails the read with EINVAL.
+                        Some(libc::EINVAL) => bump(&self.counts.rejected, 1),
+                        Some(libc::EINTR) => {}
+                        _ => return Err(e),
+                    }
+                }
             }
         }
     }

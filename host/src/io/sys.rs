@@ -118,6 +118,34 @@ pub(super) fn setsockopt<T: Copy>(
     }
 }
 
+/// `getsockopt(fd, level, name)` for an option whose value is the plain C struct or integer `T`.
+pub(super) fn getsockopt<T: Copy>(
+    fd: BorrowedFd<'_>,
+    level: c_int,
+    name: c_int,
+    value: &mut T,
+) -> io::Result<()> {
+    let mut len = libc::socklen_t::try_from(size_of::<T>())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `value` points to `len` writable bytes for the duration of the call; the kernel
+    // writes at most `len` bytes of the option's C type, which `T` is, so any bytes it writes
+    // form a valid `T` (plain integers). `fd` is a descriptor kept open by its borrow.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Sets a socket buffer to [`SOCKET_BUFFER`] bytes, past `net.core.[rw]mem_max` if allowed.
 pub(super) fn set_buffer(fd: BorrowedFd<'_>, force: c_int, plain: c_int) -> io::Result<()> {
     let bytes = c_int::try_from(SOCKET_BUFFER).unwrap_or(c_int::MAX);

@@ -237,7 +237,8 @@ impl UnderlayRx {
 
     /// Joins multicast `group` on the interface called `ifname` (or the one the routing table
     /// picks for the group when `None`): `IP_ADD_MEMBERSHIP` with an interface index
-    /// (`ip_mreqn`), or `IPV6_JOIN_GROUP`.
+    /// (`ip_mreqn`), or `IPV6_JOIN_GROUP`. The name is resolved in the calling thread's network
+    /// namespace, which must be the socket's.
     pub fn join(&self, group: IpAddr, ifname: Option<&str>) -> Result<(), SetupError> {
         self.membership(group, ifname, true)
     }
@@ -340,11 +341,10 @@ impl UnderlayRx {
         let mut delivered = 0;
         for (slot, msg) in msgs.iter().enumerate().take(received) {
             let len = msg.msg_len as usize;
+            let whole = msg.msg_hdr.msg_flags & libc::MSG_TRUNC == 0 && len <= slot_len;
+            // A UDP socket always names the source; without one the datagram is dropped too.
             let source = batch.names[slot].source(msg.msg_hdr.msg_namelen);
-            let (true, Some((source, source_port))) = (
-                msg.msg_hdr.msg_flags & libc::MSG_TRUNC == 0 && len <= slot_len,
-                source,
-            ) else {
+            let (true, Some((source, source_port))) = (whole, source) else {
                 self.counts.truncated += 1;
                 continue;
             };
@@ -427,7 +427,8 @@ pub struct UnderlayTx {
 
 impl UnderlayTx {
     /// Opens a raw socket of `local`'s family. Multicast goes out of `multicast_if` when given
-    /// (else where the routing table says), and is not looped back to this host.
+    /// (else where the routing table says), and is not looped back to this host. Unicast goes
+    /// where the routing table says. Needs `CAP_NET_RAW`.
     pub fn open(local: IpAddr, multicast_if: Option<&str>) -> Result<UnderlayTx, SetupError> {
         let target = || format!("underlay sender from {local}");
         let fail = |what: &'static str| move |e: io::Error| SetupError::socket(what, target(), e);
