@@ -9,4 +9,6 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The network tests start the real daemon: build it first.
 cargo build --locked --bin vtep
+# The fuzz target (cargo-fuzz layout, outside the workspace) must keep building.
+cargo build --manifest-path host/fuzz/Cargo.toml --target-dir target/fuzz
 cargo test --workspace --locked

@@ -105,7 +105,10 @@ fn fdb(c: &mut Criterion) {
         .add_vni(Vni::from_u24(5001), settings)
         .unwrap_or_else(|e| panic!("{e}"));
     let mac = |i: u32| MacAddr::from_u64(0x0200_0000_0000 | u64::from(i));
-    let remote = |i: u32| Location::Remote(IpAddr::from([198, 18, (i >> 8) as u8 & 0x3f, i as u8]));
+    let remote = |i: u32| {
+        let [_, _, hi, lo] = i.to_be_bytes();
+        Location::Remote(IpAddr::from([198, 18, hi & 0x3f, lo]))
+    };
     for i in 0..N {
         fdb.learn(vni, mac(i), remote(i % 1000), 0, &mut Builtin);
     }
