@@ -64,7 +64,11 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let ifname = config.underlay_interface.as_deref();
     let ports = datapath::open_ports(&config.ports)?;
     let rx = UnderlayRx::open(local, config.settings.dst_port)?;
-    let groups: Vec<IpAddr> = vtep.groups().map(|(_, g)| g).collect();
+    // Several VNIs may flood to one group, but a socket joins a group once: a second
+    // IP_ADD_MEMBERSHIP for it fails with EADDRINUSE.
+    let mut groups: Vec<IpAddr> = vtep.groups().map(|(_, g)| g).collect();
+    groups.sort_unstable();
+    groups.dedup();
     for &g in &groups {
         rx.join(g, ifname)?;
         tracing::info!(group = %g, interface = ifname.unwrap_or("(routed)"), "joined group");

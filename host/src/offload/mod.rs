@@ -3,6 +3,9 @@
 //!
 //! - [`complete_checksum`]: a partial L4 checksum (`NEEDS_CSUM`) is finished in place, as the
 //!   kernel's `skb_checksum_help` does before a frame leaves through a device that cannot.
+//!   [`recover_offloads`] recognises the same partial form, and TCP super-frames, in a frame
+//!   that came without a header (decapsulated from the underlay), so that it can be delivered
+//!   with one.
 //! - [`Segmenter`] / [`segment`]: a GSO super-frame (TSO for TCP over IPv4/IPv6, USO for UDP) is
 //!   cut into wire-sized frames, each with its own IP length and ID, TCP sequence number and
 //!   flags, and complete checksums, as the kernel's `skb_gso_segment` does.
@@ -16,6 +19,6 @@ mod checksum;
 mod error;
 mod gso;
 
-pub use checksum::complete_checksum;
+pub use checksum::{complete_checksum, recover_offloads};
 pub use error::OffloadError;
 pub use gso::{Segmenter, segment};

@@ -1,6 +1,8 @@
 //! Packets from the underlay (RFC 7348 §4.1, receive side): check the VXLAN header and VNI,
 //! learn `inner source MAC -> outer source IP`, decapsulate and deliver to this VNI's local
-//! ports. Nothing received from the underlay is ever sent back into it (split horizon).
+//! ports. Nothing received from the underlay is ever sent back into it (split horizon). What a
+//! sending kernel left undone (a partial checksum, a TCP super-frame) is delivered with a
+//! `virtio_net_hdr` that has the port's kernel finish it.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -9,7 +11,8 @@ use super::outbox::Outbox;
 use super::stats::DropReason;
 use super::{Location, Vtep, count_learn};
 use crate::fdb::Builtin;
-use crate::wire::{FrameMeta, VirtioNetHdr, VxlanPacket};
+use crate::offload::recover_offloads;
+use crate::wire::{FrameMeta, VxlanPacket};
 
 impl Vtep {
     /// Handles one UDP datagram (the VXLAN header and inner frame) that `src` sent to this
@@ -47,6 +50,7 @@ impl Vtep {
             .get(&packet.vni())
             .ok_or(DropReason::VniNotServed)?;
         let tick = self.tick(now);
+        let max_inner = self.encap.max_inner();
         let Vtep { fdb, vnis, .. } = self;
         let vni = &mut vnis[idx.index()];
         if vni.settings.strict_reserved && packet.reserved_bits_set() {
@@ -79,8 +83,11 @@ impl Vtep {
         if ports.is_empty() {
             return Err(DropReason::NoDestination);
         }
+        // A kernel VTEP on a virtual link may have left the inner checksum unfinished or a TCP
+        // super-frame whole: the port's kernel finishes them, as the kernel's vxlan would.
+        let vnet = recover_offloads(inner, &meta, max_inner);
         for &p in ports {
-            out.push(super::Dest::Port(p), VirtioNetHdr::NONE)
+            out.push(super::Dest::Port(p), vnet)
                 .extend_from_slice(inner);
             vni.stats.to_ports.add(inner.len());
         }

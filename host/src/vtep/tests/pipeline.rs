@@ -454,3 +454,41 @@ fn pseudo_header_sum(frame: &[u8]) -> u16 {
     }
     sum as u16
 }
+
+#[test]
+fn partial_checksums_from_the_underlay_are_delivered_with_needs_csum() {
+    let mut v = vtep();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    let remote = ip("198.18.0.2");
+    // To VM 1 on port 0, learned first so the frame is not flooded.
+    v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &udp(1, 9, 1, 2, 10),
+        &mut out,
+    )
+    .unwrap();
+    out.clear();
+    // What a kernel VTEP sends over a veth: the inner UDP checksum left partial.
+    let full = udp(2, 1, 1111, 2222, 300);
+    let mut partial = full.clone();
+    partial[40..42].copy_from_slice(&pseudo_header_sum(&full).to_be_bytes());
+    v.handle_underlay(now, remote, &vxlan(5001, &partial), &mut out)
+        .unwrap();
+    let needs_csum = VirtioNetHdr {
+        flags: VirtioNetHdr::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..VirtioNetHdr::NONE
+    };
+    assert_eq!(dests(&out), [Dest::Port(PortId(0))]);
+    assert_eq!(out.frames()[0].vnet, needs_csum);
+    assert_eq!(out.frames()[0].bytes, partial);
+    // A complete checksum is delivered as it is.
+    out.clear();
+    v.handle_underlay(now, remote, &vxlan(5001, &full), &mut out)
+        .unwrap();
+    assert_eq!(out.frames()[0].vnet, VirtioNetHdr::NONE);
+}
