@@ -1,6 +1,7 @@
 //! Packets from the underlay (RFC 7348 §4.1, receive side): check the VXLAN header and VNI,
 //! learn `inner source MAC -> outer source IP`, decapsulate and deliver to this VNI's local
-//! ports. Nothing received from the underlay is ever sent back into it (split horizon).
+//! ports. Nothing received from the underlay is ever sent back into it (split horizon). Offloads
+//! a sending kernel left pending go to the ports marked as such ([`offload::restore_offloads`]).
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -9,7 +10,8 @@ use super::outbox::Outbox;
 use super::stats::DropReason;
 use super::{Location, Vtep, count_learn};
 use crate::fdb::Builtin;
-use crate::wire::{FrameMeta, VirtioNetHdr, VxlanPacket};
+use crate::offload;
+use crate::wire::{FrameMeta, VxlanPacket};
 
 impl Vtep {
     /// Handles one UDP datagram (the VXLAN header and inner frame) that `src` sent to this
@@ -47,7 +49,9 @@ impl Vtep {
             .get(&packet.vni())
             .ok_or(DropReason::VniNotServed)?;
         let tick = self.tick(now);
-        let Vtep { fdb, vnis, .. } = self;
+        let Vtep {
+            fdb, vnis, encap, ..
+        } = self;
         let vni = &mut vnis[idx.index()];
         if vni.settings.strict_reserved && packet.reserved_bits_set() {
             return Err(DropReason::VxlanReservedBits);
@@ -79,8 +83,11 @@ impl Vtep {
         if ports.is_empty() {
             return Err(DropReason::NoDestination);
         }
+        // A kernel VTEP on a software underlay leaves checksums partial and TCP super-frames
+        // whole; the UDP socket lost the metadata that says so, and this puts it back.
+        let vnet = offload::restore_offloads(inner, &meta, encap.max_inner());
         for &p in ports {
-            out.push(super::Dest::Port(p), VirtioNetHdr::NONE)
+            out.push(super::Dest::Port(p), vnet)
                 .extend_from_slice(inner);
             vni.stats.to_ports.add(inner.len());
         }

@@ -454,3 +454,33 @@ fn pseudo_header_sum(frame: &[u8]) -> u16 {
     }
     sum as u16
 }
+
+#[test]
+fn partial_checksums_from_the_underlay_are_marked_for_the_ports() {
+    let mut v = vtep();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    // What a kernel VTEP on a veth underlay sends: the inner checksum left to an offload that
+    // never ran. Unknown destination: flooded to both local ports of VNI 5001.
+    let full = udp(7, 1, 1111, 2222, 300);
+    let mut partial = full.clone();
+    partial[40..42].copy_from_slice(&pseudo_header_sum(&full).to_be_bytes());
+    v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &partial), &mut out)
+        .unwrap();
+    let marked = VirtioNetHdr {
+        flags: VirtioNetHdr::F_NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 6,
+        ..VirtioNetHdr::NONE
+    };
+    assert_eq!(out.len(), 2);
+    for f in out.frames() {
+        assert!(matches!(f.dest, Dest::Port(_)));
+        assert_eq!((f.vnet, &f.bytes), (marked, &partial));
+    }
+    // A complete checksum goes out as it is.
+    out.clear();
+    v.handle_underlay(now, ip("198.18.0.2"), &vxlan(5001, &full), &mut out)
+        .unwrap();
+    assert!(out.frames().iter().all(|f| f.vnet == VirtioNetHdr::NONE));
+}
