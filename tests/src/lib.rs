@@ -44,6 +44,7 @@ pub use tools::iperf::{IperfOptions, IperfReport, IperfServer, iperf3};
 pub use tools::nstat::NetCounters;
 pub use tools::pcap::CapturedPacket;
 pub use tools::ping::{PingStats, ping, ping_with};
+pub use tools::raw_frame::PacketSocket;
 pub use tools::vxlan_view::VxlanPacket;
 pub use topology::{Host, HostConfig, KernelVtep, KernelVtepBuilder, Switch, Vm, VmConfig};
 pub use vtep::{VtepDaemon, VtepFdbRow, vtep_check};

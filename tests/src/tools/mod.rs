@@ -8,4 +8,5 @@ pub mod iperf;
 pub mod nstat;
 pub mod pcap;
 pub mod ping;
+pub mod raw_frame;
 pub mod vxlan_view;
