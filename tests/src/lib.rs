@@ -47,4 +47,5 @@ pub use tools::ping::{PingStats, ping, ping_with};
 pub use tools::raw_frame::PacketSocket;
 pub use tools::vxlan_view::VxlanPacket;
 pub use topology::{Host, HostConfig, KernelVtep, KernelVtepBuilder, Switch, Vm, VmConfig};
-pub use vtep::{VtepDaemon, VtepFdbRow, vtep_check};
+pub use vtep::{VtepDaemon, vtep_check};
+pub use wasm_vtep::control::FdbRow;

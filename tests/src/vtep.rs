@@ -6,31 +6,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use wasm_vtep::control::FdbRow;
 
 use crate::netns::Netns;
 use crate::paths::{artifact_path, vtep_bin};
 use crate::process::{Process, wait_until};
-
-/// One row of `vtep fdb show --json`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct VtepFdbRow {
-    /// The VNI.
-    pub vni: u32,
-    /// The MAC, lower-case with colons.
-    pub mac: String,
-    /// `"remote"` or `"local"`.
-    pub kind: String,
-    /// The remote VTEP, for remote entries.
-    pub remote: Option<String>,
-    /// The port, for local entries.
-    pub port: Option<String>,
-    /// Configured rather than learned.
-    #[serde(rename = "static")]
-    pub is_static: bool,
-    /// Seconds since learned or refreshed.
-    pub age_secs: u64,
-}
 
 /// A running daemon.
 #[derive(Debug)]
@@ -117,13 +97,13 @@ impl VtepDaemon {
     }
 
     /// `vtep fdb show --json`.
-    pub fn fdb(&self) -> Result<Vec<VtepFdbRow>> {
+    pub fn fdb(&self) -> Result<Vec<FdbRow>> {
         let out = self.cli(&["fdb", "show", "--json"])?;
         serde_json::from_str(&out).context("parsing vtep fdb show --json")
     }
 
     /// Where the daemon has `mac` (lower-case) on `vni`, if anywhere.
-    pub fn entry(&self, vni: u32, mac: &str) -> Result<Option<VtepFdbRow>> {
+    pub fn entry(&self, vni: u32, mac: &str) -> Result<Option<FdbRow>> {
         Ok(self
             .fdb()?
             .into_iter()

@@ -293,7 +293,7 @@ fn static_entries_forward_resist_learning_and_never_age() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_secs(4).saturating_sub(last_frame.elapsed()));
-    let statics: Vec<VtepFdbRow> = d1.fdb().unwrap();
+    let statics: Vec<FdbRow> = d1.fdb().unwrap();
     assert_eq!(statics.len(), 2, "{statics:#?}");
     assert!(statics.iter().all(|r| r.is_static && r.age_secs == 0));
     assert_eq!(place(&d1, vm2.mac()).unwrap(), remote(&h2));
