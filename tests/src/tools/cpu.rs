@@ -114,18 +114,13 @@ impl TaskCpu {
     /// The calling thread's own time so far (`getrusage(RUSAGE_THREAD)`, microsecond units
     /// but still tick-accounted underneath).
     pub fn of_this_thread() -> TaskCpu {
-        // SAFETY: rusage is plain data; all-zero bytes are a valid value of it.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `usage` is a valid, writable rusage for the duration of the call.
-        let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
-        if rc != 0 {
-            return TaskCpu::default();
-        }
-        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        TaskCpu {
-            user: secs(usage.ru_utime),
-            system: secs(usage.ru_stime),
-        }
+        rusage(libc::RUSAGE_THREAD)
+    }
+
+    /// The time of this process's children that have exited and been waited for
+    /// (`getrusage(RUSAGE_CHILDREN)`): a finished `iperf3` client, `ping`, `nstat`.
+    pub fn of_reaped_children() -> TaskCpu {
+        rusage(libc::RUSAGE_CHILDREN)
     }
 
     /// The time spent since `earlier`.
@@ -149,6 +144,21 @@ impl std::ops::Add for TaskCpu {
             user: self.user + other.user,
             system: self.system + other.system,
         }
+    }
+}
+
+fn rusage(who: libc::c_int) -> TaskCpu {
+    // SAFETY: rusage is plain data; all-zero bytes are a valid value of it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage for the duration of the call.
+    let rc = unsafe { libc::getrusage(who, &mut usage) };
+    if rc != 0 {
+        return TaskCpu::default();
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    TaskCpu {
+        user: secs(usage.ru_utime),
+        system: secs(usage.ru_stime),
     }
 }
 
@@ -198,10 +208,7 @@ mod tests {
         assert_eq!(c.idle, 2808.86);
         assert!(parse_proc_stat("cpu  1 2 3\n", 100.0).is_err());
         assert!(parse_proc_stat("intr 1\n", 100.0).is_err());
-        let later = MachineCpu {
-            softirq: 70.0,
-            ..c
-        };
+        let later = MachineCpu { softirq: 70.0, ..c };
         assert!((later.since(&c).softirq - 5.2).abs() < 1e-9);
         assert_eq!(later.since(&c).user, 0.0);
     }

@@ -78,7 +78,9 @@ pub fn udp_flood(
         s.spawn(|| -> Result<FloodReport> {
             let _inside = ns.enter()?;
             let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).context("binding")?;
-            socket.connect(dst).with_context(|| format!("connecting to {dst}"))?;
+            socket
+                .connect(dst)
+                .with_context(|| format!("connecting to {dst}"))?;
             let mut payload = vec![0u8; payload_len];
             payload[..TAG_LEN].copy_from_slice(&tag.to_be_bytes());
             send_for(&socket, &payload, batch, duration)
@@ -275,9 +277,8 @@ fn receive_until(
             let len = usize::try_from(msg.msg_len).unwrap_or(0);
             // SAFETY: the kernel initialised the first msg_len bytes of this buffer, and
             // only TAG_LEN of them are read, after checking that many were written.
-            let head = (len >= TAG_LEN).then(|| unsafe {
-                std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), TAG_LEN)
-            });
+            let head = (len >= TAG_LEN)
+                .then(|| unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), TAG_LEN) });
             if head == Some(&want[..]) {
                 tagged += 1;
             } else {
@@ -350,7 +351,10 @@ mod tests {
         let got = sink.stop().unwrap();
         assert_eq!(got.foreign, 1, "{got:?}");
         // Loopback may drop when the reader falls behind, but most arrive.
-        assert!(got.received > 0 && got.received <= sent.sent, "{got:?} {sent:?}");
+        assert!(
+            got.received > 0 && got.received <= sent.sent,
+            "{got:?} {sent:?}"
+        );
         assert!(sent.cpu.total() > 0.0, "{sent:?}");
     }
 
