@@ -25,7 +25,7 @@ const FLOOD_PORT: u16 = 9000;
 const FLOOD_BATCH: usize = 64;
 /// How long the sink keeps reading after the sender stops: what is still in the queues
 /// between them arrives well within this.
-const DRAIN: Duration = Duration::from_millis(250);
+pub(crate) const DRAIN: Duration = Duration::from_millis(250);
 /// The latency probe's interval.
 const PING_INTERVAL: Duration = Duration::from_millis(10);
 

@@ -205,13 +205,15 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
         w,
         "\n## UDP floods, VM1 to VM2\n\n\
          One `sendmmsg` sender (batches of 64, one connected socket) in VM1 for the whole \
-         flood; delivered = datagrams the receiving application read with `recvmmsg` in VM2. \
+         flood; delivered = datagrams the receiving application read with `recvmmsg` in VM2 \
+         (until {} ms after the sender stopped), per second of sending. \
          Gbit/s counts Ethernet frame bits (FCS not included). Loss = 1 - delivered / sent. \
          VTEP CPU: the two daemons' utime+stime for wasm-vtep; for the kernel, which has no \
          process, machine-wide system+softirq time (marked \\*), which also holds the sender's \
          and receiver's socket work; the machine-wide figure is given for every case. Per \
          host: each daemon's median. CPU us/pkt: VTEP CPU over delivered packets. Cells: \
-         median (min-max).\n"
+         median (min-max).\n",
+        crate::probe::DRAIN.as_millis()
     );
     let _ = writeln!(
         w,
@@ -303,6 +305,22 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
             spread(g("lat_p99_us"), |v| format!("{v:.0}")),
         );
     }
+    let _ = writeln!(
+        w,
+        "\n## Reading the numbers\n\n\
+         - The kernel's data plane runs inside the sender's own system calls (veth, bridge, \
+         vxlan, underlay and the far host's receive path, in softirq on the sending CPU), so \
+         it paces the sender and loses next to nothing: its delivered rate is what one \
+         sending CPU can push through the whole path. wasm-vtep's sender only hands frames to \
+         host 1's packet socket, so it can send faster than the daemon reads; what the daemon \
+         cannot take is dropped at that socket (`port_rx_kernel_drops` in the daemons' stats \
+         in results.json).\n\
+         - On a kernel with tick-based CPU accounting (no `CONFIG_IRQ_TIME_ACCOUNTING`), \
+         softirq work is charged to whichever task it interrupts: the daemons' CPU includes \
+         the kernel work that their own sends and receives set off.\n\
+         - Every hop is a software queue on shared CPUs: other work on the machine moves \
+         these numbers, which is why the conditions row says how much there was."
+    );
     md
 }
 
