@@ -22,7 +22,7 @@ mod report;
 mod summary;
 
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -57,6 +57,10 @@ struct Args {
     /// vni_filter.wasm under target/).
     #[arg(long)]
     vni_filter: Option<PathBuf>,
+    /// Before each case, wait up to this many seconds for the machine to be quiet (under 15%
+    /// of CPU time busy; default 60, 0 with --quick). The case runs either way.
+    #[arg(long)]
+    wait_quiet: Option<u64>,
     /// Where to write the markdown besides the results folder (default docs/PERFORMANCE.md
     /// in full mode, nowhere else with --quick).
     #[arg(long)]
@@ -82,6 +86,8 @@ fn main() -> Result<()> {
         seconds,
         pings: u32::try_from(seconds * 100).unwrap_or(u32::MAX),
     };
+    let wait_quiet =
+        Duration::from_secs(args.wait_quiet.unwrap_or(if args.quick { 0 } else { 60 }));
     let cases = select_cases(&args.cases)?;
     let vni_filter = args
         .vni_filter
@@ -132,9 +138,24 @@ fn main() -> Result<()> {
                     (Some(PluginSupport::Available { wasm }), true) => Some(wasm.clone()),
                     (_, true) => continue,
                 };
-                eprintln!("netbench: round {}/{rounds}: {}", round + 1, case.id);
-                let run = run_case(&bed, case, round, wasm.as_deref(), &probes)
+                let quiet = if wait_quiet.is_zero() {
+                    None
+                } else {
+                    Some(probe::wait_quiet(wait_quiet, machine.nproc)?)
+                };
+                eprintln!(
+                    "netbench: round {}/{rounds}: {}{}",
+                    round + 1,
+                    case.id,
+                    quiet.map_or(String::new(), |q| format!(
+                        " (waited {:.0} s for quiet; {:.0}% busy)",
+                        q.waited_s,
+                        q.busy_share * 100.0
+                    ))
+                );
+                let mut run = run_case(&bed, case, round, wasm.as_deref(), &probes)
                     .with_context(|| format!("round {}, case {}", round + 1, case.id))?;
+                run.quiet = quiet;
                 eprintln!("netbench:   {}", one_line(&run));
                 runs.push(run);
             }
@@ -165,6 +186,7 @@ fn main() -> Result<()> {
         },
         loaded: machine.loadavg_start[0] > 1.0 || foreign_cpu_share > 0.10,
         foreign_cpu_share,
+        wait_quiet_s: wait_quiet.as_secs(),
         machine,
         duration_s: started.elapsed().as_secs_f64(),
     };
@@ -282,7 +304,7 @@ fn run_case(
         .map(|reverse| settle_then(|| probe::tcp(bed, &pids, &server, reverse, probes)))
         .collect::<Result<Vec<_>>>()?;
     drop(server);
-    let latency = settle_then(|| probe::latency(bed, probes))?;
+    let latency = settle_then(|| probe::latency(bed, &pids, probes))?;
     let daemon_stats = plane.stats()?;
     plane.finish()?;
     Ok(CaseRun {
@@ -291,6 +313,7 @@ fn run_case(
         backend: case.backend.name(),
         started_unix,
         prelearned,
+        quiet: None,
         udp,
         tcp,
         latency,
@@ -300,7 +323,7 @@ fn run_case(
 
 /// Lets the queues of the previous probe drain before the next starts.
 fn settle_then<T>(probe: impl FnOnce() -> Result<T>) -> Result<T> {
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(300));
     probe()
 }
 

@@ -249,11 +249,16 @@ pub(crate) struct LatencyResult {
     pub(crate) min_us: f64,
     pub(crate) max_us: f64,
     pub(crate) mean_us: f64,
+    /// Wake-ups dominate this probe's tail, so other work on the machine shows here first.
+    pub(crate) cpu: CpuUse,
 }
 
 /// `ping -i 0.01` from VM1 to VM2: round-trip percentiles.
-pub(crate) fn latency(bed: &Bed, s: &ProbeSettings) -> Result<LatencyResult> {
+pub(crate) fn latency(bed: &Bed, daemons: &[u32], s: &ProbeSettings) -> Result<LatencyResult> {
+    let ksoftirqd = ksoftirqd_pids();
+    let mark = CpuMark::take(daemons, &ksoftirqd)?;
     let (stats, rtts) = ping_samples(&bed.vm1, bed.vm2.ipv4(), s.pings, PING_INTERVAL)?;
+    let cpu = mark.usage(daemons, &ksoftirqd, 0.0)?;
     let mut us: Vec<f64> = rtts.iter().map(|d| d.as_secs_f64() * 1e6).collect();
     if us.is_empty() {
         bail!("no ping answered:\n{}", stats.output);
@@ -267,7 +272,41 @@ pub(crate) fn latency(bed: &Bed, s: &ProbeSettings) -> Result<LatencyResult> {
         min_us: us[0],
         max_us: us[us.len() - 1],
         mean_us: us.iter().sum::<f64>() / us.len() as f64,
+        cpu,
     })
+}
+
+/// How long [`wait_quiet`] samples the machine at a time.
+const QUIET_SAMPLE: Duration = Duration::from_secs(1);
+/// The busy share under which the machine counts as quiet (between cases nothing of ours
+/// runs, so all of it is other work).
+pub(crate) const QUIET_BELOW: f64 = 0.15;
+
+/// What [`wait_quiet`] saw before a case.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Quiet {
+    /// Seconds spent waiting.
+    pub(crate) waited_s: f64,
+    /// The machine's busy share (0..1 of all CPUs) over the last sample.
+    pub(crate) busy_share: f64,
+}
+
+/// Samples the machine's busy time a second at a time until under [`QUIET_BELOW`] of its
+/// CPUs are busy, for at most `max`; returns what it saw (the case runs either way).
+pub(crate) fn wait_quiet(max: Duration, nproc: usize) -> Result<Quiet> {
+    let start = std::time::Instant::now();
+    loop {
+        let before = MachineCpu::read()?;
+        std::thread::sleep(QUIET_SAMPLE);
+        let busy = MachineCpu::read()?.since(&before).busy();
+        let busy_share = busy / (QUIET_SAMPLE.as_secs_f64() * nproc as f64);
+        if busy_share < QUIET_BELOW || start.elapsed() >= max {
+            return Ok(Quiet {
+                waited_s: start.elapsed().as_secs_f64(),
+                busy_share,
+            });
+        }
+    }
 }
 
 /// The nearest-rank `p`th percentile of sorted, non-empty `v`.

@@ -98,6 +98,8 @@ pub(crate) struct Meta {
     /// Whether the machine counts as loaded: load average above 1 before the run, or more
     /// than 10% of CPU time elsewhere during the floods.
     pub(crate) loaded: bool,
+    /// How long each case could wait for a quiet machine (0: it did not wait).
+    pub(crate) wait_quiet_s: u64,
     /// Wall-clock time of the whole run.
     pub(crate) duration_s: f64,
 }
@@ -181,10 +183,19 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
          10 ms apart; {:.0} s in all |",
         meta.mode, meta.rounds, meta.probes.seconds, meta.probes.pings, meta.duration_s
     );
+    let waited = if meta.wait_quiet_s > 0 {
+        format!(
+            "; each case first waited up to {} s for the machine to be under {:.0}% busy",
+            meta.wait_quiet_s,
+            crate::probe::QUIET_BELOW * 100.0
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         w,
         "| conditions | {conditions}: load average {:.2} before the run; {:.0}% of CPU time \
-         during the floods went to other work |",
+         during the floods went to other work{waited} |",
         m.loadavg_start[0],
         meta.foreign_cpu_share * 100.0
     );
@@ -285,7 +296,8 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
     );
     let _ = writeln!(
         w,
-        "| case | p50 us | p99 us | p99 minus kernel's |\n|---|---|---|---|"
+        "| case | p50 us | p99 us | p99 minus kernel's | other work on the machine |\n\
+         |---|---|---|---|---|"
     );
     let kernel_p99 = summaries
         .iter()
@@ -299,10 +311,11 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
         };
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {added} |",
+            "| {} | {} | {} | {added} | {} |",
             s.case,
             spread(g("lat_p50_us"), |v| format!("{v:.0}")),
             spread(g("lat_p99_us"), |v| format!("{v:.0}")),
+            spread(g("lat_foreign_share"), |v| format!("{:.0}%", v * 100.0)),
         );
     }
     let _ = writeln!(

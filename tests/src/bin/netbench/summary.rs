@@ -22,6 +22,8 @@ pub(crate) struct CaseRun {
     pub(crate) started_unix: f64,
     /// MACs host 2 had learned behind host 1 before the probes, for the learned-MACs cases.
     pub(crate) prelearned: Option<usize>,
+    /// How quiet the machine was just before the case, and how long the case waited for it.
+    pub(crate) quiet: Option<crate::probe::Quiet>,
     pub(crate) udp: Vec<UdpResult>,
     pub(crate) tcp: Vec<TcpResult>,
     pub(crate) latency: LatencyResult,
@@ -53,16 +55,26 @@ impl CaseRun {
             );
             m.insert(k("machine_busy_s"), u.cpu.machine.busy());
             m.insert(k("foreign_cpu_s"), u.cpu.foreign_s);
+            m.insert(k("foreign_share"), u.cpu.foreign_s / (u.seconds * nproc()));
         }
         for t in &self.tcp {
             let dir = if t.reverse { "rev" } else { "fwd" };
             m.insert(format!("tcp_{dir}_gbps"), t.gbps);
             m.insert(format!("tcp_{dir}_vtep_cpu_s"), t.cpu.vtep_s);
         }
+        m.insert(
+            "lat_foreign_share".into(),
+            self.latency.cpu.foreign_s
+                / (self.latency.cpu.machine.busy() + self.latency.cpu.machine.idle).max(1e-9),
+        );
         m.insert("lat_p50_us".into(), self.latency.p50_us);
         m.insert("lat_p99_us".into(), self.latency.p99_us);
         m
     }
+}
+
+fn nproc() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
 /// Median and range of one metric over the rounds.
