@@ -12,3 +12,7 @@ cargo build --locked --bin vtep
 # The fuzz target (cargo-fuzz layout, outside the workspace) must keep building.
 cargo build --manifest-path host/fuzz/Cargo.toml --target-dir target/fuzz
 cargo test --workspace --locked
+# The benchmark in its short mode (a few seconds per case, one round), only to prove it works:
+# it fails when something is broken, never on slow numbers. Needs the release daemon.
+cargo build --release --locked --bin vtep
+cargo run --release --locked -p wasm-vtep-tests --bin netbench -- --quick --out target/netbench/ci

@@ -4,7 +4,8 @@
 //! Layers:
 //! - [`netns`]: the namespace guard everything else stands on.
 //! - [`topology`]: [`Switch`], [`Host`], [`Vm`] and the kernel's own VXLAN ([`KernelVtep`]).
-//! - [`tools`]: `ping`, `bridge fdb`, `tcpdump`, `iperf3` and `nstat`, parsed.
+//! - [`tools`]: `ping`, `bridge fdb`, `tcpdump`, `iperf3` and `nstat`, parsed; a UDP flood
+//!   generator and sink and CPU accounting for the `netbench` benchmark.
 //! - [`process`]: background programs (tcpdump, iperf3, the `vtep` daemon) as guards.
 //! - [`paths`]: where the `vtep` binary and the run's logs are.
 //! - [`vtep`]: the real `vtep` daemon in a host namespace ([`VtepDaemon`]) and its CLI.
@@ -39,11 +40,13 @@ pub use netns::Netns;
 pub use paths::vtep_bin;
 pub use process::{Process, wait_until};
 pub use tools::capture::{Capture, Captured};
+pub use tools::cpu::{MachineCpu, TaskCpu};
 pub use tools::fdb::{FdbEntry, bridge_fdb_show};
+pub use tools::flood::{FloodReport, SinkReport, UdpSink, udp_flood};
 pub use tools::iperf::{IperfOptions, IperfReport, IperfServer, iperf3};
 pub use tools::nstat::NetCounters;
 pub use tools::pcap::CapturedPacket;
-pub use tools::ping::{PingStats, ping, ping_with};
+pub use tools::ping::{PingStats, ping, ping_samples, ping_with};
 pub use tools::raw_frame::PacketSocket;
 pub use tools::vxlan_view::VxlanPacket;
 pub use topology::{Host, HostConfig, KernelVtep, KernelVtepBuilder, Switch, Vm, VmConfig};

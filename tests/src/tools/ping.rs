@@ -83,6 +83,48 @@ pub fn ping_with(
     }
 }
 
+/// Pings `to` `count` times from inside `from`, `interval` apart (root may go down to 2 ms;
+/// 10 ms is the usual latency probe), and returns the summary with every reply's round-trip
+/// time in order of arrival (`time=` of each reply line, which ping prints to the microsecond).
+pub fn ping_samples(
+    from: &impl AsRef<Netns>,
+    to: impl Into<IpAddr>,
+    count: u32,
+    interval: Duration,
+) -> Result<(PingStats, Vec<Duration>)> {
+    let to = to.into().to_string();
+    let (count, interval) = (count.to_string(), format!("{:.3}", interval.as_secs_f64()));
+    let out = from
+        .as_ref()
+        .command("ping")
+        .args(["-n", "-c", &count, "-i", &interval, "-W", "1"])
+        .arg(&to)
+        .output()
+        .context("running ping")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match parse_ping(&stdout) {
+        Some(stats) => Ok((stats, parse_reply_times(&stdout))),
+        None => bail!(
+            "ping {to} failed ({}): {}{}",
+            out.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    }
+}
+
+/// The `time=X ms` of every reply line.
+fn parse_reply_times(output: &str) -> Vec<Duration> {
+    output
+        .lines()
+        .filter(|l| l.contains(" bytes from "))
+        .filter_map(|l| {
+            let ms = l.split_whitespace().find_map(|w| w.strip_prefix("time="))?;
+            Duration::try_from_secs_f64(ms.parse::<f64>().ok()? / 1000.0).ok()
+        })
+        .collect()
+}
+
 fn parse_ping(output: &str) -> Option<PingStats> {
     let summary = output.lines().find(|l| l.contains("packets transmitted"))?;
     let mut transmitted = None;
@@ -144,6 +186,20 @@ mod tests {
         let rtt = s.rtt.unwrap();
         assert_eq!(rtt.min, Duration::from_micros(50));
         assert_eq!(rtt.max, Duration::from_micros(90));
+    }
+
+    #[test]
+    fn parses_reply_times() {
+        let out = "PING 192.0.2.2 (192.0.2.2) 56(84) bytes of data.\n\
+            64 bytes from 192.0.2.2: icmp_seq=1 ttl=64 time=0.123 ms\n\
+            64 bytes from 192.0.2.2: icmp_seq=2 ttl=64 time=12.5 ms\n\
+            64 bytes from 192.0.2.2: icmp_seq=3 ttl=64 time=junk ms\n\
+            rtt min/avg/max/mdev = 0.050/0.070/0.090/0.010 ms\n";
+        assert_eq!(
+            parse_reply_times(out),
+            [Duration::from_micros(123), Duration::from_micros(12_500)]
+        );
+        assert!(parse_reply_times("").is_empty());
     }
 
     #[test]

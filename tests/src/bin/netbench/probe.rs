@@ -1,0 +1,333 @@
+//! The measurements run on each case: a UDP flood VM1 → VM2 per frame size, TCP bulk both
+//! ways (iperf3), and a ping latency probe; each with the CPU it cost.
+//!
+//! CPU accounting: the daemons' own time is exact per process (`/proc/<pid>/stat`, all
+//! threads); the kernel's data plane has no process, so its cost is the machine-wide system +
+//! softirq time over the same window, which also holds the socket work of the sender and the
+//! receiver (and anything else the machine did). Both figures are kept for every case so that
+//! like can be compared with like.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Result, bail, ensure};
+use serde::Serialize;
+use wasm_vtep_tests::tools::cpu::ksoftirqd_pids;
+use wasm_vtep_tests::*;
+
+use crate::bed::Bed;
+
+/// The UDP port the sink listens on in VM2.
+const FLOOD_PORT: u16 = 9000;
+/// Datagrams per `sendmmsg`.
+const FLOOD_BATCH: usize = 64;
+/// How long the sink keeps reading after the sender stops: what is still in the queues
+/// between them arrives well within this.
+pub(crate) const DRAIN: Duration = Duration::from_millis(250);
+/// The latency probe's interval.
+const PING_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long each probe runs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct ProbeSettings {
+    /// Seconds per UDP flood and per TCP direction.
+    pub(crate) seconds: u64,
+    /// Echo requests in the latency probe, 10 ms apart.
+    pub(crate) pings: u32,
+}
+
+/// CPU over one probe's window.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CpuUse {
+    /// What [`CpuUse::vtep_s`] covers: `"daemons"` (the two `vtep` processes) or
+    /// `"machine-wide system+softirq"` (the kernel's data plane has no process of its own).
+    pub(crate) vtep_scope: &'static str,
+    /// The VTEPs' CPU seconds, as `vtep_scope` says.
+    pub(crate) vtep_s: f64,
+    /// Each daemon's user and system time (empty for the kernel).
+    pub(crate) daemons: Vec<TaskCpu>,
+    /// The whole machine over the window.
+    pub(crate) machine: MachineCpu,
+    /// Machine-wide busy time not spent by this benchmark, the daemons or ksoftirqd: other
+    /// people's work, the measure of how quiet the machine was.
+    pub(crate) foreign_s: f64,
+}
+
+/// A CPU snapshot at the start of a window.
+struct CpuMark {
+    machine: MachineCpu,
+    own: TaskCpu,
+    reaped: TaskCpu,
+    daemons: Vec<TaskCpu>,
+    ksoftirqd: TaskCpu,
+}
+
+impl CpuMark {
+    fn take(daemons: &[u32], ksoftirqd: &[u32]) -> Result<CpuMark> {
+        Ok(CpuMark {
+            machine: MachineCpu::read()?,
+            own: TaskCpu::of_process(std::process::id())?,
+            reaped: TaskCpu::of_reaped_children(),
+            daemons: daemons
+                .iter()
+                .map(|&p| TaskCpu::of_process(p))
+                .collect::<Result<_>>()?,
+            ksoftirqd: ksoftirqd
+                .iter()
+                .filter_map(|&p| TaskCpu::of_process(p).ok())
+                .fold(TaskCpu::default(), |a, b| a + b),
+        })
+    }
+
+    /// The usage since this mark; `children` is CPU of helper processes still running (the
+    /// iperf3 server) over the window, counted as ours like those that exited in it.
+    fn usage(&self, pids: &[u32], ksoftirqd: &[u32], children: f64) -> Result<CpuUse> {
+        let now = CpuMark::take(pids, ksoftirqd)?;
+        let machine = now.machine.since(&self.machine);
+        let daemons: Vec<TaskCpu> = now
+            .daemons
+            .iter()
+            .zip(&self.daemons)
+            .map(|(n, b)| n.since(b))
+            .collect();
+        let daemons_total: f64 = daemons.iter().map(TaskCpu::total).sum();
+        let ours = now.own.since(&self.own).total()
+            + now.reaped.since(&self.reaped).total()
+            + daemons_total
+            + now.ksoftirqd.since(&self.ksoftirqd).total()
+            + children;
+        let (vtep_scope, vtep_s) = if pids.is_empty() {
+            (
+                "machine-wide system+softirq",
+                machine.system + machine.softirq,
+            )
+        } else {
+            ("daemons", daemons_total)
+        };
+        Ok(CpuUse {
+            vtep_scope,
+            vtep_s,
+            daemons,
+            machine,
+            foreign_s: (machine.busy() - ours).max(0.0),
+        })
+    }
+}
+
+/// One UDP flood.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct UdpResult {
+    /// Ethernet frame length, FCS not counted.
+    pub(crate) frame_len: usize,
+    pub(crate) udp_payload_len: usize,
+    /// The sender's running time.
+    pub(crate) seconds: f64,
+    /// Datagrams the sender's kernel accepted.
+    pub(crate) sent: u64,
+    pub(crate) send_errors: u64,
+    /// Tagged datagrams the receiving application read in VM2.
+    pub(crate) delivered: u64,
+    /// Other datagrams on the sink's port.
+    pub(crate) foreign_datagrams: u64,
+    /// VM2's `UdpRcvbufErrors` growth: arrived at VM2 but dropped at the sink's full socket.
+    pub(crate) rcvbuf_errors: u64,
+    /// `delivered / seconds`.
+    pub(crate) pps: f64,
+    /// `pps` × frame bits, in Gbit/s.
+    pub(crate) gbps: f64,
+    /// `1 - delivered / sent`, in percent.
+    pub(crate) loss_pct: f64,
+    pub(crate) generator_cpu: TaskCpu,
+    pub(crate) receiver_cpu: TaskCpu,
+    pub(crate) cpu: CpuUse,
+}
+
+/// Floods VM2 from VM1 with `frame_len`-byte frames for the configured time.
+pub(crate) fn udp(
+    bed: &Bed,
+    daemons: &[u32],
+    frame_len: usize,
+    s: &ProbeSettings,
+) -> Result<UdpResult> {
+    let tag = RandomState::new().hash_one(frame_len);
+    let dst = SocketAddr::new(IpAddr::V4(bed.vm2.ipv4()), FLOOD_PORT);
+    let ksoftirqd = ksoftirqd_pids();
+    let counters = NetCounters::read(&bed.vm2)?;
+    let sink = UdpSink::start(bed.vm2.netns(), FLOOD_PORT, tag)?;
+    let mark = CpuMark::take(daemons, &ksoftirqd)?;
+    let duration = Duration::from_secs(s.seconds);
+    let flood = udp_flood(bed.vm1.netns(), dst, frame_len, duration, tag, FLOOD_BATCH)?;
+    let cpu = mark.usage(daemons, &ksoftirqd, 0.0)?;
+    std::thread::sleep(DRAIN);
+    let sunk = sink.stop()?;
+    let grew = NetCounters::read(&bed.vm2)?.since(&counters);
+
+    ensure!(flood.sent > 0, "the generator sent nothing: {flood:?}");
+    ensure!(
+        sunk.received > 0,
+        "nothing of {} {frame_len}-byte frames reached VM2: {sunk:?}",
+        flood.sent
+    );
+    let seconds = flood.elapsed.as_secs_f64();
+    let pps = sunk.received as f64 / seconds;
+    Ok(UdpResult {
+        frame_len,
+        udp_payload_len: wasm_vtep_tests::tools::flood::udp_payload_len(frame_len)?,
+        seconds,
+        sent: flood.sent,
+        send_errors: flood.send_errors,
+        delivered: sunk.received,
+        foreign_datagrams: sunk.foreign,
+        rcvbuf_errors: grew.get("UdpRcvbufErrors"),
+        pps,
+        gbps: pps * frame_len as f64 * 8.0 / 1e9,
+        loss_pct: 100.0 * flood.sent.saturating_sub(sunk.received) as f64 / flood.sent as f64,
+        generator_cpu: flood.cpu,
+        receiver_cpu: sunk.cpu,
+        cpu,
+    })
+}
+
+/// One TCP bulk transfer.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct TcpResult {
+    /// `false`: VM1 sends to VM2; `true`: VM2 sends to VM1 (iperf3 `-R`).
+    pub(crate) reverse: bool,
+    pub(crate) seconds: u64,
+    /// What the receiver got, Gbit/s.
+    pub(crate) gbps: f64,
+    pub(crate) retransmits: Option<u64>,
+    pub(crate) cpu: CpuUse,
+}
+
+/// iperf3 from VM1 to `server` in VM2 (or back with `reverse`).
+pub(crate) fn tcp(
+    bed: &Bed,
+    daemons: &[u32],
+    server: &IperfServer,
+    reverse: bool,
+    s: &ProbeSettings,
+) -> Result<TcpResult> {
+    let ksoftirqd = ksoftirqd_pids();
+    let opts = IperfOptions {
+        reverse,
+        port: server.port(),
+        ..IperfOptions::tcp(Duration::from_secs(s.seconds))
+    };
+    let server_pid = server.process().pid();
+    let server_before = TaskCpu::of_process(server_pid)?;
+    let mark = CpuMark::take(daemons, &ksoftirqd)?;
+    let report = iperf3(&bed.vm1, bed.vm2.ipv4(), &opts)?;
+    // The client has exited and been reaped by now: its time is among the reaped children's.
+    let server_cpu = TaskCpu::of_process(server_pid)?
+        .since(&server_before)
+        .total();
+    let cpu = mark.usage(daemons, &ksoftirqd, server_cpu)?;
+    ensure!(
+        report.received_bytes > 0,
+        "TCP{} moved nothing",
+        if reverse { " back" } else { "" }
+    );
+    Ok(TcpResult {
+        reverse,
+        seconds: s.seconds,
+        gbps: report.received_bps / 1e9,
+        retransmits: report.retransmits,
+        cpu,
+    })
+}
+
+/// The latency probe's figures, in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct LatencyResult {
+    pub(crate) sent: u32,
+    pub(crate) received: u32,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) min_us: f64,
+    pub(crate) max_us: f64,
+    pub(crate) mean_us: f64,
+    /// Wake-ups dominate this probe's tail, so other work on the machine shows here first.
+    pub(crate) cpu: CpuUse,
+}
+
+/// `ping -i 0.01` from VM1 to VM2: round-trip percentiles.
+pub(crate) fn latency(bed: &Bed, daemons: &[u32], s: &ProbeSettings) -> Result<LatencyResult> {
+    let ksoftirqd = ksoftirqd_pids();
+    let mark = CpuMark::take(daemons, &ksoftirqd)?;
+    let (stats, rtts) = ping_samples(&bed.vm1, bed.vm2.ipv4(), s.pings, PING_INTERVAL)?;
+    let cpu = mark.usage(daemons, &ksoftirqd, 0.0)?;
+    let mut us: Vec<f64> = rtts.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    if us.is_empty() {
+        bail!("no ping answered:\n{}", stats.output);
+    }
+    us.sort_by(f64::total_cmp);
+    Ok(LatencyResult {
+        sent: stats.transmitted,
+        received: stats.received,
+        p50_us: percentile(&us, 50),
+        p99_us: percentile(&us, 99),
+        min_us: us[0],
+        max_us: us[us.len() - 1],
+        mean_us: us.iter().sum::<f64>() / us.len() as f64,
+        cpu,
+    })
+}
+
+/// How long [`wait_quiet`] samples the machine at a time.
+const QUIET_SAMPLE: Duration = Duration::from_secs(1);
+/// The busy share under which the machine counts as quiet (between cases nothing of ours
+/// runs, so all of it is other work).
+pub(crate) const QUIET_BELOW: f64 = 0.15;
+
+/// What [`wait_quiet`] saw before a case.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Quiet {
+    /// Seconds spent waiting.
+    pub(crate) waited_s: f64,
+    /// The machine's busy share (0..1 of all CPUs) over the last sample.
+    pub(crate) busy_share: f64,
+}
+
+/// Samples the machine's busy time a second at a time until under [`QUIET_BELOW`] of its
+/// CPUs are busy, for at most `max`; returns what it saw (the case runs either way).
+pub(crate) fn wait_quiet(max: Duration, nproc: usize) -> Result<Quiet> {
+    let start = std::time::Instant::now();
+    loop {
+        let before = MachineCpu::read()?;
+        std::thread::sleep(QUIET_SAMPLE);
+        let busy = MachineCpu::read()?.since(&before).busy();
+        let busy_share = busy / (QUIET_SAMPLE.as_secs_f64() * nproc as f64);
+        if busy_share < QUIET_BELOW || start.elapsed() >= max {
+            return Ok(Quiet {
+                waited_s: start.elapsed().as_secs_f64(),
+                busy_share,
+            });
+        }
+    }
+}
+
+/// The nearest-rank `p`th percentile of sorted, non-empty `v`.
+fn percentile(v: &[f64], p: usize) -> f64 {
+    let rank = (p * v.len()).div_ceil(100);
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50), 50.0);
+        assert_eq!(percentile(&v, 99), 99.0);
+        assert_eq!(percentile(&v, 100), 100.0);
+        assert_eq!(percentile(&[7.0], 99), 7.0);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0], 0), 1.0);
+        let v: Vec<f64> = (1..=500).map(f64::from).collect();
+        assert_eq!(percentile(&v, 99), 495.0);
+    }
+}

@@ -1,0 +1,346 @@
+//! From rounds to results: each case's run in one round flattened to named metrics, medians
+//! with min-max over the rounds, ratios to the kernel, and the issue's targets checked
+//! against the medians of this one run.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::cases::{BASELINE, PLUGIN_BASELINE, PLUGIN_CACHED};
+use crate::probe::{LatencyResult, TcpResult, UdpResult};
+
+/// Frame sizes of the UDP floods.
+pub(crate) const FRAME_SIZES: [usize; 2] = [64, 1400];
+
+/// One case in one round: everything measured, raw.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CaseRun {
+    pub(crate) round: usize,
+    pub(crate) case: &'static str,
+    pub(crate) backend: &'static str,
+    /// Seconds since the Unix epoch when the case started.
+    pub(crate) started_unix: f64,
+    /// MACs host 2 had learned behind host 1 before the probes, for the learned-MACs cases.
+    pub(crate) prelearned: Option<usize>,
+    /// How quiet the machine was just before the case, and how long the case waited for it.
+    pub(crate) quiet: Option<crate::probe::Quiet>,
+    pub(crate) udp: Vec<UdpResult>,
+    pub(crate) tcp: Vec<TcpResult>,
+    pub(crate) latency: LatencyResult,
+    /// `vtep stats --json` of both daemons at the end (drops by reason, I/O counters).
+    pub(crate) daemon_stats: Option<[serde_json::Value; 2]>,
+}
+
+impl CaseRun {
+    /// The figures the summary takes medians of, by name.
+    pub(crate) fn metrics(&self) -> BTreeMap<String, f64> {
+        let mut m = BTreeMap::new();
+        for u in &self.udp {
+            let k = |name: &str| format!("udp{}_{name}", u.frame_len);
+            m.insert(k("pps"), u.pps);
+            m.insert(k("gbps"), u.gbps);
+            m.insert(k("loss_pct"), u.loss_pct);
+            m.insert(k("sent_pps"), u.sent as f64 / u.seconds);
+            m.insert(k("vtep_cpu_s"), u.cpu.vtep_s);
+            m.insert(
+                k("vtep_us_per_pkt"),
+                u.cpu.vtep_s * 1e6 / u.delivered as f64,
+            );
+            for (i, d) in u.cpu.daemons.iter().enumerate() {
+                m.insert(k(&format!("vtep{}_cpu_s", i + 1)), d.total());
+            }
+            m.insert(
+                k("machine_sys_softirq_s"),
+                u.cpu.machine.system + u.cpu.machine.softirq,
+            );
+            m.insert(k("machine_busy_s"), u.cpu.machine.busy());
+            m.insert(k("foreign_cpu_s"), u.cpu.foreign_s);
+            m.insert(k("foreign_share"), u.cpu.foreign_s / (u.seconds * nproc()));
+        }
+        for t in &self.tcp {
+            let dir = if t.reverse { "rev" } else { "fwd" };
+            m.insert(format!("tcp_{dir}_gbps"), t.gbps);
+            m.insert(format!("tcp_{dir}_vtep_cpu_s"), t.cpu.vtep_s);
+        }
+        m.insert(
+            "lat_foreign_share".into(),
+            self.latency.cpu.foreign_s
+                / (self.latency.cpu.machine.busy() + self.latency.cpu.machine.idle).max(1e-9),
+        );
+        m.insert("lat_p50_us".into(), self.latency.p50_us);
+        m.insert("lat_p99_us".into(), self.latency.p99_us);
+        m
+    }
+}
+
+fn nproc() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+/// Median and range of one metric over the rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub(crate) struct Spread {
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) rounds: usize,
+}
+
+impl Spread {
+    /// `None` for no values.
+    pub(crate) fn of(values: &[f64]) -> Option<Spread> {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => v[n / 2],
+            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+            rounds: n,
+        })
+    }
+}
+
+/// One case over all rounds.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CaseSummary {
+    pub(crate) case: &'static str,
+    pub(crate) backend: &'static str,
+    pub(crate) metrics: BTreeMap<String, Spread>,
+    /// This case's median over the kernel's, per metric both have.
+    pub(crate) ratio_to_kernel: BTreeMap<String, f64>,
+}
+
+impl CaseSummary {
+    pub(crate) fn median(&self, metric: &str) -> Option<f64> {
+        self.metrics.get(metric).map(|s| s.median)
+    }
+}
+
+/// Summaries in the order cases first ran.
+pub(crate) fn summarize(runs: &[CaseRun]) -> Vec<CaseSummary> {
+    let mut order: Vec<(&'static str, &'static str)> = Vec::new();
+    for r in runs {
+        if !order.iter().any(|(c, _)| *c == r.case) {
+            order.push((r.case, r.backend));
+        }
+    }
+    let mut out: Vec<CaseSummary> = order
+        .into_iter()
+        .map(|(case, backend)| {
+            let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for r in runs.iter().filter(|r| r.case == case) {
+                for (k, v) in r.metrics() {
+                    values.entry(k).or_default().push(v);
+                }
+            }
+            let metrics = values
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, Spread::of(&v)?)))
+                .collect();
+            CaseSummary {
+                case,
+                backend,
+                metrics,
+                ratio_to_kernel: BTreeMap::new(),
+            }
+        })
+        .collect();
+    let kernel = out.iter().find(|s| s.case == BASELINE).cloned();
+    if let Some(kernel) = kernel {
+        for s in &mut out {
+            s.ratio_to_kernel = s
+                .metrics
+                .iter()
+                .filter_map(|(k, v)| {
+                    let base = kernel.median(k)?;
+                    (base != 0.0).then(|| (k.clone(), v.median / base))
+                })
+                .collect();
+        }
+    }
+    out
+}
+
+/// One of the issue's targets.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Target {
+    pub(crate) target: &'static str,
+    /// What was measured, in words and numbers.
+    pub(crate) measured: String,
+    /// `Some(met)`, or `None` when it could not be measured in this run.
+    pub(crate) met: Option<bool>,
+}
+
+/// The targets of the performance issue, each from this run's medians.
+pub(crate) fn targets(summaries: &[CaseSummary], plugin_skip: Option<&str>) -> Vec<Target> {
+    let get = |case: &str| summaries.iter().find(|s| s.case == case);
+    let (kernel, wasm, plugin) = (get(BASELINE), get(PLUGIN_BASELINE), get(PLUGIN_CACHED));
+    let ratio = |metric: &str| Some(wasm?.median(metric)? / kernel?.median(metric)?);
+    let mut out = Vec::new();
+
+    for (frame, want) in [(64, 1.5), (1400, 1.2)] {
+        let target = if frame == 64 {
+            "64-byte frames: wasm-vtep >= 1.5x the kernel's delivered packets/s"
+        } else {
+            "1400-byte frames: wasm-vtep >= 1.2x the kernel's delivered packets/s"
+        };
+        let metric = format!("udp{frame}_pps");
+        out.push(match ratio(&metric) {
+            Some(r) => Target {
+                target,
+                measured: format!(
+                    "{r:.2}x ({} vs {} pkt/s)",
+                    fmt_num(wasm.and_then(|s| s.median(&metric)).unwrap_or(0.0)),
+                    fmt_num(kernel.and_then(|s| s.median(&metric)).unwrap_or(0.0))
+                ),
+                met: Some(r >= want),
+            },
+            None => unmeasured(target, "kernel or wasm-vtep not run"),
+        });
+    }
+
+    let target = "TCP bulk: wasm-vtep >= 1.0x the kernel (both directions)";
+    out.push(match (ratio("tcp_fwd_gbps"), ratio("tcp_rev_gbps")) {
+        (Some(f), Some(r)) => Target {
+            target,
+            measured: format!("VM1->VM2 {f:.2}x, VM2->VM1 {r:.2}x"),
+            met: Some(f >= 1.0 && r >= 1.0),
+        },
+        _ => unmeasured(target, "kernel or wasm-vtep not run"),
+    });
+
+    let target = "vni-filter attached, cache on: within 10% of wasm-vtep without plugins";
+    let plugin_ratios: Option<Vec<(usize, f64)>> = FRAME_SIZES
+        .iter()
+        .map(|f| {
+            let m = format!("udp{f}_pps");
+            Some((*f, plugin?.median(&m)? / wasm?.median(&m)?))
+        })
+        .collect();
+    out.push(match plugin_ratios {
+        Some(rs) => Target {
+            target,
+            measured: rs
+                .iter()
+                .map(|(f, r)| format!("{f} B: {r:.2}x"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            met: Some(rs.iter().all(|(_, r)| *r >= 0.9)),
+        },
+        None => unmeasured(
+            target,
+            &format!("skipped: {}", plugin_skip.unwrap_or("plugin case not run")),
+        ),
+    });
+
+    let target = "Added latency: wasm-vtep p99 within 50 us of the kernel's";
+    let p99 = |s: Option<&CaseSummary>| s?.median("lat_p99_us");
+    out.push(match (p99(wasm), p99(kernel)) {
+        (Some(w), Some(k)) => Target {
+            target,
+            measured: format!("{:+.0} us (p99 {w:.0} vs {k:.0} us)", w - k),
+            met: Some(w - k <= 50.0),
+        },
+        _ => unmeasured(target, "kernel or wasm-vtep not run"),
+    });
+    out
+}
+
+fn unmeasured(target: &'static str, why: &str) -> Target {
+    Target {
+        target,
+        measured: format!("not measured ({why})"),
+        met: None,
+    }
+}
+
+/// A count with thousands separators, e.g. `71,234`.
+pub(crate) fn fmt_num(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_ranges() {
+        let s = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.rounds), (2.0, 1.0, 3.0, 3));
+        assert_eq!(Spread::of(&[4.0, 1.0]).unwrap().median, 2.5);
+        assert!(Spread::of(&[]).is_none());
+    }
+
+    #[test]
+    fn thousands() {
+        assert_eq!(fmt_num(0.4), "0");
+        assert_eq!(fmt_num(999.0), "999");
+        assert_eq!(fmt_num(71234.4), "71,234");
+        assert_eq!(fmt_num(1234567.0), "1,234,567");
+    }
+
+    fn summary(case: &'static str, pairs: &[(&str, f64)]) -> CaseSummary {
+        CaseSummary {
+            case,
+            backend: "x",
+            metrics: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), Spread::of(&[*v]).unwrap()))
+                .collect(),
+            ratio_to_kernel: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn targets_judge_medians() {
+        let all = |pps64, pps1400, fwd, rev, p99| {
+            vec![
+                ("udp64_pps", pps64),
+                ("udp1400_pps", pps1400),
+                ("tcp_fwd_gbps", fwd),
+                ("tcp_rev_gbps", rev),
+                ("lat_p99_us", p99),
+            ]
+        };
+        let s = vec![
+            summary("kernel", &all(100.0, 100.0, 5.0, 5.0, 100.0)),
+            summary("wasm-vtep", &all(160.0, 110.0, 5.0, 4.0, 140.0)),
+            summary(
+                "wasm-vtep+vni-filter",
+                &[("udp64_pps", 150.0), ("udp1400_pps", 90.0)],
+            ),
+        ];
+        let t = targets(&s, None);
+        let met: Vec<Option<bool>> = t.iter().map(|t| t.met).collect();
+        assert_eq!(
+            met,
+            [
+                Some(true),
+                Some(false),
+                Some(false),
+                Some(false),
+                Some(true)
+            ]
+        );
+        assert!(t[0].measured.starts_with("1.60x"), "{}", t[0].measured);
+        assert_eq!(t[4].measured, "+40 us (p99 140 vs 100 us)");
+
+        let t = targets(&s[..2], Some("plugins not available"));
+        assert_eq!(t[3].met, None);
+        assert!(t[3].measured.contains("plugins not available"));
+    }
+}
