@@ -188,7 +188,7 @@ impl Fdb {
         mac: MacAddr,
         from: Location,
         now: Tick,
-        policy: &mut impl LearnPolicy,
+        policy: &mut (impl LearnPolicy + ?Sized),
     ) -> LearnOutcome {
         let k = key(vni, mac);
         if let Some(entry) = self.entries.get_mut(&k) {
@@ -307,7 +307,7 @@ impl Fdb {
     pub fn expire(
         &mut self,
         now: Tick,
-        policy: &mut impl AgePolicy,
+        policy: &mut (impl AgePolicy + ?Sized),
         mut on_expired: impl FnMut(VniIdx, MacAddr),
     ) -> usize {
         let mut expired = 0;
