@@ -37,15 +37,15 @@ impl RawFrame {
     }
 }
 
+// SAFETY: a `RawFrame` is only dereferenced in `frame_bytes`, during the filter call for which
+// it was lent (see `HostState::lend_frames`), on the thread making that call; the bytes behind
+// it are immutable and outlive the call. Moving one to another thread between calls moves an
+// address that is never read again.
+unsafe impl Send for RawFrame {}
+
 /// The frames of the filter call in progress.
 #[derive(Debug, Default)]
 pub(crate) struct LentFrames(Vec<RawFrame>);
-
-// SAFETY: the pointers are only dereferenced in `frame_bytes`, during the filter call for
-// which they were lent (see `HostState::lend_frames`), on the thread making that call; the
-// bytes behind them are immutable and outlive the call. Moving the store to another thread
-// between calls moves only an empty or stale list that is never read.
-unsafe impl Send for LentFrames {}
 
 /// The data of a plugin's store.
 #[derive(Debug)]
