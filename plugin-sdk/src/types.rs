@@ -1,0 +1,393 @@
+//! The values that cross the plugin boundary, as Rust types: one per type of the WIT `types`
+//! interface (`wit/plugin.wit`), with MAC and IP addresses as real address types rather than
+//! the integers the canonical ABI carries. On wasm the glue converts at the boundary; on other
+//! targets tests build them directly.
+
+use core::fmt;
+use core::str::FromStr;
+use std::net::IpAddr;
+
+/// An Ethernet MAC address (the WIT carries it as the low 48 bits of a `u64`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+/// Why a string is not a MAC address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacAddrParseError;
+
+impl fmt::Display for MacAddrParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a MAC address (expected six hex octets such as 02:00:00:00:00:01)")
+    }
+}
+
+impl std::error::Error for MacAddrParseError {}
+
+impl MacAddr {
+    /// ff:ff:ff:ff:ff:ff.
+    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+    /// 00:00:00:00:00:00.
+    pub const ZERO: MacAddr = MacAddr([0; 6]);
+
+    /// The group bit (I/G) is set: broadcast or multicast.
+    pub const fn is_multicast(&self) -> bool {
+        self.0[0] & 0x01 != 0
+    }
+
+    /// ff:ff:ff:ff:ff:ff.
+    pub fn is_broadcast(&self) -> bool {
+        *self == Self::BROADCAST
+    }
+
+    /// The address as the WIT carries it: the low 48 bits, first octet most significant.
+    pub const fn to_u64(self) -> u64 {
+        let b = self.0;
+        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
+    }
+
+    /// The inverse of [`MacAddr::to_u64`]; bits above 48 are ignored.
+    pub const fn from_u64(v: u64) -> MacAddr {
+        let b = v.to_be_bytes();
+        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = MacAddrParseError;
+
+    /// Accepts `02:00:00:00:00:01` and `02-00-00-00-00-01`, any case, one or two hex digits
+    /// per octet (as `bridge fdb` and `ip link` print them).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for byte in &mut out {
+            let part = parts.next().ok_or(MacAddrParseError)?;
+            // `from_str_radix` alone would take a sign ("+f").
+            if part.is_empty() || part.len() > 2 || !part.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return Err(MacAddrParseError);
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| MacAddrParseError)?;
+        }
+        if parts.next().is_some() {
+            return Err(MacAddrParseError);
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+/// Which way a frame is going through the VTEP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// A VM sent it out of a local port: about to be switched or encapsulated.
+    FromPort,
+    /// It arrived from the underlay, decapsulated: about to be delivered to local ports.
+    FromUnderlay,
+}
+
+/// Where a MAC address lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// A local port, by the index of its name in `vtep plugin show` and the config.
+    Port(u16),
+    /// A remote VTEP's underlay address.
+    Remote(IpAddr),
+}
+
+/// What the host parsed of a frame, so that most plugins never touch its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameMeta {
+    /// The VNI the frame is switched in.
+    pub vni: u32,
+    /// Which way it is going.
+    pub direction: Direction,
+    /// The ingress port (`FromPort`) or the sending VTEP (`FromUnderlay`).
+    pub source: Location,
+    /// The Ethernet source.
+    pub src_mac: MacAddr,
+    /// The Ethernet destination.
+    pub dst_mac: MacAddr,
+    /// The 802.1Q tag control information, if the frame is tagged.
+    pub vlan: Option<u16>,
+    /// The ethertype after any tag.
+    pub ethertype: u16,
+    /// The IPv4 or IPv6 source, if the frame carries IP.
+    pub src_ip: Option<IpAddr>,
+    /// The IPv4 or IPv6 destination.
+    pub dst_ip: Option<IpAddr>,
+    /// IP protocol / IPv6 next header after extension headers.
+    pub ip_proto: Option<u8>,
+    /// The TCP/UDP (or SCTP, UDP-Lite) source port.
+    pub src_port: Option<u16>,
+    /// The TCP/UDP destination port.
+    pub dst_port: Option<u16>,
+    /// The frame's length in bytes.
+    pub len: u32,
+}
+
+impl FrameMeta {
+    /// An untagged, non-IP frame from port 0 of `vni` with the given MACs and ethertype; set
+    /// the other fields with struct update syntax. Meant for tests of plugin logic.
+    pub const fn ethernet(vni: u32, src_mac: MacAddr, dst_mac: MacAddr, ethertype: u16) -> Self {
+        FrameMeta {
+            vni,
+            direction: Direction::FromPort,
+            source: Location::Port(0),
+            src_mac,
+            dst_mac,
+            vlan: None,
+            ethertype,
+            src_ip: None,
+            dst_ip: None,
+            ip_proto: None,
+            src_port: None,
+            dst_port: None,
+            len: 64,
+        }
+    }
+}
+
+/// The filter's answer for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Let the frame through.
+    Pass,
+    /// Drop it, with a reason code the host counts per plugin.
+    Drop(u16),
+}
+
+/// A verdict, and how long the host may reuse it for the same flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FilterResult {
+    /// What to do with the frame.
+    pub verdict: Verdict,
+    /// Seconds the host may answer frames of the same flow with this verdict without calling
+    /// the plugin; 0: ask every time.
+    pub cache_secs: u32,
+}
+
+impl FilterResult {
+    /// Pass, not cacheable.
+    pub const PASS: FilterResult = FilterResult {
+        verdict: Verdict::Pass,
+        cache_secs: 0,
+    };
+
+    /// Pass this frame (not cacheable; see [`FilterResult::cache_for`]).
+    pub const fn pass() -> Self {
+        Self::PASS
+    }
+
+    /// Drop this frame with `reason` (not cacheable; see [`FilterResult::cache_for`]).
+    pub const fn drop(reason: u16) -> Self {
+        FilterResult {
+            verdict: Verdict::Drop(reason),
+            cache_secs: 0,
+        }
+    }
+
+    /// The same verdict, which the host may reuse for the flow for `secs` seconds. Only for
+    /// verdicts that depend on nothing but the frame's metadata (not its bytes, not plugin
+    /// state that may change within `secs`).
+    #[must_use]
+    pub const fn cache_for(self, secs: u32) -> Self {
+        FilterResult {
+            verdict: self.verdict,
+            cache_secs: secs,
+        }
+    }
+}
+
+/// The FDB would add an entry or move one (never asked on a mere refresh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LearnEvent {
+    /// The VNI.
+    pub vni: u32,
+    /// The source MAC being learned.
+    pub mac: MacAddr,
+    /// Where the frame came from.
+    pub new_location: Location,
+    /// Where the table has the MAC now, for a move; `None` for a new entry.
+    pub current: Option<Location>,
+    /// The current entry was accepted as sticky.
+    pub current_sticky: bool,
+    /// Learned entries in the VNI now (before this one).
+    pub vni_entries: u32,
+}
+
+impl LearnEvent {
+    /// The event moves an existing entry (rather than adding one).
+    pub const fn is_move(&self) -> bool {
+        self.current.is_some()
+    }
+}
+
+/// What to do with a learn event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LearnDecision {
+    /// Add or move the entry.
+    Accept,
+    /// Leave the table as it is (the frame is still forwarded).
+    Reject,
+    /// Accept, and mark the entry sticky: it moves again only if a plugin accepts the move.
+    AcceptSticky,
+}
+
+/// A learned entry's deadline has come: its MAC sent nothing for the VNI's aging time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AgeEvent {
+    /// The VNI.
+    pub vni: u32,
+    /// The entry's MAC.
+    pub mac: MacAddr,
+    /// Milliseconds since its MAC last sent.
+    pub idle_ms: u64,
+    /// Frames from the MAC since it was learned where it is.
+    pub hits: u32,
+    /// Where the entry points.
+    pub location: Location,
+}
+
+/// What to do with an age event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgeDecision {
+    /// Remove the entry.
+    Expire,
+    /// Keep the entry this many more seconds, then ask again.
+    Keep(u32),
+}
+
+/// Log levels for [`crate::log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    /// Something failed.
+    Error,
+    /// Something is wrong but the plugin goes on.
+    Warn,
+    /// Worth knowing in normal operation.
+    Info,
+    /// Detail for debugging.
+    Debug,
+}
+
+/// The set of hooks a plugin implements (the WIT `hooks` flags). The host never calls the
+/// others, so an unimplemented hook costs nothing at all.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Hooks(u8);
+
+impl Hooks {
+    /// No hook.
+    pub const NONE: Hooks = Hooks(0);
+    /// [`crate::Plugin::filter`].
+    pub const FILTER: Hooks = Hooks(1);
+    /// [`crate::Plugin::learn`].
+    pub const LEARN: Hooks = Hooks(1 << 1);
+    /// [`crate::Plugin::age`].
+    pub const AGE: Hooks = Hooks(1 << 2);
+
+    /// Both sets.
+    #[must_use]
+    pub const fn union(self, other: Hooks) -> Hooks {
+        Hooks(self.0 | other.0)
+    }
+
+    /// Every hook of `other` is in `self`.
+    pub const fn contains(self, other: Hooks) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// No hook at all.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl core::ops::BitOr for Hooks {
+    type Output = Hooks;
+
+    fn bitor(self, rhs: Hooks) -> Hooks {
+        self.union(rhs)
+    }
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (Hooks::FILTER, "filter"),
+            (Hooks::LEARN, "learn"),
+            (Hooks::AGE, "age"),
+        ];
+        let mut set = f.debug_set();
+        for (hook, name) in names {
+            if self.contains(hook) {
+                set.entry(&format_args!("{name}"));
+            }
+        }
+        set.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parses_prints_and_round_trips_through_u64() {
+        let m: MacAddr = "02:00:0A:ff:00:01".parse().unwrap();
+        assert_eq!(m.0, [0x02, 0x00, 0x0a, 0xff, 0x00, 0x01]);
+        assert_eq!(m.to_string(), "02:00:0a:ff:00:01");
+        assert_eq!("2-0-a-ff-0-1".parse::<MacAddr>().unwrap(), m);
+        assert_eq!(m.to_u64(), 0x0200_0aff_0001);
+        assert_eq!(MacAddr::from_u64(0xffff_0200_0aff_0001), m);
+        assert!(MacAddr::BROADCAST.is_broadcast() && MacAddr::BROADCAST.is_multicast());
+        assert!(!m.is_multicast());
+    }
+
+    #[test]
+    fn mac_rejects_malformed() {
+        for s in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "02:00:00:00:00:0g",
+            "020:0:0:0:0:0",
+            "+2:00:00:00:00:00",
+            "02::00:00:00:00",
+        ] {
+            assert_eq!(s.parse::<MacAddr>(), Err(MacAddrParseError), "{s}");
+        }
+    }
+
+    #[test]
+    fn hooks_combine_and_print() {
+        let h = Hooks::FILTER | Hooks::AGE;
+        assert!(h.contains(Hooks::FILTER) && h.contains(Hooks::AGE));
+        assert!(!h.contains(Hooks::LEARN) && !h.is_empty());
+        assert!(Hooks::NONE.is_empty());
+        assert_eq!(format!("{h:?}"), "{filter, age}");
+    }
+
+    #[test]
+    fn filter_results_carry_their_cache_time() {
+        assert_eq!(FilterResult::pass(), FilterResult::PASS);
+        let r = FilterResult::drop(3).cache_for(10);
+        assert_eq!(r.verdict, Verdict::Drop(3));
+        assert_eq!(r.cache_secs, 10);
+    }
+}
