@@ -1,7 +1,8 @@
 //! The filter hook's per-frame cost: a batch of 32 frames from one port through the pipeline
 //! with no plugin, with a plugin asked about every frame (no verdict cache), and with every
-//! verdict answered from the cache; then what a looping plugin costs a batch (its budget, the
-//! interruption and the re-creation of its instance), and what the epoch ticker costs.
+//! verdict answered from the cache; then what a failing plugin costs a batch: a trap (and the
+//! re-creation of its instance), a loop (its budget, the interruption, the re-creation); and
+//! the CPU time of the watchdog thread, busy and idle.
 //!
 //! The frames are known unicast, switched to another local port: the cheapest path through
 //! the pipeline, so that the plugin's share stands out.
@@ -101,11 +102,15 @@ fn filter(c: &mut Criterion, runtime: &Runtime) {
     }
 }
 
-/// A looping plugin: each batch costs its budget plus the interruption and a fresh instance.
-fn timeout(c: &mut Criterion, runtime: &Runtime) {
-    for budget_us in [100u64, 500] {
-        let mut spec = PluginSpec::new("loops", build::wasm("misbehave"));
-        spec.config = r#"{"mode":"loop"}"#.to_owned();
+/// A failing plugin: each batch costs the failure, the on_error verdicts and a fresh instance.
+fn failing(c: &mut Criterion, runtime: &Runtime) {
+    for (id, config, budget_us) in [
+        ("trap", r#"{"mode":"trap"}"#, 500u64),
+        ("loop_budget_100us", r#"{"mode":"loop"}"#, 100),
+        ("loop_budget_500us", r#"{"mode":"loop"}"#, 500),
+    ] {
+        let mut spec = PluginSpec::new(id, build::wasm("misbehave"));
+        spec.config = config.to_owned();
         spec.sandbox = Sandbox::new()
             .with_max_failures(u32::MAX)
             .with_time_budget(Duration::from_micros(budget_us));
@@ -116,9 +121,9 @@ fn timeout(c: &mut Criterion, runtime: &Runtime) {
         let (mut v, frames) = setup();
         let batch = frames::port_batch(&frames);
         let mut out = Outbox::new();
-        let mut g = c.benchmark_group("looping_plugin_batch32");
+        let mut g = c.benchmark_group("failing_plugin_batch32");
         g.sample_size(20);
-        g.bench_function(format!("budget_{budget_us}us"), |b| {
+        g.bench_function(id, |b| {
             b.iter(|| {
                 out.clear();
                 v.handle_port_batch(
@@ -131,38 +136,42 @@ fn timeout(c: &mut Criterion, runtime: &Runtime) {
             });
         });
         g.finish();
+        let r = chain.get(id).expect("loaded").report();
+        let c = |k: &str| r.calls.counters.get(k).copied().unwrap_or(0);
+        println!(
+            "{id}: {} calls, {} traps, {} timeouts, {} re-created, max call {} µs",
+            c("filter_calls"),
+            c("traps"),
+            c("timeouts"),
+            c("recreated"),
+            r.calls.max_call_ns / 1000
+        );
     }
 }
 
-/// CPU time of the epoch ticker thread over a few seconds, from /proc.
-fn ticker_cpu(runtime: &Runtime) {
-    let ticks = |tid: &str| -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-        let after = stat.rsplit_once(')')?.1;
-        let f: Vec<&str> = after.split_whitespace().collect();
-        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-    };
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return;
-    };
-    let ticker = tasks.flatten().find(|t| {
-        std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "vtep-plugin-epo")
-    });
-    let Some(tid) = ticker.map(|t| t.file_name().to_string_lossy().into_owned()) else {
-        return;
-    };
-    let (Some(before), t0) = (ticks(&tid), Instant::now()) else {
-        return;
-    };
-    std::thread::sleep(Duration::from_secs(3));
-    if let Some(after) = ticks(&tid) {
-        // SAFETY: sysconf only reads a configuration value.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-        let cpu = (after - before) as f64 / hz;
+/// The watchdog thread's CPU time so far, in seconds, from /proc.
+fn watchdog_cpu() -> Option<f64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let task = tasks.flatten().find(|t| {
+        std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "vtep-plugin-wat")
+    })?;
+    let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    Some(ticks as f64 / hz as f64)
+}
+
+/// Runs `f` and prints the watchdog's share of one core meanwhile.
+fn with_watchdog_cpu(what: &str, f: impl FnOnce()) {
+    let (before, started) = (watchdog_cpu(), Instant::now());
+    f();
+    if let (Some(before), Some(after)) = (before, watchdog_cpu()) {
         println!(
-            "epoch ticker ({:?} tick): {:.2}% of one core",
-            runtime.tick(),
-            100.0 * cpu / t0.elapsed().as_secs_f64()
+            "watchdog thread, {what}: {:.2}% of one core over {:.1} s",
+            100.0 * (after - before) / started.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64()
         );
     }
 }
@@ -170,8 +179,8 @@ fn ticker_cpu(runtime: &Runtime) {
 fn main() {
     let runtime = Runtime::new().expect("the plugin runtime starts");
     let mut c = Criterion::default().configure_from_args();
-    filter(&mut c, &runtime);
-    timeout(&mut c, &runtime);
+    with_watchdog_cpu("plugins called without pause", || filter(&mut c, &runtime));
+    failing(&mut c, &runtime);
     c.final_summary();
-    ticker_cpu(&runtime);
+    with_watchdog_cpu("idle", || std::thread::sleep(Duration::from_secs(3)));
 }

@@ -19,10 +19,14 @@ use wasm_vtep::wire::Vni;
 
 /// A budget that a debug build of the host, sharing two cores with the other tests, never
 /// overruns when the plugin does not loop: a trap costs about 0.25 ms of host time there
-/// (Rust's panic path in the plugin, the trap's unwinding in an unoptimised wasmtime), so
-/// tests about traps and memory must not depend on the default 500 µs. The loop test uses the
-/// default.
+/// (Rust's panic path in the plugin, the trap's unwinding in an unoptimised wasmtime), and
+/// re-creating an instance (whose `init` runs under the call budget) about as much, so tests
+/// must not depend on the default 500 µs. The release build's figures for the default are
+/// in `benches/plugin.rs`.
 const GENEROUS: Duration = Duration::from_millis(100);
+/// The budget of the loop test: small enough to show the interruption, large enough for a
+/// debug build to re-create the instance within it.
+const LOOP_BUDGET: Duration = Duration::from_millis(5);
 
 fn spec(name: &str, config: &str) -> PluginSpec {
     let mut spec = PluginSpec::new(name, build::wasm("misbehave"));
@@ -66,7 +70,7 @@ fn a_looping_plugin_is_interrupted_and_its_frames_get_on_error() {
     let runtime = Runtime::new().unwrap();
     let mut s = spec("loops", r#"{"mode":"loop"}"#);
     s.on_error = OnError::Drop;
-    s.sandbox = Sandbox::new(); // the default budget: 500 µs
+    s.sandbox = Sandbox::new().with_time_budget(LOOP_BUDGET);
     let mut plugins = chain(&runtime, vec![s]);
     let mut v = vtep();
     let mut out = Outbox::new();
@@ -88,11 +92,11 @@ fn a_looping_plugin_is_interrupted_and_its_frames_get_on_error() {
             .unwrap()
             .contains("time budget")
     );
-    // Budget 500 µs + one 100 µs tick + re-creating the instance; generous for a debug build
-    // on a shared machine (the release figure is in the bench and the report).
+    // The budget, the watchdog's wake-up and re-creating the instance; generous for a debug
+    // build on a shared machine (the release figures are in the bench).
     assert!(took < Duration::from_millis(250), "the batch took {took:?}");
     assert!(
-        r.calls.max_call_ns >= 500_000,
+        r.calls.max_call_ns >= 5_000_000,
         "interrupted no earlier than its budget: {} ns",
         r.calls.max_call_ns
     );
@@ -357,7 +361,7 @@ fn learn_and_age_hooks_decide_and_fail_safely() {
     for (on_error, learned) in [(OnError::Pass, 1), (OnError::Drop, 0)] {
         let mut s = spec("stuck", r#"{"mode":"loop","hook":"learn"}"#);
         s.on_error = on_error;
-        s.sandbox = Sandbox::new();
+        s.sandbox = Sandbox::new().with_time_budget(LOOP_BUDGET);
         let mut plugins = chain(&runtime, vec![s]);
         let mut v = vtep();
         v.handle_port_batch(

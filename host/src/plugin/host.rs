@@ -58,6 +58,8 @@ pub(crate) struct HostState {
     frames: LentFrames,
     /// The runtime's start: `now-ms` counts from it.
     clock: Instant,
+    /// When the call in progress must be interrupted.
+    pub(crate) deadline: Instant,
 }
 
 impl HostState {
@@ -69,6 +71,7 @@ impl HostState {
             counters: Vec::new(),
             frames: LentFrames::default(),
             clock,
+            deadline: clock,
         }
     }
 

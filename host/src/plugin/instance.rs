@@ -2,19 +2,23 @@
 //! Every call runs under the budget it is given and the store's memory cap; any failure is
 //! returned as a [`CallError`] and leaves the instance to be dropped.
 
-use wasmtime::Store;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::exports::wasm_vtep::plugin::hooks::Guest;
 use super::bindings::wasm_vtep::plugin::types as wit;
 use super::bindings::{Plugin as Bindings, PluginPre};
 use super::error::CallError;
 use super::host::{HostState, RawFrame};
-use super::sandbox::{Budget, classify};
+use super::runtime::Runtime;
+use super::sandbox::classify;
 
 /// A plugin instance.
 pub(crate) struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
+    runtime: Runtime,
 }
 
 impl core::fmt::Debug for Instance {
@@ -29,15 +33,34 @@ impl Instance {
     /// Instantiates the plugin in a fresh store holding `state`. Gives the state back if
     /// instantiation fails, so that its counters survive.
     pub(crate) fn new(
+        runtime: &Runtime,
         pre: &PluginPre<HostState>,
         state: HostState,
-        budget: Budget,
+        budget: Duration,
     ) -> Result<Instance, (CallError, Box<HostState>)> {
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(budget.ticks);
-        match pre.instantiate(&mut store) {
-            Ok(bindings) => Ok(Instance { store, bindings }),
+        // Every epoch increment reaches this check; only this call's own deadline interrupts
+        // it (another call's overrun may have caused the increment).
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
+        let deadline = Instant::now() + budget;
+        store.data_mut().deadline = deadline;
+        store.set_epoch_deadline(1);
+        let call = runtime.watchdog().call(deadline);
+        let result = pre.instantiate(&mut store);
+        drop(call);
+        match result {
+            Ok(bindings) => Ok(Instance {
+                store,
+                bindings,
+                runtime: runtime.clone(),
+            }),
             Err(e) => {
                 let error = classify(&e, &store.data().limiter, budget);
                 Err((error, Box::new(store.into_data())))
@@ -57,20 +80,26 @@ impl Instance {
 
     fn call<R>(
         &mut self,
-        budget: Budget,
+        budget: Duration,
         f: impl FnOnce(&mut Store<HostState>, &Guest) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        self.store.set_epoch_deadline(budget.ticks);
-        self.store.data_mut().limiter.reset();
+        let deadline = Instant::now() + budget;
+        let state = self.store.data_mut();
+        state.deadline = deadline;
+        state.limiter.reset();
+        self.store.set_epoch_deadline(1);
         let guest = self.bindings.wasm_vtep_plugin_hooks();
-        f(&mut self.store, guest).map_err(|e| classify(&e, &self.store.data().limiter, budget))
+        let call = self.runtime.watchdog().call(deadline);
+        let result = f(&mut self.store, guest);
+        drop(call);
+        result.map_err(|e| classify(&e, &self.store.data().limiter, budget))
     }
 
     /// `init(config)`: the hooks the plugin implements, or its reason for refusing.
     pub(crate) fn init(
         &mut self,
         config: &str,
-        budget: Budget,
+        budget: Duration,
     ) -> Result<Result<wit::Hooks, String>, CallError> {
         self.call(budget, |store, guest| guest.call_init(store, config))
     }
@@ -86,7 +115,7 @@ impl Instance {
         &mut self,
         metas: &[wit::FrameMeta],
         frames: &mut Vec<RawFrame>,
-        budget: Budget,
+        budget: Duration,
     ) -> Result<Vec<wit::FilterResult>, CallError> {
         // SAFETY: the caller keeps the slices borrowed for this whole function, and the frames
         // are taken back below, before it returns.
@@ -109,7 +138,7 @@ impl Instance {
     pub(crate) fn learn(
         &mut self,
         event: wit::LearnEvent,
-        budget: Budget,
+        budget: Duration,
     ) -> Result<wit::LearnDecision, CallError> {
         self.call(budget, |store, guest| guest.call_learn(store, event))
     }
@@ -118,7 +147,7 @@ impl Instance {
     pub(crate) fn age(
         &mut self,
         event: wit::AgeEvent,
-        budget: Budget,
+        budget: Duration,
     ) -> Result<wit::AgeDecision, CallError> {
         self.call(budget, |store, guest| guest.call_age(store, event))
     }

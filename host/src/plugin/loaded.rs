@@ -5,7 +5,7 @@
 //! reloaded).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::bindings::PluginPre;
 use super::bindings::wasm_vtep::plugin::types as wit;
@@ -17,7 +17,6 @@ use super::instance::Instance;
 use super::load;
 use super::ratelimit::RateLimit;
 use super::runtime::Runtime;
-use super::sandbox::Budget;
 use super::spec::{OnError, PluginSpec};
 use super::stats::{PluginReport, PluginStats};
 use crate::fdb::{AgeDecision, AgeEvent, LearnDecision, LearnEvent};
@@ -43,12 +42,11 @@ pub struct Plugin {
     failures_in_row: u32,
     stats: PluginStats,
     cache: VerdictCache,
-    budget: Budget,
+    budget: Duration,
     error_log: RateLimit,
     // Scratch of one filter call, kept to reuse its memory.
     metas: Vec<wit::FrameMeta>,
     slots: Vec<usize>,
-    keys: Vec<FlowKey>,
     raw: Vec<RawFrame>,
 }
 
@@ -94,15 +92,15 @@ impl Plugin {
             spec.sandbox.memory_limit(),
             runtime.started(),
         );
-        let init_budget = Budget::new(spec.sandbox.init_budget(), runtime.tick());
-        let mut instance =
-            Instance::new(&pre, state, init_budget).map_err(|(e, _)| LoadError::Instantiate(e))?;
+        let init_budget = spec.sandbox.init_budget();
+        let mut instance = Instance::new(runtime, &pre, state, init_budget)
+            .map_err(|(e, _)| LoadError::Instantiate(e))?;
         let hooks = instance
             .init(&spec.config, init_budget)
             .map_err(LoadError::InitCall)?
             .map_err(LoadError::Init)?;
         Ok(Plugin {
-            budget: Budget::new(spec.sandbox.time_budget(), runtime.tick()),
+            budget: spec.sandbox.time_budget(),
             cache: VerdictCache::new(spec.cache_entries),
             spec,
             name,
@@ -118,7 +116,6 @@ impl Plugin {
             error_log: RateLimit::new(1, 5),
             metas: Vec::new(),
             slots: Vec::new(),
-            keys: Vec::new(),
             raw: Vec::new(),
         })
     }
@@ -159,8 +156,9 @@ impl Plugin {
         }
         self.metas.clear();
         self.slots.clear();
-        self.keys.clear();
         self.raw.clear();
+        // An empty cache is not looked up: no flow key is hashed for plugins that never cache.
+        let cached_any = self.cache.len() > 0;
         for (i, verdict) in verdicts.iter_mut().enumerate() {
             if *verdict == Verdict::Drop {
                 continue; // an earlier plugin dropped it
@@ -176,15 +174,13 @@ impl Plugin {
                 *verdict = self.error_verdict();
                 continue;
             }
-            let key = FlowKey::of(&frame);
-            if let Some(cached) = self.cache.get(&key, now) {
+            if cached_any && let Some(cached) = self.cache.get(&FlowKey::of(&frame), now) {
                 self.stats.cache_hits += 1;
                 *verdict = self.apply(cached);
                 continue;
             }
             self.metas.push(convert::frame_meta(&frame));
             self.slots.push(i);
-            self.keys.push(key);
             self.raw.push(RawFrame::new(frame.bytes));
         }
         if self.metas.is_empty() {
@@ -212,12 +208,16 @@ impl Plugin {
                         wit::Verdict::Pass => Cached::Pass,
                         wit::Verdict::Drop(code) => Cached::Drop(code),
                     };
+                    let slot = self.slots[k];
                     if r.cache_secs > 0
-                        && !self.cache.insert(self.keys[k], cached, r.cache_secs, now)
+                        && let Some(frame) = batch.frame(slot)
+                        && !self
+                            .cache
+                            .insert(FlowKey::of(&frame), cached, r.cache_secs, now)
                     {
                         self.stats.cache_full += 1;
                     }
-                    verdicts[self.slots[k]] = self.apply(cached);
+                    verdicts[slot] = self.apply(cached);
                 }
             }
             Some(Err(e)) => {
@@ -355,7 +355,7 @@ impl Plugin {
                     self.runtime.started(),
                 )
             });
-            match Instance::new(&self.pre, state.renew(), self.budget) {
+            match Instance::new(&self.runtime, &self.pre, state.renew(), self.budget) {
                 Ok(mut instance) => match instance.init(&self.spec.config, self.budget) {
                     Ok(Ok(_)) => {
                         self.stats.recreated += 1;

@@ -1,7 +1,7 @@
 //! The sandbox's mechanics: the memory cap (a `ResourceLimiter` that also remembers that it
 //! refused, so that the abort that usually follows is reported as out of memory rather than
-//! as a plain trap), the time budget expressed in epoch ticks, and the classification of a
-//! failed call into a [`CallError`].
+//! as a plain trap), and the classification of a failed call into a [`CallError`]. The time
+//! budget is enforced by the [`Watchdog`](super::watchdog::Watchdog).
 
 use std::time::Duration;
 
@@ -90,32 +90,10 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// A time budget in the runtime's epoch ticks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Budget {
-    /// What the operator asked for.
-    pub(crate) time: Duration,
-    /// Ticks beyond the current epoch at which the call is interrupted: one more than the
-    /// budget spans, because the first tick may come at once. A call therefore runs at least
-    /// `time` and at most `time` plus one tick.
-    pub(crate) ticks: u64,
-}
-
-impl Budget {
-    pub(crate) fn new(time: Duration, tick: Duration) -> Budget {
-        let tick_ns = tick.as_nanos().max(1);
-        let spans = time.as_nanos().div_ceil(tick_ns);
-        Budget {
-            time,
-            ticks: u64::try_from(spans).unwrap_or(u64::MAX - 1).max(1) + 1,
-        }
-    }
-}
-
 /// What a failed call (or instantiation) was.
-pub(crate) fn classify(error: &wasmtime::Error, limiter: &Limiter, budget: Budget) -> CallError {
+pub(crate) fn classify(error: &wasmtime::Error, limiter: &Limiter, budget: Duration) -> CallError {
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallError::Timeout(budget.time),
+        Some(Trap::Interrupt) => CallError::Timeout(budget),
         _ if limiter.refused() => CallError::OutOfMemory(limiter.limit()),
         Some(trap) => CallError::Trap(trap.to_string()),
         None => CallError::Trap(first_line(&format!("{error:#}"))),
@@ -129,15 +107,6 @@ fn first_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn budget_in_ticks_covers_the_time() {
-        let tick = Duration::from_micros(100);
-        assert_eq!(Budget::new(Duration::from_micros(500), tick).ticks, 6);
-        assert_eq!(Budget::new(Duration::from_micros(450), tick).ticks, 6);
-        assert_eq!(Budget::new(Duration::from_micros(1), tick).ticks, 2);
-        assert_eq!(Budget::new(Duration::ZERO, tick).ticks, 2);
-    }
 
     #[test]
     fn memory_cap_counts_all_growth() {

@@ -8,8 +8,8 @@ use crate::wire::Vni;
 
 /// A plugin's linear memory, at most (all its memories together).
 pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
-/// How long one hook call may run. With the epoch ticker's period added (see
-/// [`Runtime`](super::Runtime)), a plugin that loops is stopped within 0.6 ms.
+/// How long one hook call may run. A plugin that loops is interrupted this long after the
+/// call starts, plus the watchdog's wake-up latency (see [`Runtime`](super::Runtime)).
 pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_micros(500);
 /// How long `init` may run when a plugin is loaded or reloaded (off the data path).
 pub const DEFAULT_INIT_BUDGET: Duration = Duration::from_millis(100);
