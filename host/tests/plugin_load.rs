@@ -15,27 +15,28 @@ use wit_parser::{ManglingAndAbi, Resolve};
 /// The interface as the host's bindings see it, read from the one definition.
 fn wit_text() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk/wit/plugin.wit");
-    std::fs::read_to_string(path).unwrap()
+    std::fs::read_to_string(path).expect("plugin-sdk/wit/plugin.wit")
 }
 
 /// A component of the `plugin` world of `wit` whose functions all trap: the shape of a plugin
 /// built against that WIT, made without a compiler.
 fn component_of(wit: &str) -> Vec<u8> {
     let mut resolve = Resolve::default();
-    let pkg = resolve.push_str("plugin.wit", wit).unwrap();
-    let world = resolve.select_world(&[pkg], Some("plugin")).unwrap();
+    let pkg = resolve.push_str("plugin.wit", wit).expect("the WIT parses");
+    let world = resolve
+        .select_world(&[pkg], Some("plugin"))
+        .expect("a plugin world");
     let mut module = dummy_module(&resolve, world, ManglingAndAbi::Standard32);
-    embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8).unwrap();
+    embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
+        .expect("metadata embeds");
     ComponentEncoder::default()
         .module(&module)
-        .unwrap()
-        .validate(true)
-        .encode()
-        .unwrap()
+        .and_then(|e| e.validate(true).encode())
+        .expect("the dummy module encodes")
 }
 
 fn load_bytes(bytes: &[u8]) -> Result<Plugin, LoadError> {
-    let runtime = Runtime::new().unwrap();
+    let runtime = Runtime::new().expect("the runtime starts");
     Plugin::from_bytes(&runtime, PluginSpec::new("t", "t.wasm"), bytes)
 }
 
@@ -173,14 +174,14 @@ fn a_plugin_that_fails_init_is_not_attached_and_says_why() {
 
 /// A configuration with one port that exists everywhere (`lo`) and this plugin table.
 fn config_file(dir: &Path, plugin: &str) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
+    std::fs::create_dir_all(dir).expect("a temporary directory");
     let file = dir.join("vtep.toml");
     let text = format!(
         "[underlay]\nlocal = \"198.18.0.1\"\n[control]\nsocket = \"{}\"\n\
          [[vni]]\nid = 5001\nports = [\"lo\"]\n{plugin}",
         dir.join("vtep.sock").display()
     );
-    std::fs::write(&file, text).unwrap();
+    std::fs::write(&file, text).expect("the configuration is written");
     file
 }
 

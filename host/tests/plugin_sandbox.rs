@@ -38,13 +38,17 @@ fn spec(name: &str, config: &str) -> PluginSpec {
 fn chain(runtime: &Runtime, specs: Vec<PluginSpec>) -> PluginChain {
     let mut chain = PluginChain::new();
     for s in specs {
-        chain.push(Plugin::load(runtime, s).unwrap()).unwrap();
+        let plugin = Plugin::load(runtime, s).expect("the plugin loads");
+        chain.push(plugin).expect("names are unique");
     }
     chain
 }
 
 fn report(chain: &PluginChain, name: &str) -> PluginReport {
-    chain.get(name).unwrap().report()
+    chain
+        .get(name)
+        .expect("the plugin is in the chain")
+        .report()
 }
 
 fn counter(r: &PluginReport, name: &str) -> u64 {
@@ -333,7 +337,7 @@ fn learn_and_age_hooks_decide_and_fail_safely() {
     v.handle_port_batch(
         now,
         PortId(0),
-        port_batch(&[f.clone()]).as_slice(),
+        port_batch(std::slice::from_ref(&f)).as_slice(),
         &mut out,
         &mut plugins,
     );
@@ -367,7 +371,7 @@ fn learn_and_age_hooks_decide_and_fail_safely() {
         v.handle_port_batch(
             now,
             PortId(0),
-            port_batch(&[f.clone()]).as_slice(),
+            port_batch(std::slice::from_ref(&f)).as_slice(),
             &mut out,
             &mut plugins,
         );
