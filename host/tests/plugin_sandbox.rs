@@ -221,6 +221,38 @@ fn a_plugin_that_keeps_failing_is_detached_visibly() {
 }
 
 #[test]
+fn a_detached_plugin_that_fails_open_is_bypassed() {
+    let runtime = Runtime::new().unwrap();
+    let mut s = spec("fragile", r#"{"mode":"trap"}"#);
+    s.sandbox = Sandbox::new()
+        .with_max_failures(1)
+        .with_time_budget(GENEROUS);
+    let mut plugins = chain(&runtime, vec![s]);
+    let mut v = vtep();
+    let mut out = Outbox::new();
+    run_batch(&mut v, &mut plugins, &mut out, 1);
+    assert_eq!(report(&plugins, "fragile").state, "detached");
+    assert!(
+        !plugins.filters(Vni::new(5001).unwrap()),
+        "no filter call is set up"
+    );
+    out.clear();
+    run_batch(&mut v, &mut plugins, &mut out, 100);
+    assert_eq!(
+        out.frames().len(),
+        64,
+        "forwarded as if there were no plugin"
+    );
+    let r = report(&plugins, "fragile");
+    assert_eq!(counter(&r, "filter_calls"), 1);
+    assert_eq!(
+        counter(&r, "error_verdicts"),
+        32,
+        "only the failed call's frames"
+    );
+}
+
+#[test]
 fn a_recreated_instance_works_and_keeps_the_counters() {
     let runtime = Runtime::new().unwrap();
     // Traps on every second call of an instance: each failure is followed by a success, so

@@ -151,8 +151,9 @@ impl Plugin {
     /// Decides the frames of `batch` on its VNIs that are still `Pass`, in one call; frames
     /// with a live cached verdict are answered without a call.
     pub fn filter(&mut self, now: Instant, batch: &dyn FilterBatch, verdicts: &mut [Verdict]) {
-        if !self.hooks.contains(wit::Hooks::FILTER) {
-            return;
+        let bypassed = self.detached.is_some() && self.spec.on_error == OnError::Pass;
+        if !self.hooks.contains(wit::Hooks::FILTER) || bypassed {
+            return; // as `filters` says: nothing to decide
         }
         self.metas.clear();
         self.slots.clear();
