@@ -64,7 +64,11 @@ pub fn init<P: Registered>(state: &'static LocalKey<State<P>>, config: &str) -> 
 fn with_plugin<P: Plugin, R>(state: &'static LocalKey<State<P>>, f: impl FnOnce(&mut P) -> R) -> R {
     state.with(|s| match s.borrow_mut().as_mut() {
         Some(plugin) => f(plugin),
-        None => panic!("a hook was called before init succeeded"),
+        None => {
+            // The panic hook is installed by `init`: say it here.
+            crate::log(sdk::Level::Error, "a hook was called before init succeeded");
+            panic!("a hook was called before init succeeded")
+        }
     })
 }
 

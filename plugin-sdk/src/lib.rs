@@ -210,3 +210,8 @@ mod tests {
         assert_eq!(p.age(&age), AgeDecision::Expire);
     }
 }
+
+/// The README's Rust examples compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -125,7 +125,7 @@ impl LearnGuard {
             log(
                 Level::Warn,
                 &format!(
-                    "vni {vni}: {mac} moved {} times in {} s: further moves rejected until the window passes",
+                    "vni {vni}: {mac} reached its limit of {} moves in {} s: further moves rejected until the window passes",
                     d.max_moves,
                     d.window_ms / 1000
                 ),

@@ -187,7 +187,7 @@ fn flapping_macs_are_dampened_until_the_window_passes() {
     assert!(
         logs[0]
             .1
-            .contains("02:00:00:00:00:01 moved 3 times in 10 s"),
+            .contains("02:00:00:00:00:01 reached its limit of 3 moves in 10 s"),
         "{}",
         logs[0].1
     );
