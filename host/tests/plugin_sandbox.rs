@@ -24,9 +24,20 @@ use wasm_vtep::wire::Vni;
 /// must not depend on the default 500 µs. The release build's figures for the default are
 /// in `benches/plugin.rs`.
 const GENEROUS: Duration = Duration::from_millis(100);
-/// The budget of the loop test: small enough to show the interruption, large enough for a
-/// debug build to re-create the instance within it.
-const LOOP_BUDGET: Duration = Duration::from_millis(5);
+/// The budget of the loop tests: small enough to show the interruption, large enough for a
+/// debug build to re-create the instance within it (re-initialisation runs under the call
+/// budget) on a busy machine: budgets are wall-clock, so time the thread spends descheduled
+/// counts.
+const LOOP_BUDGET: Duration = Duration::from_millis(20);
+
+/// The tests run one at a time: they measure wall-clock budgets, and ten of them at once on
+/// two cores would starve each other's calls past their budgets.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn spec(name: &str, config: &str) -> PluginSpec {
     let mut spec = PluginSpec::new(name, build::wasm("misbehave"));
@@ -71,6 +82,7 @@ fn run_batch(v: &mut Vtep, hooks: &mut impl Hooks, out: &mut Outbox, first: u16)
 
 #[test]
 fn a_looping_plugin_is_interrupted_and_its_frames_get_on_error() {
+    let _serial = serial();
     let runtime = Runtime::new().unwrap();
     let mut s = spec("loops", r#"{"mode":"loop"}"#);
     s.on_error = OnError::Drop;
@@ -100,7 +112,7 @@ fn a_looping_plugin_is_interrupted_and_its_frames_get_on_error() {
     // build on a shared machine (the release figures are in the bench).
     assert!(took < Duration::from_millis(250), "the batch took {took:?}");
     assert!(
-        r.calls.max_call_ns >= 5_000_000,
+        r.calls.max_call_ns >= 20_000_000,
         "interrupted no earlier than its budget: {} ns",
         r.calls.max_call_ns
     );
@@ -116,6 +128,7 @@ fn a_looping_plugin_is_interrupted_and_its_frames_get_on_error() {
 
 #[test]
 fn a_trapping_plugin_fails_open_with_on_error_pass() {
+    let _serial = serial();
     let runtime = Runtime::new().unwrap();
     let mut plugins = chain(&runtime, vec![spec("traps", r#"{"mode":"trap"}"#)]);
     let mut v = vtep();
@@ -144,6 +157,7 @@ fn a_trapping_plugin_fails_open_with_on_error_pass() {
 
 #[test]
 fn a_plugin_that_exhausts_its_memory_is_contained() {
+    let _serial = serial();
     let runtime = Runtime::new().unwrap();
     let mut s = spec("grows", r#"{"mode":"grow"}"#);
     s.sandbox = Sandbox::new()
@@ -168,6 +182,7 @@ fn a_plugin_that_exhausts_its_memory_is_contained() {
 
 #[test]
 fn a_plugin_that_keeps_failing_is_detached_visibly() {
+    let _serial = serial();
     let runtime = Runtime::new().unwrap();
     let mut s = spec("flaky", r#"{"mode":"trap"}"#);
     s.on_error = OnError::Drop;
@@ -222,6 +237,7 @@ fn a_plugin_that_keeps_failing_is_detached_visibly() {
 
 #[test]
 fn a_detached_plugin_that_fails_open_is_bypassed() {
+    let _serial = serial();
     let runtime = Runtime::new().unwrap();
     let mut s = spec("fragile", r#"{"mode":"trap"}"#);
     s.sandbox = Sandbox::new()
@@ -254,6 +270,7 @@ fn a_detached_plugin_that_fails_open_is_bypassed() {
 
 #[test]
 fn a_recreated_instance_works_and_keeps_the_counters() {
+    let _serial = serial();
     let runtime = Runtime::new().unwrap();
     // Traps on every second call of an instance: each failure is followed by a success, so
     // it is never detached.
@@ -278,6 +295,7 @@ fn a_recreated_instance_works_and_keeps_the_counters() {
 
 #[test]
 fn verdicts_are_cached_per_flow_until_reload() {
+    let _serial = serial();
     let runtime = Runtime::new().unwrap();
     let config = r#"{"mode":"drop","reason":7,"cache_secs":60}"#;
     let mut plugins = chain(&runtime, vec![spec("acl", config)]);
@@ -310,6 +328,7 @@ fn verdicts_are_cached_per_flow_until_reload() {
 
 #[test]
 fn filters_see_both_directions_and_only_their_vnis() {
+    let _serial = serial();
     let runtime = Runtime::new().unwrap();
     let mut s = spec("bytes", r#"{"mode":"pass","read_bytes":true}"#);
     s.vnis = Some(vec![Vni::new(5001).unwrap()]);
@@ -353,6 +372,7 @@ fn filters_see_both_directions_and_only_their_vnis() {
 
 #[test]
 fn learn_and_age_hooks_decide_and_fail_safely() {
+    let _serial = serial();
     let runtime = Runtime::new().unwrap();
     let now = Instant::now();
     let mut out = Outbox::new();
@@ -430,6 +450,7 @@ fn learn_and_age_hooks_decide_and_fail_safely() {
 
 #[test]
 fn a_reload_under_traffic_loses_no_frame() {
+    let _serial = serial();
     let runtime = Runtime::new().unwrap();
     let shared = Arc::new(Mutex::new((
         vtep(),
