@@ -20,5 +20,6 @@ pub mod demo;
 pub mod fdb;
 pub mod io;
 pub mod offload;
+pub mod plugin;
 pub mod vtep;
 pub mod wire;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wasm_vtep::config::{Config, DEFAULT_SOCKET};
 use wasm_vtep::control::{self, FdbRow, Request, Response, StatsReport};
+use wasm_vtep::plugin::{Plugin, PluginReport, Runtime};
 
 /// A programmable VXLAN tunnel endpoint (RFC 7348).
 #[derive(Debug, Parser)]
@@ -29,7 +30,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Check a configuration (and that its interfaces exist here) without running it.
+    /// Check a configuration (that its interfaces exist here, and that its plugins load and
+    /// accept their configuration) without running it.
     Check {
         /// The TOML configuration file.
         #[arg(long)]
@@ -42,11 +44,44 @@ enum Command {
         #[command(subcommand)]
         command: FdbCommand,
     },
-    /// Frame, byte, learning and drop counters.
+    /// Frame, byte, learning, drop and plugin counters.
     Stats {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// The wasm plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// One line per plugin: state, hooks, VNIs, calls, drops, failures.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One plugin in detail: hooks, calls, drops by reason, traps, timeouts, time per call,
+    /// its counters, attached or detached.
+    Show {
+        /// The plugin's name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load a plugin anew and swap it in without stopping traffic; if the new module fails to
+    /// load, the running one stays. Also re-attaches a detached plugin.
+    Reload {
+        /// The plugin's name.
+        name: String,
+        /// Load this module instead of the configured one.
+        #[arg(long)]
+        path: Option<PathBuf>,
     },
 }
 
@@ -113,11 +148,13 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Check { config } => {
             let config = load(&config)?;
+            check_plugins(&config)?;
             println!(
-                "{}: ok ({} VNIs, {} ports)",
+                "{}: ok ({} VNIs, {} ports, {} plugins)",
                 config_name(&config),
                 config.settings.vnis.len(),
-                config.ports.len()
+                config.ports.len(),
+                config.plugins.len(),
             );
             Ok(())
         }
@@ -133,7 +170,60 @@ fn execute(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Plugin { command } => plugin(&cli.socket, command),
     }
+}
+
+/// Loads and initialises every plugin, as `vtep run` would, and drops them.
+fn check_plugins(config: &Config) -> Result<()> {
+    if config.plugins.is_empty() {
+        return Ok(());
+    }
+    let runtime = Runtime::new()?;
+    for spec in &config.plugins {
+        Plugin::load(&runtime, spec.clone()).with_context(|| format!("plugin {:?}", spec.name))?;
+    }
+    Ok(())
+}
+
+fn plugin(socket: &std::path::Path, command: PluginCommand) -> Result<()> {
+    match command {
+        PluginCommand::List { json } => {
+            let data = call(socket, &Request::PluginList)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                let reports: Vec<PluginReport> = serde_json::from_value(data)?;
+                print!("{}", control::render::plugin_list(&reports));
+            }
+        }
+        PluginCommand::Show { name, json } => {
+            let data = call(socket, &Request::PluginShow { name })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                let report: PluginReport = serde_json::from_value(data)?;
+                print!("{}", control::render::plugin_show(&report));
+            }
+        }
+        PluginCommand::Reload { name, path } => {
+            // The daemon resolves nothing against the CLI's directory: send an absolute path.
+            let path = path
+                .map(|p| std::path::absolute(&p).with_context(|| p.display().to_string()))
+                .transpose()?
+                .map(|p| p.display().to_string());
+            let data = call(socket, &Request::PluginReload { name, path })?;
+            let report: PluginReport = serde_json::from_value(data)?;
+            println!(
+                "plugin {} reloaded from {} (interface {}, hooks {})",
+                report.name,
+                report.path,
+                report.interface,
+                report.hooks.join(",")
+            );
+        }
+    }
+    Ok(())
 }
 
 fn config_name(config: &Config) -> String {

@@ -11,6 +11,8 @@ pub(super) struct ConfigFile {
     pub(super) control: Option<ControlSection>,
     #[serde(default)]
     pub(super) vni: Vec<VniSection>,
+    #[serde(default)]
+    pub(super) plugin: Vec<PluginSection>,
 }
 
 /// `[underlay]`.
@@ -76,4 +78,30 @@ pub struct StaticSection {
     pub remote: Option<String>,
     /// ... or this local port.
     pub port: Option<String>,
+}
+
+/// `[[plugin]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    /// Unique: how the CLI names it.
+    pub name: String,
+    /// The `.wasm` file; relative to the configuration file's directory.
+    pub path: String,
+    /// The VNIs it sees; omitted: all.
+    pub vnis: Option<Vec<u32>>,
+    /// `"pass"` (default) or `"drop"`: what a failed call means for its frames.
+    pub on_error: Option<String>,
+    /// Memory cap in MiB, default 16.
+    pub memory_mib: Option<u32>,
+    /// Time budget of one call in microseconds, default 500.
+    pub budget_us: Option<u64>,
+    /// Time budget of `init` at load in milliseconds, default 100.
+    pub init_budget_ms: Option<u64>,
+    /// Consecutive failures before the plugin is detached, default 10.
+    pub max_failures: Option<u32>,
+    /// Cached filter verdicts at most, default 65536.
+    pub cache_entries: Option<usize>,
+    /// Handed to the plugin's `init`, as JSON.
+    pub config: Option<toml::Table>,
 }

@@ -3,13 +3,15 @@
 //! [`PortId`]s. Every error names the field it is about, on one line.
 
 mod file;
+mod plugin;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use file::{ControlSection, StaticSection, UnderlaySection, VniSection};
+pub use file::{ControlSection, PluginSection, StaticSection, UnderlaySection, VniSection};
 
+use crate::plugin::PluginSpec;
 use crate::vtep::{
     DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_SRC_PORTS, DEFAULT_TTL, Location,
     PortId, StaticEntry, VniSettings, VtepSettings,
@@ -49,14 +51,23 @@ pub struct Config {
     pub underlay_interface: Option<String>,
     /// The control socket's path.
     pub socket: PathBuf,
+    /// The plugins, in the order they run.
+    pub plugins: Vec<PluginSpec>,
 }
 
 impl Config {
-    /// Reads and validates a file.
+    /// Reads and validates a file. Relative plugin paths are taken from the file's directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?;
-        Config::parse(&text)
+        let mut config = Config::parse(&text)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for p in &mut config.plugins {
+            if p.path.is_relative() {
+                p.path = dir.join(&p.path);
+            }
+        }
+        Ok(config)
     }
 
     /// Parses and validates TOML text (no interface checks: see [`Config::check_interfaces`]).
@@ -306,7 +317,9 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
     settings
         .validate()
         .map_err(|e| ConfigError::new("config", e.to_string()))?;
+    let plugins = plugin::build(&file.plugin, &settings.vnis)?;
     Ok(Config {
+        plugins,
         settings,
         ports,
         underlay_interface: file.underlay.interface.clone(),

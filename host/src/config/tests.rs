@@ -156,3 +156,105 @@ fn missing_interfaces_are_named() {
         "vni[0].ports: no such interface \"wv-none0\""
     );
 }
+
+fn with_plugin(plugin: &str) -> String {
+    format!(
+        "[underlay]\nlocal = \"198.18.0.1\"\n[[vni]]\nid = 5001\nports = [\"vm1\"]\n\
+         [[vni]]\nid = 5002\nports = [\"vm2\"]\n{plugin}"
+    )
+}
+
+#[test]
+fn plugins_become_specs() {
+    let c = Config::parse(&with_plugin(
+        r#"
+[[plugin]]
+name = "vni-filter"
+path = "plugins/vni_filter.wasm"
+vnis = [5002]
+on_error = "drop"
+memory_mib = 8
+budget_us = 200
+max_failures = 3
+cache_entries = 10
+config = { allow = [5001], nested = { deep = true } }
+
+[[plugin]]
+name = "learn-guard"
+path = "/opt/learn_guard.wasm"
+"#,
+    ))
+    .unwrap();
+    let p = &c.plugins[0];
+    assert_eq!(p.name, "vni-filter");
+    assert_eq!(p.vnis, Some(vec![Vni::new(5002).unwrap()]));
+    assert_eq!(p.on_error, crate::plugin::OnError::Drop);
+    assert_eq!(p.sandbox.memory_limit(), 8 << 20);
+    assert_eq!(p.sandbox.time_budget(), Duration::from_micros(200));
+    assert_eq!(p.sandbox.max_failures(), 3);
+    assert_eq!(p.cache_entries, 10);
+    let json: serde_json::Value = serde_json::from_str(&p.config).unwrap();
+    assert_eq!(json["allow"][0], 5001);
+    assert_eq!(json["nested"]["deep"], true);
+    let q = &c.plugins[1];
+    assert_eq!(q.vnis, None);
+    assert_eq!(q.on_error, crate::plugin::OnError::Pass);
+    assert_eq!(q.config, "{}");
+    assert_eq!(q.sandbox, crate::plugin::Sandbox::new());
+}
+
+#[test]
+fn plugin_errors_name_the_field() {
+    let cases = [
+        ("name = \"a b\"\npath = \"x.wasm\"", "plugin[0].name"),
+        ("name = \"a\"\npath = \"\"", "plugin[0].path"),
+        (
+            "name = \"a\"\npath = \"x\"\nvnis = [7]",
+            "plugin[0].vnis: VNI 7 is not configured",
+        ),
+        ("name = \"a\"\npath = \"x\"\nvnis = []", "plugin[0].vnis"),
+        (
+            "name = \"a\"\npath = \"x\"\non_error = \"ignore\"",
+            "plugin[0].on_error",
+        ),
+        (
+            "name = \"a\"\npath = \"x\"\nmemory_mib = 0",
+            "plugin[0].memory_mib",
+        ),
+        (
+            "name = \"a\"\npath = \"x\"\nbudget_us = 5",
+            "plugin[0].budget_us",
+        ),
+        (
+            "name = \"a\"\npath = \"x\"\nmax_failures = 0",
+            "plugin[0].max_failures",
+        ),
+    ];
+    for (body, want) in cases {
+        let e = err(&with_plugin(&format!("[[plugin]]\n{body}\n")));
+        assert!(e.to_string().starts_with(want), "{body}: got {e}");
+    }
+    let twice = "[[plugin]]\nname = \"a\"\npath = \"x\"\n[[plugin]]\nname = \"a\"\npath = \"y\"\n";
+    assert_eq!(
+        err(&with_plugin(twice)).to_string(),
+        "plugin[1].name: \"a\" is already plugin[0]"
+    );
+    let unknown = "[[plugin]]\nname = \"a\"\npath = \"x\"\nfuel = 5\n";
+    assert!(err(&with_plugin(unknown)).to_string().contains("fuel"));
+}
+
+#[test]
+fn relative_plugin_paths_are_from_the_config_file() {
+    let dir = std::env::temp_dir().join(format!("wv-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("vtep.toml");
+    std::fs::write(
+        &file,
+        with_plugin("[[plugin]]\nname = \"a\"\npath = \"p/a.wasm\"\n[[plugin]]\nname = \"b\"\npath = \"/abs/b.wasm\"\n"),
+    )
+    .unwrap();
+    let c = Config::load(&file).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(c.plugins[0].path, dir.join("p/a.wasm"));
+    assert_eq!(c.plugins[1].path, PathBuf::from("/abs/b.wasm"));
+}

@@ -1,24 +1,27 @@
-//! Turns control requests into calls on the pipeline. Runs under the pipeline's lock, so it
-//! does no I/O and returns quickly.
+//! Turns control requests into calls on the pipeline and its plugins. Runs under the pipeline's
+//! lock, so it does no I/O and returns quickly; a plugin reload, which compiles a module, is
+//! done by the daemon outside the lock and only swapped in under it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
 use super::protocol::{FdbRow, Request, Response, StatsReport, VniStatsRow};
+use crate::plugin::PluginChain;
 use crate::vtep::{Location, PortId, VniStats, Vtep};
 use crate::wire::{MacAddr, Vni};
 
-/// Answers `request` against `vtep`; `ports` names the ports by `PortId`, `io` adds the I/O
-/// shell's counters to `stats`.
+/// Answers `request` against `vtep` and `plugins`; `ports` names the ports by `PortId`, `io`
+/// adds the I/O shell's counters to `stats`.
 pub fn handle(
     request: Request,
     vtep: &mut Vtep,
+    plugins: &PluginChain,
     ports: &[String],
     io: &[(String, u64)],
     now: Instant,
 ) -> Response {
-    match run(request, vtep, ports, io, now) {
+    match run(request, vtep, plugins, ports, io, now) {
         Ok(data) => Response::Ok(data),
         Err(e) => Response::Error(e),
     }
@@ -27,6 +30,7 @@ pub fn handle(
 fn run(
     request: Request,
     vtep: &mut Vtep,
+    plugins: &PluginChain,
     ports: &[String],
     io: &[(String, u64)],
     now: Instant,
@@ -48,6 +52,7 @@ fn run(
                         remote,
                         port,
                         is_static: e.is_static,
+                        sticky: e.is_sticky,
                         age_secs: age.as_secs(),
                     }
                 })
@@ -94,8 +99,19 @@ fn run(
                     .map(|(r, n)| (r.name().to_owned(), n))
                     .collect(),
                 io: io.iter().cloned().collect(),
+                plugins: plugins.counters(),
             };
             serde_json::to_value(report).map_err(|e| e.to_string())
+        }
+        Request::PluginList => serde_json::to_value(plugins.reports()).map_err(|e| e.to_string()),
+        Request::PluginShow { name } => {
+            let p = plugins
+                .get(&name)
+                .ok_or_else(|| format!("no plugin named {name:?}"))?;
+            serde_json::to_value(p.report()).map_err(|e| e.to_string())
+        }
+        Request::PluginReload { .. } => {
+            Err("a reload is done by the daemon, outside the pipeline's lock".to_owned())
         }
     }
 }
@@ -131,6 +147,7 @@ fn vni_row(s: &VniStats) -> VniStatsRow {
         ("expired", s.expired),
         ("learn_limit", s.learn_limit),
         ("learn_rejected", s.learn_rejected),
+        ("filtered", s.filtered),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -40,6 +40,21 @@ pub enum Request {
     },
     /// Every counter.
     Stats,
+    /// The plugins, in order.
+    PluginList,
+    /// One plugin in detail.
+    PluginShow {
+        /// Its name.
+        name: String,
+    },
+    /// Loads a plugin anew (compiled and initialised off the data path) and swaps it in.
+    PluginReload {
+        /// Its name.
+        name: String,
+        /// Another module file (absolute); default: the one it was loaded from.
+        #[serde(default)]
+        path: Option<String>,
+    },
 }
 
 /// The daemon's answer.
@@ -68,6 +83,9 @@ pub struct FdbRow {
     /// Configured rather than learned.
     #[serde(rename = "static")]
     pub is_static: bool,
+    /// Learned as sticky (a learn plugin said so): it moves only if a plugin accepts.
+    #[serde(default)]
+    pub sticky: bool,
     /// Seconds since the entry was learned or refreshed (0 for static entries).
     pub age_secs: u64,
 }
@@ -90,4 +108,8 @@ pub struct StatsReport {
     pub drops: BTreeMap<String, u64>,
     /// Socket-level counters of the I/O shell (send failures and the like).
     pub io: BTreeMap<String, u64>,
+    /// Per plugin: the host's counters of it (`filter_calls`, `dropped`, `traps`, ...) and the
+    /// plugin's own, prefixed `plugin.`.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, BTreeMap<String, u64>>,
 }

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::protocol::{FdbRow, StatsReport};
+use crate::plugin::PluginReport;
 
 /// `02:00:00:00:00:02 vni 5001 dst 198.18.0.2 learned age 12s`, one line per entry.
 pub fn fdb(rows: &[FdbRow]) -> String {
@@ -16,6 +17,8 @@ pub fn fdb(rows: &[FdbRow]) -> String {
         };
         let kind = if r.is_static {
             "static".to_owned()
+        } else if r.sticky {
+            format!("learned sticky age {}s", r.age_secs)
         } else {
             format!("learned age {}s", r.age_secs)
         };
@@ -44,13 +47,14 @@ pub fn stats(report: &StatsReport) -> String {
         );
         let _ = writeln!(
             out,
-            "    floods {}  learned {}  moved {}  expired {}  learn_limit {}  learn_rejected {}",
+            "    floods {}  learned {}  moved {}  expired {}  learn_limit {}  learn_rejected {}  filtered {}",
             c("floods"),
             c("learned"),
             c("moved"),
             c("expired"),
             c("learn_limit"),
             c("learn_rejected"),
+            c("filtered"),
         );
     }
     let nonzero = |m: &std::collections::BTreeMap<String, u64>| {
@@ -73,5 +77,132 @@ pub fn stats(report: &StatsReport) -> String {
     if !io.is_empty() {
         let _ = writeln!(out, "io: {}", io.join("  "));
     }
+    for (name, counters) in &report.plugins {
+        let c = nonzero(counters);
+        let _ = writeln!(
+            out,
+            "plugin {name}: {}",
+            if c.is_empty() {
+                "no calls".to_owned()
+            } else {
+                c.join("  ")
+            }
+        );
+    }
     out
+}
+
+/// One line per plugin: name, state, hooks, VNIs, calls, drops, failures.
+pub fn plugin_list(reports: &[PluginReport]) -> String {
+    let mut out = String::new();
+    if reports.is_empty() {
+        out.push_str("no plugins\n");
+    }
+    for r in reports {
+        let c = |k: &str| r.calls.counters.get(k).copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{} {} hooks {} vnis {} calls {} dropped {} failures {}",
+            r.name,
+            r.state,
+            join_or(&r.hooks, "none"),
+            vnis(r.vnis.as_deref()),
+            c("filter_calls") + c("learn_calls") + c("age_calls"),
+            c("dropped"),
+            c("traps") + c("timeouts") + c("out_of_memory") + c("invalid"),
+        );
+    }
+    out
+}
+
+/// Everything about one plugin, one topic a line.
+pub fn plugin_show(r: &PluginReport) -> String {
+    let c = |k: &str| r.calls.counters.get(k).copied().unwrap_or(0);
+    let mut out = String::new();
+    let _ = writeln!(out, "plugin {} ({})", r.name, r.path);
+    let _ = writeln!(out, "    interface  wasm-vtep:plugin@{}", r.interface);
+    match &r.detached_reason {
+        Some(why) => {
+            let _ = writeln!(out, "    state      detached: {why}");
+        }
+        None => {
+            let _ = writeln!(out, "    state      {}", r.state);
+        }
+    }
+    let _ = writeln!(out, "    hooks      {}", join_or(&r.hooks, "none"));
+    let _ = writeln!(out, "    vnis       {}", vnis(r.vnis.as_deref()));
+    let _ = writeln!(
+        out,
+        "    sandbox    memory {} KiB of {} KiB, budget {} µs per call, on_error {}, detached after {} failures in a row ({} now)",
+        r.memory_used / 1024,
+        r.memory_limit / 1024,
+        r.budget_us,
+        r.on_error,
+        r.max_failures,
+        r.failures_in_row,
+    );
+    let _ = writeln!(
+        out,
+        "    calls      filter {}  learn {}  age {}  time per call {:.1} µs (max {:.1} µs)",
+        c("filter_calls"),
+        c("learn_calls"),
+        c("age_calls"),
+        r.calls.avg_call_ns as f64 / 1000.0,
+        r.calls.max_call_ns as f64 / 1000.0,
+    );
+    let _ = writeln!(
+        out,
+        "    frames     {}  passed {}  dropped {}  from cache {}  cached flows {}",
+        c("frames"),
+        c("passed"),
+        c("dropped"),
+        c("cache_hits"),
+        r.cached_flows,
+    );
+    if !r.calls.drops.is_empty() {
+        let by: Vec<String> = r
+            .calls
+            .drops
+            .iter()
+            .map(|(code, n)| format!("{code}: {n}"))
+            .collect();
+        let _ = writeln!(out, "    drops      by reason {}", by.join("  "));
+    }
+    let _ = writeln!(
+        out,
+        "    failures   traps {}  timeouts {}  out_of_memory {}  invalid {}  on_error verdicts {}  instances re-created {}",
+        c("traps"),
+        c("timeouts"),
+        c("out_of_memory"),
+        c("invalid"),
+        c("error_verdicts"),
+        c("recreated"),
+    );
+    if let Some(e) = &r.calls.last_error {
+        let _ = writeln!(out, "    last error {e}");
+    }
+    if !r.plugin_counters.is_empty() {
+        let own: Vec<String> = r
+            .plugin_counters
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(out, "    counters   {}", own.join("  "));
+    }
+    out
+}
+
+fn join_or(items: &[String], none: &str) -> String {
+    if items.is_empty() {
+        none.to_owned()
+    } else {
+        items.join(",")
+    }
+}
+
+fn vnis(list: Option<&[u32]>) -> String {
+    match list {
+        None => "all".to_owned(),
+        Some(v) => v.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+    }
 }

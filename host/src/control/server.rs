@@ -11,7 +11,8 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::protocol::{MAX_REQUEST, Request, Response};
 
-/// Answers one request; called on a tokio worker, so it must not block for long.
+/// Answers one request. Runs on tokio's blocking pool: it may take the pipeline's lock, or
+/// compile a plugin, without stalling the control socket or the aging timer.
 pub type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
 
 /// Binds the socket at `path` with mode 0600, creating its directory. A stale socket left by a
@@ -74,7 +75,12 @@ async fn connection(stream: UnixStream, handler: Handler) -> io::Result<()> {
             Response::Error(format!("request longer than {MAX_REQUEST} bytes"))
         } else {
             match serde_json::from_slice::<Request>(&line) {
-                Ok(request) => handler(request),
+                Ok(request) => {
+                    let handler = Arc::clone(&handler);
+                    tokio::task::spawn_blocking(move || handler(request))
+                        .await
+                        .unwrap_or_else(|e| Response::Error(format!("the request failed: {e}")))
+                }
                 Err(e) => Response::Error(format!("bad request: {e}")),
             }
         };

@@ -2,7 +2,8 @@
 //! decapsulation run in parallel on two cores.
 //!
 //! - `vtep-encap` reads the ports (a batch per `recvmmsg`), runs the batch through the pipeline
-//!   under one lock, and sends what it produced (`sendmmsg`).
+//!   and its plugins (one filter call per plugin per batch) under one lock, and sends what it
+//!   produced (`sendmmsg`).
 //! - `vtep-decap` does the same from the underlay socket.
 //!
 //! Each thread owns its receive buffers, outbox and transmitter, so steady-state forwarding
@@ -15,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::Shared;
+use super::{Pipeline, Shared};
 use crate::io::{DatagramBatch, MAX_BATCH, Port, RxBatch, TransmitCounts, Transmitter, UnderlayRx};
 use crate::vtep::{Outbox, PortId};
 
@@ -59,10 +60,9 @@ pub(super) fn encap_loop(shared: Arc<Shared>) {
                 }
                 {
                     let now = Instant::now();
-                    let mut vtep = lock(&shared.vtep);
-                    for frame in batch.iter() {
-                        let _ = vtep.handle_port_frame(now, id, &frame.vnet, frame.bytes, &mut out);
-                    }
+                    let mut guard = lock(&shared.pipeline);
+                    let Pipeline { vtep, plugins } = &mut *guard;
+                    vtep.handle_port_batch(now, id, &batch, &mut out, plugins);
                 }
                 sent += tx.transmit(&mut out, &shared.ports, &shared.underlay_tx);
             }
@@ -98,10 +98,9 @@ pub(super) fn decap_loop(shared: Arc<Shared>, mut rx: UnderlayRx) -> UnderlayRx 
             }
             {
                 let now = Instant::now();
-                let mut vtep = lock(&shared.vtep);
-                for d in batch.iter() {
-                    let _ = vtep.handle_underlay(now, d.source, d.payload, &mut out);
-                }
+                let mut guard = lock(&shared.pipeline);
+                let Pipeline { vtep, plugins } = &mut *guard;
+                vtep.handle_underlay_batch(now, &batch, &mut out, plugins);
             }
             sent += tx.transmit(&mut out, &shared.ports, &shared.underlay_tx);
         }

@@ -3,10 +3,16 @@
 //! Data path on two dedicated threads (see [`datapath`]); tokio, on the main thread, runs the
 //! control socket, the aging timer and the signal handlers. SIGINT and SIGTERM stop the data
 //! path, leave the multicast groups, close every socket and remove the control socket.
+//!
+//! The pipeline and its plugins sit behind one lock, taken once per batch. Plugins are loaded
+//! (compiled, instantiated, initialised) before any socket is opened, so that one that fails
+//! stops `vtep run` with its reason; a reload loads the new module outside the lock and swaps
+//! it in between two batches.
 
 mod datapath;
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,11 +21,12 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use self::datapath::lock;
 use crate::config::Config;
-use crate::control::{handler, server};
+use crate::control::{Request, Response, handler, server};
 use crate::io::{
     Port, PortRxCounts, SetupError, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
     UnderlayTx,
 };
+use crate::plugin::{LoadError, Plugin, PluginChain, PluginSpec, Runtime, RuntimeError};
 use crate::vtep::{SettingsError, Vtep};
 
 /// Why the daemon could not start or stopped with an error.
@@ -42,12 +49,32 @@ pub enum DaemonError {
     /// The runtime, a thread or a signal handler could not start.
     #[error("starting the daemon: {0}")]
     Runtime(std::io::Error),
+    /// The plugin runtime could not start.
+    #[error(transparent)]
+    PluginRuntime(#[from] RuntimeError),
+    /// A plugin could not be loaded or refused its configuration: it is not attached.
+    #[error("plugin {name:?}: {source}")]
+    Plugin {
+        /// Its name.
+        name: String,
+        /// Why.
+        source: LoadError,
+    },
+}
+
+/// The pipeline and its plugins: what the lock guards.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub(crate) vtep: Vtep,
+    pub(crate) plugins: PluginChain,
 }
 
 /// What the data path threads and the control plane share.
 #[derive(Debug)]
 struct Shared {
-    vtep: Mutex<Vtep>,
+    pipeline: Mutex<Pipeline>,
+    /// The plugin runtime, if plugins are configured (reloads compile on it).
+    runtime: Option<Runtime>,
     ports: Vec<Port>,
     port_names: Vec<String>,
     underlay_tx: UnderlayTx,
@@ -60,6 +87,7 @@ struct Shared {
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), DaemonError> {
     let vtep = Vtep::new(config.settings.clone(), Instant::now())?;
+    let (runtime, plugins) = load_plugins(&config.plugins)?;
     let local = vtep.local();
     let ifname = config.underlay_interface.as_deref();
     let ports = datapath::open_ports(&config.ports)?;
@@ -75,7 +103,8 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     }
     let underlay_tx = UnderlayTx::open(local, ifname)?;
     let shared = Arc::new(Shared {
-        vtep: Mutex::new(vtep),
+        pipeline: Mutex::new(Pipeline { vtep, plugins }),
+        runtime,
         ports,
         port_names: config.ports.clone(),
         underlay_tx,
@@ -156,28 +185,114 @@ fn spawn<T: Send + 'static>(
         .map_err(DaemonError::Runtime)
 }
 
+/// Loads every configured plugin, in order; the first that fails stops the daemon.
+fn load_plugins(specs: &[PluginSpec]) -> Result<(Option<Runtime>, PluginChain), DaemonError> {
+    let mut chain = PluginChain::new();
+    if specs.is_empty() {
+        return Ok((None, chain)); // no ticker, no engine: plugins cost nothing
+    }
+    let runtime = Runtime::new()?;
+    for spec in specs {
+        let name = spec.name.clone();
+        let started = Instant::now();
+        let plugin =
+            Plugin::load(&runtime, spec.clone()).map_err(|source| DaemonError::Plugin {
+                name: name.clone(),
+                source,
+            })?;
+        let report = plugin.report();
+        tracing::info!(
+            plugin = name,
+            path = %spec.path.display(),
+            interface = report.interface,
+            hooks = ?report.hooks,
+            took_ms = started.elapsed().as_millis(),
+            "plugin attached"
+        );
+        // Names are unique: the configuration checked them.
+        let _ = chain.push(plugin);
+    }
+    Ok((Some(runtime), chain))
+}
+
 /// Runs the FDB's aging when it has work, at least once a second.
 async fn aging_loop(shared: Arc<Shared>) {
     loop {
-        let next = lock(&shared.vtep).poll_timeout();
+        let next = lock(&shared.pipeline).vtep.poll_timeout();
         let now = Instant::now();
         let wait = next.map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
         tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
         let now = Instant::now();
-        let mut vtep = lock(&shared.vtep);
+        let mut guard = lock(&shared.pipeline);
+        let Pipeline { vtep, plugins } = &mut *guard;
         if vtep.poll_timeout().is_some_and(|t| t <= now) {
-            vtep.handle_timeout(now);
+            vtep.handle_timeout_with(now, plugins);
         }
     }
 }
 
 fn control_handler(shared: &Arc<Shared>) -> server::Handler {
     let shared = Arc::clone(shared);
-    Arc::new(move |request| {
-        let io = io_counters(&shared);
-        let mut vtep = lock(&shared.vtep);
-        handler::handle(request, &mut vtep, &shared.port_names, &io, Instant::now())
+    Arc::new(move |request| match request {
+        Request::PluginReload { name, path } => reload(&shared, &name, path),
+        request => {
+            let io = io_counters(&shared);
+            let mut guard = lock(&shared.pipeline);
+            let Pipeline { vtep, plugins } = &mut *guard;
+            handler::handle(
+                request,
+                vtep,
+                plugins,
+                &shared.port_names,
+                &io,
+                Instant::now(),
+            )
+        }
     })
+}
+
+/// `vtep plugin reload`: loads the plugin anew (from `path`, or where it was loaded from)
+/// without the lock, so that traffic keeps flowing meanwhile; then swaps it in under the lock,
+/// between two batches. If the new one fails to load, the running one stays.
+fn reload(shared: &Shared, name: &str, path: Option<String>) -> Response {
+    let no_such = || Response::Error(format!("no plugin named {name:?}"));
+    let Some(runtime) = &shared.runtime else {
+        return no_such();
+    };
+    let spec = lock(&shared.pipeline)
+        .plugins
+        .get(name)
+        .map(|p| p.spec().clone());
+    let Some(mut spec) = spec else {
+        return no_such();
+    };
+    if let Some(p) = path {
+        spec.path = PathBuf::from(p);
+    }
+    let started = Instant::now();
+    let path = spec.path.display().to_string();
+    let plugin = match Plugin::load(runtime, spec) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(plugin = name, path, error = %e, "plugin reload failed; the running one stays");
+            return Response::Error(format!(
+                "plugin {name:?} not reloaded (the running one stays): {e}"
+            ));
+        }
+    };
+    let report = plugin.report();
+    let old = lock(&shared.pipeline).plugins.replace(plugin);
+    drop(old); // outside the lock
+    tracing::info!(
+        plugin = name,
+        path,
+        took_ms = started.elapsed().as_millis(),
+        "plugin reloaded"
+    );
+    match serde_json::to_value(report) {
+        Ok(v) => Response::Ok(v),
+        Err(e) => Response::Error(e.to_string()),
+    }
 }
 
 /// The I/O shell's counters, flattened for `vtep stats`.

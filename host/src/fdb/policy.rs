@@ -16,6 +16,9 @@ pub struct LearnEvent {
     pub new: Location,
     /// Where the table has it now (a move), if anywhere.
     pub current: Option<Location>,
+    /// The current entry was accepted as sticky: it moves only if a policy explicitly
+    /// accepts the move.
+    pub current_sticky: bool,
     /// Learned entries in the VNI now.
     pub vni_entries: usize,
 }
@@ -27,6 +30,10 @@ pub enum LearnDecision {
     Accept,
     /// Leave the table as it is; the frame is still forwarded.
     Reject,
+    /// Add or move the entry and make it sticky: later moves need a policy's explicit accept
+    /// (the built-in policy refuses them), so a VM's MAC cannot be stolen by a frame that
+    /// merely claims it.
+    AcceptSticky,
 }
 
 /// A learned entry's deadline has come: its MAC sent nothing for the VNI's aging time.
@@ -65,13 +72,18 @@ pub trait AgePolicy {
     fn decide_age(&mut self, event: &AgeEvent) -> AgeDecision;
 }
 
-/// The classic bridge: learn everything valid, expire at the aging time.
+/// The classic bridge: learn everything valid, expire at the aging time. It never moves a
+/// sticky entry (only a plugin makes entries sticky, and only a plugin may move them).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Builtin;
 
 impl LearnPolicy for Builtin {
-    fn decide_learn(&mut self, _: &LearnEvent) -> LearnDecision {
-        LearnDecision::Accept
+    fn decide_learn(&mut self, event: &LearnEvent) -> LearnDecision {
+        if event.current_sticky {
+            LearnDecision::Reject
+        } else {
+            LearnDecision::Accept
+        }
     }
 }
 

@@ -94,6 +94,8 @@ pub struct EntryView {
     pub location: Location,
     /// Configured, never learned over nor aged.
     pub is_static: bool,
+    /// Learned as sticky: it moves only if a learn policy explicitly accepts the move.
+    pub is_sticky: bool,
     /// When it was learned or last refreshed.
     pub last_seen: Tick,
     /// Frames from the MAC at this location.
@@ -114,6 +116,7 @@ struct Entry {
     deadline: Tick,
     hits: u32,
     is_static: bool,
+    is_sticky: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -185,7 +188,7 @@ impl Fdb {
         mac: MacAddr,
         from: Location,
         now: Tick,
-        policy: &mut impl LearnPolicy,
+        policy: &mut (impl LearnPolicy + ?Sized),
     ) -> LearnOutcome {
         let k = key(vni, mac);
         if let Some(entry) = self.entries.get_mut(&k) {
@@ -210,7 +213,10 @@ impl Fdb {
         let Some(table) = self.vnis.get(usize::from(vni.0)).copied() else {
             return LearnOutcome::UnknownVni;
         };
-        let current = self.entries.get(&k).map(|e| self.location(e.slot));
+        let (current, current_sticky) = match self.entries.get(&k) {
+            Some(e) => (Some(self.location(e.slot)), e.is_sticky),
+            None => (None, false),
+        };
         if current.is_none() && table.learned >= table.settings.max_entries {
             return LearnOutcome::LimitReached;
         }
@@ -219,17 +225,21 @@ impl Fdb {
             mac,
             new: from,
             current,
+            current_sticky,
             vni_entries: table.learned,
         };
-        if policy.decide_learn(&event) == LearnDecision::Reject {
-            return LearnOutcome::Rejected;
-        }
+        let is_sticky = match policy.decide_learn(&event) {
+            LearnDecision::Reject => return LearnOutcome::Rejected,
+            LearnDecision::Accept => false,
+            LearnDecision::AcceptSticky => true,
+        };
         let slot = self.acquire(from);
         match self.entries.get_mut(&k) {
             Some(entry) => {
                 let old = core::mem::replace(&mut entry.slot, slot);
                 entry.last_seen = now;
                 entry.hits = 1;
+                entry.is_sticky = is_sticky;
                 self.release(old);
                 LearnOutcome::Moved {
                     from: current.unwrap_or(from),
@@ -245,6 +255,7 @@ impl Fdb {
                         deadline,
                         hits: 1,
                         is_static: false,
+                        is_sticky,
                     },
                 );
                 self.aging.push(deadline, k);
@@ -270,6 +281,7 @@ impl Fdb {
             deadline: Tick::MAX,
             hits: 0,
             is_static: true,
+            is_sticky: false,
         };
         self.entries.insert(key(idx, mac), entry);
         Ok(())
@@ -295,7 +307,7 @@ impl Fdb {
     pub fn expire(
         &mut self,
         now: Tick,
-        policy: &mut impl AgePolicy,
+        policy: &mut (impl AgePolicy + ?Sized),
         mut on_expired: impl FnMut(VniIdx, MacAddr),
     ) -> usize {
         let mut expired = 0;
@@ -351,6 +363,7 @@ impl Fdb {
                 mac,
                 location: self.location(e.slot),
                 is_static: e.is_static,
+                is_sticky: e.is_sticky,
                 last_seen: e.last_seen,
                 hits: e.hits,
             }

@@ -253,3 +253,61 @@ fn remote_addresses_are_released_with_their_entries() {
     fdb.learn(v, mac(9), at, AGING, &mut Builtin);
     assert_eq!(fdb.lookup(v, mac(9)), Some(at));
 }
+
+/// Accepts every learn event as sticky, and records what it was asked.
+#[derive(Default)]
+struct Sticky(Vec<LearnEvent>);
+
+impl LearnPolicy for Sticky {
+    fn decide_learn(&mut self, e: &LearnEvent) -> LearnDecision {
+        self.0.push(*e);
+        LearnDecision::AcceptSticky
+    }
+}
+
+#[test]
+fn sticky_entries_move_only_when_a_policy_accepts() {
+    let (mut fdb, v) = fdb_with(5001, 100);
+    let a = Location::Remote(ip("198.18.0.1"));
+    let b = Location::Remote(ip("198.18.0.2"));
+    let mut sticky = Sticky::default();
+    assert_eq!(
+        fdb.learn(v, mac(1), a, 0, &mut sticky),
+        LearnOutcome::Learned
+    );
+    assert!(fdb.entries().all(|e| e.is_sticky));
+    // A refresh asks nobody and keeps the entry sticky.
+    assert_eq!(
+        fdb.learn(v, mac(1), a, 5, &mut sticky),
+        LearnOutcome::Refreshed
+    );
+    assert_eq!(sticky.0.len(), 1);
+    // The built-in policy (no plugin) refuses to move a sticky entry.
+    assert_eq!(
+        fdb.learn(v, mac(1), b, 10, &mut Builtin),
+        LearnOutcome::Rejected
+    );
+    assert_eq!(fdb.lookup(v, mac(1)), Some(a));
+    // A policy is told the entry is sticky, and its accept moves it.
+    assert_eq!(
+        fdb.learn(v, mac(1), b, 20, &mut sticky),
+        LearnOutcome::Moved { from: a }
+    );
+    let asked = sticky.0[1];
+    assert_eq!(asked.current, Some(a));
+    assert!(asked.current_sticky);
+    assert_eq!(fdb.lookup(v, mac(1)), Some(b));
+    // A plain accept of a move clears the flag: the built-in policy may move it again.
+    struct Plain;
+    impl LearnPolicy for Plain {
+        fn decide_learn(&mut self, _: &LearnEvent) -> LearnDecision {
+            LearnDecision::Accept
+        }
+    }
+    fdb.learn(v, mac(1), a, 30, &mut Plain);
+    assert!(fdb.entries().all(|e| !e.is_sticky));
+    assert_eq!(
+        fdb.learn(v, mac(1), b, 40, &mut Builtin),
+        LearnOutcome::Moved { from: a }
+    );
+}

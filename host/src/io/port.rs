@@ -153,6 +153,17 @@ impl RxBatch {
     }
 }
 
+/// The pipeline reads a received batch in place.
+impl crate::vtep::PortBatch for RxBatch {
+    fn len(&self) -> usize {
+        RxBatch::len(self)
+    }
+
+    fn frame(&self, i: usize) -> Option<(VirtioNetHdr, &[u8])> {
+        self.get(i).map(|f| (f.vnet, f.bytes))
+    }
+}
+
 impl Default for RxBatch {
     /// A batch of 32 frames (about 2 MiB).
     fn default() -> RxBatch {

@@ -152,6 +152,17 @@ impl DatagramBatch {
     }
 }
 
+/// The pipeline reads a received batch in place.
+impl crate::vtep::UnderlayBatch for DatagramBatch {
+    fn len(&self) -> usize {
+        DatagramBatch::len(self)
+    }
+
+    fn datagram(&self, i: usize) -> Option<(IpAddr, &[u8])> {
+        self.get(i).map(|d| (d.source, d.payload))
+    }
+}
+
 impl Default for DatagramBatch {
     /// A batch of 32 datagrams of up to 64 KiB each.
     fn default() -> DatagramBatch {

@@ -1,20 +1,24 @@
-//! Frames from local ports (RFC 7348 §4.1): learn the source as local, then switch locally,
-//! encapsulate unicast to the one remote VTEP that has the destination, or flood.
+//! Frames from local ports (RFC 7348 §4.1): check, filter (hooks), learn the source as local,
+//! then switch locally, encapsulate unicast to the one remote VTEP that has the destination,
+//! or flood.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
+use super::batch::{Pending, PortBatch, run_filters};
 use super::encap::Encapsulator;
+use super::hooks::{Direction, Hooks, Verdict};
 use super::outbox::{Dest, Outbox};
 use super::stats::{DropReason, VniStats};
 use super::{Location, PortId, Vtep, count_learn};
-use crate::fdb::Builtin;
+use crate::fdb::{Builtin, LearnPolicy, Tick, VniIdx};
 use crate::offload;
 use crate::wire::{FrameMeta, VirtioNetHdr, Vni};
 
 impl Vtep {
     /// Handles one frame a VM sent out of `port`, with the `virtio_net_hdr` its kernel gave it
-    /// (partial checksum, GSO). Returns the drop reason if the frame went nowhere.
+    /// (partial checksum, GSO), under the built-in policies (no filter). Returns the drop
+    /// reason if the frame went nowhere.
     pub fn handle_port_frame(
         &mut self,
         now: Instant,
@@ -23,28 +27,113 @@ impl Vtep {
         frame: &[u8],
         out: &mut Outbox,
     ) -> Result<(), DropReason> {
-        let result = self.switch_from_port(now, port, vnet, frame, out);
+        let tick = self.tick(now);
+        let result = self.admit_from_port(port, frame).and_then(|(idx, meta)| {
+            self.switch_from_port(tick, port, idx, &meta, vnet, frame, out, &mut Builtin)
+        });
         if let Err(reason) = result {
             self.drops.count(reason);
         }
         result
     }
 
-    fn switch_from_port(
+    /// Handles a batch of frames a VM sent out of `port`: checks and parses each, offers those
+    /// on VNIs that `hooks` filters to it in one call, then learns and forwards the frames that
+    /// passed, in order. Every drop is counted by reason.
+    pub fn handle_port_batch<B: PortBatch + ?Sized, H: Hooks + ?Sized>(
         &mut self,
         now: Instant,
         port: PortId,
-        vnet: &VirtioNetHdr,
-        frame: &[u8],
+        batch: &B,
         out: &mut Outbox,
-    ) -> Result<(), DropReason> {
+        hooks: &mut H,
+    ) {
         let tick = self.tick(now);
+        let mut pending = core::mem::take(&mut self.pending);
+        let mut verdicts = core::mem::take(&mut self.verdicts);
+        pending.clear();
+        let mut wanted = false;
+        for at in 0..batch.len() {
+            let Some((_, frame)) = batch.frame(at) else {
+                continue;
+            };
+            match self.admit_from_port(port, frame) {
+                Ok((idx, meta)) => {
+                    let vni = self.vnis[idx.index()].settings.vni;
+                    wanted |= hooks.filters(vni);
+                    pending.push(Pending {
+                        at,
+                        idx,
+                        vni,
+                        source: Location::Port(port),
+                        meta,
+                        offset: 0,
+                    });
+                }
+                Err(reason) => self.drops.count(reason),
+            }
+        }
+        run_filters(
+            hooks,
+            now,
+            Direction::FromPort,
+            &pending,
+            wanted,
+            |at| batch.frame(at).map(|(_, bytes)| bytes),
+            &mut verdicts,
+        );
+        for (p, verdict) in pending.iter().zip(&verdicts) {
+            let result = match (verdict, batch.frame(p.at)) {
+                (Verdict::Drop, _) => {
+                    self.vnis[p.idx.index()].stats.filtered += 1;
+                    Err(DropReason::Filtered)
+                }
+                (Verdict::Pass, Some((vnet, frame))) => {
+                    self.switch_from_port(tick, port, p.idx, &p.meta, &vnet, frame, out, hooks)
+                }
+                (Verdict::Pass, None) => Ok(()), // the batch shrank: nothing to forward
+            };
+            if let Err(reason) = result {
+                self.drops.count(reason);
+            }
+        }
+        self.pending = pending;
+        self.verdicts = verdicts;
+    }
+
+    /// The checks before any policy: the port's VNI, a parsable frame, a unicast source.
+    fn admit_from_port(
+        &mut self,
+        port: PortId,
+        frame: &[u8],
+    ) -> Result<(VniIdx, FrameMeta), DropReason> {
         let idx = self
             .port_vni
             .get(usize::from(port.0))
             .copied()
             .flatten()
             .ok_or(DropReason::PortNotOnVni)?;
+        let meta = FrameMeta::parse(frame).map_err(|_| DropReason::FrameTooShort)?;
+        self.vnis[idx.index()].stats.from_ports.add(frame.len());
+        if !meta.src.is_valid_unicast() {
+            return Err(DropReason::InvalidSourceMac);
+        }
+        Ok((idx, meta))
+    }
+
+    /// Learns the source as local, then switches locally, encapsulates or floods.
+    #[allow(clippy::too_many_arguments)] // one frame's context, split out of a batch
+    fn switch_from_port(
+        &mut self,
+        tick: Tick,
+        port: PortId,
+        idx: VniIdx,
+        meta: &FrameMeta,
+        vnet: &VirtioNetHdr,
+        frame: &[u8],
+        out: &mut Outbox,
+        policy: &mut (impl LearnPolicy + ?Sized),
+    ) -> Result<(), DropReason> {
         let Vtep {
             fdb,
             vnis,
@@ -53,13 +142,8 @@ impl Vtep {
             ..
         } = self;
         let vni = &mut vnis[idx.index()];
-        let meta = FrameMeta::parse(frame).map_err(|_| DropReason::FrameTooShort)?;
-        vni.stats.from_ports.add(frame.len());
-        if !meta.src.is_valid_unicast() {
-            return Err(DropReason::InvalidSourceMac);
-        }
         if vni.settings.learning {
-            let outcome = fdb.learn(idx, meta.src, Location::Port(port), tick, &mut Builtin);
+            let outcome = fdb.learn(idx, meta.src, Location::Port(port), tick, policy);
             count_learn(&mut vni.stats, outcome)?;
         }
         let hash = meta.flow_hash();

@@ -1,22 +1,25 @@
 //! Packets from the underlay (RFC 7348 §4.1, receive side): check the VXLAN header and VNI,
-//! learn `inner source MAC -> outer source IP`, decapsulate and deliver to this VNI's local
-//! ports. Nothing received from the underlay is ever sent back into it (split horizon). What a
-//! sending kernel left undone (a partial checksum, a TCP super-frame) is delivered with a
-//! `virtio_net_hdr` that has the port's kernel finish it.
+//! filter (hooks), learn `inner source MAC -> outer source IP`, decapsulate and deliver to this
+//! VNI's local ports. Nothing received from the underlay is ever sent back into it (split
+//! horizon). What a sending kernel left undone (a partial checksum, a TCP super-frame) is
+//! delivered with a `virtio_net_hdr` that has the port's kernel finish it.
 
 use std::net::IpAddr;
 use std::time::Instant;
 
+use super::batch::{Pending, UnderlayBatch, run_filters};
+use super::hooks::{Direction, Hooks, Verdict};
 use super::outbox::Outbox;
 use super::stats::DropReason;
 use super::{Location, Vtep, count_learn};
-use crate::fdb::Builtin;
+use crate::fdb::{Builtin, LearnPolicy, Tick, VniIdx};
 use crate::offload::recover_offloads;
 use crate::wire::{FrameMeta, VxlanPacket};
 
 impl Vtep {
     /// Handles one UDP datagram (the VXLAN header and inner frame) that `src` sent to this
-    /// VTEP's port. Returns the drop reason if it went nowhere.
+    /// VTEP's port, under the built-in policies (no filter). Returns the drop reason if it
+    /// went nowhere.
     pub fn handle_underlay(
         &mut self,
         now: Instant,
@@ -24,20 +27,92 @@ impl Vtep {
         datagram: &[u8],
         out: &mut Outbox,
     ) -> Result<(), DropReason> {
-        let result = self.decapsulate(now, src, datagram, out);
+        let tick = self.tick(now);
+        let result = self
+            .admit_from_underlay(src, datagram)
+            .and_then(|(idx, meta, offset)| {
+                let inner = datagram.get(offset..).unwrap_or_default();
+                self.deliver_from_underlay(tick, src, idx, &meta, inner, out, &mut Builtin)
+            });
         if let Err(reason) = result {
             self.drops.count(reason);
         }
         result
     }
 
-    fn decapsulate(
+    /// Handles a batch of datagrams from the underlay: checks each VXLAN header and parses the
+    /// inner frame, offers those on VNIs that `hooks` filters to it in one call, then learns
+    /// and delivers the frames that passed, in order. Every drop is counted by reason.
+    pub fn handle_underlay_batch<B: UnderlayBatch + ?Sized, H: Hooks + ?Sized>(
         &mut self,
         now: Instant,
+        batch: &B,
+        out: &mut Outbox,
+        hooks: &mut H,
+    ) {
+        let tick = self.tick(now);
+        let mut pending = core::mem::take(&mut self.pending);
+        let mut verdicts = core::mem::take(&mut self.verdicts);
+        pending.clear();
+        let mut wanted = false;
+        for at in 0..batch.len() {
+            let Some((src, datagram)) = batch.datagram(at) else {
+                continue;
+            };
+            match self.admit_from_underlay(src, datagram) {
+                Ok((idx, meta, offset)) => {
+                    let vni = self.vnis[idx.index()].settings.vni;
+                    wanted |= hooks.filters(vni);
+                    pending.push(Pending {
+                        at,
+                        idx,
+                        vni,
+                        source: Location::Remote(src),
+                        meta,
+                        offset,
+                    });
+                }
+                Err(reason) => self.drops.count(reason),
+            }
+        }
+        run_filters(
+            hooks,
+            now,
+            Direction::FromUnderlay,
+            &pending,
+            wanted,
+            |at| batch.datagram(at).map(|(_, bytes)| bytes),
+            &mut verdicts,
+        );
+        for (p, verdict) in pending.iter().zip(&verdicts) {
+            let inner = batch
+                .datagram(p.at)
+                .and_then(|(src, d)| Some((src, d.get(p.offset..)?)));
+            let result = match (verdict, inner) {
+                (Verdict::Drop, _) => {
+                    self.vnis[p.idx.index()].stats.filtered += 1;
+                    Err(DropReason::Filtered)
+                }
+                (Verdict::Pass, Some((src, inner))) => {
+                    self.deliver_from_underlay(tick, src, p.idx, &p.meta, inner, out, hooks)
+                }
+                (Verdict::Pass, None) => Ok(()), // the batch shrank: nothing to deliver
+            };
+            if let Err(reason) = result {
+                self.drops.count(reason);
+            }
+        }
+        self.pending = pending;
+        self.verdicts = verdicts;
+    }
+
+    /// The checks before any policy: not our own packet, a valid VXLAN header on a served VNI,
+    /// a parsable inner frame with a unicast source. Returns where the inner frame starts.
+    fn admit_from_underlay(
+        &mut self,
         src: IpAddr,
         datagram: &[u8],
-        out: &mut Outbox,
-    ) -> Result<(), DropReason> {
+    ) -> Result<(VniIdx, FrameMeta, usize), DropReason> {
         if src == self.local {
             return Err(DropReason::OwnPacket);
         }
@@ -49,10 +124,7 @@ impl Vtep {
             .by_vni
             .get(&packet.vni())
             .ok_or(DropReason::VniNotServed)?;
-        let tick = self.tick(now);
-        let max_inner = self.encap.max_inner();
-        let Vtep { fdb, vnis, .. } = self;
-        let vni = &mut vnis[idx.index()];
+        let vni = &mut self.vnis[idx.index()];
         if vni.settings.strict_reserved && packet.reserved_bits_set() {
             return Err(DropReason::VxlanReservedBits);
         }
@@ -62,8 +134,27 @@ impl Vtep {
         if !meta.src.is_valid_unicast() {
             return Err(DropReason::InvalidSourceMac);
         }
+        Ok((idx, meta, datagram.len() - inner.len()))
+    }
+
+    /// Learns `inner source MAC -> src`, then delivers to the destination's port or floods to
+    /// the VNI's ports.
+    #[allow(clippy::too_many_arguments)] // one frame's context, split out of a batch
+    fn deliver_from_underlay(
+        &mut self,
+        tick: Tick,
+        src: IpAddr,
+        idx: VniIdx,
+        meta: &FrameMeta,
+        inner: &[u8],
+        out: &mut Outbox,
+        policy: &mut (impl LearnPolicy + ?Sized),
+    ) -> Result<(), DropReason> {
+        let max_inner = self.encap.max_inner();
+        let Vtep { fdb, vnis, .. } = self;
+        let vni = &mut vnis[idx.index()];
         if vni.settings.learning {
-            let outcome = fdb.learn(idx, meta.src, Location::Remote(src), tick, &mut Builtin);
+            let outcome = fdb.learn(idx, meta.src, Location::Remote(src), tick, policy);
             count_learn(&mut vni.stats, outcome)?;
         }
         let known = if meta.dst.is_multicast() {
@@ -83,9 +174,7 @@ impl Vtep {
         if ports.is_empty() {
             return Err(DropReason::NoDestination);
         }
-        // A kernel VTEP on a virtual link may have left the inner checksum unfinished or a TCP
-        // super-frame whole: the port's kernel finishes them, as the kernel's vxlan would.
-        let vnet = recover_offloads(inner, &meta, max_inner);
+        let vnet = recover_offloads(inner, meta, max_inner);
         for &p in ports {
             out.push(super::Dest::Port(p), vnet)
                 .extend_from_slice(inner);

@@ -1,14 +1,18 @@
 //! The VTEP core: the sans-IO flood-and-learn pipeline of RFC 7348 §4.
 //!
-//! [`Vtep`] takes frames from local ports ([`Vtep::handle_port_frame`]) and datagrams from the
-//! underlay ([`Vtep::handle_underlay`]), each with an explicit `now`, and writes what must be
-//! sent into an [`Outbox`]; aging follows the `poll_timeout` / `handle_timeout` pair. It never
-//! touches a socket or reads a clock, so it runs the same in the daemon, in benchmarks and in
-//! the in-memory simulations of its tests.
+//! [`Vtep`] takes frames from local ports ([`Vtep::handle_port_frame`], or a batch with
+//! [`Vtep::handle_port_batch`]) and datagrams from the underlay ([`Vtep::handle_underlay`],
+//! [`Vtep::handle_underlay_batch`]), each with an explicit `now`, and writes what must be
+//! sent into an [`Outbox`]; aging follows the `poll_timeout` / `handle_timeout` pair. The batch
+//! entry points consult [`Hooks`] (filter, learn, age policies: the plugins) through a trait the
+//! core owns. It never touches a socket or reads a clock, so it runs the same in the daemon,
+//! in benchmarks and in the in-memory simulations of its tests.
 
+mod batch;
 mod encap;
 mod from_port;
 mod from_underlay;
+mod hooks;
 mod outbox;
 mod settings;
 mod stats;
@@ -19,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
 
+pub use batch::{PortBatch, UnderlayBatch};
+pub use hooks::{Direction, FilterBatch, FilterFrame, Hooks, Verdict};
 pub use outbox::{Dest, OutFrame, Outbox};
 pub use settings::{
     DEFAULT_AGING, DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_SRC_PORTS,
@@ -26,8 +32,11 @@ pub use settings::{
 };
 pub use stats::{Counter, DropReason, Drops, VniStats};
 
+use self::batch::Pending;
 use self::encap::Encapsulator;
-use crate::fdb::{Builtin, EntryView, Fdb, FdbError, LearnOutcome, Tick, VniIdx, VniTableSettings};
+use crate::fdb::{
+    AgePolicy, Builtin, EntryView, Fdb, FdbError, LearnOutcome, Tick, VniIdx, VniTableSettings,
+};
 use crate::wire::{MacAddr, Vni};
 
 /// Largest frame a port hands over: a 64 KiB GSO super-frame plus link headers.
@@ -56,6 +65,9 @@ pub struct Vtep {
     port_vni: Vec<Option<VniIdx>>,
     /// Room for one segment or one checksum-completed copy of a frame.
     scratch: Box<[u8]>,
+    /// The frames of the batch being handled, and their verdicts: kept to reuse their memory.
+    pending: Vec<Pending>,
+    verdicts: Vec<Verdict>,
     drops: Drops,
 }
 
@@ -79,6 +91,8 @@ impl Vtep {
             by_vni: HashMap::default(),
             port_vni: Vec::new(),
             scratch: vec![0; MAX_FRAME].into_boxed_slice(),
+            pending: Vec::new(),
+            verdicts: Vec::new(),
             drops: Drops::default(),
         };
         for v in settings.vnis {
@@ -133,11 +147,16 @@ impl Vtep {
             .map(|t| self.epoch + Duration::from_millis(t))
     }
 
-    /// Ages out idle learned entries.
+    /// Ages out idle learned entries under the built-in policy.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_timeout_with(now, &mut Builtin);
+    }
+
+    /// Ages out idle learned entries, asking `policy` about each whose deadline has come.
+    pub fn handle_timeout_with(&mut self, now: Instant, policy: &mut (impl AgePolicy + ?Sized)) {
         let tick = self.tick(now);
         let vnis = &mut self.vnis;
-        self.fdb.expire(tick, &mut Builtin, |idx, _| {
+        self.fdb.expire(tick, policy, |idx, _| {
             if let Some(v) = vnis.get_mut(idx.index()) {
                 v.stats.expired += 1;
             }

@@ -36,11 +36,13 @@ pub enum DropReason {
     InnerFrameTooShort,
     /// From the underlay to a MAC that is not local: never sent back into the underlay.
     SplitHorizon,
+    /// A filter hook (a plugin) said drop, or failed with `on_error = "drop"`.
+    Filtered,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::PortNotOnVni,
         DropReason::FrameTooShort,
         DropReason::InvalidSourceMac,
@@ -56,6 +58,7 @@ impl DropReason {
         DropReason::VniNotServed,
         DropReason::InnerFrameTooShort,
         DropReason::SplitHorizon,
+        DropReason::Filtered,
     ];
 
     /// The counter's name in `vtep stats`.
@@ -76,6 +79,7 @@ impl DropReason {
             DropReason::VniNotServed => "vni_not_served",
             DropReason::InnerFrameTooShort => "inner_frame_too_short",
             DropReason::SplitHorizon => "split_horizon",
+            DropReason::Filtered => "filtered",
         }
     }
 
@@ -125,6 +129,8 @@ pub struct VniStats {
     pub learn_limit: u64,
     /// New MACs or moves refused by the learning policy.
     pub learn_rejected: u64,
+    /// Frames a filter hook dropped (both directions).
+    pub filtered: u64,
 }
 
 impl VniStats {
@@ -141,6 +147,7 @@ impl VniStats {
             expired: 0,
             learn_limit: 0,
             learn_rejected: 0,
+            filtered: 0,
         }
     }
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::cast_possible_truncation)]
 
 mod frames;
+mod hooks;
 mod pipeline;
 mod sim;
 mod walkthrough;

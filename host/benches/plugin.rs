@@ -1,0 +1,186 @@
+//! The filter hook's per-frame cost: a batch of 32 frames from one port through the pipeline
+//! with no plugin, with a plugin asked about every frame (no verdict cache), and with every
+//! verdict answered from the cache; then what a failing plugin costs a batch: a trap (and the
+//! re-creation of its instance), a loop (its budget, the interruption, the re-creation); and
+//! the CPU time of the watchdog thread, busy and idle.
+//!
+//! The frames are known unicast, switched to another local port: the cheapest path through
+//! the pipeline, so that the plugin's share stands out.
+
+#[path = "../tests/plugins/build.rs"]
+mod build;
+#[path = "../tests/plugins/frames.rs"]
+mod frames;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use wasm_vtep::plugin::{Plugin, PluginChain, PluginSpec, Runtime, Sandbox};
+use wasm_vtep::vtep::{Hooks, Outbox, PortId, Vtep};
+
+const BATCH: u16 = 32;
+/// The MAC every frame goes to, learned behind port 1.
+const DST: [u8; 6] = [2, 0, 0, 0, 0xff, 0xfe];
+
+/// 32 frames from 32 MACs on port 0 to DST, and a pipeline that knows DST behind port 1.
+fn setup() -> (Vtep, Vec<Vec<u8>>) {
+    let mut v = frames::vtep();
+    let mut announce = frames::udp(0xfffe, 53, 18);
+    announce[..6].copy_from_slice(&[0xff; 6]);
+    let mut out = Outbox::new();
+    let _ = v.handle_port_frame(
+        Instant::now(),
+        PortId(1),
+        &wasm_vtep::wire::VirtioNetHdr::NONE,
+        &announce,
+        &mut out,
+    );
+    let batch = (1..=BATCH)
+        .map(|s| {
+            let mut f = frames::udp(s, 53, 18);
+            f[..6].copy_from_slice(&DST);
+            f
+        })
+        .collect();
+    (v, batch)
+}
+
+fn plugin(runtime: &Runtime, name: &str, crate_name: &str, config: &str) -> PluginChain {
+    let mut spec = PluginSpec::new(name, build::wasm(crate_name));
+    spec.config = config.to_owned();
+    spec.sandbox = Sandbox::new().with_max_failures(u32::MAX);
+    let mut chain = PluginChain::new();
+    let p = Plugin::load(runtime, spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+    chain.push(p).expect("one plugin");
+    chain
+}
+
+fn run(c: &mut Criterion, group: &str, id: &str, hooks: &mut impl Hooks) {
+    let (mut v, frames) = setup();
+    let batch = frames::port_batch(&frames);
+    let mut out = Outbox::new();
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Elements(u64::from(BATCH)));
+    g.bench_function(id, |b| {
+        b.iter(|| {
+            out.clear();
+            v.handle_port_batch(
+                Instant::now(),
+                PortId(0),
+                black_box(batch.as_slice()),
+                &mut out,
+                hooks,
+            );
+        });
+    });
+    g.finish();
+}
+
+fn filter(c: &mut Criterion, runtime: &Runtime) {
+    run(c, "filter_batch32", "no_plugin", &mut PluginChain::new());
+    for (id, crate_name, config) in [
+        ("misbehave_pass_uncached", "misbehave", r#"{"mode":"pass"}"#),
+        (
+            "misbehave_pass_cached",
+            "misbehave",
+            r#"{"mode":"pass","cache_secs":3600}"#,
+        ),
+        (
+            "vni_filter_acl_uncached",
+            "vni-filter",
+            r#"{"deny":[{"ip_proto":"icmp"},{"dst_port":22}],"cache_secs":0}"#,
+        ),
+        (
+            "vni_filter_acl_cached",
+            "vni-filter",
+            r#"{"deny":[{"ip_proto":"icmp"},{"dst_port":22}],"cache_secs":3600}"#,
+        ),
+    ] {
+        let mut chain = plugin(runtime, id, crate_name, config);
+        run(c, "filter_batch32", id, &mut chain);
+    }
+}
+
+/// A failing plugin: each batch costs the failure, the on_error verdicts and a fresh instance.
+fn failing(c: &mut Criterion, runtime: &Runtime) {
+    for (id, config, budget_us) in [
+        ("trap", r#"{"mode":"trap"}"#, 500u64),
+        ("loop_budget_100us", r#"{"mode":"loop"}"#, 100),
+        ("loop_budget_500us", r#"{"mode":"loop"}"#, 500),
+    ] {
+        let mut spec = PluginSpec::new(id, build::wasm("misbehave"));
+        spec.config = config.to_owned();
+        spec.sandbox = Sandbox::new()
+            .with_max_failures(u32::MAX)
+            .with_time_budget(Duration::from_micros(budget_us));
+        let mut chain = PluginChain::new();
+        chain
+            .push(Plugin::load(runtime, spec).expect("misbehave loads"))
+            .expect("one plugin");
+        let (mut v, frames) = setup();
+        let batch = frames::port_batch(&frames);
+        let mut out = Outbox::new();
+        let mut g = c.benchmark_group("failing_plugin_batch32");
+        g.sample_size(20);
+        g.bench_function(id, |b| {
+            b.iter(|| {
+                out.clear();
+                v.handle_port_batch(
+                    Instant::now(),
+                    PortId(0),
+                    batch.as_slice(),
+                    &mut out,
+                    &mut chain,
+                );
+            });
+        });
+        g.finish();
+        let r = chain.get(id).expect("loaded").report();
+        let c = |k: &str| r.calls.counters.get(k).copied().unwrap_or(0);
+        println!(
+            "{id}: {} calls, {} traps, {} timeouts, {} re-created, max call {} µs",
+            c("filter_calls"),
+            c("traps"),
+            c("timeouts"),
+            c("recreated"),
+            r.calls.max_call_ns / 1000
+        );
+    }
+}
+
+/// The watchdog thread's CPU time so far, in seconds, from /proc.
+fn watchdog_cpu() -> Option<f64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let task = tasks.flatten().find(|t| {
+        std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "vtep-plugin-wat")
+    })?;
+    let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1);
+    Some(ticks as f64 / hz as f64)
+}
+
+/// Runs `f` and prints the watchdog's share of one core meanwhile.
+fn with_watchdog_cpu(what: &str, f: impl FnOnce()) {
+    let (before, started) = (watchdog_cpu(), Instant::now());
+    f();
+    if let (Some(before), Some(after)) = (before, watchdog_cpu()) {
+        println!(
+            "watchdog thread, {what}: {:.2}% of one core over {:.1} s",
+            100.0 * (after - before) / started.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn main() {
+    let runtime = Runtime::new().expect("the plugin runtime starts");
+    let mut c = Criterion::default().configure_from_args();
+    with_watchdog_cpu("plugins called without pause", || filter(&mut c, &runtime));
+    failing(&mut c, &runtime);
+    c.final_summary();
+    with_watchdog_cpu("idle", || std::thread::sleep(Duration::from_secs(3)));
+}

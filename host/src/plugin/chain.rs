@@ -1,0 +1,143 @@
+//! [`PluginChain`]: the loaded plugins in configuration order, as the pipeline's [`Hooks`].
+//!
+//! - filter: each plugin decides the frames of its VNIs that earlier plugins passed; a drop
+//!   is final.
+//! - learn: any reject wins; otherwise any accept-sticky makes the entry sticky; with no
+//!   plugin giving a decision, the built-in policy decides (which never moves a sticky entry).
+//! - age: the entry is kept if any plugin keeps it (for the longest time asked); otherwise it
+//!   expires.
+//!
+//! The chain lives under the pipeline's lock; [`PluginChain::replace`] swaps a plugin between
+//! two batches, so that no frame sees half of a reload.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::loaded::Plugin;
+use super::stats::PluginReport;
+use crate::fdb::{
+    AgeDecision, AgeEvent, AgePolicy, Builtin, LearnDecision, LearnEvent, LearnPolicy,
+};
+use crate::vtep::{FilterBatch, Hooks, Verdict};
+use crate::wire::Vni;
+
+/// The plugins, in order.
+#[derive(Debug, Default)]
+pub struct PluginChain {
+    plugins: Vec<Plugin>,
+}
+
+/// No plugin has this name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no plugin named {0:?}")]
+pub struct NoSuchPlugin(pub String);
+
+/// A plugin name that is already taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a plugin named {0:?} is already loaded")]
+pub struct DuplicateName(pub String);
+
+impl PluginChain {
+    /// No plugin: every hook is the built-in one and costs nothing.
+    pub fn new() -> PluginChain {
+        PluginChain::default()
+    }
+
+    /// Appends `plugin`.
+    pub fn push(&mut self, plugin: Plugin) -> Result<(), DuplicateName> {
+        if self.get(plugin.name()).is_some() {
+            return Err(DuplicateName(plugin.name().to_owned()));
+        }
+        self.plugins.push(plugin);
+        Ok(())
+    }
+
+    /// Puts `plugin` in the place of the one with its name and returns the old one (drop it
+    /// outside the pipeline's lock). Its verdict cache and counters start anew.
+    pub fn replace(&mut self, plugin: Plugin) -> Result<Plugin, NoSuchPlugin> {
+        match self.plugins.iter_mut().find(|p| p.name() == plugin.name()) {
+            Some(slot) => Ok(core::mem::replace(slot, plugin)),
+            None => Err(NoSuchPlugin(plugin.name().to_owned())),
+        }
+    }
+
+    /// The plugin with this name.
+    pub fn get(&self, name: &str) -> Option<&Plugin> {
+        self.plugins.iter().find(|p| p.name() == name)
+    }
+
+    /// The plugins, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Plugin> + '_ {
+        self.plugins.iter()
+    }
+
+    /// Number of plugins.
+    pub fn len(&self) -> usize {
+        self.plugins.len()
+    }
+
+    /// No plugin is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.plugins.is_empty()
+    }
+
+    /// Reports of every plugin, in order.
+    pub fn reports(&self) -> Vec<PluginReport> {
+        self.plugins.iter().map(Plugin::report).collect()
+    }
+
+    /// Every plugin's counters, host-kept and its own, for `vtep stats`.
+    pub fn counters(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        self.plugins
+            .iter()
+            .map(|p| {
+                let (mut host, own) = p.counters();
+                for (name, n) in own {
+                    host.insert(format!("plugin.{name}"), n);
+                }
+                (p.name().to_owned(), host)
+            })
+            .collect()
+    }
+}
+
+impl Hooks for PluginChain {
+    fn filters(&self, vni: Vni) -> bool {
+        self.plugins.iter().any(|p| p.filters(vni))
+    }
+
+    fn filter(&mut self, now: Instant, batch: &dyn FilterBatch, verdicts: &mut [Verdict]) {
+        for p in &mut self.plugins {
+            p.filter(now, batch, verdicts);
+        }
+    }
+}
+
+impl LearnPolicy for PluginChain {
+    fn decide_learn(&mut self, event: &LearnEvent) -> LearnDecision {
+        let mut decided = None;
+        for p in &mut self.plugins {
+            match p.learn(event) {
+                Some(LearnDecision::Reject) => return LearnDecision::Reject,
+                Some(LearnDecision::AcceptSticky) => decided = Some(LearnDecision::AcceptSticky),
+                Some(LearnDecision::Accept) => {
+                    decided = decided.or(Some(LearnDecision::Accept));
+                }
+                None => {}
+            }
+        }
+        decided.unwrap_or_else(|| Builtin.decide_learn(event))
+    }
+}
+
+impl AgePolicy for PluginChain {
+    fn decide_age(&mut self, event: &AgeEvent) -> AgeDecision {
+        let mut keep: Option<u64> = None;
+        for p in &mut self.plugins {
+            if let Some(AgeDecision::KeepFor(ms)) = p.age(event) {
+                keep = Some(keep.map_or(ms, |k| k.max(ms)));
+            }
+        }
+        keep.map_or(AgeDecision::Expire, AgeDecision::KeepFor)
+    }
+}

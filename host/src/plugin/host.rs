@@ -1,0 +1,162 @@
+//! What a plugin may call: logging (rate-limited, through `tracing`), a monotonic clock,
+//! counters it names, and the bytes of the frames it is filtering. Nothing else is linked:
+//! no WASI, no files, no sockets, no wall clock.
+//!
+//! [`HostState`] is the data of a plugin's store. It outlives an instance: when a failed
+//! instance is replaced, its counters move to the new one.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::bindings::wasm_vtep::plugin::{host, types};
+use super::ratelimit::RateLimit;
+use super::sandbox::Limiter;
+
+/// Counters a plugin may declare, at most.
+pub(crate) const MAX_COUNTERS: usize = 64;
+/// Longest counter name, in bytes.
+pub(crate) const MAX_COUNTER_NAME: usize = 64;
+/// Longest log message kept, in bytes (the rest is cut).
+const MAX_LOG_MESSAGE: usize = 512;
+/// What `counter` returns when no more counters may be declared; `counter-add` ignores it.
+const NO_COUNTER: u32 = u32::MAX;
+
+/// One frame of the filter call in progress, as a raw slice (see [`HostState::lend_frames`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawFrame {
+    ptr: *const u8,
+    len: usize,
+}
+
+impl RawFrame {
+    pub(crate) fn new(bytes: &[u8]) -> RawFrame {
+        RawFrame {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+}
+
+// SAFETY: a `RawFrame` is only dereferenced in `frame_bytes`, during the filter call for which
+// it was lent (see `HostState::lend_frames`), on the thread making that call; the bytes behind
+// it are immutable and outlive the call. Moving one to another thread between calls moves an
+// address that is never read again.
+unsafe impl Send for RawFrame {}
+
+/// The frames of the filter call in progress.
+#[derive(Debug, Default)]
+pub(crate) struct LentFrames(Vec<RawFrame>);
+
+/// The data of a plugin's store.
+#[derive(Debug)]
+pub(crate) struct HostState {
+    plugin: Arc<str>,
+    pub(crate) limiter: Limiter,
+    log: RateLimit,
+    /// Declared counters, in id order.
+    pub(crate) counters: Vec<(String, u64)>,
+    frames: LentFrames,
+    /// The runtime's start: `now-ms` counts from it.
+    clock: Instant,
+    /// When the call in progress must be interrupted.
+    pub(crate) deadline: Instant,
+}
+
+impl HostState {
+    pub(crate) fn new(plugin: Arc<str>, memory_limit: usize, clock: Instant) -> HostState {
+        HostState {
+            plugin,
+            limiter: Limiter::new(memory_limit),
+            log: RateLimit::new(10, 20),
+            counters: Vec::new(),
+            frames: LentFrames::default(),
+            clock,
+            deadline: clock,
+        }
+    }
+
+    /// The state for a fresh instance of the same plugin: counters carried over, memory
+    /// accounting started anew.
+    pub(crate) fn renew(mut self) -> HostState {
+        self.limiter = Limiter::new(self.limiter.limit());
+        self.frames.0.clear();
+        self
+    }
+
+    /// Log lines refused by the rate limit and not yet reported.
+    pub(crate) fn logs_suppressed(&self) -> u64 {
+        self.log.suppressed()
+    }
+
+    /// Swaps `frames` in as the frames of the filter call about to be made; call again with
+    /// the same vector after the call to take them back.
+    ///
+    /// # Safety
+    ///
+    /// Every slice a [`RawFrame`] in `frames` was made from must stay borrowed (alive and
+    /// unmodified) until the frames are taken back: `frame_bytes` reads them.
+    pub(crate) unsafe fn lend_frames(&mut self, frames: &mut Vec<RawFrame>) {
+        core::mem::swap(&mut self.frames.0, frames);
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: types::Level, message: String) {
+        let Some(suppressed) = self.log.allow(Instant::now()) else {
+            return;
+        };
+        let mut end = message.len().min(MAX_LOG_MESSAGE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        // Escaped, so that a plugin cannot forge log lines with newlines or escapes.
+        let message = message[..end].escape_debug();
+        let plugin = &*self.plugin;
+        match level {
+            types::Level::Error => tracing::error!(plugin, suppressed, "{message}"),
+            types::Level::Warn => tracing::warn!(plugin, suppressed, "{message}"),
+            types::Level::Info => tracing::info!(plugin, suppressed, "{message}"),
+            types::Level::Debug => tracing::debug!(plugin, suppressed, "{message}"),
+        }
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn counter(&mut self, name: String) -> u32 {
+        if let Some(i) = self.counters.iter().position(|(n, _)| *n == name) {
+            return u32::try_from(i).unwrap_or(NO_COUNTER);
+        }
+        if name.is_empty() || name.len() > MAX_COUNTER_NAME || self.counters.len() >= MAX_COUNTERS {
+            return NO_COUNTER;
+        }
+        self.counters.push((name, 0));
+        u32::try_from(self.counters.len() - 1).unwrap_or(NO_COUNTER)
+    }
+
+    fn counter_add(&mut self, id: u32, delta: u64) {
+        if let Some((_, n)) = usize::try_from(id)
+            .ok()
+            .and_then(|i| self.counters.get_mut(i))
+        {
+            *n = n.saturating_add(delta);
+        }
+    }
+
+    fn frame_bytes(&mut self, index: u32) -> Vec<u8> {
+        let Some(frame) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.frames.0.get(i))
+        else {
+            return Vec::new();
+        };
+        // SAFETY: frames are in `self.frames` only while lent for the filter call in progress
+        // (`lend_frames`), whose caller keeps the slices they were made from borrowed until it
+        // takes them back; `RawFrame::new` took pointer and length from one such slice.
+        let bytes = unsafe { core::slice::from_raw_parts(frame.ptr, frame.len) };
+        bytes.to_vec()
+    }
+}

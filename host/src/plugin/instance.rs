@@ -1,0 +1,154 @@
+//! [`Instance`]: one live instance of a plugin in its own store, and the typed calls into it.
+//! Every call runs under the budget it is given and the store's memory cap; any failure is
+//! returned as a [`CallError`] and leaves the instance to be dropped.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, UpdateDeadline};
+
+use super::bindings::exports::wasm_vtep::plugin::hooks::Guest;
+use super::bindings::wasm_vtep::plugin::types as wit;
+use super::bindings::{Plugin as Bindings, PluginPre};
+use super::error::CallError;
+use super::host::{HostState, RawFrame};
+use super::runtime::Runtime;
+use super::sandbox::classify;
+
+/// A plugin instance.
+pub(crate) struct Instance {
+    store: Store<HostState>,
+    bindings: Bindings,
+    runtime: Runtime,
+}
+
+impl core::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Instance")
+            .field("state", self.store.data())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Instance {
+    /// Instantiates the plugin in a fresh store holding `state`. Gives the state back if
+    /// instantiation fails, so that its counters survive.
+    pub(crate) fn new(
+        runtime: &Runtime,
+        pre: &PluginPre<HostState>,
+        state: HostState,
+        budget: Duration,
+    ) -> Result<Instance, (CallError, Box<HostState>)> {
+        let mut store = Store::new(pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        // Every epoch increment reaches this check; only this call's own deadline interrupts
+        // it (another call's overrun may have caused the increment).
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
+        let deadline = Instant::now() + budget;
+        store.data_mut().deadline = deadline;
+        store.set_epoch_deadline(1);
+        let call = runtime.watchdog().call(deadline);
+        let result = pre.instantiate(&mut store);
+        drop(call);
+        match result {
+            Ok(bindings) => Ok(Instance {
+                store,
+                bindings,
+                runtime: runtime.clone(),
+            }),
+            Err(e) => {
+                let error = classify(&e, &store.data().limiter, budget);
+                Err((error, Box::new(store.into_data())))
+            }
+        }
+    }
+
+    /// The store's data (counters, memory in use).
+    pub(crate) fn state(&self) -> &HostState {
+        self.store.data()
+    }
+
+    /// Ends the instance, keeping its state for the next one.
+    pub(crate) fn into_state(self) -> HostState {
+        self.store.into_data()
+    }
+
+    fn call<R>(
+        &mut self,
+        budget: Duration,
+        f: impl FnOnce(&mut Store<HostState>, &Guest) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let deadline = Instant::now() + budget;
+        let state = self.store.data_mut();
+        state.deadline = deadline;
+        state.limiter.reset();
+        self.store.set_epoch_deadline(1);
+        let guest = self.bindings.wasm_vtep_plugin_hooks();
+        let call = self.runtime.watchdog().call(deadline);
+        let result = f(&mut self.store, guest);
+        drop(call);
+        result.map_err(|e| classify(&e, &self.store.data().limiter, budget))
+    }
+
+    /// `init(config)`: the hooks the plugin implements, or its reason for refusing.
+    pub(crate) fn init(
+        &mut self,
+        config: &str,
+        budget: Duration,
+    ) -> Result<Result<wit::Hooks, String>, CallError> {
+        self.call(budget, |store, guest| guest.call_init(store, config))
+    }
+
+    /// `filter(frames)`, with `frames` readable through `frame-bytes`; checks that there is one
+    /// result per frame.
+    ///
+    /// # Safety
+    ///
+    /// Every slice a [`RawFrame`] in `frames` was made from must stay borrowed (alive and
+    /// unmodified) for the duration of this call.
+    pub(crate) unsafe fn filter(
+        &mut self,
+        metas: &[wit::FrameMeta],
+        frames: &mut Vec<RawFrame>,
+        budget: Duration,
+    ) -> Result<Vec<wit::FilterResult>, CallError> {
+        // SAFETY: the caller keeps the slices borrowed for this whole function, and the frames
+        // are taken back below, before it returns.
+        unsafe { self.store.data_mut().lend_frames(frames) };
+        let result = self.call(budget, |store, guest| guest.call_filter(store, metas));
+        // SAFETY: as above; this swaps the lent frames back out of the store.
+        unsafe { self.store.data_mut().lend_frames(frames) };
+        let results = result?;
+        if results.len() != metas.len() {
+            return Err(CallError::Invalid(format!(
+                "filter returned {} results for {} frames",
+                results.len(),
+                metas.len()
+            )));
+        }
+        Ok(results)
+    }
+
+    /// `learn(event)`.
+    pub(crate) fn learn(
+        &mut self,
+        event: wit::LearnEvent,
+        budget: Duration,
+    ) -> Result<wit::LearnDecision, CallError> {
+        self.call(budget, |store, guest| guest.call_learn(store, event))
+    }
+
+    /// `age(event)`.
+    pub(crate) fn age(
+        &mut self,
+        event: wit::AgeEvent,
+        budget: Duration,
+    ) -> Result<wit::AgeDecision, CallError> {
+        self.call(budget, |store, guest| guest.call_age(store, event))
+    }
+}

@@ -1,0 +1,137 @@
+//! From bytes to a compiled component of a supported interface version.
+//!
+//! Plugins are built for `wasm32-unknown-unknown` as core modules that carry their component
+//! type (a custom section the SDK's bindings generator embeds); the host wraps them into
+//! components with `wit-component` as it loads them, so a plugin imports nothing but what the
+//! host defines (no WASI adapter). A ready-made component is accepted as it is. Either way the
+//! component's `hooks` export names the interface version it was built for, and only the
+//! versions in [`SUPPORTED_VERSIONS`] are accepted.
+
+use std::borrow::Cow;
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::error::LoadError;
+
+/// The interface versions this host speaks (its bindings are generated from the newest).
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
+
+/// The interface a plugin exports, without its version.
+pub const HOOKS_INTERFACE: &str = "wasm-vtep:plugin/hooks";
+
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
+
+/// What a `.wasm` file holds, by its preamble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Module,
+    Component,
+}
+
+/// Reads the 8-byte preamble: magic, then a 16-bit version and a 16-bit layer (0: a core
+/// module of version 1; 1: a component).
+fn kind(bytes: &[u8]) -> Option<Kind> {
+    let preamble = bytes.get(..8)?;
+    if &preamble[..4] != WASM_MAGIC {
+        return None;
+    }
+    let version = u16::from_le_bytes([preamble[4], preamble[5]]);
+    let layer = u16::from_le_bytes([preamble[6], preamble[7]]);
+    match (layer, version) {
+        (0, 1) => Some(Kind::Module),
+        (1, _) => Some(Kind::Component),
+        _ => None,
+    }
+}
+
+/// The component in `bytes`: as is, or made from a core module and its embedded component type.
+///
+/// A core module is validated first: `wit-component` trusts the structure of what it decodes
+/// (a truncated custom section makes it panic), so it only ever sees a valid module; and a
+/// panic inside it is caught all the same and reported as a load error.
+pub fn componentize(bytes: &[u8]) -> Result<Cow<'_, [u8]>, LoadError> {
+    match kind(bytes).ok_or(LoadError::NotWasm)? {
+        Kind::Component => Ok(Cow::Borrowed(bytes)),
+        Kind::Module => {
+            wasmparser::Validator::new()
+                .validate_all(bytes)
+                .map_err(|e| LoadError::Componentize(format!("invalid core module: {e}")))?;
+            let encode = || {
+                wit_component::ComponentEncoder::default()
+                    .module(bytes)
+                    .and_then(|e| e.validate(true).encode())
+            };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(encode)) {
+                Ok(Ok(component)) => Ok(Cow::Owned(component)),
+                Ok(Err(e)) => Err(LoadError::Componentize(format!("{e:#}"))),
+                Err(_) => Err(LoadError::Componentize(
+                    "the component encoder failed on this module".to_owned(),
+                )),
+            }
+        }
+    }
+}
+
+/// The interface version of the `hooks` export of `component`.
+pub fn interface_version(engine: &Engine, component: &Component) -> Result<String, LoadError> {
+    let ty = component.component_type();
+    for (name, _) in ty.exports(engine) {
+        if let Some(rest) = name.strip_prefix(HOOKS_INTERFACE) {
+            return match rest.strip_prefix('@') {
+                Some(version) => Ok(version.to_owned()),
+                None if rest.is_empty() => Ok("(unversioned)".to_owned()),
+                None => continue, // another interface that merely shares the prefix
+            };
+        }
+    }
+    Err(LoadError::NotAPlugin)
+}
+
+/// Refuses a version this host does not speak, naming both.
+pub fn check_version(found: &str) -> Result<(), LoadError> {
+    if SUPPORTED_VERSIONS.contains(&found) {
+        Ok(())
+    } else {
+        Err(LoadError::Version {
+            found: found.to_owned(),
+            supported: SUPPORTED_VERSIONS.join(", "),
+        })
+    }
+}
+
+/// Compiles `bytes` (a core module or a component) and checks its interface version.
+/// Returns the component and the version.
+pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<(Component, String), LoadError> {
+    let component_bytes = componentize(bytes)?;
+    let component = Component::new(engine, &component_bytes)
+        .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+    let version = interface_version(engine, &component)?;
+    check_version(&version)?;
+    Ok((component, version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preambles() {
+        assert_eq!(kind(b"\0asm\x01\0\0\0"), Some(Kind::Module));
+        assert_eq!(kind(b"\0asm\x0d\0\x01\0"), Some(Kind::Component));
+        assert_eq!(kind(b"\0asm\x02\0\0\0"), None);
+        assert_eq!(kind(b"\0asm"), None);
+        assert_eq!(kind(b"\x7fELF\x02\x01\x01\0"), None);
+        assert!(matches!(componentize(b"hello"), Err(LoadError::NotWasm)));
+    }
+
+    #[test]
+    fn versions_are_named_both_ways() {
+        assert!(check_version("0.1.0").is_ok());
+        let e = check_version("0.2.0").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "plugin is built for wasm-vtep:plugin@0.2.0; this host supports 0.1.0"
+        );
+    }
+}

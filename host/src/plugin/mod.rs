@@ -1,0 +1,41 @@
+//! The wasm plugin host: loads plugins (WebAssembly components of the `wasm-vtep:plugin`
+//! interface, defined once in `plugin-sdk/wit`), runs them in a sandbox and offers them to the
+//! pipeline as its [`Hooks`](crate::vtep::Hooks).
+//!
+//! - [`load`]: bytes to a compiled component of a supported interface version.
+//! - [`Runtime`]: the engine, the linker (host functions only, no WASI) and the watchdog that
+//!   interrupts calls past their budget.
+//! - [`Sandbox`], [`CallError`]: memory cap, time budget, failures; typed.
+//! - [`Plugin`]: one plugin, its instance, verdict cache and counters, and its failure policy.
+//! - [`PluginChain`]: the plugins in order, implementing the pipeline's hooks.
+//!
+//! Contract with the pipeline: a plugin can delay a batch by at most its time budget plus the
+//! watchdog's wake-up latency (and the re-creation of its instance after a failure), can never
+//! crash the host, and sees nothing but what the interface passes it.
+
+mod bindings;
+mod cache;
+mod chain;
+mod convert;
+mod error;
+mod host;
+mod instance;
+pub mod load;
+mod loaded;
+mod ratelimit;
+mod runtime;
+mod sandbox;
+mod spec;
+mod stats;
+mod watchdog;
+
+pub use chain::{DuplicateName, NoSuchPlugin, PluginChain};
+pub use error::{CallError, LoadError, RuntimeError};
+pub use load::SUPPORTED_VERSIONS;
+pub use loaded::Plugin;
+pub use runtime::Runtime;
+pub use spec::{
+    DEFAULT_CACHE_ENTRIES, DEFAULT_INIT_BUDGET, DEFAULT_MAX_FAILURES, DEFAULT_MEMORY_LIMIT,
+    DEFAULT_TIME_BUDGET, OnError, PluginSpec, Sandbox,
+};
+pub use stats::{CallReport, PluginReport};

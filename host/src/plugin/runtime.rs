@@ -1,0 +1,81 @@
+//! [`Runtime`]: the wasm engine every plugin runs on, the linker that offers them the host
+//! functions and nothing else, and the watchdog that bounds the time of each call.
+//!
+//! Why epochs, not fuel: fuel counts instructions, not time. A budget in fuel must be
+//! calibrated per machine and per kind of code, and some instructions cost far more time than
+//! fuel: one `memory.fill` or `memory.copy` of megabytes is a single unit, and so is a call to
+//! a host function such as `frame-bytes`, so a plugin that loops over them stalls the data path
+//! for seconds within any fuel budget that lets ordinary code run. Fuel metering also slows all
+//! plugin code. An epoch deadline is wall-clock: compiled code checks the engine's epoch at
+//! function entries and loop back-edges (a load and a compare), and the
+//! [`Watchdog`] advances it when a call overruns its deadline.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::bindings;
+use super::error::RuntimeError;
+use super::host::HostState;
+use super::watchdog::Watchdog;
+
+/// The engine, linker and watchdog shared by every plugin. Cheap to clone; the watchdog's
+/// thread stops when the last clone (plugins hold one) is dropped.
+#[derive(Debug, Clone)]
+pub struct Runtime(Arc<Inner>);
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    watchdog: Watchdog,
+    started: Instant,
+}
+
+impl core::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("watchdog", &self.watchdog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Creates the engine and the linker and starts the watchdog.
+    pub fn new() -> Result<Runtime, RuntimeError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        // A trap's backtrace is not worth its cost: the log names the plugin and the trap.
+        config.wasm_backtrace_max_frames(None);
+        let engine = Engine::new(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        let watchdog = Watchdog::start(engine.clone())
+            .map_err(|e| RuntimeError(format!("the watchdog thread: {e}")))?;
+        Ok(Runtime(Arc::new(Inner {
+            engine,
+            linker,
+            watchdog,
+            started: Instant::now(),
+        })))
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.0.linker
+    }
+
+    pub(crate) fn watchdog(&self) -> &Watchdog {
+        &self.0.watchdog
+    }
+
+    /// Where plugins' `now-ms` starts.
+    pub(crate) fn started(&self) -> Instant {
+        self.0.started
+    }
+}

@@ -1,0 +1,183 @@
+//! A plugin's counters, kept by the host, and [`PluginReport`]: what `vtep plugin show`,
+//! `vtep plugin list` and `vtep stats` print about it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::CallError;
+
+/// Distinct drop reason codes counted apart; further codes share one counter.
+const MAX_REASONS: usize = 64;
+
+/// Counted by the host on each call.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PluginStats {
+    pub(crate) filter_calls: u64,
+    pub(crate) learn_calls: u64,
+    pub(crate) age_calls: u64,
+    /// Frames offered to the filter (called or answered from the cache).
+    pub(crate) frames: u64,
+    pub(crate) cache_hits: u64,
+    /// Verdicts the cache had no room for.
+    pub(crate) cache_full: u64,
+    pub(crate) passed: u64,
+    /// Drops by the plugin's reason code.
+    drops: Vec<(u16, u64)>,
+    drops_other: u64,
+    /// Frames that got the `on_error` verdict (a failed call, or a detached plugin).
+    pub(crate) error_verdicts: u64,
+    pub(crate) traps: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) out_of_memory: u64,
+    pub(crate) invalid: u64,
+    /// Instances created after a failure.
+    pub(crate) recreated: u64,
+    /// Time in calls (all hooks), and the longest call.
+    pub(crate) call_time: Duration,
+    pub(crate) call_max: Duration,
+    pub(crate) last_error: Option<String>,
+}
+
+impl PluginStats {
+    pub(crate) fn count_drop(&mut self, code: u16) {
+        if let Some((_, n)) = self.drops.iter_mut().find(|(c, _)| *c == code) {
+            *n += 1;
+        } else if self.drops.len() < MAX_REASONS {
+            self.drops.push((code, 1));
+        } else {
+            self.drops_other += 1;
+        }
+    }
+
+    pub(crate) fn count_failure(&mut self, error: &CallError) {
+        match error {
+            CallError::Trap(_) => self.traps += 1,
+            CallError::Timeout(_) => self.timeouts += 1,
+            CallError::OutOfMemory(_) => self.out_of_memory += 1,
+            CallError::Invalid(_) => self.invalid += 1,
+        }
+    }
+
+    pub(crate) fn time_call(&mut self, took: Duration) {
+        self.call_time += took;
+        self.call_max = self.call_max.max(took);
+    }
+
+    fn calls(&self) -> u64 {
+        self.filter_calls + self.learn_calls + self.age_calls
+    }
+
+    /// Drops by reason code (`"other"` for codes past the 64 counted apart).
+    fn drops_by_reason(&self) -> BTreeMap<String, u64> {
+        let mut m: BTreeMap<String, u64> = self
+            .drops
+            .iter()
+            .map(|(c, n)| (c.to_string(), *n))
+            .collect();
+        if self.drops_other > 0 {
+            m.insert("other".to_owned(), self.drops_other);
+        }
+        m
+    }
+
+    fn drops_total(&self) -> u64 {
+        self.drops.iter().map(|(_, n)| n).sum::<u64>() + self.drops_other
+    }
+
+    /// The host's counters by name, as `vtep stats` lists them.
+    pub(crate) fn counters(&self) -> BTreeMap<String, u64> {
+        [
+            ("filter_calls", self.filter_calls),
+            ("learn_calls", self.learn_calls),
+            ("age_calls", self.age_calls),
+            ("frames", self.frames),
+            ("cache_hits", self.cache_hits),
+            ("passed", self.passed),
+            ("dropped", self.drops_total()),
+            ("error_verdicts", self.error_verdicts),
+            ("traps", self.traps),
+            ("timeouts", self.timeouts),
+            ("out_of_memory", self.out_of_memory),
+            ("invalid", self.invalid),
+            ("recreated", self.recreated),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    pub(crate) fn report(&self) -> CallReport {
+        let calls = self.calls();
+        let avg = if calls == 0 {
+            0
+        } else {
+            u64::try_from(self.call_time.as_nanos() / u128::from(calls)).unwrap_or(u64::MAX)
+        };
+        CallReport {
+            counters: self.counters(),
+            drops: self.drops_by_reason(),
+            cache_full: self.cache_full,
+            avg_call_ns: avg,
+            max_call_ns: u64::try_from(self.call_max.as_nanos()).unwrap_or(u64::MAX),
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+/// The call statistics part of a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallReport {
+    /// `filter_calls`, `frames`, `cache_hits`, `passed`, `dropped`, `traps`, `timeouts`, ...
+    pub counters: BTreeMap<String, u64>,
+    /// Frames dropped, by the plugin's reason code.
+    pub drops: BTreeMap<String, u64>,
+    /// Verdicts not cached because the cache was full.
+    pub cache_full: u64,
+    /// Mean time per call, all hooks, in nanoseconds.
+    pub avg_call_ns: u64,
+    /// The longest call.
+    pub max_call_ns: u64,
+    /// The last failure, with its hook.
+    pub last_error: Option<String>,
+}
+
+/// Everything `vtep plugin show` says about a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginReport {
+    /// Its configured name.
+    pub name: String,
+    /// The file it was loaded from.
+    pub path: String,
+    /// The interface version it was built for.
+    pub interface: String,
+    /// `"attached"` or `"detached"`.
+    pub state: String,
+    /// Why it was detached.
+    pub detached_reason: Option<String>,
+    /// The hooks it implements (`filter`, `learn`, `age`).
+    pub hooks: Vec<String>,
+    /// The VNIs it is attached to; `None`: all.
+    pub vnis: Option<Vec<u32>>,
+    /// `"pass"` or `"drop"`.
+    pub on_error: String,
+    /// Sandbox: memory cap, in bytes.
+    pub memory_limit: u64,
+    /// Sandbox: linear memory in use now.
+    pub memory_used: u64,
+    /// Sandbox: budget per call, in microseconds.
+    pub budget_us: u64,
+    /// Sandbox: consecutive failures before detachment.
+    pub max_failures: u32,
+    /// Consecutive failures now.
+    pub failures_in_row: u32,
+    /// Verdicts in the cache now.
+    pub cached_flows: u64,
+    /// Log lines refused by the rate limit, not yet reported.
+    pub logs_suppressed: u64,
+    /// Calls, drops, failures and timing.
+    pub calls: CallReport,
+    /// The counters the plugin declared.
+    pub plugin_counters: BTreeMap<String, u64>,
+}

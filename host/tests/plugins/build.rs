@@ -1,0 +1,53 @@
+//! The plugins the tests and benches load, built by the test run itself (never committed):
+//! `cargo build --target wasm32-unknown-unknown --release` once per test binary, into
+//! `target/plugins` so that it never waits on the lock of the build that runs the tests.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The plugin crates, by package name.
+pub const PLUGINS: [&str; 4] = ["misbehave", "vni-filter", "learn-guard", "adaptive-aging"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// Builds every plugin (once per process) and returns the directory of the `.wasm` files.
+fn built() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = workspace();
+        let target = root.join("target").join("plugins");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(&root)
+            .args(["build", "--target", "wasm32-unknown-unknown", "--release"])
+            .arg("--target-dir")
+            .arg(&target);
+        for p in PLUGINS {
+            cmd.args(["-p", p]);
+        }
+        // The outer cargo's settings for the host build must not leak into the wasm build.
+        for var in [
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+        ] {
+            cmd.env_remove(var);
+        }
+        let status = cmd.status().expect("running cargo to build the plugins");
+        assert!(status.success(), "building the plugins failed: {status}");
+        target.join("wasm32-unknown-unknown").join("release")
+    })
+}
+
+/// The `.wasm` of plugin crate `name` (e.g. `"misbehave"`).
+pub fn wasm(name: &str) -> PathBuf {
+    built().join(format!("{}.wasm", name.replace('-', "_")))
+}

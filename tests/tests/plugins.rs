@@ -1,0 +1,173 @@
+//! The daemon with wasm plugins on a real network: host 1 runs `vtep` with plugins, host 2 the
+//! kernel's vxlan; VM1 pings VM2 across the underlay.
+//!
+//! - A filter plugin (vni-filter denying ICMP, `on_error = "drop"`) stops the pings and counts
+//!   its drops per rule; `vtep plugin list/show` and `vtep stats` show it.
+//! - `vtep plugin reload` under a ping flood swaps the plugin five times without losing a
+//!   frame; a reload that fails (a module that refuses the configuration, a file that is not
+//!   wasm) leaves the running plugin in place and says why.
+
+#[path = "../../host/tests/plugins/build.rs"]
+mod build;
+
+use std::net::IpAddr;
+
+use anyhow::{Context, Result, ensure};
+use wasm_vtep_tests::{Host, KernelVtep, Switch, Vm, VtepDaemon, ping};
+
+/// Host 1 (198.18.0.1, our vtep) and host 2 (198.18.0.2, the kernel's vxlan), VM1 and VM2 on
+/// VNI 5001 with head-end replication to each other.
+struct Lab {
+    vm1: Vm,
+    vm2: Vm,
+    host1: Host,
+    _kernel: KernelVtep,
+    _host2: Host,
+    _switch: Switch,
+}
+
+fn lab() -> Result<Lab> {
+    let switch = Switch::new(1600)?;
+    let host1 = Host::numbered(&switch, 1)?;
+    let host2 = Host::numbered(&switch, 2)?;
+    let vm1 = Vm::numbered(&host1, 1)?;
+    let vm2 = Vm::numbered(&host2, 2)?;
+    let kernel = KernelVtep::builder(5001)
+        .remote(IpAddr::from(host1.ipv4()))
+        .port(&vm2)
+        .create(&host2)?;
+    Ok(Lab {
+        vm1,
+        vm2,
+        host1,
+        _kernel: kernel,
+        _host2: host2,
+        _switch: switch,
+    })
+}
+
+fn config(plugins: &str) -> String {
+    format!(
+        "[underlay]\nlocal = \"198.18.0.1\"\ninterface = \"uplink\"\nmtu = 1600\n\
+         [[vni]]\nid = 5001\nports = [\"vm1\"]\nremotes = [\"198.18.0.2\"]\n{plugins}"
+    )
+}
+
+fn show(daemon: &VtepDaemon, name: &str) -> Result<serde_json::Value> {
+    let out = daemon.cli(&["plugin", "show", name, "--json"])?;
+    serde_json::from_str(&out).context("plugin show --json")
+}
+
+fn counter(report: &serde_json::Value, name: &str) -> u64 {
+    report["calls"]["counters"][name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn a_filter_plugin_drops_and_counts_on_a_real_network() -> Result<()> {
+    let lab = lab()?;
+    let plugin = format!(
+        "[[plugin]]\nname = \"no-icmp\"\npath = \"{}\"\non_error = \"drop\"\n\
+         config = {{ deny = [{{ ip_proto = \"icmp\" }}] }}\n",
+        build::wasm("vni-filter").display()
+    );
+    let daemon = VtepDaemon::start(&lab.host1, &config(&plugin))?;
+    let stats = ping(&lab.vm1, lab.vm2.ipv4(), 3)?;
+    ensure!(stats.received == 0, "ICMP must be filtered: {stats:?}");
+    let report = show(&daemon, "no-icmp")?;
+    ensure!(report["state"] == "attached" && report["hooks"][0] == "filter");
+    // Rule 1 dropped the echo requests (from the port) and any replies (from the underlay).
+    let dropped = report["calls"]["drops"]["1"].as_u64().unwrap_or(0);
+    ensure!(dropped >= 3, "drops by rule: {}", report["calls"]["drops"]);
+    // ARP passed: the kernel's VTEP learned VM1, and ours VM2.
+    ensure!(
+        daemon.entry(5001, &lab.vm2.mac().to_string())?.is_some(),
+        "VM2 learned through the ARP the filter passed"
+    );
+    let stats = daemon.stats()?;
+    ensure!(stats["plugins"]["no-icmp"]["dropped"].as_u64() == Some(dropped));
+    ensure!(daemon.drop_count("filtered")? >= 3);
+    let listed = daemon.cli(&["plugin", "list"])?;
+    ensure!(
+        listed.starts_with("no-icmp attached hooks filter vnis all"),
+        "{listed}"
+    );
+    let shown = daemon.cli(&["plugin", "show", "no-icmp"])?;
+    ensure!(shown.contains("drops      by reason 1: "), "{shown}");
+    daemon.stop()
+}
+
+#[test]
+fn reloads_under_traffic_lose_no_frame_and_a_failed_one_changes_nothing() -> Result<()> {
+    let lab = lab()?;
+    let misbehave = build::wasm("misbehave");
+    let plugin = format!(
+        "[[plugin]]\nname = \"gate\"\npath = \"{}\"\nconfig = {{ mode = \"pass\" }}\n",
+        misbehave.display()
+    );
+    let daemon = VtepDaemon::start(&lab.host1, &config(&plugin))?;
+    ensure!(ping(&lab.vm1, lab.vm2.ipv4(), 2)?.all_received(), "warm-up");
+    // 300 pings 10 ms apart (3 s) while the plugin is reloaded five times.
+    let flood = lab
+        .vm1
+        .netns()
+        .command("ping")
+        .args(["-n", "-q", "-c", "300", "-i", "0.01", "-W", "1"])
+        .arg(lab.vm2.ipv4().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the ping flood")?;
+    for _ in 0..5 {
+        let out = daemon.cli(&["plugin", "reload", "gate"])?;
+        ensure!(out.starts_with("plugin gate reloaded from "), "{out}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let out = flood.wait_with_output().context("the ping flood")?;
+    let summary = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        summary.contains("300 packets transmitted, 300 received"),
+        "frames lost during the reloads: {summary}"
+    );
+    // A module that refuses the configuration, then a file that is not wasm: refused, and
+    // the running plugin stays.
+    let vni_filter = build::wasm("vni-filter");
+    let bad = daemon.cli_output(&[
+        "plugin",
+        "reload",
+        "gate",
+        "--path",
+        &vni_filter.display().to_string(),
+    ])?;
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    ensure!(!bad.status.success(), "a failed reload exits non-zero");
+    ensure!(
+        stderr.contains("not reloaded (the running one stays): plugin init failed"),
+        "{stderr}"
+    );
+    let config = daemon.config_path().display().to_string();
+    let bad = daemon.cli_output(&["plugin", "reload", "gate", "--path", &config])?;
+    ensure!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a WebAssembly module"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let report = show(&daemon, "gate")?;
+    ensure!(report["path"] == misbehave.display().to_string());
+    ensure!(report["state"] == "attached");
+    ensure!(
+        ping(&lab.vm1, lab.vm2.ipv4(), 2)?.all_received(),
+        "still forwarding"
+    );
+    let report = show(&daemon, "gate")?;
+    ensure!(
+        counter(&report, "filter_calls") > 0,
+        "the new plugin is called"
+    );
+    ensure!(
+        daemon
+            .cli_output(&["plugin", "show", "nope"])?
+            .status
+            .code()
+            == Some(1)
+    );
+    daemon.stop()
+}
