@@ -2,7 +2,9 @@
 //! real overlay: host 1 runs `vtep` with the plugin, hosts 2 and 3 the kernel's vxlan with
 //! head-end replication, VMs ping VM1 on host 1.
 //!
-//! - `learn-guard` with a limit learns no third MAC, and learns nothing from a VTEP that is
+//! - `vni-filter` attached to VNI 5001 stops ICMP there while ARP passes, and VNI 5002 is
+//!   untouched.
+//! - `learn-guard` with a limit of 2 learns no third MAC, and learns nothing from a VTEP that is
 //!   not on its list; frames still get through by flooding.
 //! - `adaptive-aging` keeps a pinned MAC past the VNI's aging time while an unpinned one goes.
 //! - A plugin that loops, one that traps and one that exhausts its memory are contained: the
@@ -101,10 +103,10 @@ fn learn_guard_limits_macs_and_trusts_only_listed_vteps() -> Result<()> {
     let guard = plugin(
         "guard",
         "learn-guard",
-        "config = { max_macs = 3, allowed_remotes = [\"198.18.0.2\"] }",
+        "config = { max_macs = 2, allowed_remotes = [\"198.18.0.2\"] }",
     );
     let daemon = VtepDaemon::start(&lab.host1, &config(300, &guard))?;
-    // VM2 and VM3 (host 2), then VM4: VM1 (local) and two remotes fill the limit of 3.
+    // VM2 (host 2) pings VM1: VM2 and VM1 (local) fill the limit of 2; VM3 and VM4 come after.
     for vm in &lab.vms2 {
         ensure!(
             ping(vm, lab.vm1.ipv4(), 2)?.all_received(),
@@ -112,10 +114,10 @@ fn learn_guard_limits_macs_and_trusts_only_listed_vteps() -> Result<()> {
             vm.mac()
         );
     }
-    ensure!(has(&daemon, &lab.vm1)? && has(&daemon, &lab.vms2[0])? && has(&daemon, &lab.vms2[1])?);
+    ensure!(has(&daemon, &lab.vm1)? && has(&daemon, &lab.vms2[0])?);
     ensure!(
-        !has(&daemon, &lab.vms2[2])?,
-        "a third remote MAC is not learned past the limit"
+        !has(&daemon, &lab.vms2[1])? && !has(&daemon, &lab.vms2[2])?,
+        "no third MAC is learned past the limit of 2"
     );
     // VM5 sits behind host 3, which is not on the list: forwarded, never learned.
     ensure!(
@@ -150,6 +152,56 @@ fn learn_guard_limits_macs_and_trusts_only_listed_vteps() -> Result<()> {
     ensure!(
         rejections >= 2,
         "the plugin counted its rejections: {own:?}"
+    );
+    daemon.stop()
+}
+
+#[test]
+fn a_filter_on_one_vni_leaves_the_other_vni_alone() -> Result<()> {
+    let switch = Switch::new(1600)?;
+    let host1 = Host::numbered(&switch, 1)?;
+    let host2 = Host::numbered(&switch, 2)?;
+    // VNI 5001: VM1 (ours) and VM2 (kernel); VNI 5002: VM6 (ours) and VM7 (kernel).
+    let (vm1, vm6) = (Vm::numbered(&host1, 1)?, Vm::numbered(&host1, 6)?);
+    let (vm2, vm7) = (Vm::numbered(&host2, 2)?, Vm::numbered(&host2, 7)?);
+    let h1 = IpAddr::from(host1.ipv4());
+    let _k1 = KernelVtep::builder(5001)
+        .remote(h1)
+        .port(&vm2)
+        .create(&host2)?;
+    let _k2 = KernelVtep::builder(5002)
+        .remote(h1)
+        .port(&vm7)
+        .create(&host2)?;
+    let filter = plugin(
+        "no-icmp",
+        "vni-filter",
+        "vnis = [5001]\nconfig = { deny = [{ ip_proto = \"icmp\" }] }",
+    );
+    let text = format!(
+        "[underlay]\nlocal = \"198.18.0.1\"\ninterface = \"uplink\"\nmtu = 1600\n\
+         [[vni]]\nid = 5001\nports = [\"vm1\"]\nremotes = [\"198.18.0.2\"]\n\
+         [[vni]]\nid = 5002\nports = [\"vm6\"]\nremotes = [\"198.18.0.2\"]\n{filter}"
+    );
+    let daemon = VtepDaemon::start(&host1, &text)?;
+    ensure!(
+        ping(&vm1, vm2.ipv4(), 2)?.received == 0,
+        "ICMP on VNI 5001 is filtered"
+    );
+    // ARP on VNI 5001 passed the filter: VM2 was learned from its reply.
+    ensure!(
+        daemon.entry(5001, &vm2.mac().to_string())?.is_some(),
+        "ARP passes on 5001"
+    );
+    ensure!(
+        ping(&vm6, vm7.ipv4(), 2)?.all_received(),
+        "VNI 5002 is not filtered"
+    );
+    let report = show(&daemon, "no-icmp")?;
+    ensure!(
+        report["vnis"] == serde_json::json!([5001]),
+        "{}",
+        report["vnis"]
     );
     daemon.stop()
 }
