@@ -47,29 +47,15 @@ fn kind(bytes: &[u8]) -> Option<Kind> {
 
 /// The component in `bytes`: as is, or made from a core module and its embedded component type.
 ///
-/// A core module is validated first: `wit-component` trusts the structure of what it decodes
-/// (a truncated custom section makes it panic), so it only ever sees a valid module; and a
-/// panic inside it is caught all the same and reported as a load error.
+/// A core module goes through the SDK's [`componentize`](wasm_vtep_plugin_sdk::componentize),
+/// the one place that knows how a plugin module becomes a component (validated first, the
+/// encoder's panics caught).
 pub fn componentize(bytes: &[u8]) -> Result<Cow<'_, [u8]>, LoadError> {
     match kind(bytes).ok_or(LoadError::NotWasm)? {
         Kind::Component => Ok(Cow::Borrowed(bytes)),
-        Kind::Module => {
-            wasmparser::Validator::new()
-                .validate_all(bytes)
-                .map_err(|e| LoadError::Componentize(format!("invalid core module: {e}")))?;
-            let encode = || {
-                wit_component::ComponentEncoder::default()
-                    .module(bytes)
-                    .and_then(|e| e.validate(true).encode())
-            };
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(encode)) {
-                Ok(Ok(component)) => Ok(Cow::Owned(component)),
-                Ok(Err(e)) => Err(LoadError::Componentize(format!("{e:#}"))),
-                Err(_) => Err(LoadError::Componentize(
-                    "the component encoder failed on this module".to_owned(),
-                )),
-            }
-        }
+        Kind::Module => wasm_vtep_plugin_sdk::componentize(bytes)
+            .map(Cow::Owned)
+            .map_err(LoadError::Componentize),
     }
 }
 
