@@ -1,6 +1,7 @@
 //! A VM's TSO super-frame through the whole encap path: segmented, each segment encapsulated
 //! to the one remote VTEP that has the destination, every inner checksum complete, nothing
-//! truncated, and the payload intact in order.
+//! truncated, the payload intact in order, and the datagrams batched for UDP GSO (one flow,
+//! equal lengths but the last, within the kernel's limits).
 
 mod common;
 
@@ -9,7 +10,9 @@ use std::time::Instant;
 
 use common::{Csum, Flow, pattern, tcp_frame};
 use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
-use wasm_vtep::vtep::{Dest, Outbox, PortId, VniSettings, Vtep, VtepSettings};
+use wasm_vtep::vtep::{
+    Dest, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, Outbox, PortId, VniSettings, Vtep, VtepSettings,
+};
 use wasm_vtep::wire::{VirtioNetHdr, Vni};
 
 #[test]
@@ -59,17 +62,30 @@ fn tso_super_frame_is_segmented_and_encapsulated_whole() {
     vtep.handle_port_frame(now, PortId(0), &vnet, &frame, &mut out)
         .unwrap();
 
-    assert_eq!(
-        out.len(),
-        45,
-        "65,160 / 1,448 segments, one copy each to the one remote"
-    );
+    // 65,160 / 1,448 = 45 segments of 1,502-byte frames, 1,510-byte datagrams: 43 fit one GSO
+    // batch's 65,507 bytes, the other 2 go in a second.
+    let datagram_len = 8 + layout.payload + 1448;
+    let batches: Vec<usize> = out.frames().iter().map(|f| f.datagrams().count()).collect();
+    assert_eq!(batches, [43, 2]);
     let mut received = Vec::new();
     let mut seq = 1_000_000u32;
-    for f in out.frames() {
-        assert_eq!(f.dest, Dest::Underlay(remote));
-        assert!(f.bytes.len() <= 1600);
-        let inner = &f.bytes[36..];
+    let mut src_port = None;
+    let datagrams = out.frames().iter().flat_map(|f| {
+        let Dest::Underlay(d) = f.dest else {
+            panic!("to a port: {:?}", f.dest)
+        };
+        assert_eq!(d.dst, remote);
+        assert!(
+            *src_port.get_or_insert(d.src_port) == d.src_port,
+            "one flow, one port"
+        );
+        assert!(f.bytes.len() <= MAX_GSO_BYTES && f.datagrams().count() <= MAX_GSO_SEGMENTS);
+        assert_eq!(f.segment_len, datagram_len);
+        f.datagrams()
+    });
+    for d in datagrams {
+        assert!(20 + 8 + d.len() <= 1600, "each outer packet fits the MTU");
+        let inner = &d[8..];
         let ip = Ipv4Packet::new_checked(&inner[14..]).unwrap();
         assert!(ip.verify_checksum());
         let tcp = TcpPacket::new_checked(ip.payload()).unwrap();

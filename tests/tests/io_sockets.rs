@@ -1,5 +1,5 @@
 //! The socket layer against the real kernel: ports (`AF_PACKET`) on veth pairs and the underlay
-//! (UDP, raw IP) between network namespaces. Needs root (namespaces, packet and raw sockets).
+//! (UDP, with GSO and GRO) between network namespaces. Needs root (namespaces, packet sockets).
 //!
 //! Each test builds its own namespaces: a "vm" namespace holds the VM's end of a veth (`vm0`), a
 //! "host" namespace the end a [`Port`] is opened on (`h0`); underlay tests join two namespaces
@@ -15,13 +15,13 @@ use anyhow::{Context, Result, bail, ensure};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket,
-    UdpRepr,
+    EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, UdpPacket,
 };
 use wasm_vtep::io::{
-    DatagramBatch, Port, RxBatch, RxFrame, SetupError, Transmitter, TxDrop, UnderlayRx, UnderlayTx,
+    DatagramBatch, Port, RxBatch, RxFrame, SetupError, Transmitter, TxCounts, TxDrop, UnderlayRx,
+    UnderlayTx, UnderlayTxConfig,
 };
-use wasm_vtep::vtep::{Dest, Outbox, PortId};
+use wasm_vtep::vtep::{Dest, Outbox, PortId, SourcePorts, UnderlayDest};
 use wasm_vtep::wire::VirtioNetHdr;
 use wasm_vtep_tests::Netns;
 
@@ -38,6 +38,7 @@ const GROUP6: Ipv6Addr = Ipv6Addr::new(0xff05, 0, 0, 0, 0, 0, 1, 0x100);
 /// An EtherType for local experiments (IEEE 802): test frames no stack reacts to.
 const ETHERTYPE_TEST: u16 = 0x88b5;
 const SRC_PORT: u16 = 54321;
+const OTHER_PORT: u16 = 54322;
 const VXLAN_PORT: u16 = 4789;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -341,73 +342,6 @@ fn inner_frame(tag: &[u8]) -> Vec<u8> {
         ETHERTYPE_TEST,
         &payload,
     )
-}
-
-/// A whole outer IPv4/UDP packet, as the pipeline builds them: our ID, TTL and source port.
-fn outer_ipv4(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, ident: u16, payload: &[u8]) -> Vec<u8> {
-    let caps = ChecksumCapabilities::default();
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Udp,
-        payload_len: 8 + payload.len(),
-        hop_limit: ttl,
-    };
-    let mut buf = vec![0; ip.buffer_len() + 8 + payload.len()];
-    let mut packet = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut packet, &caps);
-    packet.set_ident(ident);
-    packet.fill_checksum();
-    let udp = UdpRepr {
-        src_port: SRC_PORT,
-        dst_port: VXLAN_PORT,
-    };
-    udp.emit(
-        &mut UdpPacket::new_unchecked(packet.payload_mut()),
-        &IpAddress::Ipv4(src),
-        &IpAddress::Ipv4(dst),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &caps,
-    );
-    buf
-}
-
-/// A whole outer IPv6/UDP packet, with a flow label and hop limit the kernel would not choose.
-fn outer_ipv6(src: Ipv6Addr, dst: Ipv6Addr, hops: u8, flow: u32, payload: &[u8]) -> Vec<u8> {
-    let caps = ChecksumCapabilities::default();
-    let ip = Ipv6Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Udp,
-        payload_len: 8 + payload.len(),
-        hop_limit: hops,
-    };
-    let mut buf = vec![0; ip.buffer_len() + 8 + payload.len()];
-    let mut packet = Ipv6Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut packet);
-    packet.set_flow_label(flow);
-    let udp = UdpRepr {
-        src_port: SRC_PORT,
-        dst_port: VXLAN_PORT,
-    };
-    udp.emit(
-        &mut UdpPacket::new_unchecked(packet.payload_mut()),
-        &IpAddress::Ipv6(src),
-        &IpAddress::Ipv6(dst),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &caps,
-    );
-    buf
-}
-
-fn outer(src: IpAddr, dst: IpAddr, payload: &[u8]) -> Vec<u8> {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => outer_ipv4(s, d, 1, 0x1234, payload),
-        (IpAddr::V6(s), IpAddr::V6(d)) => outer_ipv6(s, d, 1, 0x5_4321, payload),
-        _ => panic!("mixed families"),
-    }
 }
 
 /// Finishes a partial checksum as a NIC would: the one's complement sum from `csum_start` to the
@@ -881,56 +815,212 @@ fn opening_a_missing_interface_names_it() -> Result<()> {
 
 // --- underlay ---------------------------------------------------------------------------------
 
-/// Sends `packet` with `UnderlayTx` from `a` to `b` and checks it arrives at a UDP socket with the
-/// packet's source port, and on the wire byte for byte.
-fn underlay_unicast(local: IpAddr, remote: IpAddr, packet: &[u8], payload: &[u8]) -> Result<()> {
-    let (a, b) = underlay_pair(if local.is_ipv4() { "tx4" } else { "tx6" })?;
+/// A sender at `local` whose one source port is `SRC_PORT` (and `OTHER_PORT` when `two`).
+fn sender(local: IpAddr, ttl: u8, multicast_if: Option<&str>, two: bool) -> Result<UnderlayTx> {
+    let mut ports = if two {
+        SourcePorts::spread(SRC_PORT..=OTHER_PORT, 2)?
+    } else {
+        SourcePorts::spread(SRC_PORT..=SRC_PORT, 1)?
+    };
+    let config = UnderlayTxConfig {
+        local,
+        dst_port: VXLAN_PORT,
+        ttl,
+        multicast_if,
+    };
+    let tx = UnderlayTx::open(&config, &mut ports)?;
+    ensure!(tx.source_ports().next() == Some(SRC_PORT));
+    Ok(tx)
+}
+
+/// Sends `datagrams` to `dst` from `SRC_PORT`, batched as the pipeline's outbox batches them;
+/// returns what the sender counted.
+fn send(tx: &UnderlayTx, dst: IpAddr, datagrams: &[&[u8]]) -> TxCounts {
+    let mut out = Outbox::new();
+    let to = UnderlayDest {
+        dst,
+        src_port: SRC_PORT,
+    };
+    for d in datagrams {
+        out.append_datagram(to, d.len()).copy_from_slice(d);
+    }
+    let mut counts = TxCounts::default();
+    tx.send_batch(SRC_PORT, out.frames().iter().map(|f| (dst, f)), &mut counts);
+    counts
+}
+
+/// The first IP frame `capture` sees with `ethertype`, with its `virtio_net_hdr`.
+fn captured_ip(capture: &mut Port, ethertype: u16) -> Result<(VirtioNetHdr, Vec<u8>)> {
+    let mut batch = RxBatch::new(8);
+    recv_frames(capture, &mut batch, TIMEOUT, |f| {
+        if f.bytes[12..14] == ethertype.to_be_bytes() && udp_port_pair(f.bytes).is_some() {
+            ControlFlow::Break((f.vnet, f.bytes.to_vec()))
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+}
+
+/// The UDP (source, destination) ports of an untagged IPv4 or IPv6 frame.
+fn udp_port_pair(frame: &[u8]) -> Option<(u16, u16)> {
+    let l4 = match frame.get(12..14)? {
+        [0x08, 0x00] if frame.get(23) == Some(&17) => 14 + usize::from(frame[14] & 0x0f) * 4,
+        [0x86, 0xdd] if frame.get(20) == Some(&17) => 14 + 40,
+        _ => return None,
+    };
+    let port = |at: usize| Some(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]));
+    Some((port(l4)?, port(l4 + 2)?))
+}
+
+#[test]
+fn underlay_tx_sends_ipv4_datagrams_from_the_flows_port_with_the_ttl_and_no_checksum() -> Result<()>
+{
+    let (a, b) = underlay_pair("tx4")?;
     let (udp, mut capture) = {
         let _in = b.enter()?;
-        let udp = UdpSocket::bind((remote, VXLAN_PORT))?;
+        let udp = UdpSocket::bind((UNDERLAY_B, VXLAN_PORT))?;
         udp.set_read_timeout(Some(TIMEOUT))?;
         (udp, Port::open("u1")?)
     };
     let tx = {
         let _in = a.enter()?;
-        UnderlayTx::open(local, None)?
+        sender(UNDERLAY_A.into(), 17, None, false)?
     };
-    tx.send(remote, packet)?;
+    let payload = vxlan(5001, &inner_frame(b"v4"));
+    let counts = send(&tx, UNDERLAY_B.into(), &[&payload]);
+    assert_eq!((counts.sent, counts.dropped_total()), (1, 0));
 
     let mut buf = [0u8; 2048];
     let (n, from) = udp.recv_from(&mut buf)?;
-    assert_eq!(from, SocketAddr::new(local, SRC_PORT));
-    assert_eq!(&buf[..n], payload);
+    assert_eq!(from, SocketAddr::new(UNDERLAY_A.into(), SRC_PORT));
+    assert_eq!(&buf[..n], &payload[..]);
 
-    let mut batch = RxBatch::new(8);
-    let ethertype: [u8; 2] = if local.is_ipv4() {
-        [0x08, 0x00]
-    } else {
-        [0x86, 0xdd]
-    };
-    let wire = recv_frames(&mut capture, &mut batch, TIMEOUT, |f| {
-        if f.bytes[12..14] == ethertype && f.bytes.len() == 14 + packet.len() {
-            ControlFlow::Break(f.bytes[14..].to_vec())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
-    assert_eq!(wire, packet, "the kernel changed the header");
+    let (_, wire) = captured_ip(&mut capture, 0x0800)?;
+    let ip = Ipv4Packet::new_checked(&wire[14..])?;
+    assert_eq!(ip.hop_limit(), 17, "TTL");
+    assert!(!ip.dont_frag(), "DF clear, as the kernel's vxlan sends it");
+    assert!(ip.verify_checksum());
+    let udp = UdpPacket::new_checked(ip.payload())?;
+    assert_eq!((udp.src_port(), udp.dst_port()), (SRC_PORT, VXLAN_PORT));
+    assert_eq!(udp.checksum(), 0, "RFC 7348: a zero UDP checksum over IPv4");
+    assert_eq!(udp.payload(), &payload[..]);
     Ok(())
 }
 
 #[test]
-fn underlay_tx_sends_ipv4_packets_as_built() -> Result<()> {
-    let payload = vxlan(5001, &inner_frame(b"v4"));
-    let packet = outer_ipv4(UNDERLAY_A, UNDERLAY_B, 64, 0x4d2, &payload);
-    underlay_unicast(UNDERLAY_A.into(), UNDERLAY_B.into(), &packet, &payload)
+fn underlay_tx_sends_ipv6_datagrams_with_the_hop_limit_and_a_checksum() -> Result<()> {
+    let (a, b) = underlay_pair("tx6")?;
+    let (udp, mut capture) = {
+        let _in = b.enter()?;
+        let udp = UdpSocket::bind((UNDERLAY6_B, VXLAN_PORT))?;
+        udp.set_read_timeout(Some(TIMEOUT))?;
+        (udp, Port::open("u1")?)
+    };
+    let tx = {
+        let _in = a.enter()?;
+        sender(UNDERLAY6_A.into(), 7, None, false)?
+    };
+    let payload = vxlan(5001, &inner_frame(b"v6"));
+    let counts = send(&tx, UNDERLAY6_B.into(), &[&payload]);
+    assert_eq!((counts.sent, counts.dropped_total()), (1, 0));
+    let mut buf = [0u8; 2048];
+    let (n, from) = udp.recv_from(&mut buf)?;
+    assert_eq!(from, SocketAddr::new(UNDERLAY6_A.into(), SRC_PORT));
+    assert_eq!(&buf[..n], &payload[..]);
+
+    let (vnet, mut wire) = captured_ip(&mut capture, 0x86dd)?;
+    // A checksum the sender offloaded is finished as a NIC would before checking it.
+    if vnet.needs_csum() {
+        finish_checksum(&mut wire, &vnet);
+    }
+    let ip = Ipv6Packet::new_checked(&wire[14..])?;
+    assert_eq!(ip.hop_limit(), 7);
+    let udp = UdpPacket::new_checked(ip.payload())?;
+    assert_eq!((udp.src_port(), udp.dst_port()), (SRC_PORT, VXLAN_PORT));
+    assert!(udp.verify_checksum(&IpAddress::Ipv6(UNDERLAY6_A), &IpAddress::Ipv6(UNDERLAY6_B)));
+    assert_eq!(udp.payload(), &payload[..]);
+    Ok(())
+}
+
+/// A flow's batch of datagrams (all one length but the last) leaves in one send, crosses the
+/// link as one GSO packet, and a `UDP_GRO` receiver reads it whole and hands the datagrams out
+/// in order.
+fn gso_batch(local: IpAddr, remote: IpAddr) -> Result<()> {
+    let (a, b) = underlay_pair(if local.is_ipv4() { "gso4" } else { "gso6" })?;
+    let (mut rx, mut capture) = {
+        let _in = b.enter()?;
+        (UnderlayRx::open(remote, VXLAN_PORT)?, Port::open("u1")?)
+    };
+    let tx = {
+        let _in = a.enter()?;
+        sender(local, 64, None, false)?
+    };
+    let datagrams: Vec<Vec<u8>> = (0u8..10)
+        .map(|i| vxlan(5001, &[i; 1000]))
+        .chain([vxlan(5001, &[0xee; 300])])
+        .collect();
+    let refs: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+    let counts = send(&tx, remote, &refs);
+    assert_eq!((counts.sent, counts.dropped_total()), (11, 0));
+
+    let (vnet, wire) = captured_ip(&mut capture, if local.is_ipv4() { 0x0800 } else { 0x86dd })?;
+    assert_eq!(
+        vnet.gso_kind(),
+        VirtioNetHdr::GSO_UDP_L4,
+        "one GSO packet on the link"
+    );
+    assert_eq!(usize::from(vnet.gso_size), 1008);
+    assert!(wire.len() > 10 * 1008);
+
+    let mut batch = DatagramBatch::new(8);
+    let mut got = Vec::new();
+    recv_datagrams(&mut rx, &mut batch, TIMEOUT, |src, port, payload| {
+        assert_eq!((src, port), (local, SRC_PORT));
+        got.push(payload.to_vec());
+        if got.len() == datagrams.len() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    assert_eq!(got, datagrams);
+    assert_eq!(rx.rx_counts().coalesced, 11, "read as one GRO batch");
+    Ok(())
 }
 
 #[test]
-fn underlay_tx_sends_ipv6_packets_as_built() -> Result<()> {
-    let payload = vxlan(5001, &inner_frame(b"v6"));
-    let packet = outer_ipv6(UNDERLAY6_A, UNDERLAY6_B, 7, 0xbeef5, &payload);
-    underlay_unicast(UNDERLAY6_A.into(), UNDERLAY6_B.into(), &packet, &payload)
+fn a_gso_batch_over_ipv4_is_one_packet_on_the_link_and_one_read() -> Result<()> {
+    gso_batch(UNDERLAY_A.into(), UNDERLAY_B.into())
+}
+
+#[test]
+fn a_gso_batch_over_ipv6_is_one_packet_on_the_link_and_one_read() -> Result<()> {
+    gso_batch(UNDERLAY6_A.into(), UNDERLAY6_B.into())
+}
+
+#[test]
+fn a_source_port_another_program_holds_is_replaced_by_a_free_one() -> Result<()> {
+    let (a, _b) = underlay_pair("held")?;
+    let _in = a.enter()?;
+    let _holder = UdpSocket::bind((UNDERLAY_A, SRC_PORT))?;
+    let mut ports = SourcePorts::spread(SRC_PORT..=SRC_PORT + 9, 2)?;
+    let config = UnderlayTxConfig {
+        local: UNDERLAY_A.into(),
+        dst_port: VXLAN_PORT,
+        ttl: 64,
+        multicast_if: None,
+    };
+    let tx = UnderlayTx::open(&config, &mut ports)?;
+    assert!(!ports.contains(SRC_PORT), "{:?}", ports.ports());
+    assert_eq!(ports.ports().len(), 2);
+    assert!(
+        ports
+            .ports()
+            .iter()
+            .all(|p| (SRC_PORT..=SRC_PORT + 9).contains(p))
+    );
+    assert_eq!(tx.source_ports().collect::<Vec<_>>(), ports.ports());
+    Ok(())
 }
 
 /// `b` joins `group` and receives what `a` sends to it; `a`, joined too, does not hear its own
@@ -941,7 +1031,7 @@ fn underlay_multicast(local: IpAddr, remote: IpAddr, group: IpAddr) -> Result<()
         let _in = a.enter()?;
         let rx = UnderlayRx::open(local, VXLAN_PORT)?;
         rx.join(group, Some("u0"))?;
-        (UnderlayTx::open(local, Some("u0"))?, rx)
+        (sender(local, 64, Some("u0"), false)?, rx)
     };
     let mut rx_b = {
         let _in = b.enter()?;
@@ -952,7 +1042,7 @@ fn underlay_multicast(local: IpAddr, remote: IpAddr, group: IpAddr) -> Result<()
     let mut batch = DatagramBatch::new(8);
 
     let flood = vxlan(5001, &inner_frame(b"flood"));
-    tx.send(group, &outer(local, group, &flood))?;
+    send(&tx, group, &[&flood]);
     recv_datagrams(&mut rx_b, &mut batch, TIMEOUT, |src, port, payload| {
         if payload == &flood[..] {
             assert_eq!((src, port), (local, SRC_PORT));
@@ -965,7 +1055,7 @@ fn underlay_multicast(local: IpAddr, remote: IpAddr, group: IpAddr) -> Result<()
 
     // `a` hears a unicast to itself, but not its own flood (sent before it).
     let marker = vxlan(5001, &inner_frame(b"marker"));
-    tx.send(local, &outer(local, local, &marker))?;
+    send(&tx, local, &[&marker]);
     std::thread::sleep(Duration::from_millis(100));
     let mut heard_flood = false;
     recv_datagrams(&mut rx_a, &mut batch, TIMEOUT, |_, _, payload| {
@@ -985,8 +1075,8 @@ fn underlay_multicast(local: IpAddr, remote: IpAddr, group: IpAddr) -> Result<()
         rx_b.leave(group, Some("u1"))?;
     }
     let late = vxlan(5001, &inner_frame(b"after leave"));
-    tx.send(group, &outer(local, group, &late))?;
-    tx.send(remote, &outer(local, remote, &marker))?;
+    send(&tx, group, &[&late]);
+    send(&tx, remote, &[&marker]);
     std::thread::sleep(Duration::from_millis(100));
     let mut heard_late = false;
     recv_datagrams(&mut rx_b, &mut batch, TIMEOUT, |_, _, payload| {
@@ -1042,13 +1132,14 @@ fn the_transmitter_drains_an_outbox_in_order_and_counts_drops() -> Result<()> {
         let _in = host.enter()?;
         (
             vec![Port::open("h0")?],
-            UnderlayTx::open(UNDERLAY_A.into(), None)?,
+            sender(UNDERLAY_A.into(), 64, None, true)?,
         )
     };
     let mut capture = {
         let _in = vm.enter()?;
         Port::open("vm0")?
     };
+    // A plain UDP socket: GSO batches reach it as separate datagrams.
     let udp = {
         let _in = remote.enter()?;
         let udp = UdpSocket::bind((UNDERLAY_B, VXLAN_PORT))?;
@@ -1056,9 +1147,10 @@ fn the_transmitter_drains_an_outbox_in_order_and_counts_drops() -> Result<()> {
         udp
     };
 
-    // Frames to the port are numbered; underlay packets too. More than one sendmmsg's worth.
+    // Frames to the port are numbered; underlay datagrams too. More than one sendmmsg's worth
+    // of frames, and more than one GSO batch's worth of datagrams.
     const PORT_FRAMES: u32 = 150;
-    const UNDERLAY_PACKETS: u32 = 70;
+    const UNDERLAY_DATAGRAMS: u32 = 70;
     let numbered = |n: u32| {
         ethernet(
             VM_MAC,
@@ -1067,16 +1159,16 @@ fn the_transmitter_drains_an_outbox_in_order_and_counts_drops() -> Result<()> {
             &[&n.to_be_bytes()[..], &[0; 42]].concat(),
         )
     };
+    let to = |dst: IpAddr, src_port: u16| UnderlayDest { dst, src_port };
     let mut outbox = Outbox::new();
-    let (mut next_frame, mut next_packet) = (0, 0);
-    for i in 0..(PORT_FRAMES + UNDERLAY_PACKETS) {
-        if i % 3 == 1 && next_packet < UNDERLAY_PACKETS || next_frame == PORT_FRAMES {
-            let payload = vxlan(7, &next_packet.to_be_bytes());
-            let packet = outer_ipv4(UNDERLAY_A, UNDERLAY_B, 64, 1, &payload);
+    let (mut next_frame, mut next_datagram) = (0, 0);
+    for i in 0..(PORT_FRAMES + UNDERLAY_DATAGRAMS) {
+        if i % 3 == 1 && next_datagram < UNDERLAY_DATAGRAMS || next_frame == PORT_FRAMES {
+            let payload = vxlan(7, &next_datagram.to_be_bytes());
             outbox
-                .push(Dest::Underlay(UNDERLAY_B.into()), VirtioNetHdr::NONE)
-                .extend(packet);
-            next_packet += 1;
+                .append_datagram(to(UNDERLAY_B.into(), SRC_PORT), payload.len())
+                .copy_from_slice(&payload);
+            next_datagram += 1;
         } else {
             outbox
                 .push(Dest::Port(PortId(0)), VirtioNetHdr::NONE)
@@ -1085,7 +1177,7 @@ fn the_transmitter_drains_an_outbox_in_order_and_counts_drops() -> Result<()> {
         }
         if i == 20 {
             // Failures in the middle of runs: an unknown port, frames longer than the MTU, a
-            // destination of the other family.
+            // destination of the other family (each of its own flow, as the pipeline's are).
             outbox
                 .push(Dest::Port(PortId(7)), VirtioNetHdr::NONE)
                 .extend(numbered(9999));
@@ -1093,12 +1185,11 @@ fn the_transmitter_drains_an_outbox_in_order_and_counts_drops() -> Result<()> {
                 .push(Dest::Port(PortId(0)), VirtioNetHdr::NONE)
                 .extend(ethernet(VM_MAC, HOST_MAC, ETHERTYPE_TEST, &[0; 3000]));
             outbox
-                .push(Dest::Underlay(UNDERLAY6_B.into()), VirtioNetHdr::NONE)
-                .extend([0x60; 60]);
-            let too_long = outer_ipv4(UNDERLAY_A, UNDERLAY_B, 64, 1, &[0; 1600]);
+                .append_datagram(to(UNDERLAY6_B.into(), SRC_PORT), 60)
+                .fill(0x60);
             outbox
-                .push(Dest::Underlay(UNDERLAY_B.into()), VirtioNetHdr::NONE)
-                .extend(too_long);
+                .append_datagram(to(UNDERLAY_B.into(), OTHER_PORT), 1600)
+                .fill(0);
         }
     }
 
@@ -1108,7 +1199,7 @@ fn the_transmitter_drains_an_outbox_in_order_and_counts_drops() -> Result<()> {
     assert_eq!(counts.ports.dropped(TxDrop::NoSuchPort), 1);
     assert_eq!(counts.ports.dropped(TxDrop::TooBig), 1);
     assert_eq!(counts.ports.dropped_total(), 2);
-    assert_eq!(counts.underlay.sent, u64::from(UNDERLAY_PACKETS));
+    assert_eq!(counts.underlay.sent, u64::from(UNDERLAY_DATAGRAMS));
     assert_eq!(counts.underlay.dropped(TxDrop::WrongFamily), 1);
     assert_eq!(counts.underlay.dropped(TxDrop::TooBig), 1);
     assert_eq!(counts.underlay.dropped_total(), 2);
@@ -1128,13 +1219,13 @@ fn the_transmitter_drains_an_outbox_in_order_and_counts_drops() -> Result<()> {
         }
     })?;
     let mut buf = [0u8; 256];
-    for expect in 0..UNDERLAY_PACKETS {
+    for expect in 0..UNDERLAY_DATAGRAMS {
         let (n, from) = udp.recv_from(&mut buf)?;
         assert_eq!(from, SocketAddr::from((UNDERLAY_A, SRC_PORT)));
         assert_eq!(
             &buf[8..n],
             &expect.to_be_bytes(),
-            "underlay packets out of order"
+            "underlay datagrams out of order"
         );
     }
     Ok(())
@@ -1211,20 +1302,15 @@ fn throughput() -> Result<()> {
     let (a, b) = underlay_pair("perfu")?;
     let tx = {
         let _in = a.enter()?;
-        UnderlayTx::open(UNDERLAY_A.into(), None)?
+        sender(UNDERLAY_A.into(), 64, None, false)?
     };
     let mut rx = {
         let _in = b.enter()?;
         UnderlayRx::open(UNDERLAY_B.into(), VXLAN_PORT)?
     };
-    let packet = outer_ipv4(
-        UNDERLAY_A,
-        UNDERLAY_B,
-        64,
-        1,
-        &vxlan(1, &inner_frame(b"perf")),
-    );
-    tx.send(UNDERLAY_B.into(), &packet)?;
+    let payload = vxlan(1, &inner_frame(b"perf"));
+    let dst = IpAddr::from(UNDERLAY_B);
+    send(&tx, dst, &[&payload]);
     let mut batch = DatagramBatch::new(64);
     recv_datagrams(&mut rx, &mut batch, TIMEOUT, |_, _, _| {
         ControlFlow::Break(())
@@ -1242,18 +1328,18 @@ fn throughput() -> Result<()> {
         n
     });
     let mut counts = wasm_vtep::io::TxCounts::default();
+    let burst = vec![&payload[..]; 64];
     let start = Instant::now();
     while start.elapsed() < RUN {
-        let dst = IpAddr::from(UNDERLAY_B);
-        tx.send_batch(std::iter::repeat_n((dst, &packet[..]), 64), &mut counts);
+        counts += send(&tx, dst, &burst);
     }
     let secs = start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let received = receiver.join().expect("receiver thread");
     eprintln!(
-        "underlay, {}-byte IPv4 VXLAN packets, send_batch: sent {:.0}/s, received {:.0}/s, dropped {} ({} congested)",
-        packet.len(),
+        "underlay, {}-byte VXLAN datagrams in GSO batches of 64: sent {:.0}/s, received {:.0}/s, dropped {} ({} congested)",
+        payload.len(),
         counts.sent as f64 / secs,
         received as f64 / secs,
         counts.dropped_total(),

@@ -31,6 +31,8 @@ pub struct UnderlaySection {
     pub ttl: Option<u8>,
     /// Outer UDP source port range, default `[49152, 65535]`.
     pub source_ports: Option<[u16; 2]>,
+    /// How many ports of that range carry flows (one socket each), default 64.
+    pub source_port_count: Option<usize>,
 }
 
 /// `[control]`.

@@ -14,9 +14,13 @@ pub use file::{ControlSection, PluginSection, StaticSection, UnderlaySection, Vn
 use crate::plugin::PluginSpec;
 use crate::vtep::{
     DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_SRC_PORTS, DEFAULT_TTL, Location,
-    PortId, StaticEntry, VniSettings, VtepSettings,
+    PortId, SourcePorts, StaticEntry, VniSettings, VtepSettings,
 };
 use crate::wire::{MacAddr, Vni};
+
+/// The most source ports (so sockets) a VTEP may spread flows over: with the ports' and the
+/// underlay's sockets it stays well inside the usual limit of 1024 open files.
+pub const MAX_SOURCE_PORT_COUNT: usize = 256;
 
 /// Where the control socket lives unless the file says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/wasm-vtep/vtep.sock";
@@ -181,16 +185,32 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
             "0 would never leave the host",
         ));
     }
-    if let Some([lo, hi]) = u.source_ports {
-        if lo == 0 || lo > hi {
-            return Err(ConfigError::new(
-                "underlay.source_ports",
-                format!("[{lo}, {hi}] is not a range of ports (low <= high, low > 0)"),
-            ));
-        }
-        settings.src_ports = lo..=hi;
-    } else {
-        settings.src_ports = DEFAULT_SRC_PORTS;
+    let [lo, hi] = u
+        .source_ports
+        .unwrap_or([*DEFAULT_SRC_PORTS.start(), *DEFAULT_SRC_PORTS.end()]);
+    if lo == 0 || lo > hi {
+        return Err(ConfigError::new(
+            "underlay.source_ports",
+            format!("[{lo}, {hi}] is not a range of ports (low <= high, low > 0)"),
+        ));
+    }
+    let count = u.source_port_count.unwrap_or(SourcePorts::DEFAULT_COUNT);
+    if !(1..=MAX_SOURCE_PORT_COUNT).contains(&count) {
+        return Err(ConfigError::new(
+            "underlay.source_port_count",
+            format!("{count} is outside 1..={MAX_SOURCE_PORT_COUNT}"),
+        ));
+    }
+    settings.src_ports = SourcePorts::spread(lo..=hi, count)
+        .map_err(|e| ConfigError::new("underlay.source_ports", e.to_string()))?;
+    if settings.src_ports.contains(settings.dst_port) {
+        return Err(ConfigError::new(
+            "underlay.source_ports",
+            format!(
+                "source port {} is also underlay.port: its socket would take the VTEP's traffic",
+                settings.dst_port
+            ),
+        ));
     }
 
     let mut ports: Vec<String> = Vec::new();

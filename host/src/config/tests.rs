@@ -64,7 +64,8 @@ fn defaults() {
     let c = Config::parse(&with("id = 7")).unwrap();
     assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
     assert_eq!(c.settings.dst_port, 4789);
-    assert_eq!(c.settings.src_ports, 49152..=65535);
+    assert_eq!(c.settings.src_ports.range(), 49152..=65535);
+    assert_eq!(c.settings.src_ports.ports().len(), 64);
     assert!(c.settings.vnis[0].learning);
 }
 

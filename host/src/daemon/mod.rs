@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::control::{Request, Response, handler, server};
 use crate::io::{
     Port, PortRxCounts, SetupError, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
-    UnderlayTx,
+    UnderlayTx, UnderlayTxConfig,
 };
 use crate::plugin::{LoadError, Plugin, PluginChain, PluginSpec, Runtime, RuntimeError};
 use crate::vtep::{SettingsError, Vtep};
@@ -86,11 +86,24 @@ struct Shared {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), DaemonError> {
-    let vtep = Vtep::new(config.settings.clone(), Instant::now())?;
+    let mut settings = config.settings.clone();
+    settings.validate()?;
     let (runtime, plugins) = load_plugins(&config.plugins)?;
-    let local = vtep.local();
+    let local = settings.local;
     let ifname = config.underlay_interface.as_deref();
     let ports = datapath::open_ports(&config.ports)?;
+    // The sender binds the source ports first: one that another program holds is swapped for
+    // a free one, and the pipeline then picks among those it really has.
+    let underlay_tx = UnderlayTx::open(
+        &UnderlayTxConfig {
+            local,
+            dst_port: settings.dst_port,
+            ttl: settings.ttl,
+            multicast_if: ifname,
+        },
+        &mut settings.src_ports,
+    )?;
+    let vtep = Vtep::new(settings, Instant::now())?;
     let rx = UnderlayRx::open(local, config.settings.dst_port)?;
     // Several VNIs may flood to one group, but a socket joins a group once: a second
     // IP_ADD_MEMBERSHIP for it fails with EADDRINUSE.
@@ -101,7 +114,6 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         rx.join(g, ifname)?;
         tracing::info!(group = %g, interface = ifname.unwrap_or("(routed)"), "joined group");
     }
-    let underlay_tx = UnderlayTx::open(local, ifname)?;
     let shared = Arc::new(Shared {
         pipeline: Mutex::new(Pipeline { vtep, plugins }),
         runtime,
@@ -320,6 +332,7 @@ fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
         ("port_link_down", ports.link_down),
         ("port_rx_kernel_drops", ports.kernel_drops),
         ("underlay_rx_datagrams", rx.datagrams),
+        ("underlay_rx_coalesced", rx.coalesced),
         ("underlay_rx_truncated", rx.truncated),
         ("port_tx_sent", tx.ports.sent),
         ("underlay_tx_sent", tx.underlay.sent),

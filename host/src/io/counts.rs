@@ -113,13 +113,13 @@ impl TxCounts {
         self.dropped[reason.index()] += n;
     }
 
-    /// Counts one frame that a send with this `errno` dropped.
-    pub(super) fn record_errno(&mut self, errno: i32) {
+    /// Counts `n` frames that a send with this `errno` dropped.
+    pub(super) fn record_errno(&mut self, errno: i32, n: u64) {
         let reason = TxDrop::from_errno(errno);
         if reason == TxDrop::Other {
             self.last_other_errno = errno;
         }
-        self.record_drops(reason, 1);
+        self.record_drops(reason, n);
     }
 
     /// Counts the outcome of one send.
@@ -162,7 +162,7 @@ mod tests {
         let mut a = TxCounts::default();
         a.record(Ok(()));
         a.record(Err(TxDrop::TooBig));
-        a.record_errno(libc::EBADF);
+        a.record_errno(libc::EBADF, 1);
         let mut b = TxCounts::default();
         b.record_drops(TxDrop::TooBig, 2);
         b += a;

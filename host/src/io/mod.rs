@@ -3,9 +3,10 @@
 //! - [`Port`]: a VM-facing interface, read and written with an `AF_PACKET` socket that hands over
 //!   each frame exactly as the VM's kernel left it (its `virtio_net_hdr`: partial checksum, GSO
 //!   super-frame) with its 802.1Q tag put back into the bytes.
-//! - [`UnderlayRx`]: the VXLAN UDP port, unicast and joined multicast groups.
-//! - [`UnderlayTx`]: a raw socket that sends whole outer IP packets, so the per-flow outer UDP
-//!   source port the pipeline chose is the one on the wire.
+//! - [`UnderlayRx`]: the VXLAN UDP port, unicast and joined multicast groups, with `UDP_GRO`.
+//! - [`UnderlayTx`]: UDP sockets bound to the flows' source ports, so that the per-flow outer
+//!   UDP source port the pipeline chose is the one on the wire, sending a flow's batches of
+//!   datagrams with UDP GSO.
 //! - [`Transmitter`]: drains an [`Outbox`](crate::vtep::Outbox) into those sockets.
 //!
 //! Contract: every socket is nonblocking and exposes its descriptor (`AsFd`) for the caller's
@@ -18,10 +19,12 @@ mod counts;
 mod port;
 mod sys;
 mod transmit;
-mod underlay;
+mod underlay_rx;
+mod underlay_tx;
 
 pub use counts::{TxCounts, TxDrop};
 pub use port::{Port, PortRxCounts, RxBatch, RxFrame};
 pub use sys::{MAX_BATCH, SetupError};
 pub use transmit::{TransmitCounts, Transmitter};
-pub use underlay::{Datagram, DatagramBatch, UnderlayRx, UnderlayRxCounts, UnderlayTx};
+pub use underlay_rx::{Datagram, DatagramBatch, UnderlayRx, UnderlayRxCounts};
+pub use underlay_tx::{UnderlayTx, UnderlayTxConfig};

@@ -474,7 +474,7 @@ impl Port {
             }
             // SAFETY: each of `msgs[..n]` points to two iovecs of `iovs`: a 10-byte header in
             // `hdrs` and a frame borrowed from the caller for 'a; all outlive the call.
-            unsafe { send_all(self.socket.as_fd(), &mut msgs[..n], counts) };
+            unsafe { send_all(self.socket.as_fd(), &mut msgs[..n], &[], counts) };
             if n < MAX_BATCH {
                 return;
             }

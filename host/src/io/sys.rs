@@ -172,17 +172,20 @@ pub(super) const EMPTY_IOVEC: libc::iovec = libc::iovec {
 };
 
 /// Sends every message in `msgs` with as few `sendmmsg` calls as the kernel allows. A message the
-/// kernel refuses is counted by reason in `counts` and skipped; the rest still go.
+/// kernel refuses is counted by reason in `counts` and skipped; the rest still go. Message `i`
+/// counts as `weights[i]` packets (a GSO batch is several; 1 where `weights` is shorter).
 ///
 /// # Safety
 ///
-/// Every pointer in `msgs` (names, iovecs and the buffers they point to) must be valid for reads
-/// of the lengths given, for the duration of the call.
+/// Every pointer in `msgs` (names, iovecs, control data and the buffers they point to) must be
+/// valid for reads of the lengths given, for the duration of the call.
 pub(super) unsafe fn send_all(
     fd: BorrowedFd<'_>,
     msgs: &mut [libc::mmsghdr],
+    weights: &[u64],
     counts: &mut TxCounts,
 ) {
+    let weight = |i: usize| weights.get(i).copied().unwrap_or(1);
     let mut next = 0;
     while next < msgs.len() {
         let rest = &mut msgs[next..];
@@ -194,12 +197,12 @@ pub(super) unsafe fn send_all(
             unsafe { libc::sendmmsg(fd.as_raw_fd(), rest.as_mut_ptr(), vlen, libc::MSG_DONTWAIT) };
         match usize::try_from(sent) {
             Ok(n) if n > 0 => {
-                counts.sent += n as u64;
+                counts.sent += (next..next + n).map(weight).sum::<u64>();
                 next += n;
             }
             // Not expected for a nonempty batch; skip one message so the loop always progresses.
             Ok(_) => {
-                counts.record_drops(super::TxDrop::Other, 1);
+                counts.record_drops(super::TxDrop::Other, weight(next));
                 next += 1;
             }
             // sendmmsg stops at the first message that fails and reports the messages before it;
@@ -209,7 +212,7 @@ pub(super) unsafe fn send_all(
                 if e == libc::EINTR {
                     continue;
                 }
-                counts.record_errno(e);
+                counts.record_errno(e, weight(next));
                 next += 1;
             }
         }

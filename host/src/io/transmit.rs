@@ -1,5 +1,5 @@
 //! `Transmitter`: drains the pipeline's [`Outbox`] into the sockets, one batched system call per
-//! destination (per [`MAX_BATCH`](super::MAX_BATCH) frames).
+//! port and per underlay source port (per [`MAX_BATCH`](super::MAX_BATCH) frames).
 //!
 //! Contract: frames to the same destination (one port, or the underlay) leave in the order the
 //! pipeline pushed them, so no flow is reordered; frames to different destinations may leave in
@@ -7,11 +7,11 @@
 
 use super::counts::{TxCounts, TxDrop};
 use super::port::Port;
-use super::underlay::UnderlayTx;
+use super::underlay_tx::UnderlayTx;
 use crate::vtep::{Dest, Outbox, PortId};
 
-/// The sort key of underlay frames: after every port's.
-const UNDERLAY_KEY: u32 = u32::MAX;
+/// The sort keys of underlay frames: after every port's, one per source port (a socket each).
+const UNDERLAY_KEYS: u32 = 1 << 16;
 
 /// What one [`Transmitter::transmit`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,8 +44,8 @@ impl Transmitter {
         Transmitter::default()
     }
 
-    /// Sends every frame of `outbox` (`Dest::Port(id)` out of `ports[id]`, `Dest::Underlay(ip)`
-    /// through `underlay` to `ip`), then clears it.
+    /// Sends every frame of `outbox` (`Dest::Port(id)` out of `ports[id]`, `Dest::Underlay`
+    /// through `underlay`), then clears it.
     pub fn transmit(
         &mut self,
         outbox: &mut Outbox,
@@ -58,7 +58,7 @@ impl Transmitter {
         for (i, frame) in frames.iter().enumerate() {
             let key = match frame.dest {
                 Dest::Port(PortId(p)) => u32::from(p),
-                Dest::Underlay(_) => UNDERLAY_KEY,
+                Dest::Underlay(d) => UNDERLAY_KEYS + u32::from(d.src_port),
             };
             self.order.push((key, u32::try_from(i).unwrap_or(u32::MAX)));
         }
@@ -70,12 +70,13 @@ impl Transmitter {
             let (run, tail) = rest.split_at(run_len);
             rest = tail;
             let run_frames = run.iter().filter_map(|&(_, i)| frames.get(i as usize));
-            if key == UNDERLAY_KEY {
-                let packets = run_frames.filter_map(|f| match f.dest {
-                    Dest::Underlay(ip) => Some((ip, &f.bytes[..])),
+            if let Some(src_port) = key.checked_sub(UNDERLAY_KEYS) {
+                let datagrams = run_frames.filter_map(|f| match f.dest {
+                    Dest::Underlay(d) => Some((d.dst, f)),
                     Dest::Port(_) => None,
                 });
-                underlay.send_batch(packets, &mut counts.underlay);
+                let src_port = u16::try_from(src_port).unwrap_or(u16::MAX);
+                underlay.send_batch(src_port, datagrams, &mut counts.underlay);
             } else if let Some(port) = ports.get(key as usize) {
                 port.send_batch(
                     run_frames.map(|f| (&f.vnet, &f.bytes[..])),

@@ -238,6 +238,12 @@ impl<'a> Segmenter<'a> {
         self.hdr_end + self.gso_size.min(self.payload_end - self.hdr_end)
     }
 
+    /// The length of the next segment, or `None` when all segments have been written.
+    pub fn next_len(&self) -> Option<usize> {
+        (self.index < self.count)
+            .then(|| self.hdr_end + self.gso_size.min(self.payload_end - self.next))
+    }
+
     /// Writes the next segment into the start of `out` and returns its length, or `Ok(None)`
     /// when all segments have been written.
     ///

@@ -1,50 +1,39 @@
-//! Encapsulation (RFC 7348 §5): outer IPv4 or IPv6 header, UDP, VXLAN, then the inner frame,
-//! written into an [`Outbox`] buffer.
+//! Encapsulation (RFC 7348 §5): a VXLAN header and the inner frame, as the payload of a UDP
+//! datagram to the remote VTEP (or group) from the flow's source port, written into an
+//! [`Outbox`].
 //!
-//! Outer fields follow the kernel's vxlan driver where RFC 7348 leaves a choice: UDP source
-//! port from a hash of the inner flow (so the underlay can spread flows over equal-cost paths),
-//! IPv4 UDP checksum zero (§5 allows it; the kernel's default), IPv6 UDP checksum computed
-//! (RFC 8200 requires one; the kernel's `udp6zerocsumtx` is off by default), DF clear, TOS 0.
+//! The outer IP and UDP headers are the I/O shell's sockets' to write, so that the kernel can
+//! carry a batch of a flow's datagrams as one UDP GSO packet: the core decides everything that
+//! varies per packet (destination, source port from a hash of the inner flow, VNI) and checks
+//! the underlay MTU; the fixed outer fields (TTL, checksum policy, no fragmentation) are socket
+//! options set once.
 
-use core::ops::RangeInclusive;
 use std::net::IpAddr;
 
-use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
-
-use super::outbox::{Dest, Outbox};
+use super::outbox::{Outbox, UnderlayDest};
+use super::source_ports::SourcePorts;
 use super::stats::DropReason;
-use crate::wire::{VXLAN_HEADER_LEN, VirtioNetHdr, Vni, VxlanPacket, VxlanRepr, flow_src_port};
+use crate::offload::{OffloadError, Segmenter};
+use crate::wire::{VXLAN_HEADER_LEN, Vni, VxlanPacket, VxlanRepr};
 
 const IPV4_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
 const UDP_HEADER: usize = 8;
 
-/// Writes outer headers. Holds everything per-VTEP they need, including the IPv4 ID counter.
+/// Chooses outer source ports and writes VXLAN datagrams.
 #[derive(Debug, Clone)]
 pub(crate) struct Encapsulator {
     local: IpAddr,
-    dst_port: u16,
-    src_ports: RangeInclusive<u16>,
-    ttl: u8,
+    src_ports: SourcePorts,
     mtu: usize,
-    next_ip_id: u16,
 }
 
 impl Encapsulator {
-    pub(crate) fn new(
-        local: IpAddr,
-        dst_port: u16,
-        src_ports: RangeInclusive<u16>,
-        ttl: u8,
-        mtu: u16,
-    ) -> Encapsulator {
+    pub(crate) fn new(local: IpAddr, src_ports: SourcePorts, mtu: u16) -> Encapsulator {
         Encapsulator {
             local,
-            dst_port,
             src_ports,
-            ttl,
             mtu: usize::from(mtu),
-            next_ip_id: 0,
         }
     }
 
@@ -64,9 +53,23 @@ impl Encapsulator {
         self.mtu.saturating_sub(self.overhead())
     }
 
-    /// Appends one outer packet to `dst` carrying `inner` on `vni`; returns its length.
+    /// Where a flow with hash `flow_hash` to `dst` goes: the destination and the flow's port.
+    fn dest(&self, dst: IpAddr, flow_hash: u32) -> Result<UnderlayDest, DropReason> {
+        // Settings validation keeps every address in the local address's family, and remotes
+        // are learned from sockets of that family.
+        if dst.is_ipv4() != self.local.is_ipv4() {
+            return Err(DropReason::NoDestination);
+        }
+        Ok(UnderlayDest {
+            dst,
+            src_port: self.src_ports.pick(flow_hash),
+        })
+    }
+
+    /// Appends one datagram to `dst` carrying `inner` on `vni`; returns the outer packet's
+    /// length.
     pub(crate) fn encapsulate(
-        &mut self,
+        &self,
         out: &mut Outbox,
         dst: IpAddr,
         vni: Vni,
@@ -76,62 +79,42 @@ impl Encapsulator {
         if inner.len() > self.max_inner() {
             return Err(DropReason::MtuExceeded);
         }
-        let overhead = self.overhead();
-        let total = overhead + inner.len();
-        let src_port = flow_src_port(flow_hash, self.src_ports.clone());
-        let buf = out.push(Dest::Underlay(dst), VirtioNetHdr::NONE);
-        buf.resize(overhead, 0);
-        buf.extend_from_slice(inner);
-        // The lengths below fit in u16: `total` <= mtu <= u16::MAX.
-        let ip_len = match (self.local, dst) {
-            (IpAddr::V4(src), IpAddr::V4(dst)) => {
-                let mut ip = Ipv4Packet::new_unchecked(&mut buf[..IPV4_HEADER]);
-                ip.set_version(4);
-                ip.set_header_len(20);
-                ip.set_dscp(0);
-                ip.set_ecn(0);
-                ip.set_total_len(u16::try_from(total).unwrap_or(u16::MAX));
-                ip.set_ident(self.next_ip_id);
-                self.next_ip_id = self.next_ip_id.wrapping_add(1);
-                ip.clear_flags();
-                ip.set_frag_offset(0);
-                ip.set_hop_limit(self.ttl);
-                ip.set_next_header(IpProtocol::Udp);
-                ip.set_src_addr(src);
-                ip.set_dst_addr(dst);
-                ip.fill_checksum();
-                IPV4_HEADER
-            }
-            (IpAddr::V6(src), IpAddr::V6(dst)) => {
-                let mut ip = Ipv6Packet::new_unchecked(&mut buf[..IPV6_HEADER]);
-                ip.set_version(6);
-                ip.set_traffic_class(0);
-                ip.set_flow_label(0);
-                ip.set_payload_len(u16::try_from(total - IPV6_HEADER).unwrap_or(u16::MAX));
-                ip.set_next_header(IpProtocol::Udp);
-                ip.set_hop_limit(self.ttl);
-                ip.set_src_addr(src);
-                ip.set_dst_addr(dst);
-                IPV6_HEADER
-            }
-            // Settings validation keeps every address in the local address's family, and
-            // remotes are learned from sockets of that family.
-            _ => {
-                out.pop();
-                return Err(DropReason::NoDestination);
-            }
-        };
-        let udp_len = u16::try_from(total - ip_len).unwrap_or(u16::MAX);
-        let mut udp = UdpPacket::new_unchecked(&mut buf[ip_len..]);
-        udp.set_src_port(src_port);
-        udp.set_dst_port(self.dst_port);
-        udp.set_len(udp_len);
-        VxlanRepr { vni }.emit(&mut VxlanPacket::new_unchecked(&mut udp.payload_mut()[..]));
-        if dst.is_ipv6() {
-            udp.fill_checksum(&self.local.into(), &dst.into());
-        } else {
-            udp.set_checksum(0);
+        let dest = self.dest(dst, flow_hash)?;
+        let datagram = out.append_datagram(dest, VXLAN_HEADER_LEN + inner.len());
+        let (header, payload) = datagram.split_at_mut(VXLAN_HEADER_LEN);
+        VxlanRepr { vni }.emit(&mut VxlanPacket::new_unchecked(header));
+        payload.copy_from_slice(inner);
+        Ok(self.overhead() + inner.len())
+    }
+
+    /// Appends one datagram per segment of a GSO super-frame, each segment written straight
+    /// after its VXLAN header (no intermediate copy), so that they leave as one GSO batch.
+    /// Returns how many outer packets, and their bytes. A super-frame whose segments do not fit
+    /// the underlay MTU is dropped whole.
+    pub(crate) fn encapsulate_segments(
+        &self,
+        out: &mut Outbox,
+        dst: IpAddr,
+        vni: Vni,
+        flow_hash: u32,
+        segments: &mut Segmenter<'_>,
+    ) -> Result<(usize, usize), DropReason> {
+        if segments.max_segment_len() > self.max_inner() {
+            return Err(DropReason::MtuExceeded);
         }
-        Ok(total)
+        let dest = self.dest(dst, flow_hash)?;
+        let (mut packets, mut total) = (0, 0);
+        while let Some(len) = segments.next_len() {
+            let datagram = out.append_datagram(dest, VXLAN_HEADER_LEN + len);
+            let (header, payload) = datagram.split_at_mut(VXLAN_HEADER_LEN);
+            VxlanRepr { vni }.emit(&mut VxlanPacket::new_unchecked(header));
+            // The buffer is exactly the segment's length: writing cannot fail.
+            segments
+                .write_next(payload)
+                .map_err(|_: OffloadError| DropReason::BadOffload)?;
+            packets += 1;
+            total += self.overhead() + len;
+        }
+        Ok((packets, total))
     }
 }

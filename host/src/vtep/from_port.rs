@@ -12,7 +12,7 @@ use super::outbox::{Dest, Outbox};
 use super::stats::{DropReason, VniStats};
 use super::{Location, PortId, Vtep, count_learn};
 use crate::fdb::{Builtin, LearnPolicy, Tick, VniIdx};
-use crate::offload;
+use crate::offload::{self, Segmenter};
 use crate::wire::{FrameMeta, VirtioNetHdr, Vni};
 
 impl Vtep {
@@ -218,10 +218,11 @@ fn deliver(
 }
 
 /// Encapsulates the frame to each target, finishing what the VM's kernel left undone first:
-/// a super-frame is segmented, a partial checksum completed (once, not once per target).
+/// a super-frame is segmented (straight into the outbox for one target; once into scratch and
+/// copied for several), a partial checksum completed (once, not once per target).
 #[allow(clippy::too_many_arguments)] // split borrows of `Vtep`'s fields
 fn encapsulate_all(
-    encap: &mut Encapsulator,
+    encap: &Encapsulator,
     scratch: &mut [u8],
     stats: &mut VniStats,
     targets: &[IpAddr],
@@ -231,6 +232,12 @@ fn encapsulate_all(
     frame: &[u8],
     out: &mut Outbox,
 ) -> Result<(), DropReason> {
+    if let ([dst], true) = (targets, vnet.is_gso()) {
+        let mut segments = Segmenter::new(frame, vnet).map_err(|_| DropReason::BadOffload)?;
+        let (packets, bytes) = encap.encapsulate_segments(out, *dst, vni, hash, &mut segments)?;
+        stats.to_underlay.add_many(packets, bytes);
+        return Ok(());
+    }
     let mut result = Ok(());
     let mut send = |inner: &[u8]| {
         for &dst in targets {

@@ -15,6 +15,7 @@ mod from_underlay;
 mod hooks;
 mod outbox;
 mod settings;
+mod source_ports;
 mod stats;
 
 use std::collections::HashMap;
@@ -25,11 +26,12 @@ use foldhash::fast::RandomState;
 
 pub use batch::{PortBatch, UnderlayBatch};
 pub use hooks::{Direction, FilterBatch, FilterFrame, Hooks, Verdict};
-pub use outbox::{Dest, OutFrame, Outbox};
+pub use outbox::{Dest, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, OutFrame, Outbox, UnderlayDest};
 pub use settings::{
     DEFAULT_AGING, DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_SRC_PORTS,
     DEFAULT_TTL, Location, PortId, SettingsError, StaticEntry, VniSettings, VtepSettings,
 };
+pub use source_ports::SourcePorts;
 pub use stats::{Counter, DropReason, Drops, VniStats};
 
 use self::batch::Pending;
@@ -75,13 +77,7 @@ impl Vtep {
     /// Builds the pipeline; `now` is its epoch for aging.
     pub fn new(settings: VtepSettings, now: Instant) -> Result<Vtep, SettingsError> {
         settings.validate()?;
-        let encap = Encapsulator::new(
-            settings.local,
-            settings.dst_port,
-            settings.src_ports.clone(),
-            settings.ttl,
-            settings.mtu,
-        );
+        let encap = Encapsulator::new(settings.local, settings.src_ports.clone(), settings.mtu);
         let mut vtep = Vtep {
             epoch: now,
             local: settings.local,

@@ -1,5 +1,12 @@
 //! `Outbox`: where the pipeline writes what it wants sent, so that the I/O shell can send a whole
-//! batch with one system call per destination kind.
+//! batch with few system calls.
+//!
+//! Underlay datagrams of one flow (same destination and source port) that follow each other are
+//! written back to back into one frame, as a UDP GSO batch: every datagram but the last has the
+//! same length, the frame's `segment_len`, and the shell hands the whole frame to the kernel in
+//! one send (`UDP_SEGMENT`), which carries it through its stack as one packet and cuts it into
+//! datagrams only where a device needs it. This is how a VM's TCP super-frame, segmented here,
+//! leaves as one send, and how a burst of equal-sized frames of one flow does.
 //!
 //! The buffers are reused: `clear` keeps their capacity, so once warm the pipeline writes frames
 //! without allocating.
@@ -9,14 +16,33 @@ use std::net::IpAddr;
 use super::settings::PortId;
 use crate::wire::VirtioNetHdr;
 
+/// The most datagrams one GSO send may carry (the kernel's `UDP_MAX_SEGMENTS` has been 64 since
+/// UDP GSO appeared; newer kernels allow more).
+pub const MAX_GSO_SEGMENTS: usize = 64;
+/// The most bytes of UDP payload one GSO send may carry: what an IPv4 total length of 65,535
+/// leaves after the IP and UDP headers.
+pub const MAX_GSO_BYTES: usize = 65_535 - 20 - 8;
+/// How far back [`Outbox::append_datagram`] looks for the frame of the same flow: far enough
+/// for head-end replication to a few remotes to interleave its copies.
+const OPEN_WINDOW: usize = 8;
+
+/// Where a datagram goes into the underlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnderlayDest {
+    /// The remote VTEP or multicast group.
+    pub dst: IpAddr,
+    /// The outer UDP source port: the flow's entropy for underlay ECMP.
+    pub src_port: u16,
+}
+
 /// Where an outgoing frame goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
     /// Out of a local port: the bytes are an Ethernet frame.
     Port(PortId),
-    /// Into the underlay, to this remote VTEP or group: the bytes are a whole outer IP packet
-    /// (IPv4 or IPv6 header, UDP, VXLAN, inner frame).
-    Underlay(IpAddr),
+    /// Into the underlay: the bytes are UDP payloads (VXLAN header and inner frame), one or
+    /// several (see [`OutFrame::segment_len`]).
+    Underlay(UnderlayDest),
 }
 
 /// One frame to send.
@@ -28,6 +54,41 @@ pub struct OutFrame {
     pub vnet: VirtioNetHdr,
     /// The bytes.
     pub bytes: Vec<u8>,
+    /// For underlay frames holding several datagrams: the length of each (the last may be
+    /// shorter). 0 when the bytes are one datagram or a port frame.
+    pub segment_len: usize,
+}
+
+impl OutFrame {
+    /// The datagrams of an underlay frame (the one frame itself if it holds one).
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let step = if self.segment_len == 0 {
+            self.bytes.len().max(1)
+        } else {
+            self.segment_len
+        };
+        self.bytes.chunks(step)
+    }
+
+    /// A shorter datagram ends a GSO batch: only the last may be shorter than the others.
+    fn is_closed(&self) -> bool {
+        self.segment_len != 0 && !self.bytes.len().is_multiple_of(self.segment_len)
+    }
+
+    /// Whether a datagram of `len` bytes may follow this frame's in one GSO send.
+    fn can_take(&self, len: usize) -> bool {
+        let segment = if self.segment_len == 0 {
+            self.bytes.len()
+        } else {
+            self.segment_len
+        };
+        let count = self.bytes.len().div_ceil(segment.max(1));
+        !self.is_closed()
+            && len > 0
+            && len <= segment
+            && count < MAX_GSO_SEGMENTS
+            && self.bytes.len() + len <= MAX_GSO_BYTES
+    }
 }
 
 /// A reusable batch of outgoing frames.
@@ -50,19 +111,45 @@ impl Outbox {
                 dest,
                 vnet,
                 bytes: Vec::with_capacity(2048),
+                segment_len: 0,
             });
         }
         let frame = &mut self.frames[self.len];
         self.len += 1;
         frame.dest = dest;
         frame.vnet = vnet;
+        frame.segment_len = 0;
         frame.bytes.clear();
         &mut frame.bytes
     }
 
-    /// Takes back the frame most recently pushed (when writing it failed half-way).
-    pub fn pop(&mut self) {
-        self.len = self.len.saturating_sub(1);
+    /// Makes room for a datagram of `len` bytes to `dest` and returns it (zeroed) to write into.
+    /// It joins the most recent frame to `dest` if that frame is among the last few and can take
+    /// it in one GSO send; otherwise it starts a frame. Datagrams to one destination stay in the
+    /// order they were appended.
+    pub fn append_datagram(&mut self, dest: UnderlayDest, len: usize) -> &mut [u8] {
+        let start = self.len.saturating_sub(OPEN_WINDOW);
+        // The most recent frame to `dest` decides: appending to an older one would reorder.
+        let open = (start..self.len)
+            .rev()
+            .find(|&i| self.frames[i].dest == Dest::Underlay(dest))
+            .filter(|&i| self.frames[i].can_take(len));
+        let frame = match open {
+            Some(i) => {
+                let frame = &mut self.frames[i];
+                if frame.segment_len == 0 {
+                    frame.segment_len = frame.bytes.len();
+                }
+                frame
+            }
+            None => {
+                self.push(Dest::Underlay(dest), VirtioNetHdr::NONE);
+                &mut self.frames[self.len - 1]
+            }
+        };
+        let at = frame.bytes.len();
+        frame.bytes.resize(at + len, 0);
+        &mut frame.bytes[at..]
     }
 
     /// The frames pushed since the last `clear`.
@@ -83,5 +170,107 @@ impl Outbox {
     /// Forgets the frames, keeping their buffers for reuse.
     pub fn clear(&mut self) {
         self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn to(dst: &str, src_port: u16) -> UnderlayDest {
+        UnderlayDest {
+            dst: dst.parse().unwrap(),
+            src_port,
+        }
+    }
+
+    fn append(out: &mut Outbox, dest: UnderlayDest, len: usize, fill: u8) {
+        out.append_datagram(dest, len).fill(fill);
+    }
+
+    #[test]
+    fn datagrams_of_one_flow_join_until_a_shorter_one() {
+        let mut out = Outbox::new();
+        let a = to("198.18.0.2", 50000);
+        append(&mut out, a, 100, 1);
+        append(&mut out, a, 100, 2);
+        append(&mut out, a, 60, 3); // shorter: the last of the batch
+        append(&mut out, a, 60, 4);
+        assert_eq!(out.len(), 2);
+        let f = &out.frames()[0];
+        assert_eq!(f.segment_len, 100);
+        let lens: Vec<usize> = f.datagrams().map(<[u8]>::len).collect();
+        assert_eq!(lens, [100, 100, 60]);
+        assert_eq!(f.datagrams().nth(2).unwrap(), [3; 60]);
+        assert_eq!(out.frames()[1].segment_len, 0);
+        assert_eq!(out.frames()[1].datagrams().count(), 1);
+    }
+
+    #[test]
+    fn other_flows_and_longer_datagrams_start_frames() {
+        let mut out = Outbox::new();
+        let (a, b, a2) = (
+            to("198.18.0.2", 50000),
+            to("198.18.0.3", 50000),
+            to("198.18.0.2", 50256),
+        );
+        append(&mut out, a, 100, 1);
+        append(&mut out, b, 100, 2); // head-end replication interleaves
+        append(&mut out, a, 100, 3);
+        append(&mut out, b, 100, 4);
+        append(&mut out, a2, 100, 5); // another source port: another flow
+        append(&mut out, a, 101, 6); // longer than a's segments
+        let counts: Vec<usize> = out.frames().iter().map(|f| f.datagrams().count()).collect();
+        assert_eq!(counts, [2, 2, 1, 1]);
+        // The newest frame to `a` is the 101-byte one: a 100-byte datagram joins it as its
+        // shorter last one; an older frame to `a` never takes it (that would reorder).
+        append(&mut out, a, 100, 7);
+        assert_eq!(out.len(), 4);
+        let lens: Vec<usize> = out.frames()[3].datagrams().map(<[u8]>::len).collect();
+        assert_eq!(lens, [101, 100]);
+        assert_eq!(out.frames()[0].datagrams().count(), 2);
+    }
+
+    #[test]
+    fn a_port_frame_in_between_does_not_break_a_batch() {
+        let mut out = Outbox::new();
+        let a = to("2001:db8::2", 60000);
+        append(&mut out, a, 80, 1);
+        out.push(Dest::Port(PortId(1)), VirtioNetHdr::NONE)
+            .extend_from_slice(&[9; 60]);
+        append(&mut out, a, 80, 2);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out.frames()[0].datagrams().count(), 2);
+    }
+
+    #[test]
+    fn batches_stop_at_the_kernels_limits() {
+        let mut out = Outbox::new();
+        let a = to("198.18.0.2", 50000);
+        for _ in 0..MAX_GSO_SEGMENTS + 1 {
+            append(&mut out, a, 10, 0);
+        }
+        assert_eq!(out.len(), 2);
+        assert_eq!(out.frames()[0].datagrams().count(), MAX_GSO_SEGMENTS);
+
+        let mut out = Outbox::new();
+        for _ in 0..44 {
+            append(&mut out, a, 1522, 0);
+        }
+        let first = &out.frames()[0];
+        assert!(first.bytes.len() <= MAX_GSO_BYTES);
+        assert_eq!(first.datagrams().count(), MAX_GSO_BYTES / 1522);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn clear_keeps_nothing_but_memory() {
+        let mut out = Outbox::new();
+        append(&mut out, to("198.18.0.2", 1), 10, 1);
+        out.clear();
+        assert!(out.is_empty());
+        append(&mut out, to("198.18.0.2", 1), 20, 2);
+        assert_eq!(out.frames()[0].bytes, [2; 20]);
+        assert_eq!(out.frames()[0].segment_len, 0);
     }
 }

@@ -5,6 +5,7 @@ use core::ops::RangeInclusive;
 use core::time::Duration;
 use std::net::IpAddr;
 
+use super::source_ports::SourcePorts;
 pub use crate::fdb::{Location, PortId};
 use crate::wire::{MacAddr, Vni};
 
@@ -79,8 +80,8 @@ pub struct VtepSettings {
     pub local: IpAddr,
     /// The outer UDP destination port, and the port it listens on.
     pub dst_port: u16,
-    /// The range the per-flow outer UDP source port is drawn from.
-    pub src_ports: RangeInclusive<u16>,
+    /// The ports the per-flow outer UDP source port is drawn from.
+    pub src_ports: SourcePorts,
     /// Outer TTL (IPv4) or hop limit (IPv6).
     pub ttl: u8,
     /// Underlay MTU: an outer packet longer than this is dropped and counted.
@@ -95,7 +96,7 @@ impl VtepSettings {
         VtepSettings {
             local,
             dst_port: DEFAULT_DST_PORT,
-            src_ports: DEFAULT_SRC_PORTS,
+            src_ports: SourcePorts::default(),
             ttl: DEFAULT_TTL,
             mtu: DEFAULT_MTU,
             vnis: Vec::new(),
@@ -133,6 +134,12 @@ pub enum SettingsError {
     /// An empty source port range.
     #[error("source port range {0}-{1} is empty")]
     EmptySourcePorts(u16, u16),
+    /// No source port at all.
+    #[error("at least one source port is needed")]
+    NoSourcePorts,
+    /// A source port that is also the VXLAN port: its socket would take the VTEP's traffic.
+    #[error("source port {0} is the VXLAN port")]
+    SourcePortIsDstPort(u16),
     /// More VNIs than the forwarding table can index.
     #[error("at most 65536 VNIs")]
     TooManyVnis,
@@ -157,11 +164,8 @@ impl VtepSettings {
         if self.mtu < min_mtu {
             return Err(SettingsError::MtuTooSmall(self.mtu, min_mtu));
         }
-        if self.src_ports.is_empty() {
-            return Err(SettingsError::EmptySourcePorts(
-                *self.src_ports.start(),
-                *self.src_ports.end(),
-            ));
+        if self.src_ports.contains(self.dst_port) {
+            return Err(SettingsError::SourcePortIsDstPort(self.dst_port));
         }
         if self.vnis.len() > usize::from(u16::MAX) + 1 {
             return Err(SettingsError::TooManyVnis);

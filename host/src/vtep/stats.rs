@@ -102,6 +102,12 @@ impl Counter {
         self.frames += 1;
         self.bytes += bytes as u64;
     }
+
+    /// Adds `frames` frames of `bytes` bytes in all.
+    pub(crate) fn add_many(&mut self, frames: usize, bytes: usize) {
+        self.frames += frames as u64;
+        self.bytes += bytes as u64;
+    }
 }
 
 /// One VNI's counters.

@@ -178,7 +178,7 @@ impl FrameMeta {
     }
 
     /// A deterministic, well-spread 32-bit hash of the inner flow, for the outer UDP source port
-    /// (RFC 7348 §5; see [`flow_src_port`](super::flow_src_port)).
+    /// (RFC 7348 §5; see `SourcePorts::pick` in the pipeline).
     ///
     /// It covers the MACs, the VLAN ID, the EtherType and, where present, the IP addresses, the
     /// protocol and the ports: every frame of one flow hashes alike, so the underlay keeps a

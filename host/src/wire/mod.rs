@@ -26,6 +26,4 @@ pub use vlan::{
     insert_vlan_tag, is_tag_tpid, pop_vlan_tag, push_vlan_tag,
 };
 pub use vni::{Vni, VniRangeError};
-pub use vxlan::{
-    FLAG_I as VXLAN_FLAG_I, HEADER_LEN as VXLAN_HEADER_LEN, VxlanPacket, VxlanRepr, flow_src_port,
-};
+pub use vxlan::{FLAG_I as VXLAN_FLAG_I, HEADER_LEN as VXLAN_HEADER_LEN, VxlanPacket, VxlanRepr};

@@ -20,8 +20,6 @@
 //! Reserved bits do not fail parsing; [`VxlanPacket::reserved_bits_set`] lets a caller count
 //! them (the kernel accepts them too unless an extension such as GBP claims them).
 
-use core::ops::RangeInclusive;
-
 use super::{Vni, WireError};
 
 /// The VXLAN header's length.
@@ -163,23 +161,6 @@ impl VxlanRepr {
     }
 }
 
-/// The outer UDP source port for an inner flow with hash `hash` (RFC 7348 §5: "calculated using
-/// a hash of fields from the inner packet"), spread evenly over `ports`.
-///
-/// Like the kernel's `udp_flow_src_port`, it scales the hash by multiplication rather than
-/// modulo, so every port of the range is reachable and none is favoured; the range is inclusive
-/// here. An empty range (`start > end`) yields `start`.
-pub fn flow_src_port(hash: u32, ports: RangeInclusive<u16>) -> u16 {
-    let (min, max) = (*ports.start(), *ports.end());
-    if min >= max {
-        return min;
-    }
-    let span = u64::from(max - min) + 1;
-    // (hash * span) >> 32 < span <= 65536, and min + it <= max: both conversions are exact.
-    let offset = u16::try_from((u64::from(hash) * span) >> 32).unwrap_or(0);
-    min.saturating_add(offset)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,16 +235,5 @@ mod tests {
         assert_eq!(buf, [0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0]);
         let view = VxlanPacket::new_checked(&buf[..]).unwrap();
         assert_eq!(VxlanRepr::parse(&view).unwrap(), repr);
-    }
-
-    #[test]
-    fn src_port_spans_the_range() {
-        let r = 49152..=65535;
-        assert_eq!(flow_src_port(0, r.clone()), 49152);
-        assert_eq!(flow_src_port(u32::MAX, r.clone()), 65535);
-        assert_eq!(flow_src_port(1 << 31, r.clone()), 49152 + 8192);
-        assert_eq!(flow_src_port(12345, 4789..=4789), 4789);
-        assert_eq!(flow_src_port(12345, RangeInclusive::new(10, 5)), 10);
-        assert_eq!(flow_src_port(u32::MAX, 0..=65535), 65535);
     }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use super::frames::{arp_request, mac, udp};
-use super::sim::parse_outer;
+use super::sim::datagrams;
 use crate::fdb::Location;
 use crate::vtep::{Dest, DropReason, Outbox, PortId, StaticEntry, VniSettings, Vtep, VtepSettings};
 use crate::wire::{VirtioNetHdr, Vni};
@@ -44,8 +44,21 @@ fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
     d
 }
 
-fn dests(out: &Outbox) -> Vec<Dest> {
-    out.frames().iter().map(|f| f.dest).collect()
+/// Where a frame went, without the flow's source port.
+#[derive(Debug, PartialEq, Eq)]
+enum To {
+    Port(PortId),
+    Underlay(IpAddr),
+}
+
+fn dests(out: &Outbox) -> Vec<To> {
+    out.frames()
+        .iter()
+        .map(|f| match f.dest {
+            Dest::Port(p) => To::Port(p),
+            Dest::Underlay(d) => To::Underlay(d.dst),
+        })
+        .collect()
 }
 
 #[test]
@@ -64,7 +77,7 @@ fn local_switching_never_touches_the_underlay() {
     .unwrap();
     assert_eq!(
         dests(&out),
-        [Dest::Port(PortId(0)), Dest::Underlay(ip("198.18.0.2"))]
+        [To::Port(PortId(0)), To::Underlay(ip("198.18.0.2"))]
     );
     out.clear();
     // Port 0 to the now-known MAC on port 1: switched locally only.
@@ -76,7 +89,7 @@ fn local_switching_never_touches_the_underlay() {
         &mut out,
     )
     .unwrap();
-    assert_eq!(dests(&out), [Dest::Port(PortId(1))]);
+    assert_eq!(dests(&out), [To::Port(PortId(1))]);
     assert_eq!(out.frames()[0].bytes, udp(1, 2, 1, 2, 100));
     out.clear();
     // A frame to a MAC behind its own ingress port is not sent back out of it.
@@ -114,7 +127,7 @@ fn vni_isolation_and_unserved_vnis() {
         &mut out,
     )
     .unwrap();
-    assert_eq!(dests(&out), [Dest::Port(PortId(0)), Dest::Port(PortId(1))]);
+    assert_eq!(dests(&out), [To::Port(PortId(0)), To::Port(PortId(1))]);
     out.clear();
     let r = v.handle_underlay(
         now,
@@ -228,7 +241,7 @@ fn split_horizon_never_sends_underlay_traffic_back() {
         &mut out,
     )
     .unwrap();
-    assert!(dests(&out).iter().all(|d| matches!(d, Dest::Port(_))));
+    assert!(dests(&out).iter().all(|d| matches!(d, To::Port(_))));
 }
 
 #[test]
@@ -251,7 +264,7 @@ fn static_entries_win_over_learning() {
         &mut out,
     )
     .unwrap();
-    assert_eq!(dests(&out), [Dest::Underlay(ip("198.18.0.2"))]);
+    assert_eq!(dests(&out), [To::Underlay(ip("198.18.0.2"))]);
     out.clear();
     // A frame claiming MAC2 from elsewhere is dropped, and the entry stays.
     let r = v.handle_underlay(
@@ -326,7 +339,7 @@ fn past_the_limit_new_macs_are_flooded_to_not_learned() {
     .unwrap();
     assert_eq!(
         dests(&out),
-        [Dest::Port(PortId(1)), Dest::Underlay(ip("198.18.0.2"))]
+        [To::Port(PortId(1)), To::Underlay(ip("198.18.0.2"))]
     );
 }
 
@@ -384,18 +397,20 @@ fn frames_too_big_for_the_underlay_are_dropped_whole() {
         &mut out,
     )
     .unwrap();
-    let outer = &out.frames()[1].bytes;
-    assert_eq!(outer.len(), 1500);
-    parse_outer(outer);
+    let sent = datagrams(&out.frames()[1], ip("198.18.0.1"));
+    assert_eq!(
+        20 + 8 + sent[0].payload.len(),
+        1500,
+        "the outer packet fills the MTU"
+    );
 }
 
 #[test]
-fn ipv6_underlay_headers() {
+fn ipv6_underlay_datagrams() {
     let mut s = VtepSettings::new(ip("2001:db8::1"));
     let mut v = VniSettings::new(Vni::new(5001).unwrap(), vec![PortId(0)]);
     v.group = Some(ip("ff05::1:100"));
     s.vnis.push(v);
-    s.ttl = 17;
     let mut vtep = Vtep::new(s, Instant::now()).unwrap();
     let mut out = Outbox::new();
     vtep.handle_port_frame(
@@ -406,12 +421,11 @@ fn ipv6_underlay_headers() {
         &mut out,
     )
     .unwrap();
-    let bytes = &out.frames()[0].bytes;
-    assert_eq!(bytes.len(), 40 + 8 + 8 + arp_request(1, 2).len());
-    assert_eq!(bytes[7], 17, "hop limit");
-    let wire = parse_outer(bytes); // checks the UDP checksum over the pseudo-header
+    let wire = &datagrams(&out.frames()[0], ip("2001:db8::1"))[0];
+    assert_eq!(wire.payload.len(), 8 + arp_request(1, 2).len());
     assert_eq!(wire.dst, ip("ff05::1:100"));
     assert_eq!(&wire.payload[..8], &[0x08, 0, 0, 0, 0x00, 0x13, 0x89, 0]);
+    assert_eq!(&wire.payload[8..], &arp_request(1, 2)[..]);
 }
 
 #[test]
@@ -437,7 +451,7 @@ fn partial_checksums_are_completed_before_encapsulation() {
     assert_eq!(out.frames()[0].dest, Dest::Port(PortId(1)));
     assert_eq!(out.frames()[0].vnet, vnet);
     assert_eq!(out.frames()[0].bytes, partial);
-    let wire = parse_outer(&out.frames()[1].bytes);
+    let wire = &datagrams(&out.frames()[1], ip("198.18.0.1"))[0];
     assert_eq!(&wire.payload[8..], &full[..]);
 }
 
@@ -483,7 +497,7 @@ fn partial_checksums_from_the_underlay_are_delivered_with_needs_csum() {
         csum_offset: 6,
         ..VirtioNetHdr::NONE
     };
-    assert_eq!(dests(&out), [Dest::Port(PortId(0))]);
+    assert_eq!(dests(&out), [To::Port(PortId(0))]);
     assert_eq!(out.frames()[0].vnet, needs_csum);
     assert_eq!(out.frames()[0].bytes, partial);
     // A complete checksum is delivered as it is.

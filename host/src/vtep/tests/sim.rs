@@ -1,16 +1,14 @@
 //! `Net`: VTEPs joined by an in-memory underlay that floods a group to every VTEP that joined
 //! it and delivers unicast to the VTEP with that address, like the underlay switch of the
-//! network tests. Each outer packet is checked as a receiver's kernel would check it.
+//! network tests. Each datagram is checked as a receiver would check it.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket};
-
 use crate::fdb::Location;
-use crate::vtep::{Dest, Outbox, PortId, Vtep, VtepSettings};
-use crate::wire::{MacAddr, VirtioNetHdr, Vni};
+use crate::vtep::{Dest, OutFrame, Outbox, PortId, SourcePorts, Vtep, VtepSettings};
+use crate::wire::{MacAddr, VirtioNetHdr, Vni, VxlanPacket};
 
 /// An outer packet seen on the underlay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,15 +65,9 @@ impl Net {
         for f in self.out.frames() {
             match f.dest {
                 Dest::Port(p) => self.delivered.push((v, p, f.bytes.clone())),
-                Dest::Underlay(dst) => {
-                    let wire = parse_outer(&f.bytes);
-                    assert_eq!(wire.dst, dst, "outer destination is the one asked for");
-                    assert_eq!(
-                        wire.src,
-                        self.vteps[v].local(),
-                        "outer source is the VTEP's own"
-                    );
-                    self.in_flight.push_back(wire);
+                Dest::Underlay(_) => {
+                    let local = self.vteps[v].local();
+                    self.in_flight.extend(datagrams(f, local));
                 }
             }
         }
@@ -132,41 +124,28 @@ impl Net {
     }
 }
 
-/// Checks and strips the outer IP and UDP headers as the receiving kernel would.
-pub(super) fn parse_outer(bytes: &[u8]) -> Wire {
-    let (src, dst, l4): (IpAddr, IpAddr, &[u8]) = match bytes[0] >> 4 {
-        4 => {
-            let ip = Ipv4Packet::new_checked(bytes).unwrap();
-            assert!(ip.verify_checksum(), "IPv4 header checksum");
-            assert_eq!(ip.next_header(), IpProtocol::Udp);
-            assert_eq!(usize::from(ip.total_len()), bytes.len());
-            assert!(!ip.dont_frag() && !ip.more_frags() && ip.frag_offset() == 0);
-            (ip.src_addr().into(), ip.dst_addr().into(), &bytes[20..])
-        }
-        6 => {
-            let ip = Ipv6Packet::new_checked(bytes).unwrap();
-            assert_eq!(ip.next_header(), IpProtocol::Udp);
-            assert_eq!(usize::from(ip.payload_len()) + 40, bytes.len());
-            (ip.src_addr().into(), ip.dst_addr().into(), &bytes[40..])
-        }
-        v => panic!("IP version {v}"),
+/// The datagrams of an underlay frame as they leave `local`, each checked as a receiver would:
+/// a VXLAN header with the I flag and no reserved bits, from a source port of the default set.
+pub(super) fn datagrams(frame: &OutFrame, local: IpAddr) -> Vec<Wire> {
+    let Dest::Underlay(dest) = frame.dest else {
+        panic!("not an underlay frame: {:?}", frame.dest)
     };
-    let udp = UdpPacket::new_checked(l4).unwrap();
-    assert_eq!(udp.dst_port(), 4789);
-    assert!((49152..=65535).contains(&udp.src_port()));
-    assert_eq!(usize::from(udp.len()), l4.len());
-    if src.is_ipv6() {
-        assert!(
-            udp.verify_checksum(&src.into(), &dst.into()),
-            "IPv6 needs a UDP checksum"
-        );
-    } else {
-        assert_eq!(udp.checksum(), 0, "IPv4 VXLAN sends a zero UDP checksum");
-    }
-    Wire {
-        src,
-        dst,
-        src_port: udp.src_port(),
-        payload: udp.payload().to_vec(),
-    }
+    assert!(
+        SourcePorts::default().contains(dest.src_port),
+        "source port {} from the set",
+        dest.src_port
+    );
+    frame
+        .datagrams()
+        .map(|d| {
+            let vxlan = VxlanPacket::new_checked(d).unwrap();
+            assert!(vxlan.has_vni_flag() && !vxlan.reserved_bits_set());
+            Wire {
+                src: local,
+                dst: dest.dst,
+                src_port: dest.src_port,
+                payload: d.to_vec(),
+            }
+        })
+        .collect()
 }

@@ -1,18 +1,14 @@
-//! The underlay: the VXLAN UDP port ([`UnderlayRx`]) and a raw socket that sends whole outer IP
-//! packets ([`UnderlayTx`]).
+//! `UnderlayRx`: the VTEP's VXLAN UDP port, unicast and joined multicast groups.
 //!
-//! Contract: `UnderlayRx` delivers each UDP datagram to the VTEP port (unicast to any local
-//! address, or multicast to a group it joined) as its source and its payload (the VXLAN header
-//! and inner frame). `UnderlayTx` sends packets the pipeline built completely, outer IP header
-//! included, so the per-flow UDP source port (RFC 7348 §5) and the outer TTL are the pipeline's;
-//! the kernel only routes them. A VTEP must not hear its own floods: multicast loopback is off.
+//! Contract: it delivers each UDP datagram to the VTEP port (unicast to any local address, or
+//! multicast to a group it joined) as its source and its payload (the VXLAN header and inner
+//! frame), in batches. A VTEP must not hear its own floods: its senders keep multicast loopback
+//! off, and the pipeline drops what still comes from its own address.
 //!
-//! Why a raw socket: one UDP socket bound to one port sends every datagram from that port,
-//! which defeats the per-flow source-port entropy that underlay ECMP relies on. `IPPROTO_RAW`
-//! implies `IP_HDRINCL` on IPv4 (`raw(7)`) and `IPV6_HDRINCL` on IPv6 (`inet6_create` since
-//! Linux 4.5; set explicitly as well): the kernel sends the header as given (IPv4: it fills the
-//! header checksum, and the ID if zero), and fails a packet longer than the route's MTU with
-//! `EMSGSIZE` instead of fragmenting it.
+//! `UDP_GRO` is on: a batch of datagrams that a peer sent as one GSO packet (see
+//! [`UnderlayTx`](super::UnderlayTx)) arrives as one buffer with its segment size in a control
+//! message, and crosses the kernel's receive path once instead of once per datagram; the batch
+//! hands its datagrams out one by one, as if they had been read one by one.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,10 +16,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 
-use super::counts::{TxCounts, TxDrop};
 use super::sys::{
-    EMPTY_IOVEC, MAX_BATCH, SetupError, abi, if_index, send_all, set_buffer, setsockopt,
-    zeroed_mmsghdrs,
+    EMPTY_IOVEC, MAX_BATCH, SetupError, abi, if_index, set_buffer, setsockopt, zeroed_mmsghdrs,
 };
 
 /// The largest UDP payload an IPv6 datagram can carry; an IPv4 one carries less.
@@ -54,6 +48,15 @@ impl Name {
     }
 }
 
+/// Control bytes per message: one `UDP_GRO` message (`CMSG_SPACE(sizeof(int))` = 24 on 64-bit)
+/// with room to spare.
+const CONTROL_LEN: usize = 32;
+
+/// One message's control buffer, aligned for `cmsghdr`.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Control([u8; CONTROL_LEN]);
+
 /// Where a received datagram lies in its batch.
 #[derive(Debug, Clone, Copy)]
 struct DatagramMeta {
@@ -68,8 +71,10 @@ pub struct DatagramBatch {
     buf: Box<[u8]>,
     slot_len: usize,
     names: Box<[Name]>,
-    datagrams: Box<[DatagramMeta]>,
-    len: usize,
+    control: Box<[Control]>,
+    /// One per datagram, several per slot when GRO coalesced them; grows (rarely) past the
+    /// largest GRO batch seen and keeps its capacity.
+    datagrams: Vec<DatagramMeta>,
 }
 
 impl core::fmt::Debug for DatagramBatch {
@@ -77,7 +82,7 @@ impl core::fmt::Debug for DatagramBatch {
         f.debug_struct("DatagramBatch")
             .field("capacity", &self.capacity())
             .field("slot_len", &self.slot_len)
-            .field("len", &self.len)
+            .field("len", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -94,51 +99,44 @@ pub struct Datagram<'a> {
 }
 
 impl DatagramBatch {
-    /// Buffers for `capacity` datagrams (at least 1, at most [`MAX_BATCH`]) of any size UDP
-    /// allows (64 KiB each).
+    /// Buffers for `capacity` receives (at least 1, at most [`MAX_BATCH`]) of any size UDP
+    /// allows (64 KiB each: a GRO batch, or a datagram reassembled from fragments).
     pub fn new(capacity: usize) -> DatagramBatch {
         DatagramBatch::with_slot_len(capacity, MAX_DATAGRAM)
     }
 
-    /// Buffers for `capacity` datagrams of at most `slot_len` bytes (at least 1): longer ones
-    /// are dropped and counted as truncated. Underlay datagrams are bounded by its MTU unless
-    /// they were reassembled from fragments.
+    /// Buffers for `capacity` receives of at most `slot_len` bytes (at least 1): longer ones
+    /// are dropped and counted as truncated.
     pub fn with_slot_len(capacity: usize, slot_len: usize) -> DatagramBatch {
         let capacity = capacity.clamp(1, MAX_BATCH);
         let slot_len = slot_len.clamp(1, MAX_DATAGRAM);
-        let empty = DatagramMeta {
-            start: 0,
-            len: 0,
-            source: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            source_port: 0,
-        };
         DatagramBatch {
             buf: vec![0; capacity * slot_len].into_boxed_slice(),
             slot_len,
             names: vec![Name([0; size_of::<libc::sockaddr_in6>()]); capacity].into_boxed_slice(),
-            datagrams: vec![empty; capacity].into_boxed_slice(),
-            len: 0,
+            control: vec![Control([0; CONTROL_LEN]); capacity].into_boxed_slice(),
+            datagrams: Vec::with_capacity(capacity),
         }
     }
 
-    /// How many datagrams one call can receive.
+    /// How many receives (datagrams, or GRO batches of them) one call can take.
     pub fn capacity(&self) -> usize {
-        self.datagrams.len()
+        self.names.len()
     }
 
     /// How many datagrams the last receive delivered.
     pub fn len(&self) -> usize {
-        self.len
+        self.datagrams.len()
     }
 
     /// The last receive delivered nothing.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.datagrams.is_empty()
     }
 
     /// Datagram `i` of the last receive.
     pub fn get(&self, i: usize) -> Option<Datagram<'_>> {
-        let meta = self.datagrams[..self.len].get(i)?;
+        let meta = self.datagrams.get(i)?;
         Some(Datagram {
             source: meta.source,
             source_port: meta.source_port,
@@ -148,7 +146,7 @@ impl DatagramBatch {
 
     /// The datagrams of the last receive.
     pub fn iter(&self) -> impl Iterator<Item = Datagram<'_>> {
-        (0..self.len).filter_map(|i| self.get(i))
+        (0..self.len()).filter_map(|i| self.get(i))
     }
 }
 
@@ -175,7 +173,9 @@ impl Default for DatagramBatch {
 pub struct UnderlayRxCounts {
     /// Datagrams delivered.
     pub datagrams: u64,
-    /// Datagrams dropped because they did not fit a receive buffer.
+    /// Of those, datagrams that arrived in a GRO batch of several.
+    pub coalesced: u64,
+    /// Datagrams (or GRO batches) dropped because they did not fit a receive buffer.
     pub truncated: u64,
 }
 
@@ -189,8 +189,8 @@ pub struct UnderlayRx {
 
 impl UnderlayRx {
     /// Opens UDP port `port` (0: any free port) on every address of `local`'s family, with
-    /// `SO_REUSEADDR`. It is bound to the wildcard address because a socket bound to the unicast
-    /// address alone never sees the packets sent to a group.
+    /// `SO_REUSEADDR` and `UDP_GRO`. It is bound to the wildcard address because a socket bound
+    /// to the unicast address alone never sees the packets sent to a group.
     pub fn open(local: IpAddr, port: u16) -> Result<UnderlayRx, SetupError> {
         let target = || format!("UDP port {port}");
         let fail = |what: &'static str| move |e: io::Error| SetupError::socket(what, target(), e);
@@ -206,6 +206,9 @@ impl UnderlayRx {
             .map_err(fail("setting O_NONBLOCK"))?;
         set_buffer(socket.as_fd(), libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)
             .map_err(fail("setting SO_RCVBUF"))?;
+        let on: libc::c_int = 1;
+        setsockopt(socket.as_fd(), libc::SOL_UDP, libc::UDP_GRO, &on)
+            .map_err(fail("setting UDP_GRO"))?;
         // By default Linux hands a wildcard-bound socket the traffic of every group any socket
         // of the host joined on that port (e.g. the kernel's own vxlan device): only ours.
         let wildcard = if ipv6 {
@@ -299,11 +302,11 @@ impl UnderlayRx {
         })
     }
 
-    /// Receives up to `batch.capacity()` datagrams with one `recvmmsg`, replacing the batch's
-    /// previous contents. Returns how many (at least 1), or `Err(WouldBlock)` once nothing is
-    /// left to read. Truncated datagrams are counted and skipped.
+    /// Receives up to `batch.capacity()` datagrams or GRO batches with one `recvmmsg`,
+    /// replacing the batch's previous contents. Returns how many datagrams (at least 1), or
+    /// `Err(WouldBlock)` once nothing is left to read. Truncated ones are counted and skipped.
     pub fn recv_batch(&mut self, batch: &mut DatagramBatch) -> io::Result<usize> {
-        batch.len = 0;
+        batch.datagrams.clear();
         loop {
             match self.recv_once(batch) {
                 Ok(0) => {} // every datagram of this call was dropped: read on
@@ -321,6 +324,7 @@ impl UnderlayRx {
         let mut msgs = zeroed_mmsghdrs();
         let buf = batch.buf.as_mut_ptr();
         let names = batch.names.as_mut_ptr();
+        let control = batch.control.as_mut_ptr();
         for (i, iov) in iovs.iter_mut().enumerate().take(capacity) {
             iov.iov_base = buf.wrapping_add(i * slot_len).cast();
             iov.iov_len = slot_len;
@@ -331,12 +335,15 @@ impl UnderlayRx {
             msg.msg_hdr.msg_namelen = abi::SOCKADDR_IN6_LEN;
             msg.msg_hdr.msg_iov = iov_base.wrapping_add(i);
             msg.msg_hdr.msg_iovlen = 1;
+            msg.msg_hdr.msg_control = control.wrapping_add(i).cast();
+            msg.msg_hdr.msg_controllen = CONTROL_LEN as _;
         }
         let vlen = libc::c_uint::try_from(capacity).unwrap_or(1);
         // SAFETY: `msgs[..capacity]` are valid mmsghdrs; each points to a Name of
-        // `batch.names` (of the size given) and to one iovec of `iovs` covering slot `i` of
-        // `batch.buf` (capacity * slot_len bytes). All outlive the call and nothing else
-        // accesses them during it. A null timeout is allowed.
+        // `batch.names` (of the size given), to one iovec of `iovs` covering slot `i` of
+        // `batch.buf` (capacity * slot_len bytes) and to CONTROL_LEN bytes of control slot `i`.
+        // All outlive the call and nothing else accesses them during it. A null timeout is
+        // allowed.
         let received = unsafe {
             libc::recvmmsg(
                 self.socket.as_raw_fd(),
@@ -349,28 +356,64 @@ impl UnderlayRx {
         let Ok(received) = usize::try_from(received) else {
             return Err(io::Error::last_os_error());
         };
-        let mut delivered = 0;
         for (slot, msg) in msgs.iter().enumerate().take(received) {
             let len = msg.msg_len as usize;
-            let whole = msg.msg_hdr.msg_flags & libc::MSG_TRUNC == 0 && len <= slot_len;
+            let whole = msg.msg_hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) == 0
+                && len <= slot_len;
             // A UDP socket always names the source; without one the datagram is dropped too.
             let source = batch.names[slot].source(msg.msg_hdr.msg_namelen);
             let (true, Some((source, source_port))) = (whole, source) else {
                 self.counts.truncated += 1;
                 continue;
             };
-            batch.datagrams[delivered] = DatagramMeta {
-                start: slot * slot_len,
-                len,
-                source,
-                source_port,
-            };
-            delivered += 1;
+            // Without a GRO control message the buffer is one datagram.
+            let segment = gro_segment_size(&msg.msg_hdr).unwrap_or(len).max(1);
+            let start = slot * slot_len;
+            let before = batch.datagrams.len();
+            // An empty datagram is one too (and the pipeline counts it as too short).
+            batch
+                .datagrams
+                .extend((0..len.max(1)).step_by(segment).map(|at| DatagramMeta {
+                    start: start + at,
+                    len: segment.min(len - at),
+                    source,
+                    source_port,
+                }));
+            let n = batch.datagrams.len() - before;
+            if n > 1 {
+                self.counts.coalesced += n as u64;
+            }
         }
-        batch.len = delivered;
+        let delivered = batch.datagrams.len();
         self.counts.datagrams += delivered as u64;
         Ok(delivered)
     }
+}
+
+/// The segment size of a GRO batch, from the `UDP_GRO` control message of a received message.
+fn gro_segment_size(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: `hdr` is a msghdr the kernel filled: `msg_control` points to the message's control
+    // buffer and `msg_controllen` is at most its size (the kernel never writes more), so
+    // CMSG_FIRSTHDR/NXTHDR return either null or a pointer to a whole `cmsghdr` inside it.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: `cmsg` is non-null, so it points to a whole cmsghdr inside the control buffer
+        // (see above), 8-byte aligned as the buffer and CMSG_NXTHDR keep it.
+        let c = unsafe { cmsg.read() };
+        if c.cmsg_level == libc::SOL_UDP
+            && c.cmsg_type == libc::UDP_GRO
+            && c.cmsg_len as usize >= size_of::<libc::cmsghdr>() + size_of::<libc::c_int>()
+        {
+            // SAFETY: `cmsg_len` covers a whole int after the header, inside the buffer the
+            // kernel wrote; read_unaligned makes no assumption on its alignment.
+            let size = unsafe { libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned() };
+            return usize::try_from(size).ok().filter(|&s| s > 0);
+        }
+        // SAFETY: as for CMSG_FIRSTHDR: `hdr` describes the control buffer and `cmsg` is a
+        // header inside it; the result is null or a whole header inside it.
+        cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
+    }
+    None
 }
 
 impl AsFd for UnderlayRx {
@@ -380,188 +423,6 @@ impl AsFd for UnderlayRx {
 }
 
 impl AsRawFd for UnderlayRx {
-    fn as_raw_fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
-    }
-}
-
-/// A destination address in the form `sendmmsg` takes.
-#[derive(Clone, Copy)]
-#[repr(C)]
-union RawAddr {
-    v4: libc::sockaddr_in,
-    v6: libc::sockaddr_in6,
-}
-
-impl RawAddr {
-    /// The address, and the length of its `sockaddr`. Port 0: a raw socket's "port" would be a
-    /// protocol number, and 0 means the socket's own.
-    fn new(ip: IpAddr) -> (RawAddr, libc::socklen_t) {
-        match ip {
-            IpAddr::V4(ip) => (
-                RawAddr {
-                    v4: libc::sockaddr_in {
-                        sin_family: abi::AF_INET,
-                        sin_port: 0,
-                        sin_addr: libc::in_addr {
-                            s_addr: u32::from_ne_bytes(ip.octets()),
-                        },
-                        sin_zero: [0; 8],
-                    },
-                },
-                abi::SOCKADDR_IN_LEN,
-            ),
-            IpAddr::V6(ip) => (
-                RawAddr {
-                    v6: libc::sockaddr_in6 {
-                        sin6_family: abi::AF_INET6,
-                        sin6_port: 0,
-                        sin6_flowinfo: 0,
-                        sin6_addr: libc::in6_addr {
-                            s6_addr: ip.octets(),
-                        },
-                        sin6_scope_id: 0,
-                    },
-                },
-                abi::SOCKADDR_IN6_LEN,
-            ),
-        }
-    }
-}
-
-/// Sends whole outer IP packets into the underlay.
-#[derive(Debug)]
-pub struct UnderlayTx {
-    socket: Socket,
-    ipv6: bool,
-}
-
-impl UnderlayTx {
-    /// Opens a raw socket of `local`'s family. Multicast goes out of `multicast_if` when given
-    /// (else where the routing table says), and is not looped back to this host. Unicast goes
-    /// where the routing table says. Needs `CAP_NET_RAW`.
-    pub fn open(local: IpAddr, multicast_if: Option<&str>) -> Result<UnderlayTx, SetupError> {
-        let target = || format!("underlay sender from {local}");
-        let fail = |what: &'static str| move |e: io::Error| SetupError::socket(what, target(), e);
-        let ipv6 = local.is_ipv6();
-        let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
-        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))
-            .map_err(fail("opening a raw IP socket"))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(fail("setting O_NONBLOCK"))?;
-        set_buffer(socket.as_fd(), libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
-            .map_err(fail("setting SO_SNDBUF"))?;
-        let ifindex = multicast_if.map(if_index).transpose()?;
-        if ipv6 {
-            socket
-                .set_header_included_v6(true)
-                .map_err(fail("setting IPV6_HDRINCL"))?;
-            socket
-                .set_multicast_loop_v6(false)
-                .map_err(fail("clearing IPV6_MULTICAST_LOOP"))?;
-            if let Some(ifindex) = ifindex {
-                socket
-                    .set_multicast_if_v6(ifindex)
-                    .map_err(fail("setting IPV6_MULTICAST_IF"))?;
-            }
-        } else {
-            socket
-                .set_multicast_loop_v4(false)
-                .map_err(fail("clearing IP_MULTICAST_LOOP"))?;
-            if let Some(ifindex) = ifindex {
-                let mreqn = libc::ip_mreqn {
-                    imr_multiaddr: libc::in_addr { s_addr: 0 },
-                    imr_address: libc::in_addr { s_addr: 0 },
-                    imr_ifindex: libc::c_int::try_from(ifindex).unwrap_or(0),
-                };
-                setsockopt(
-                    socket.as_fd(),
-                    libc::IPPROTO_IP,
-                    libc::IP_MULTICAST_IF,
-                    &mreqn,
-                )
-                .map_err(fail("setting IP_MULTICAST_IF"))?;
-            }
-        }
-        Ok(UnderlayTx { socket, ipv6 })
-    }
-
-    /// Sends one packet (the whole outer IP packet) to `dst`.
-    pub fn send(&self, dst: IpAddr, packet: &[u8]) -> Result<(), TxDrop> {
-        if dst.is_ipv6() != self.ipv6 {
-            return Err(TxDrop::WrongFamily);
-        }
-        let addr = SockAddr::from(SocketAddr::new(dst, 0));
-        loop {
-            match self
-                .socket
-                .send_to_with_flags(packet, &addr, libc::MSG_DONTWAIT)
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
-                Err(e) => return Err(TxDrop::from_errno(e.raw_os_error().unwrap_or(0))),
-            }
-        }
-    }
-
-    /// Sends packets with as few `sendmmsg` calls as possible ([`MAX_BATCH`] packets each),
-    /// counting each packet sent or dropped in `counts`.
-    pub fn send_batch<'a, I>(&self, packets: I, counts: &mut TxCounts)
-    where
-        I: IntoIterator<Item = (IpAddr, &'a [u8])>,
-    {
-        let mut packets = packets.into_iter();
-        let (empty, _) = RawAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let mut names = [empty; MAX_BATCH];
-        let mut name_lens: [libc::socklen_t; MAX_BATCH] = [0; MAX_BATCH];
-        let mut iovs = [EMPTY_IOVEC; MAX_BATCH];
-        let mut msgs = zeroed_mmsghdrs();
-        loop {
-            let mut n = 0;
-            for (dst, packet) in packets.by_ref() {
-                if dst.is_ipv6() != self.ipv6 {
-                    counts.record_drops(TxDrop::WrongFamily, 1);
-                    continue;
-                }
-                (names[n], name_lens[n]) = RawAddr::new(dst);
-                // The kernel only reads through a send's iovecs; `*mut` is the C type's.
-                iovs[n].iov_base = packet.as_ptr().cast_mut().cast();
-                iovs[n].iov_len = packet.len();
-                n += 1;
-                if n == MAX_BATCH {
-                    break;
-                }
-            }
-            if n == 0 {
-                return;
-            }
-            let name_base = names.as_mut_ptr();
-            let iov_base = iovs.as_mut_ptr();
-            for (i, msg) in msgs.iter_mut().enumerate().take(n) {
-                msg.msg_hdr.msg_name = name_base.wrapping_add(i).cast();
-                msg.msg_hdr.msg_namelen = name_lens[i];
-                msg.msg_hdr.msg_iov = iov_base.wrapping_add(i);
-                msg.msg_hdr.msg_iovlen = 1;
-            }
-            // SAFETY: each of `msgs[..n]` points to an address in `names` (a repr(C) union whose
-            // members start with their sockaddr, of the length given) and to one iovec of `iovs`
-            // over a packet borrowed from the caller for 'a; all outlive the call.
-            unsafe { send_all(self.socket.as_fd(), &mut msgs[..n], counts) };
-            if n < MAX_BATCH {
-                return;
-            }
-        }
-    }
-}
-
-impl AsFd for UnderlayTx {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.socket.as_fd()
-    }
-}
-
-impl AsRawFd for UnderlayTx {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
@@ -595,7 +456,6 @@ mod tests {
 
     #[test]
     fn wrong_family_and_non_multicast_are_refused() {
-        // Opening sockets needs no privilege for UDP; the raw one may be refused when not root.
         let rx = UnderlayRx::open(IpAddr::V4(Ipv4Addr::LOCALHOST), 0).unwrap();
         assert!(matches!(
             rx.join("ff05::1:100".parse().unwrap(), None),
@@ -605,11 +465,5 @@ mod tests {
             rx.join("198.18.0.1".parse().unwrap(), None),
             Err(SetupError::NotMulticast { .. })
         ));
-        if let Ok(tx) = UnderlayTx::open(IpAddr::V4(Ipv4Addr::LOCALHOST), None) {
-            assert_eq!(
-                tx.send("2001:db8::1".parse().unwrap(), &[0; 28]),
-                Err(TxDrop::WrongFamily)
-            );
-        }
     }
 }
