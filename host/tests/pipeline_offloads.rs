@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use common::{Csum, Flow, pattern, tcp_frame};
 use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
+use wasm_vtep::fdb::Builtin;
+use wasm_vtep::offload::segment;
 use wasm_vtep::vtep::{
     Dest, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, Outbox, PortId, VniSettings, Vtep, VtepSettings,
 };
@@ -96,4 +98,73 @@ fn tso_super_frame_is_segmented_and_encapsulated_whole() {
     }
     assert_eq!(received, payload);
     assert_eq!(vtep.vni_stats().next().unwrap().to_underlay.frames, 45);
+}
+
+/// The whole way: host 1 cuts a VM's 64 KiB TCP super-frame into datagrams; host 2 receives
+/// them (as a GRO batch would hand them over) and delivers super-frames again, whose segments
+/// are exactly the ones that crossed the underlay.
+#[test]
+fn segments_from_the_underlay_reach_the_vm_merged_into_super_frames() {
+    let (h1, h2) = (IpAddr::from([198, 18, 0, 1]), IpAddr::from([198, 18, 0, 2]));
+    let vtep_at = |local: IpAddr, remote: IpAddr| {
+        let mut settings = VtepSettings::new(local);
+        let mut v = VniSettings::new(Vni::new(5001).unwrap(), vec![PortId(0)]);
+        v.remotes = vec![remote];
+        settings.vnis.push(v);
+        settings.mtu = 1600;
+        Vtep::new(settings, Instant::now()).unwrap()
+    };
+    let (mut v1, mut v2) = (vtep_at(h1, h2), vtep_at(h2, h1));
+    let now = Instant::now();
+    let flow = Flow::v4();
+    let back = Flow {
+        dst_mac: flow.src_mac,
+        src_mac: flow.dst_mac,
+        ..flow.clone()
+    };
+    // VM2 speaks first: host 2 learns it on its port, host 1 behind host 2.
+    let (hello, _) = tcp_frame(&back, 1, 1, 0x10, &[], &[], Csum::Full);
+    let mut out = Outbox::new();
+    v2.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &hello, &mut out)
+        .unwrap();
+    for d in out.frames().iter().flat_map(|f| f.datagrams()) {
+        v1.handle_underlay(now, h2, d, &mut Outbox::new()).unwrap();
+    }
+    out.clear();
+
+    let payload = pattern(65_160, 3);
+    let (frame, layout) = tcp_frame(&flow, 9, 5_000, 0x18, &[], &payload, Csum::Partial);
+    let vnet = VirtioNetHdr {
+        flags: VirtioNetHdr::F_NEEDS_CSUM,
+        gso_type: VirtioNetHdr::GSO_TCPV4,
+        hdr_len: u16::try_from(layout.payload).unwrap(),
+        gso_size: 1448,
+        csum_start: u16::try_from(layout.l4).unwrap(),
+        csum_offset: 16,
+    };
+    v1.handle_port_frame(now, PortId(0), &vnet, &frame, &mut out)
+        .unwrap();
+    let datagrams: Vec<Vec<u8>> = out
+        .frames()
+        .iter()
+        .flat_map(|f| f.datagrams())
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(datagrams.len(), 45);
+
+    let batch: Vec<(IpAddr, &[u8])> = datagrams.iter().map(|d| (h1, &d[..])).collect();
+    let mut delivered = Outbox::new();
+    v2.handle_underlay_batch(now, &batch[..], &mut delivered, &mut Builtin);
+    assert_eq!(delivered.len(), 1, "one super-frame: 45 segments fit one");
+    let f = &delivered.frames()[0];
+    assert_eq!(f.dest, Dest::Port(PortId(0)));
+    assert_eq!(f.vnet.gso_kind(), VirtioNetHdr::GSO_TCPV4);
+    assert_eq!(f.vnet.gso_size, 1448);
+    assert!(f.vnet.needs_csum());
+    let mut scratch = vec![0; 70_000];
+    let mut again = Vec::new();
+    segment(&f.bytes, &f.vnet, &mut scratch, |s| again.push(s.to_vec())).unwrap();
+    let crossed: Vec<Vec<u8>> = datagrams.iter().map(|d| d[8..].to_vec()).collect();
+    assert_eq!(again, crossed);
+    assert_eq!(v2.vni_stats().next().unwrap().to_ports.frames, 45);
 }

@@ -16,9 +16,11 @@
 //! allocates: output goes to buffers the caller owns.
 
 mod checksum;
+mod coalesce;
 mod error;
 mod gso;
 
 pub use checksum::{complete_checksum, recover_offloads};
+pub use coalesce::Run;
 pub use error::OffloadError;
 pub use gso::{Segmenter, segment};

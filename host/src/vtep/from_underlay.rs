@@ -14,7 +14,7 @@ use super::stats::DropReason;
 use super::{Location, Vtep, count_learn};
 use crate::fdb::{Builtin, LearnPolicy, Tick, VniIdx};
 use crate::offload::recover_offloads;
-use crate::wire::{FrameMeta, VxlanPacket};
+use crate::wire::{FrameMeta, VirtioNetHdr, VxlanPacket};
 
 impl Vtep {
     /// Handles one UDP datagram (the VXLAN header and inner frame) that `src` sent to this
@@ -34,6 +34,7 @@ impl Vtep {
                 let inner = datagram.get(offset..).unwrap_or_default();
                 self.deliver_from_underlay(tick, src, idx, &meta, inner, out, &mut Builtin)
             });
+        out.finish_merging();
         if let Err(reason) = result {
             self.drops.count(reason);
         }
@@ -102,6 +103,7 @@ impl Vtep {
                 self.drops.count(reason);
             }
         }
+        out.finish_merging();
         self.pending = pending;
         self.verdicts = verdicts;
     }
@@ -176,8 +178,13 @@ impl Vtep {
         }
         let vnet = recover_offloads(inner, meta, max_inner);
         for &p in ports {
-            out.push(super::Dest::Port(p), vnet)
-                .extend_from_slice(inner);
+            // Segments of a flow to one port merge back into super-frames (see `Outbox`).
+            if vnet == VirtioNetHdr::NONE && known.is_some() {
+                out.push_merging(p, inner, meta);
+            } else {
+                out.push(super::Dest::Port(p), vnet)
+                    .extend_from_slice(inner);
+            }
             vni.stats.to_ports.add(inner.len());
         }
         Ok(())

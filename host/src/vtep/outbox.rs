@@ -8,13 +8,19 @@
 //! datagrams only where a device needs it. This is how a VM's TCP super-frame, segmented here,
 //! leaves as one send, and how a burst of equal-sized frames of one flow does.
 //!
+//! Frames to a port merge the same way when they are consecutive segments of a flow (TCP, or
+//! equal-sized UDP datagrams; see [`Run`]): [`Outbox::push_merging`] appends each to the newest
+//! run of its flow to that port, and [`Outbox::finish_merging`] turns the runs into super-frames
+//! with their `virtio_net_hdr`, which the port's kernel carries as one packet.
+//!
 //! The buffers are reused: `clear` keeps their capacity, so once warm the pipeline writes frames
 //! without allocating.
 
 use std::net::IpAddr;
 
 use super::settings::PortId;
-use crate::wire::VirtioNetHdr;
+use crate::offload::Run;
+use crate::wire::{FrameMeta, VirtioNetHdr};
 
 /// The most datagrams one GSO send may carry (the kernel's `UDP_MAX_SEGMENTS` has been 64 since
 /// UDP GSO appeared; newer kernels allow more).
@@ -22,8 +28,9 @@ pub const MAX_GSO_SEGMENTS: usize = 64;
 /// The most bytes of UDP payload one GSO send may carry: what an IPv4 total length of 65,535
 /// leaves after the IP and UDP headers.
 pub const MAX_GSO_BYTES: usize = 65_535 - 20 - 8;
-/// How far back [`Outbox::append_datagram`] looks for the frame of the same flow: far enough
-/// for head-end replication to a few remotes to interleave its copies.
+/// How far back [`Outbox::append_datagram`] and [`Outbox::push_merging`] look for the frame of
+/// the same flow: far enough for head-end replication to a few remotes, or a few flows to one
+/// port, to interleave.
 const OPEN_WINDOW: usize = 8;
 
 /// Where a datagram goes into the underlay.
@@ -57,6 +64,8 @@ pub struct OutFrame {
     /// For underlay frames holding several datagrams: the length of each (the last may be
     /// shorter). 0 when the bytes are one datagram or a port frame.
     pub segment_len: usize,
+    /// For port frames that segments of their flow may still join: the run being merged.
+    run: Option<Run>,
 }
 
 impl OutFrame {
@@ -112,6 +121,7 @@ impl Outbox {
                 vnet,
                 bytes: Vec::with_capacity(2048),
                 segment_len: 0,
+                run: None,
             });
         }
         let frame = &mut self.frames[self.len];
@@ -119,8 +129,44 @@ impl Outbox {
         frame.dest = dest;
         frame.vnet = vnet;
         frame.segment_len = 0;
+        frame.run = None;
         frame.bytes.clear();
         &mut frame.bytes
+    }
+
+    /// Queues `frame` (a whole frame, no offload pending) for `port`, merged into the newest run
+    /// of its flow to that port if it continues it. Call [`Outbox::finish_merging`] once the
+    /// batch is written.
+    pub fn push_merging(&mut self, port: PortId, frame: &[u8], meta: &FrameMeta) {
+        let start = self.len.saturating_sub(OPEN_WINDOW);
+        for f in self.frames[start..self.len].iter_mut().rev() {
+            if f.dest != Dest::Port(port) {
+                continue;
+            }
+            let Some(run) = &mut f.run else { continue };
+            if !run.same_flow(&f.bytes, frame) {
+                continue;
+            }
+            // The newest run of the flow decides: joining an older one would reorder.
+            if run.append(&mut f.bytes, frame, meta) {
+                return;
+            }
+            break;
+        }
+        let run = Run::start(frame, meta);
+        self.push(Dest::Port(port), VirtioNetHdr::NONE)
+            .extend_from_slice(frame);
+        self.frames[self.len - 1].run = run;
+    }
+
+    /// Turns the runs [`Outbox::push_merging`] built into super-frames with the
+    /// `virtio_net_hdr` their port's kernel takes them with; nothing joins them afterwards.
+    pub fn finish_merging(&mut self) {
+        for f in &mut self.frames[..self.len] {
+            if let Some(run) = f.run.take() {
+                f.vnet = run.finish(&mut f.bytes);
+            }
+        }
     }
 
     /// Makes room for a datagram of `len` bytes to `dest` and returns it (zeroed) to write into.
