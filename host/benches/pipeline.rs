@@ -112,6 +112,14 @@ fn fdb(c: &mut Criterion) {
     for i in 0..N {
         fdb.learn(vni, mac(i), remote(i % 1000), 0, &mut Builtin);
     }
+    // The index's bytes plus the aging queue's (16 per learned entry): the memory target.
+    let bytes = fdb.memory() + 16 * fdb.len();
+    println!(
+        "fdb_1M/memory: {} entries in {:.1} MiB (index {:.1} MiB)",
+        fdb.len(),
+        bytes as f64 / f64::from(1 << 20),
+        fdb.memory() as f64 / f64::from(1 << 20)
+    );
     let mut g = c.benchmark_group("fdb_1M");
     g.throughput(Throughput::Elements(1));
     let mut i = 0u32;

@@ -949,7 +949,10 @@ fn gso_batch(local: IpAddr, remote: IpAddr) -> Result<()> {
     let (a, b) = underlay_pair(if local.is_ipv4() { "gso4" } else { "gso6" })?;
     let (mut rx, mut capture) = {
         let _in = b.enter()?;
-        (UnderlayRx::open(remote, VXLAN_PORT)?, Port::open("u1")?)
+        (
+            UnderlayRx::open(remote, VXLAN_PORT, false)?,
+            Port::open("u1")?,
+        )
     };
     let tx = {
         let _in = a.enter()?;
@@ -1029,13 +1032,13 @@ fn underlay_multicast(local: IpAddr, remote: IpAddr, group: IpAddr) -> Result<()
     let (a, b) = underlay_pair(if local.is_ipv4() { "mc4" } else { "mc6" })?;
     let (tx, mut rx_a) = {
         let _in = a.enter()?;
-        let rx = UnderlayRx::open(local, VXLAN_PORT)?;
+        let rx = UnderlayRx::open(local, VXLAN_PORT, false)?;
         rx.join(group, Some("u0"))?;
         (sender(local, 64, Some("u0"), false)?, rx)
     };
     let mut rx_b = {
         let _in = b.enter()?;
-        let rx = UnderlayRx::open(remote, VXLAN_PORT)?;
+        let rx = UnderlayRx::open(remote, VXLAN_PORT, false)?;
         rx.join(group, Some("u1"))?;
         rx
     };
@@ -1306,7 +1309,7 @@ fn throughput() -> Result<()> {
     };
     let mut rx = {
         let _in = b.enter()?;
-        UnderlayRx::open(UNDERLAY_B.into(), VXLAN_PORT)?
+        UnderlayRx::open(UNDERLAY_B.into(), VXLAN_PORT, false)?
     };
     let payload = vxlan(1, &inner_frame(b"perf"));
     let dst = IpAddr::from(UNDERLAY_B);

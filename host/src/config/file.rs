@@ -9,6 +9,7 @@ use serde::Deserialize;
 pub(super) struct ConfigFile {
     pub(super) underlay: UnderlaySection,
     pub(super) control: Option<ControlSection>,
+    pub(super) datapath: Option<DatapathSection>,
     #[serde(default)]
     pub(super) vni: Vec<VniSection>,
     #[serde(default)]
@@ -41,6 +42,17 @@ pub struct UnderlaySection {
 pub struct ControlSection {
     /// The control socket's path.
     pub socket: Option<String>,
+}
+
+/// `[datapath]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatapathSection {
+    /// Data path threads, default: the CPUs the daemon may run on.
+    pub workers: Option<usize>,
+    /// How long a worker keeps polling after traffic before it sleeps, in microseconds,
+    /// default 50.
+    pub busy_poll_us: Option<u64>,
 }
 
 /// `[[vni]]`.

@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use file::{ControlSection, PluginSection, StaticSection, UnderlaySection, VniSection};
+pub use file::{
+    ControlSection, DatapathSection, PluginSection, StaticSection, UnderlaySection, VniSection,
+};
 
 use crate::plugin::PluginSpec;
 use crate::vtep::{
@@ -21,6 +23,13 @@ use crate::wire::{MacAddr, Vni};
 /// The most source ports (so sockets) a VTEP may spread flows over: with the ports' and the
 /// underlay's sockets it stays well inside the usual limit of 1024 open files.
 pub const MAX_SOURCE_PORT_COUNT: usize = 256;
+
+/// The most data path workers.
+pub const MAX_WORKERS: usize = 64;
+/// How long a worker keeps polling after traffic unless configured otherwise.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+/// The longest busy poll allowed: beyond this a worker is effectively a spinning core.
+pub const MAX_BUSY_POLL: Duration = Duration::from_millis(100);
 
 /// Where the control socket lives unless the file says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/wasm-vtep/vtep.sock";
@@ -57,6 +66,30 @@ pub struct Config {
     pub socket: PathBuf,
     /// The plugins, in the order they run.
     pub plugins: Vec<PluginSpec>,
+    /// How the data path runs.
+    pub datapath: DatapathSettings,
+}
+
+/// `[datapath]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatapathSettings {
+    /// Data path threads; `None`: as many as the CPUs the daemon may run on.
+    pub workers: Option<usize>,
+    /// How long a worker keeps polling its sockets after it found traffic before it sleeps:
+    /// under steady traffic it then rarely sleeps and is rarely woken, which saves the
+    /// wakeups' latency and cost; idle, it costs this much CPU per burst.
+    pub busy_poll: Duration,
+}
+
+impl DatapathSettings {
+    /// How many workers to run: the configured number, else the CPUs available (at least 1).
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZero::get)
+                .min(MAX_WORKERS)
+        })
+    }
 }
 
 impl Config {
@@ -338,8 +371,10 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
         .validate()
         .map_err(|e| ConfigError::new("config", e.to_string()))?;
     let plugins = plugin::build(&file.plugin, &settings.vnis)?;
+    let datapath = datapath(file.datapath.as_ref())?;
     Ok(Config {
         plugins,
+        datapath,
         settings,
         ports,
         underlay_interface: file.underlay.interface.clone(),
@@ -348,6 +383,32 @@ fn build(file: file::ConfigFile) -> Result<Config, ConfigError> {
             .and_then(|c| c.socket)
             .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from),
     })
+}
+
+fn datapath(d: Option<&DatapathSection>) -> Result<DatapathSettings, ConfigError> {
+    let workers = d.and_then(|d| d.workers);
+    if let Some(n) = workers
+        && !(1..=MAX_WORKERS).contains(&n)
+    {
+        return Err(ConfigError::new(
+            "datapath.workers",
+            format!("{n} is outside 1..={MAX_WORKERS}"),
+        ));
+    }
+    let busy_poll = d
+        .and_then(|d| d.busy_poll_us)
+        .map_or(DEFAULT_BUSY_POLL, Duration::from_micros);
+    if busy_poll > MAX_BUSY_POLL {
+        return Err(ConfigError::new(
+            "datapath.busy_poll_us",
+            format!(
+                "{} is more than {}",
+                busy_poll.as_micros(),
+                MAX_BUSY_POLL.as_micros()
+            ),
+        ));
+    }
+    Ok(DatapathSettings { workers, busy_poll })
 }
 
 fn parse_addr(field: &str, s: &str) -> Result<IpAddr, ConfigError> {

@@ -1,6 +1,6 @@
-//! Turns control requests into calls on the pipeline and its plugins. Runs under the pipeline's
-//! lock, so it does no I/O and returns quickly; a plugin reload, which compiles a module, is
-//! done by the daemon outside the lock and only swapped in under it.
+//! Turns control requests into calls on the pipeline and its plugins. Runs under the control
+//! pipeline's and the plugins' locks, so it does no I/O and returns quickly; a plugin reload,
+//! which compiles a module, is done by the daemon outside the locks and only swapped in.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -8,20 +8,30 @@ use std::time::Instant;
 
 use super::protocol::{FdbRow, Request, Response, StatsReport, VniStatsRow};
 use crate::plugin::PluginChain;
-use crate::vtep::{Location, PortId, VniStats, Vtep};
+use crate::vtep::{Drops, Location, PortId, VniStats, Vtep};
 use crate::wire::{MacAddr, Vni};
 
-/// Answers `request` against `vtep` and `plugins`; `ports` names the ports by `PortId`, `io`
-/// adds the I/O shell's counters to `stats`.
+/// The pipeline's counters, added up over the workers.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Per VNI.
+    pub vnis: Vec<VniStats>,
+    /// Drops by reason.
+    pub drops: Drops,
+}
+
+/// Answers `request` against `vtep` (the forwarding table) and `plugins`; `counters` and `io`
+/// (the I/O shell's counters) make up `stats`; `ports` names the ports by `PortId`.
 pub fn handle(
     request: Request,
-    vtep: &mut Vtep,
+    vtep: &Vtep,
+    counters: &Counters,
     plugins: &PluginChain,
     ports: &[String],
     io: &[(String, u64)],
     now: Instant,
 ) -> Response {
-    match run(request, vtep, plugins, ports, io, now) {
+    match run(request, vtep, counters, plugins, ports, io, now) {
         Ok(data) => Response::Ok(data),
         Err(e) => Response::Error(e),
     }
@@ -29,7 +39,8 @@ pub fn handle(
 
 fn run(
     request: Request,
-    vtep: &mut Vtep,
+    vtep: &Vtep,
+    counters: &Counters,
     plugins: &PluginChain,
     ports: &[String],
     io: &[(String, u64)],
@@ -92,9 +103,9 @@ fn run(
         }
         Request::Stats => {
             let report = StatsReport {
-                vnis: vtep.vni_stats().map(vni_row).collect(),
-                drops: vtep
-                    .drops()
+                vnis: counters.vnis.iter().map(vni_row).collect(),
+                drops: counters
+                    .drops
                     .iter()
                     .map(|(r, n)| (r.name().to_owned(), n))
                     .collect(),

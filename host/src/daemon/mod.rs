@@ -1,15 +1,15 @@
 //! `vtep run`: wires the pipeline, the sockets and the control plane together.
 //!
-//! Data path on two dedicated threads (see [`datapath`]); tokio, on the main thread, runs the
-//! control socket, the aging timer and the signal handlers. SIGINT and SIGTERM stop the data
-//! path, leave the multicast groups, close every socket and remove the control socket.
+//! The data path runs on worker threads (see [`datapath`]); tokio, on the main thread, runs
+//! the control socket, the aging timer and the signal handlers. SIGINT and SIGTERM stop the
+//! workers, leave the multicast groups, close every socket and remove the control socket.
 //!
-//! The pipeline and its plugins sit behind one lock, taken once per batch. Plugins are loaded
-//! (compiled, instantiated, initialised) before any socket is opened, so that one that fails
-//! stops `vtep run` with its reason; a reload loads the new module outside the lock and swaps
-//! it in between two batches.
+//! Plugins are loaded (compiled, instantiated, initialised) before any socket is opened, so
+//! that one that fails stops `vtep run` with its reason; a reload loads the new module off the
+//! data path and swaps it in between two batches (see [`plugins`]).
 
 mod datapath;
+mod plugins;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -17,17 +17,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use self::datapath::WorkerState;
+use self::plugins::Plugins;
+
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::datapath::lock;
 use crate::config::Config;
 use crate::control::{Request, Response, handler, server};
+use crate::fdb::Builtin;
 use crate::io::{
     Port, PortRxCounts, SetupError, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
     UnderlayTx, UnderlayTxConfig,
 };
 use crate::plugin::{LoadError, Plugin, PluginChain, PluginSpec, Runtime, RuntimeError};
-use crate::vtep::{SettingsError, Vtep};
+use crate::vtep::{Drops, SettingsError, VniStats, Vtep};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -62,36 +66,34 @@ pub enum DaemonError {
     },
 }
 
-/// The pipeline and its plugins: what the lock guards.
-#[derive(Debug)]
-pub(crate) struct Pipeline {
-    pub(crate) vtep: Vtep,
-    pub(crate) plugins: PluginChain,
-}
-
-/// What the data path threads and the control plane share.
+/// What the workers and the control plane share.
 #[derive(Debug)]
 struct Shared {
-    pipeline: Mutex<Pipeline>,
-    /// The plugin runtime, if plugins are configured (reloads compile on it).
-    runtime: Option<Runtime>,
-    ports: Vec<Port>,
+    /// Each worker's pipeline and counters, locked by the worker once per batch.
+    workers: Vec<Mutex<WorkerState>>,
+    /// The pipeline as the control plane and the aging timer use it (the same tables; its
+    /// counters hold the expiries).
+    control: Mutex<Vtep>,
+    plugins: Plugins,
+    /// Each worker's sockets on the ports, indexed by worker, then `PortId`.
+    ports: Vec<Vec<Port>>,
     port_names: Vec<String>,
     underlay_tx: UnderlayTx,
+    busy_poll: Duration,
     stop: AtomicBool,
-    encap_tx: Mutex<TransmitCounts>,
-    decap_tx: Mutex<TransmitCounts>,
-    underlay_rx: Mutex<UnderlayRxCounts>,
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), DaemonError> {
     let mut settings = config.settings.clone();
     settings.validate()?;
-    let (runtime, plugins) = load_plugins(&config.plugins)?;
+    let (runtime, chain) = load_plugins(&config.plugins)?;
+    let served = settings.vnis.iter().map(|v| v.vni).collect();
+    let plugins = Plugins::new(chain, runtime, served);
     let local = settings.local;
     let ifname = config.underlay_interface.as_deref();
-    let ports = datapath::open_ports(&config.ports)?;
+    let workers = config.datapath.worker_count();
+    let ports = datapath::open_ports(&config.ports, workers)?;
     // The sender binds the source ports first: one that another program holds is swapped for
     // a free one, and the pipeline then picks among those it really has.
     let underlay_tx = UnderlayTx::open(
@@ -104,26 +106,36 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         &mut settings.src_ports,
     )?;
     let vtep = Vtep::new(settings, Instant::now())?;
-    let rx = UnderlayRx::open(local, config.settings.dst_port)?;
+    let rxs = (0..workers)
+        .map(|_| UnderlayRx::open(local, config.settings.dst_port, workers > 1))
+        .collect::<Result<Vec<_>, _>>()?;
     // Several VNIs may flood to one group, but a socket joins a group once: a second
-    // IP_ADD_MEMBERSHIP for it fails with EADDRINUSE.
+    // IP_ADD_MEMBERSHIP for it fails with EADDRINUSE. The first worker's socket joins: the
+    // group's datagrams go to it alone.
     let mut groups: Vec<IpAddr> = vtep.groups().map(|(_, g)| g).collect();
     groups.sort_unstable();
     groups.dedup();
     for &g in &groups {
-        rx.join(g, ifname)?;
+        rxs[0].join(g, ifname)?;
         tracing::info!(group = %g, interface = ifname.unwrap_or("(routed)"), "joined group");
     }
     let shared = Arc::new(Shared {
-        pipeline: Mutex::new(Pipeline { vtep, plugins }),
-        runtime,
+        workers: (0..workers)
+            .map(|_| {
+                Mutex::new(WorkerState {
+                    vtep: vtep.worker(),
+                    tx: TransmitCounts::default(),
+                    rx: UnderlayRxCounts::default(),
+                })
+            })
+            .collect(),
+        control: Mutex::new(vtep),
+        plugins,
         ports,
         port_names: config.ports.clone(),
         underlay_tx,
+        busy_poll: config.datapath.busy_poll,
         stop: AtomicBool::new(false),
-        encap_tx: Mutex::default(),
-        decap_tx: Mutex::default(),
-        underlay_rx: Mutex::default(),
     });
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -137,17 +149,20 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             source,
         })?;
 
-    let encap = spawn("vtep-encap", {
-        let shared = Arc::clone(&shared);
-        move || datapath::encap_loop(shared)
-    })?;
-    let decap = spawn("vtep-decap", {
-        let shared = Arc::clone(&shared);
-        move || datapath::decap_loop(shared, rx)
-    })?;
+    let threads = rxs
+        .into_iter()
+        .enumerate()
+        .map(|(i, rx)| {
+            let shared = Arc::clone(&shared);
+            spawn(&format!("vtep-worker-{i}"), move || {
+                datapath::worker_loop(shared, i, rx)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     tracing::info!(
         local = %local,
         ports = ?config.ports,
+        workers,
         socket = %config.socket.display(),
         "vtep running"
     );
@@ -167,20 +182,20 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     });
 
     shared.stop.store(true, Ordering::Relaxed);
-    if encap.join().is_err() {
-        tracing::error!("the encap thread panicked");
-    }
-    match decap.join() {
-        Ok(rx) => {
-            for g in groups {
-                match rx.leave(g, ifname) {
-                    Ok(()) => tracing::info!(group = %g, "left group"),
-                    Err(e) => tracing::warn!(group = %g, error = %e, "leaving group failed"),
+    for (i, thread) in threads.into_iter().enumerate() {
+        match thread.join() {
+            Ok(rx) if i == 0 => {
+                for &g in &groups {
+                    match rx.leave(g, ifname) {
+                        Ok(()) => tracing::info!(group = %g, "left group"),
+                        Err(e) => tracing::warn!(group = %g, error = %e, "leaving group failed"),
+                    }
                 }
             }
+            Ok(_) => {}
+            // Closing the socket (it went with the thread) leaves its groups all the same.
+            Err(_) => tracing::error!(worker = i, "a worker panicked"),
         }
-        // Closing the socket (it went with the thread) leaves its groups all the same.
-        Err(_) => tracing::error!("the decap thread panicked"),
     }
     let _ = std::fs::remove_file(&config.socket);
     tracing::info!("stopped");
@@ -227,18 +242,27 @@ fn load_plugins(specs: &[PluginSpec]) -> Result<(Option<Runtime>, PluginChain), 
     Ok((Some(runtime), chain))
 }
 
-/// Runs the FDB's aging when it has work, at least once a second.
+/// Runs the FDB's aging when it has work, at least once a second. Each pass handles a
+/// bounded number of entries (the table's writer lock is held meanwhile), and passes repeat
+/// while entries are due.
 async fn aging_loop(shared: Arc<Shared>) {
     loop {
-        let next = lock(&shared.pipeline).vtep.poll_timeout();
+        let next = lock(&shared.control).poll_timeout();
         let now = Instant::now();
         let wait = next.map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
-        tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
         let now = Instant::now();
-        let mut guard = lock(&shared.pipeline);
-        let Pipeline { vtep, plugins } = &mut *guard;
+        let mut vtep = lock(&shared.control);
         if vtep.poll_timeout().is_some_and(|t| t <= now) {
-            vtep.handle_timeout_with(now, plugins);
+            if shared.plugins.runtime().is_some() {
+                vtep.handle_timeout_with(now, &mut shared.plugins.hooks());
+            } else {
+                vtep.handle_timeout_with(now, &mut Builtin);
+            }
         }
     }
 }
@@ -249,12 +273,14 @@ fn control_handler(shared: &Arc<Shared>) -> server::Handler {
         Request::PluginReload { name, path } => reload(&shared, &name, path),
         request => {
             let io = io_counters(&shared);
-            let mut guard = lock(&shared.pipeline);
-            let Pipeline { vtep, plugins } = &mut *guard;
+            let (vnis, drops) = pipeline_counters(&shared);
+            let vtep = lock(&shared.control);
+            let plugins = shared.plugins.lock();
             handler::handle(
                 request,
-                vtep,
-                plugins,
+                &vtep,
+                &handler::Counters { vnis, drops },
+                &plugins,
                 &shared.port_names,
                 &io,
                 Instant::now(),
@@ -263,18 +289,31 @@ fn control_handler(shared: &Arc<Shared>) -> server::Handler {
     })
 }
 
-/// `vtep plugin reload`: loads the plugin anew (from `path`, or where it was loaded from)
-/// without the lock, so that traffic keeps flowing meanwhile; then swaps it in under the lock,
-/// between two batches. If the new one fails to load, the running one stays.
+/// Every worker's pipeline counters, and the control pipeline's (expiries), added up.
+fn pipeline_counters(shared: &Shared) -> (Vec<VniStats>, Drops) {
+    let control = lock(&shared.control);
+    let mut vnis: Vec<VniStats> = control.vni_stats().copied().collect();
+    let mut drops = *control.drops();
+    drop(control);
+    for w in &shared.workers {
+        let w = lock(w);
+        for (sum, s) in vnis.iter_mut().zip(w.vtep.vni_stats()) {
+            sum.merge(s);
+        }
+        drops += w.vtep.drops();
+    }
+    (vnis, drops)
+}
+
+/// `vtep plugin reload`: loads the plugin anew (from `path`, or where it was loaded from) off
+/// the data path, so that traffic keeps flowing meanwhile; then swaps it in between two
+/// batches. If the new one fails to load, the running one stays.
 fn reload(shared: &Shared, name: &str, path: Option<String>) -> Response {
     let no_such = || Response::Error(format!("no plugin named {name:?}"));
-    let Some(runtime) = &shared.runtime else {
+    let Some(runtime) = shared.plugins.runtime() else {
         return no_such();
     };
-    let spec = lock(&shared.pipeline)
-        .plugins
-        .get(name)
-        .map(|p| p.spec().clone());
+    let spec = shared.plugins.lock().get(name).map(|p| p.spec().clone());
     let Some(mut spec) = spec else {
         return no_such();
     };
@@ -293,7 +332,7 @@ fn reload(shared: &Shared, name: &str, path: Option<String>) -> Response {
         }
     };
     let report = plugin.report();
-    let old = lock(&shared.pipeline).plugins.replace(plugin);
+    let old = shared.plugins.replace(plugin);
     drop(old); // outside the lock
     tracing::info!(
         plugin = name,
@@ -307,13 +346,19 @@ fn reload(shared: &Shared, name: &str, path: Option<String>) -> Response {
     }
 }
 
-/// The I/O shell's counters, flattened for `vtep stats`.
+/// The I/O shell's counters, added up over the workers and flattened for `vtep stats`.
 fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
-    let mut tx = *lock(&shared.encap_tx);
-    tx += *lock(&shared.decap_tx);
-    let rx = *lock(&shared.underlay_rx);
+    let mut tx = TransmitCounts::default();
+    let mut rx = UnderlayRxCounts::default();
+    for w in &shared.workers {
+        let w = lock(w);
+        tx += w.tx;
+        rx.datagrams += w.rx.datagrams;
+        rx.coalesced += w.rx.coalesced;
+        rx.truncated += w.rx.truncated;
+    }
     let mut ports = PortRxCounts::default();
-    for p in &shared.ports {
+    for p in shared.ports.iter().flatten() {
         // Frames the kernel dropped because the data path fell behind (PACKET_STATISTICS).
         let _ = p.refresh_kernel_drops();
         let c = p.rx_counts();

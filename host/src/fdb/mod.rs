@@ -3,6 +3,7 @@
 //! the pipeline's epoch). Pure data structure: no I/O, no clock reads.
 
 mod aging;
+mod index;
 mod location;
 mod policy;
 mod remotes;
@@ -12,7 +13,7 @@ pub use location::{Location, PortId};
 pub use policy::{
     AgeDecision, AgeEvent, AgePolicy, Builtin, LearnDecision, LearnEvent, LearnPolicy,
 };
-pub use table::{EntryView, Fdb, FdbError, LearnOutcome, VniIdx, VniTableSettings};
+pub use table::{EXPIRE_BATCH, EntryView, Fdb, FdbError, LearnOutcome, VniIdx, VniTableSettings};
 
 /// Milliseconds since the pipeline's epoch.
 pub type Tick = u64;

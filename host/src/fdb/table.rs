@@ -1,20 +1,29 @@
-//! `Fdb`: the forwarding table of every VNI, in one hash map keyed by `(VNI, MAC)`.
+//! `Fdb`: the forwarding table of every VNI, in one index keyed by `(VNI, MAC)`, shared by every
+//! data path worker.
 //!
-//! One flat map rather than a map per VNI: a lookup is one hash of a `u64` and one probe,
+//! One flat index rather than a map per VNI: a lookup is one hash of a `u64` and one probe,
 //! whatever the number of VNIs. The key packs a 16-bit VNI handle ([`VniIdx`], handed out by
-//! [`Fdb::add_vni`]) above the 48-bit MAC, so a VTEP serves at most 65,536 VNIs. Entries are
-//! 32 bytes (remote addresses are interned), so a million of them fit in about 100 MiB with
-//! the aging queue.
+//! [`Fdb::add_vni`]) above the 48-bit MAC, so a VTEP serves at most 65,536 VNIs. An entry is
+//! one packed `u64` (location, flags, hit count, last-seen time; see [`Packed`]), so a million
+//! entries take about 56 MiB with the aging queue.
+//!
+//! Concurrency: lookups and refreshes (a frame from a MAC already at that location, the
+//! per-frame case) take no lock; they read and compare-and-swap the index's atomics. What
+//! changes the table's shape (a new MAC, a move, static entries, aging) takes the writer lock,
+//! under which the learn and age policies are asked: rare on the steady path.
 
-use std::collections::HashMap;
-
-use foldhash::fast::RandomState;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::aging::AgingQueue;
+use super::index::Index;
 use super::policy::{AgeDecision, AgeEvent, AgePolicy, LearnDecision, LearnEvent, LearnPolicy};
-use super::remotes::{RemoteId, RemoteTable};
+use super::remotes::{Interning, RemoteId, Remotes};
 use super::{Location, PortId, Tick};
 use crate::wire::{MacAddr, Vni};
+
+/// Entries [`Fdb::expire`] handles at most per call: aging holds the writer lock, and a burst of
+/// entries all due at once (learned together) must not keep learners waiting for long.
+pub const EXPIRE_BATCH: usize = 4096;
 
 /// Per-VNI table settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +50,8 @@ pub enum LearnOutcome {
     Static,
     /// A static entry has the MAC elsewhere: the frame claiming it must be dropped.
     StaticConflict,
-    /// The VNI holds `max_entries` learned entries: not learned.
+    /// The VNI holds `max_entries` learned entries (or the table every remote it can): not
+    /// learned.
     LimitReached,
     /// The learn policy said no.
     Rejected,
@@ -81,6 +91,9 @@ pub enum FdbError {
     /// Nothing to delete.
     #[error("no entry for {1} in VNI {0}")]
     NoSuchEntry(Vni, MacAddr),
+    /// Every remote id is in use.
+    #[error("the table already holds 65536 remote VTEPs")]
+    TooManyRemotes,
 }
 
 /// One entry as the control plane shows it.
@@ -96,44 +109,113 @@ pub struct EntryView {
     pub is_static: bool,
     /// Learned as sticky: it moves only if a learn policy explicitly accepts the move.
     pub is_sticky: bool,
-    /// When it was learned or last refreshed.
+    /// When it was learned or last refreshed (to 10 ms).
     pub last_seen: Tick,
-    /// Frames from the MAC at this location.
+    /// Frames from the MAC at this location (saturating at 8191).
     pub hits: u32,
 }
 
+/// Where an entry points, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Port(PortId),
     Remote(RemoteId),
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    slot: Slot,
-    last_seen: Tick,
-    /// The deadline of this entry's one live item in the aging queue (`Tick::MAX` if static).
-    deadline: Tick,
-    hits: u32,
-    is_static: bool,
-    is_sticky: bool,
+/// An entry in one `u64`: bits 0-15 the port or remote id, 16 remote (else port), 17 static,
+/// 18 sticky, 19-31 hits (saturating), 32-63 last seen in hundredths of a second since the
+/// epoch (wrapping after 497 days: ages are computed against `now` with wrapping arithmetic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packed(u64);
+
+const REMOTE_BIT: u64 = 1 << 16;
+const STATIC_BIT: u64 = 1 << 17;
+const STICKY_BIT: u64 = 1 << 18;
+const HITS_SHIFT: u32 = 19;
+const HITS_MAX: u64 = (1 << 13) - 1;
+const SEEN_SHIFT: u32 = 32;
+
+/// A tick in the 32-bit wrapping hundredths that entries store.
+fn centis(t: Tick) -> u32 {
+    // Wrapping on purpose: only differences are used.
+    ((t / 10) & 0xffff_ffff) as u32
+}
+
+impl Packed {
+    fn new(slot: Slot, is_static: bool, is_sticky: bool, hits: u64, now: Tick) -> Packed {
+        let loc = match slot {
+            Slot::Port(p) => u64::from(p.0),
+            Slot::Remote(id) => REMOTE_BIT | u64::from(id.0),
+        };
+        let flags = if is_static { STATIC_BIT } else { 0 } | if is_sticky { STICKY_BIT } else { 0 };
+        Packed(
+            loc | flags
+                | (hits.min(HITS_MAX) << HITS_SHIFT)
+                | (u64::from(centis(now)) << SEEN_SHIFT),
+        )
+    }
+
+    fn slot(self) -> Slot {
+        // The low 16 bits are the id.
+        let id = (self.0 & 0xffff) as u16;
+        if self.0 & REMOTE_BIT != 0 {
+            Slot::Remote(RemoteId(id))
+        } else {
+            Slot::Port(PortId(id))
+        }
+    }
+
+    fn is_static(self) -> bool {
+        self.0 & STATIC_BIT != 0
+    }
+
+    fn is_sticky(self) -> bool {
+        self.0 & STICKY_BIT != 0
+    }
+
+    fn hits(self) -> u32 {
+        // 13 bits.
+        ((self.0 >> HITS_SHIFT) & HITS_MAX) as u32
+    }
+
+    /// When the entry was last seen, as a tick not after `now`.
+    fn last_seen(self, now: Tick) -> Tick {
+        let seen = (self.0 >> SEEN_SHIFT) as u32;
+        let idle = u64::from(centis(now).wrapping_sub(seen)) * 10;
+        (now - now % 10).saturating_sub(idle)
+    }
+
+    /// Seen again at `now`: one more hit.
+    fn refreshed(self, now: Tick) -> Packed {
+        let hits = (u64::from(self.hits()) + 1).min(HITS_MAX);
+        let kept = self.0 & (REMOTE_BIT | STATIC_BIT | STICKY_BIT | 0xffff);
+        Packed(kept | (hits << HITS_SHIFT) | (u64::from(centis(now)) << SEEN_SHIFT))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
 struct VniTable {
-    vni: Vni,
     settings: VniTableSettings,
     learned: usize,
+}
+
+/// What the writer lock guards.
+#[derive(Debug, Default)]
+struct Writer {
+    /// Indexed by `VniIdx`.
+    vnis: Vec<VniTable>,
+    interning: Interning,
+    aging: AgingQueue,
 }
 
 /// The forwarding table.
 #[derive(Debug, Default)]
 pub struct Fdb {
-    entries: HashMap<u64, Entry, RandomState>,
-    /// Indexed by `VniIdx`.
-    vnis: Vec<VniTable>,
-    remotes: RemoteTable,
-    aging: AgingQueue,
+    index: Index,
+    /// The VNI of each handle; fixed once the table is shared (`add_vni` takes `&mut self`).
+    vni_ids: Vec<Vni>,
+    remotes: Remotes,
+    writer: Mutex<Writer>,
 }
 
 fn key(vni: VniIdx, mac: MacAddr) -> u64 {
@@ -141,10 +223,8 @@ fn key(vni: VniIdx, mac: MacAddr) -> u64 {
 }
 
 fn split_key(key: u64) -> (VniIdx, MacAddr) {
-    (
-        VniIdx(u16::try_from(key >> 48).unwrap_or(u16::MAX)),
-        MacAddr::from_u64(key),
-    )
+    // The top 16 bits are the handle.
+    (VniIdx((key >> 48) as u16), MacAddr::from_u64(key))
 }
 
 impl Fdb {
@@ -153,15 +233,27 @@ impl Fdb {
         Fdb::default()
     }
 
+    /// The writer lock; a panic elsewhere leaves the table usable (every update is a whole
+    /// store), so poisoning is ignored.
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Serves `vni` with these settings (or changes them) and returns its handle.
     pub fn add_vni(&mut self, vni: Vni, settings: VniTableSettings) -> Result<VniIdx, FdbError> {
-        if let Some(idx) = self.vni_idx(vni) {
-            self.vnis[usize::from(idx.0)].settings = settings;
-            return Ok(idx);
+        let w = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(pos) = self.vni_ids.iter().position(|&v| v == vni) {
+            w.vnis[pos].settings = settings;
+            return Ok(VniIdx(
+                u16::try_from(pos).map_err(|_| FdbError::TooManyVnis)?,
+            ));
         }
-        let idx = VniIdx(u16::try_from(self.vnis.len()).map_err(|_| FdbError::TooManyVnis)?);
-        self.vnis.push(VniTable {
-            vni,
+        let idx = VniIdx(u16::try_from(self.vni_ids.len()).map_err(|_| FdbError::TooManyVnis)?);
+        self.vni_ids.push(vni);
+        w.vnis.push(VniTable {
             settings,
             learned: 0,
         });
@@ -170,20 +262,21 @@ impl Fdb {
 
     /// The handle of `vni`, if served. A linear search: for the control plane, not per packet.
     pub fn vni_idx(&self, vni: Vni) -> Option<VniIdx> {
-        let pos = self.vnis.iter().position(|t| t.vni == vni)?;
+        let pos = self.vni_ids.iter().position(|&v| v == vni)?;
         u16::try_from(pos).ok().map(VniIdx)
     }
 
-    /// Where frames to `mac` on `vni` go, if known.
+    /// Where frames to `mac` on `vni` go, if known. Lock-free.
     pub fn lookup(&self, vni: VniIdx, mac: MacAddr) -> Option<Location> {
-        self.entries
-            .get(&key(vni, mac))
-            .map(|e| self.location(e.slot))
+        self.index
+            .get(key(vni, mac))
+            .map(|v| self.location(Packed(v).slot()))
     }
 
-    /// Records that a frame from `mac` arrived from `from` at `now`.
+    /// Records that a frame from `mac` arrived from `from` at `now`. A refresh (known at that
+    /// location) is lock-free; anything else takes the writer lock and may ask `policy`.
     pub fn learn(
-        &mut self,
+        &self,
         vni: VniIdx,
         mac: MacAddr,
         from: Location,
@@ -191,13 +284,47 @@ impl Fdb {
         policy: &mut (impl LearnPolicy + ?Sized),
     ) -> LearnOutcome {
         let k = key(vni, mac);
-        if let Some(entry) = self.entries.get_mut(&k) {
-            let here = match (entry.slot, from) {
-                (Slot::Port(p), Location::Port(q)) => p == q,
-                (Slot::Remote(id), Location::Remote(ip)) => self.remotes.addr(id) == ip,
-                _ => false,
-            };
-            if entry.is_static {
+        let mut outcome = None;
+        self.index.update(k, |v| {
+            let p = Packed(v);
+            let here = self.is_at(p.slot(), from);
+            match (p.is_static(), here) {
+                (true, true) => outcome = Some(LearnOutcome::Static),
+                (true, false) => outcome = Some(LearnOutcome::StaticConflict),
+                (false, true) => {
+                    outcome = Some(LearnOutcome::Refreshed);
+                    return Some(p.refreshed(now).0);
+                }
+                (false, false) => outcome = None,
+            }
+            None
+        });
+        if let Some(outcome) = outcome {
+            return outcome;
+        }
+        self.learn_locked(k, vni, mac, from, now, policy)
+    }
+
+    /// The slow path of [`Fdb::learn`]: a new MAC or a move, decided under the writer lock.
+    fn learn_locked(
+        &self,
+        k: u64,
+        vni: VniIdx,
+        mac: MacAddr,
+        from: Location,
+        now: Tick,
+        policy: &mut (impl LearnPolicy + ?Sized),
+    ) -> LearnOutcome {
+        let mut w = self.writer();
+        let w = &mut *w;
+        let Some(table) = w.vnis.get(vni.index()).copied() else {
+            return LearnOutcome::UnknownVni;
+        };
+        // Another worker may have learned or moved it since the lock-free look.
+        let found = self.index.lookup(k).map(|f| (Packed(f.value), f.deadline));
+        if let Some((p, _)) = found {
+            let here = self.is_at(p.slot(), from);
+            if p.is_static() {
                 return if here {
                     LearnOutcome::Static
                 } else {
@@ -205,27 +332,24 @@ impl Fdb {
                 };
             }
             if here {
-                entry.last_seen = now;
-                entry.hits = entry.hits.saturating_add(1);
+                self.index.update(k, |v| Some(Packed(v).refreshed(now).0));
                 return LearnOutcome::Refreshed;
             }
         }
-        let Some(table) = self.vnis.get(usize::from(vni.0)).copied() else {
-            return LearnOutcome::UnknownVni;
-        };
-        let (current, current_sticky) = match self.entries.get(&k) {
-            Some(e) => (Some(self.location(e.slot)), e.is_sticky),
-            None => (None, false),
-        };
+        let current = found.map(|(p, _)| (self.location(p.slot()), p.is_sticky()));
         if current.is_none() && table.learned >= table.settings.max_entries {
             return LearnOutcome::LimitReached;
         }
         let event = LearnEvent {
-            vni: table.vni,
+            vni: self
+                .vni_ids
+                .get(vni.index())
+                .copied()
+                .unwrap_or(Vni::from_u24(0)),
             mac,
             new: from,
-            current,
-            current_sticky,
+            current: current.map(|(l, _)| l),
+            current_sticky: current.is_some_and(|(_, s)| s),
             vni_entries: table.learned,
         };
         let is_sticky = match policy.decide_learn(&event) {
@@ -233,33 +357,24 @@ impl Fdb {
             LearnDecision::Accept => false,
             LearnDecision::AcceptSticky => true,
         };
-        let slot = self.acquire(from);
-        match self.entries.get_mut(&k) {
-            Some(entry) => {
-                let old = core::mem::replace(&mut entry.slot, slot);
-                entry.last_seen = now;
-                entry.hits = 1;
-                entry.is_sticky = is_sticky;
-                self.release(old);
+        let Some(slot) = self.acquire(&mut w.interning, from) else {
+            return LearnOutcome::LimitReached;
+        };
+        let value = Packed::new(slot, false, is_sticky, 1, now).0;
+        match found {
+            Some((old, deadline)) => {
+                // The entry keeps its one live aging item.
+                self.index.insert(k, value, deadline);
+                self.release(&mut w.interning, old.slot());
                 LearnOutcome::Moved {
-                    from: current.unwrap_or(from),
+                    from: current.map_or(from, |(l, _)| l),
                 }
             }
             None => {
                 let deadline = now.saturating_add(table.settings.aging_ms);
-                self.entries.insert(
-                    k,
-                    Entry {
-                        slot,
-                        last_seen: now,
-                        deadline,
-                        hits: 1,
-                        is_static: false,
-                        is_sticky,
-                    },
-                );
-                self.aging.push(deadline, k);
-                if let Some(t) = self.vnis.get_mut(usize::from(vni.0)) {
+                self.index.insert(k, value, centis(deadline));
+                w.aging.push(deadline, k);
+                if let Some(t) = w.vnis.get_mut(vni.index()) {
                     t.learned += 1;
                 }
                 LearnOutcome::Learned
@@ -268,29 +383,26 @@ impl Fdb {
     }
 
     /// Adds or replaces a static entry (replacing a learned one too).
-    pub fn insert_static(&mut self, vni: Vni, mac: MacAddr, at: Location) -> Result<(), FdbError> {
+    pub fn insert_static(&self, vni: Vni, mac: MacAddr, at: Location) -> Result<(), FdbError> {
         let idx = self.vni_idx(vni).ok_or(FdbError::UnknownVni(vni))?;
         if !mac.is_valid_unicast() {
             return Err(FdbError::NotUnicast(mac));
         }
-        self.remove_entry(key(idx, mac));
-        let slot = self.acquire(at);
-        let entry = Entry {
-            slot,
-            last_seen: 0,
-            deadline: Tick::MAX,
-            hits: 0,
-            is_static: true,
-            is_sticky: false,
-        };
-        self.entries.insert(key(idx, mac), entry);
+        let mut w = self.writer();
+        let w = &mut *w;
+        let slot = self
+            .acquire(&mut w.interning, at)
+            .ok_or(FdbError::TooManyRemotes)?;
+        self.remove_entry(w, key(idx, mac));
+        self.index
+            .insert(key(idx, mac), Packed::new(slot, true, false, 0, 0).0, 0);
         Ok(())
     }
 
     /// Removes the entry for `mac` on `vni`, learned or static.
-    pub fn remove(&mut self, vni: Vni, mac: MacAddr) -> Result<(), FdbError> {
+    pub fn remove(&self, vni: Vni, mac: MacAddr) -> Result<(), FdbError> {
         let idx = self.vni_idx(vni).ok_or(FdbError::UnknownVni(vni))?;
-        if self.remove_entry(key(idx, mac)) {
+        if self.remove_entry(&mut self.writer(), key(idx, mac)) {
             Ok(())
         } else {
             Err(FdbError::NoSuchEntry(vni, mac))
@@ -299,43 +411,56 @@ impl Fdb {
 
     /// When [`Fdb::expire`] next has work, if ever. May be early (a refreshed entry), never late.
     pub fn poll_timeout(&self) -> Option<Tick> {
-        self.aging.next_deadline()
+        self.writer().aging.next_deadline()
     }
 
     /// Expires the learned entries idle for their VNI's aging time at `now`, asking `policy`
-    /// about each; calls `on_expired` for each entry removed and returns how many.
+    /// about each; calls `on_expired` for each entry removed and returns how many. Handles at
+    /// most [`EXPIRE_BATCH`] due entries per call ([`Fdb::poll_timeout`] then says more are
+    /// due at once).
     pub fn expire(
-        &mut self,
+        &self,
         now: Tick,
         policy: &mut (impl AgePolicy + ?Sized),
         mut on_expired: impl FnMut(VniIdx, MacAddr),
     ) -> usize {
+        let mut w = self.writer();
+        let w = &mut *w;
         let mut expired = 0;
-        while let Some((deadline, k)) = self.aging.pop_due(now) {
-            let Some(entry) = self.entries.get(&k).copied() else {
+        for _ in 0..EXPIRE_BATCH {
+            let Some((deadline, k)) = w.aging.pop_due(now) else {
+                break;
+            };
+            let Some(found) = self.index.lookup(k) else {
                 continue;
             };
-            if entry.deadline != deadline {
+            let entry = Packed(found.value);
+            if found.deadline != centis(deadline) || entry.is_static() {
                 continue; // a stale item: the entry was replaced or re-queued since
             }
             let (idx, mac) = split_key(k);
-            let Some(table) = self.vnis.get(usize::from(idx.0)) else {
+            let Some(table) = w.vnis.get(idx.index()) else {
                 continue;
             };
-            let idle_deadline = entry.last_seen.saturating_add(table.settings.aging_ms);
+            let last_seen = entry.last_seen(now);
+            let idle_deadline = last_seen.saturating_add(table.settings.aging_ms);
             let next = if idle_deadline > now {
                 idle_deadline
             } else {
                 let event = AgeEvent {
-                    vni: table.vni,
+                    vni: self
+                        .vni_ids
+                        .get(idx.index())
+                        .copied()
+                        .unwrap_or(Vni::from_u24(0)),
                     mac,
-                    idle_ms: now.saturating_sub(entry.last_seen),
-                    hits: entry.hits,
-                    location: self.location(entry.slot),
+                    idle_ms: now.saturating_sub(last_seen),
+                    hits: entry.hits(),
+                    location: self.location(entry.slot()),
                 };
                 match policy.decide_age(&event) {
                     AgeDecision::Expire => {
-                        self.remove_entry(k);
+                        self.remove_entry(w, k);
                         on_expired(idx, mac);
                         expired += 1;
                         continue;
@@ -343,74 +468,86 @@ impl Fdb {
                     AgeDecision::KeepFor(ms) => now.saturating_add(ms.max(1)),
                 }
             };
-            if let Some(e) = self.entries.get_mut(&k) {
-                e.deadline = next;
-            }
-            self.aging.push(next, k);
+            self.index.set_deadline(k, centis(next));
+            w.aging.push(next, k);
         }
         expired
     }
 
-    /// Every entry, in no particular order.
-    pub fn entries(&self) -> impl Iterator<Item = EntryView> + '_ {
-        self.entries.iter().map(|(&k, e)| {
+    /// Every entry, in no particular order, with times as of `now`.
+    pub fn entries(&self, now: Tick) -> impl Iterator<Item = EntryView> + '_ {
+        self.index.entries().into_iter().map(move |(k, v)| {
             let (idx, mac) = split_key(k);
+            let p = Packed(v);
             EntryView {
                 vni: self
-                    .vnis
-                    .get(usize::from(idx.0))
-                    .map_or(Vni::from_u24(0), |t| t.vni),
+                    .vni_ids
+                    .get(idx.index())
+                    .copied()
+                    .unwrap_or(Vni::from_u24(0)),
                 mac,
-                location: self.location(e.slot),
-                is_static: e.is_static,
-                is_sticky: e.is_sticky,
-                last_seen: e.last_seen,
-                hits: e.hits,
+                location: self.location(p.slot()),
+                is_static: p.is_static(),
+                is_sticky: p.is_sticky(),
+                last_seen: if p.is_static() { 0 } else { p.last_seen(now) },
+                hits: p.hits(),
             }
         })
     }
 
     /// Number of entries, learned and static, across all VNIs.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     /// The table is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
+    }
+
+    /// Bytes the table's index occupies (the aging queue adds 16 per learned entry).
+    pub fn memory(&self) -> usize {
+        self.index.memory()
     }
 
     /// Number of learned entries in `vni`.
     pub fn learned_in(&self, vni: VniIdx) -> usize {
-        self.vnis.get(usize::from(vni.0)).map_or(0, |t| t.learned)
+        self.writer().vnis.get(vni.index()).map_or(0, |t| t.learned)
     }
 
     /// Removes every learned entry (static ones stay).
-    pub fn flush_learned(&mut self) {
-        let learned: Vec<u64> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| !e.is_static)
-            .map(|(&k, _)| k)
-            .collect();
-        for k in learned {
-            self.remove_entry(k);
+    pub fn flush_learned(&self) {
+        let mut w = self.writer();
+        for (k, v) in self.index.entries() {
+            if !Packed(v).is_static() {
+                self.remove_entry(&mut w, k);
+            }
         }
-        self.aging.clear();
+        w.aging.clear();
     }
 
-    fn remove_entry(&mut self, k: u64) -> bool {
-        let Some(entry) = self.entries.remove(&k) else {
+    fn remove_entry(&self, w: &mut Writer, k: u64) -> bool {
+        let Some(v) = self.index.remove(k) else {
             return false;
         };
-        self.release(entry.slot);
-        if !entry.is_static {
+        let entry = Packed(v);
+        self.release(&mut w.interning, entry.slot());
+        if !entry.is_static() {
             let (idx, _) = split_key(k);
-            if let Some(t) = self.vnis.get_mut(usize::from(idx.0)) {
+            if let Some(t) = w.vnis.get_mut(idx.index()) {
                 t.learned = t.learned.saturating_sub(1);
             }
         }
         true
+    }
+
+    /// Whether `slot` is `at`. Lock-free: reads the remote's address.
+    fn is_at(&self, slot: Slot, at: Location) -> bool {
+        match (slot, at) {
+            (Slot::Port(p), Location::Port(q)) => p == q,
+            (Slot::Remote(id), Location::Remote(ip)) => self.remotes.addr(id) == ip,
+            _ => false,
+        }
     }
 
     fn location(&self, slot: Slot) -> Location {
@@ -420,16 +557,43 @@ impl Fdb {
         }
     }
 
-    fn acquire(&mut self, at: Location) -> Slot {
+    fn acquire(&self, w: &mut Interning, at: Location) -> Option<Slot> {
         match at {
-            Location::Port(p) => Slot::Port(p),
-            Location::Remote(ip) => Slot::Remote(self.remotes.acquire(ip)),
+            Location::Port(p) => Some(Slot::Port(p)),
+            Location::Remote(ip) => self.remotes.acquire(w, ip).map(Slot::Remote),
         }
     }
 
-    fn release(&mut self, slot: Slot) {
+    fn release(&self, w: &mut Interning, slot: Slot) {
         if let Slot::Remote(id) = slot {
-            self.remotes.release(id);
+            self.remotes.release(w, id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_round_trips_and_ages_wrap() {
+        let p = Packed::new(Slot::Remote(RemoteId(65535)), false, true, 3, 12_345);
+        assert_eq!(p.slot(), Slot::Remote(RemoteId(65535)));
+        assert!(!p.is_static() && p.is_sticky());
+        assert_eq!(p.hits(), 3);
+        assert_eq!(p.last_seen(12_345), 12_340);
+        assert_eq!(p.last_seen(20_000), 12_340);
+        let r = p.refreshed(99_999);
+        assert_eq!((r.hits(), r.last_seen(99_999)), (4, 99_990));
+        assert_eq!(r.slot(), p.slot());
+        assert!(r.is_sticky());
+        let s = Packed::new(Slot::Port(PortId(7)), true, false, 1 << 20, 0);
+        assert_eq!(s.slot(), Slot::Port(PortId(7)));
+        assert!(s.is_static());
+        assert_eq!(s.hits(), 8191, "saturates");
+        // 497 days on, the 32-bit hundredths have wrapped; ages stay right.
+        let later: Tick = (1 << 32) * 10 + 50_000;
+        let seen = Packed::new(Slot::Port(PortId(1)), false, false, 1, later - 30_000);
+        assert_eq!(later - seen.last_seen(later), 30_000);
     }
 }

@@ -29,7 +29,7 @@ fn fdb_with(vni: u32, max_entries: usize) -> (Fdb, VniIdx) {
 
 #[test]
 fn learns_refreshes_and_moves() {
-    let (mut fdb, v) = fdb_with(5001, 100);
+    let (fdb, v) = fdb_with(5001, 100);
     let a = Location::Remote(ip("198.18.0.1"));
     let b = Location::Remote(ip("198.18.0.2"));
     let p = Location::Port(PortId(0));
@@ -54,7 +54,7 @@ fn learns_refreshes_and_moves() {
     );
     assert_eq!(fdb.lookup(v, mac(1)), Some(p));
     assert_eq!(fdb.learned_in(v), 1);
-    let view = fdb.entries().next().unwrap();
+    let view = fdb.entries(1_000_000).next().unwrap();
     assert_eq!(
         (view.vni.get(), view.mac, view.is_static, view.last_seen),
         (5001, mac(1), false, 30)
@@ -74,13 +74,13 @@ fn vnis_are_separate_tables() {
     fdb.learn(v1, mac(1), a, 0, &mut Builtin);
     assert_eq!(fdb.lookup(v2, mac(1)), None);
     assert_eq!(fdb.vni_idx(Vni::new(0xff_ffff).unwrap()), Some(v2));
-    let vnis: Vec<u32> = fdb.entries().map(|e| e.vni.get()).collect();
+    let vnis: Vec<u32> = fdb.entries(1_000_000).map(|e| e.vni.get()).collect();
     assert_eq!(vnis, [5001]);
 }
 
 #[test]
 fn static_entries_are_never_moved_or_aged() {
-    let (mut fdb, v) = fdb_with(5001, 100);
+    let (fdb, v) = fdb_with(5001, 100);
     let vni = Vni::new(5001).unwrap();
     let a = Location::Remote(ip("198.18.0.1"));
     let b = Location::Remote(ip("198.18.0.2"));
@@ -107,7 +107,7 @@ fn static_entries_are_never_moved_or_aged() {
 
 #[test]
 fn static_replaces_learned_and_rejects_group_macs() {
-    let (mut fdb, v) = fdb_with(5001, 100);
+    let (fdb, v) = fdb_with(5001, 100);
     let vni = Vni::new(5001).unwrap();
     let a = Location::Remote(ip("198.18.0.1"));
     let p = Location::Port(PortId(3));
@@ -131,7 +131,7 @@ fn static_replaces_learned_and_rejects_group_macs() {
 
 #[test]
 fn limit_stops_new_macs_not_moves() {
-    let (mut fdb, v) = fdb_with(5001, 2);
+    let (fdb, v) = fdb_with(5001, 2);
     let a = Location::Remote(ip("198.18.0.1"));
     let b = Location::Remote(ip("198.18.0.2"));
     assert_eq!(
@@ -160,7 +160,7 @@ fn limit_stops_new_macs_not_moves() {
 
 #[test]
 fn entries_age_out_unless_their_mac_sends() {
-    let (mut fdb, v) = fdb_with(5001, 100);
+    let (fdb, v) = fdb_with(5001, 100);
     let a = Location::Remote(ip("198.18.0.1"));
     fdb.learn(v, mac(1), a, 0, &mut Builtin);
     fdb.learn(v, mac(2), a, 0, &mut Builtin);
@@ -186,7 +186,7 @@ fn entries_age_out_unless_their_mac_sends() {
 
 #[test]
 fn relearned_entry_keeps_one_aging_item() {
-    let (mut fdb, v) = fdb_with(5001, 100);
+    let (fdb, v) = fdb_with(5001, 100);
     let vni = Vni::new(5001).unwrap();
     let a = Location::Remote(ip("198.18.0.1"));
     fdb.learn(v, mac(1), a, 0, &mut Builtin);
@@ -224,7 +224,7 @@ impl LearnPolicy for RejectFrom {
 
 #[test]
 fn policies_decide_learning_and_aging() {
-    let (mut fdb, v) = fdb_with(5001, 100);
+    let (fdb, v) = fdb_with(5001, 100);
     let a = Location::Remote(ip("198.18.0.1"));
     let bad = ip("198.18.0.66");
     assert_eq!(
@@ -242,7 +242,7 @@ fn policies_decide_learning_and_aging() {
 
 #[test]
 fn remote_addresses_are_released_with_their_entries() {
-    let (mut fdb, v) = fdb_with(5001, 100_000);
+    let (fdb, v) = fdb_with(5001, 100_000);
     for n in 0..=255u8 {
         let at = Location::Remote(IpAddr::from([198, 18, 1, n]));
         fdb.learn(v, mac(n), at, 0, &mut Builtin);
@@ -267,7 +267,7 @@ impl LearnPolicy for Sticky {
 
 #[test]
 fn sticky_entries_move_only_when_a_policy_accepts() {
-    let (mut fdb, v) = fdb_with(5001, 100);
+    let (fdb, v) = fdb_with(5001, 100);
     let a = Location::Remote(ip("198.18.0.1"));
     let b = Location::Remote(ip("198.18.0.2"));
     let mut sticky = Sticky::default();
@@ -275,7 +275,7 @@ fn sticky_entries_move_only_when_a_policy_accepts() {
         fdb.learn(v, mac(1), a, 0, &mut sticky),
         LearnOutcome::Learned
     );
-    assert!(fdb.entries().all(|e| e.is_sticky));
+    assert!(fdb.entries(1_000_000).all(|e| e.is_sticky));
     // A refresh asks nobody and keeps the entry sticky.
     assert_eq!(
         fdb.learn(v, mac(1), a, 5, &mut sticky),
@@ -305,7 +305,7 @@ fn sticky_entries_move_only_when_a_policy_accepts() {
         }
     }
     fdb.learn(v, mac(1), a, 30, &mut Plain);
-    assert!(fdb.entries().all(|e| !e.is_sticky));
+    assert!(fdb.entries(1_000_000).all(|e| !e.is_sticky));
     assert_eq!(
         fdb.learn(v, mac(1), b, 40, &mut Builtin),
         LearnOutcome::Moved { from: a }

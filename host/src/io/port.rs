@@ -17,6 +17,9 @@
 //! - `PACKET_IGNORE_OUTGOING`: a packet socket otherwise also sees every frame transmitted on its
 //!   interface, its own included.
 //! - `PACKET_MR_PROMISC`: the VM's frames are addressed to other MACs than the interface's.
+//! - `PACKET_FANOUT` (with several data path workers): each worker has its own socket on the
+//!   port, and the kernel hands each frame to one of them by a hash of its flow, so that a
+//!   flow's frames stay in order on one worker.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -283,6 +286,28 @@ impl Port {
             ifindex,
             counts: RxCounters::default(),
         })
+    }
+
+    /// Joins this socket to a fanout group of the port's sockets that spreads frames by flow
+    /// hash: `None` creates a group (the kernel picks an unused id), `Some(id)` joins the group
+    /// another socket of the port created. Returns the group's id.
+    pub fn join_fanout(&self, group: Option<u16>) -> Result<u16, SetupError> {
+        let fail =
+            |e| SetupError::socket("joining a fanout group", format!("port {:?}", self.name), e);
+        let fd = self.socket.as_fd();
+        let (id, flags) = match group {
+            Some(id) => (u32::from(id), libc::PACKET_FANOUT_HASH),
+            None => (
+                0,
+                libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_UNIQUEID,
+            ),
+        };
+        let arg: u32 = id | (flags << 16);
+        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg).map_err(fail)?;
+        let mut joined: u32 = 0;
+        getsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &mut joined).map_err(fail)?;
+        // The low 16 bits are the id.
+        Ok((joined & 0xffff) as u16)
     }
 
     /// The interface's name.

@@ -190,8 +190,11 @@ pub struct UnderlayRx {
 impl UnderlayRx {
     /// Opens UDP port `port` (0: any free port) on every address of `local`'s family, with
     /// `SO_REUSEADDR` and `UDP_GRO`. It is bound to the wildcard address because a socket bound
-    /// to the unicast address alone never sees the packets sent to a group.
-    pub fn open(local: IpAddr, port: u16) -> Result<UnderlayRx, SetupError> {
+    /// to the unicast address alone never sees the packets sent to a group. With `shared`, it
+    /// sets `SO_REUSEPORT` too: several workers each open one, and the kernel spreads unicast
+    /// datagrams over them by a hash of their addresses and ports (a flow stays on one); a
+    /// group's datagrams go to the sockets that joined it.
+    pub fn open(local: IpAddr, port: u16, shared: bool) -> Result<UnderlayRx, SetupError> {
         let target = || format!("UDP port {port}");
         let fail = |what: &'static str| move |e: io::Error| SetupError::socket(what, target(), e);
         let ipv6 = local.is_ipv6();
@@ -201,6 +204,11 @@ impl UnderlayRx {
         socket
             .set_reuse_address(true)
             .map_err(fail("setting SO_REUSEADDR"))?;
+        if shared {
+            socket
+                .set_reuse_port(true)
+                .map_err(fail("setting SO_REUSEPORT"))?;
+        }
         socket
             .set_nonblocking(true)
             .map_err(fail("setting O_NONBLOCK"))?;
@@ -456,7 +464,7 @@ mod tests {
 
     #[test]
     fn wrong_family_and_non_multicast_are_refused() {
-        let rx = UnderlayRx::open(IpAddr::V4(Ipv4Addr::LOCALHOST), 0).unwrap();
+        let rx = UnderlayRx::open(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, false).unwrap();
         assert!(matches!(
             rx.join("ff05::1:100".parse().unwrap(), None),
             Err(SetupError::WrongFamily { .. })

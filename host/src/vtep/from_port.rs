@@ -10,7 +10,7 @@ use super::encap::Encapsulator;
 use super::hooks::{Direction, Hooks, Verdict};
 use super::outbox::{Dest, Outbox};
 use super::stats::{DropReason, VniStats};
-use super::{Location, PortId, Vtep, count_learn};
+use super::{Location, PortId, Shared, Vtep, count_learn};
 use crate::fdb::{Builtin, LearnPolicy, Tick, VniIdx};
 use crate::offload::{self, Segmenter};
 use crate::wire::{FrameMeta, VirtioNetHdr, Vni};
@@ -59,7 +59,7 @@ impl Vtep {
             };
             match self.admit_from_port(port, frame) {
                 Ok((idx, meta)) => {
-                    let vni = self.vnis[idx.index()].settings.vni;
+                    let vni = self.shared.vnis[idx.index()].settings.vni;
                     wanted |= hooks.filters(vni);
                     pending.push(Pending {
                         at,
@@ -85,7 +85,7 @@ impl Vtep {
         for (p, verdict) in pending.iter().zip(&verdicts) {
             let result = match (verdict, batch.frame(p.at)) {
                 (Verdict::Drop, _) => {
-                    self.vnis[p.idx.index()].stats.filtered += 1;
+                    self.stats[p.idx.index()].filtered += 1;
                     Err(DropReason::Filtered)
                 }
                 (Verdict::Pass, Some((vnet, frame))) => {
@@ -108,13 +108,14 @@ impl Vtep {
         frame: &[u8],
     ) -> Result<(VniIdx, FrameMeta), DropReason> {
         let idx = self
+            .shared
             .port_vni
             .get(usize::from(port.0))
             .copied()
             .flatten()
             .ok_or(DropReason::PortNotOnVni)?;
         let meta = FrameMeta::parse(frame).map_err(|_| DropReason::FrameTooShort)?;
-        self.vnis[idx.index()].stats.from_ports.add(frame.len());
+        self.stats[idx.index()].from_ports.add(frame.len());
         if !meta.src.is_valid_unicast() {
             return Err(DropReason::InvalidSourceMac);
         }
@@ -135,16 +136,19 @@ impl Vtep {
         policy: &mut (impl LearnPolicy + ?Sized),
     ) -> Result<(), DropReason> {
         let Vtep {
-            fdb,
-            vnis,
-            encap,
+            shared,
+            stats,
             scratch,
             ..
         } = self;
-        let vni = &mut vnis[idx.index()];
+        let Shared {
+            fdb, vnis, encap, ..
+        } = &**shared;
+        let vni = &vnis[idx.index()];
+        let stats = &mut stats[idx.index()];
         if vni.settings.learning {
             let outcome = fdb.learn(idx, meta.src, Location::Port(port), tick, policy);
-            count_learn(&mut vni.stats, outcome)?;
+            count_learn(stats, outcome)?;
         }
         let hash = meta.flow_hash();
         let id = vni.settings.vni;
@@ -156,28 +160,18 @@ impl Vtep {
         match known {
             Some(Location::Port(p)) if p == port => Err(DropReason::DestOnIngressPort),
             Some(Location::Port(p)) => {
-                deliver(out, &mut vni.stats, p, vnet, frame);
+                deliver(out, stats, p, vnet, frame);
                 Ok(())
             }
             Some(Location::Remote(ip)) => {
                 let targets = core::slice::from_ref(&ip);
-                encapsulate_all(
-                    encap,
-                    scratch,
-                    &mut vni.stats,
-                    targets,
-                    id,
-                    hash,
-                    vnet,
-                    frame,
-                    out,
-                )
+                encapsulate_all(encap, scratch, stats, targets, id, hash, vnet, frame, out)
             }
             None => {
-                vni.stats.floods += 1;
+                stats.floods += 1;
                 let mut sent = 0;
                 for &p in vni.settings.ports.iter().filter(|&&p| p != port) {
-                    deliver(out, &mut vni.stats, p, vnet, frame);
+                    deliver(out, stats, p, vnet, frame);
                     sent += 1;
                 }
                 if vni.flood.is_empty() {
@@ -188,17 +182,7 @@ impl Vtep {
                     };
                 }
                 let targets = &vni.flood;
-                encapsulate_all(
-                    encap,
-                    scratch,
-                    &mut vni.stats,
-                    targets,
-                    id,
-                    hash,
-                    vnet,
-                    frame,
-                    out,
-                )
+                encapsulate_all(encap, scratch, stats, targets, id, hash, vnet, frame, out)
             }
         }
     }

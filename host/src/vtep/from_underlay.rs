@@ -11,7 +11,7 @@ use super::batch::{Pending, UnderlayBatch, run_filters};
 use super::hooks::{Direction, Hooks, Verdict};
 use super::outbox::Outbox;
 use super::stats::DropReason;
-use super::{Location, Vtep, count_learn};
+use super::{Location, Shared, Vtep, count_learn};
 use crate::fdb::{Builtin, LearnPolicy, Tick, VniIdx};
 use crate::offload::recover_offloads;
 use crate::wire::{FrameMeta, VirtioNetHdr, VxlanPacket};
@@ -62,7 +62,7 @@ impl Vtep {
             };
             match self.admit_from_underlay(src, datagram) {
                 Ok((idx, meta, offset)) => {
-                    let vni = self.vnis[idx.index()].settings.vni;
+                    let vni = self.shared.vnis[idx.index()].settings.vni;
                     wanted |= hooks.filters(vni);
                     pending.push(Pending {
                         at,
@@ -91,7 +91,7 @@ impl Vtep {
                 .and_then(|(src, d)| Some((src, d.get(p.offset..)?)));
             let result = match (verdict, inner) {
                 (Verdict::Drop, _) => {
-                    self.vnis[p.idx.index()].stats.filtered += 1;
+                    self.stats[p.idx.index()].filtered += 1;
                     Err(DropReason::Filtered)
                 }
                 (Verdict::Pass, Some((src, inner))) => {
@@ -115,7 +115,7 @@ impl Vtep {
         src: IpAddr,
         datagram: &[u8],
     ) -> Result<(VniIdx, FrameMeta, usize), DropReason> {
-        if src == self.local {
+        if src == self.shared.local {
             return Err(DropReason::OwnPacket);
         }
         let packet = VxlanPacket::new_checked(datagram).map_err(|_| DropReason::VxlanTooShort)?;
@@ -123,16 +123,17 @@ impl Vtep {
             return Err(DropReason::VxlanFlagClear);
         }
         let idx = *self
+            .shared
             .by_vni
             .get(&packet.vni())
             .ok_or(DropReason::VniNotServed)?;
-        let vni = &mut self.vnis[idx.index()];
+        let vni = &self.shared.vnis[idx.index()];
         if vni.settings.strict_reserved && packet.reserved_bits_set() {
             return Err(DropReason::VxlanReservedBits);
         }
         let inner = packet.payload();
         let meta = FrameMeta::parse(inner).map_err(|_| DropReason::InnerFrameTooShort)?;
-        vni.stats.from_underlay.add(datagram.len());
+        self.stats[idx.index()].from_underlay.add(datagram.len());
         if !meta.src.is_valid_unicast() {
             return Err(DropReason::InvalidSourceMac);
         }
@@ -152,12 +153,15 @@ impl Vtep {
         out: &mut Outbox,
         policy: &mut (impl LearnPolicy + ?Sized),
     ) -> Result<(), DropReason> {
-        let max_inner = self.encap.max_inner();
-        let Vtep { fdb, vnis, .. } = self;
-        let vni = &mut vnis[idx.index()];
+        let Shared {
+            fdb, vnis, encap, ..
+        } = &*self.shared;
+        let max_inner = encap.max_inner();
+        let vni = &vnis[idx.index()];
+        let stats = &mut self.stats[idx.index()];
         if vni.settings.learning {
             let outcome = fdb.learn(idx, meta.src, Location::Remote(src), tick, policy);
-            count_learn(&mut vni.stats, outcome)?;
+            count_learn(stats, outcome)?;
         }
         let known = if meta.dst.is_multicast() {
             None
@@ -185,7 +189,7 @@ impl Vtep {
                 out.push(super::Dest::Port(p), vnet)
                     .extend_from_slice(inner);
             }
-            vni.stats.to_ports.add(inner.len());
+            stats.to_ports.add(inner.len());
         }
         Ok(())
     }

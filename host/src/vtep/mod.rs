@@ -20,6 +20,7 @@ mod stats;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
@@ -44,27 +45,39 @@ use crate::wire::{MacAddr, Vni};
 /// Largest frame a port hands over: a 64 KiB GSO super-frame plus link headers.
 const MAX_FRAME: usize = 65_536 + 64;
 
-/// One served VNI.
+/// One served VNI's configuration, fixed for the pipeline's life.
 #[derive(Debug)]
-struct VniState {
+struct VniConfig {
     settings: VniSettings,
     /// Where BUM frames go: the group (only while the VNI has ports), then the remotes.
     flood: Vec<IpAddr>,
-    stats: VniStats,
 }
 
-/// A VXLAN tunnel endpoint's data plane.
+/// What every worker of one VTEP shares: its configuration and its forwarding table.
 #[derive(Debug)]
-pub struct Vtep {
+struct Shared {
     epoch: Instant,
     local: IpAddr,
     encap: Encapsulator,
     fdb: Fdb,
     /// Indexed by `VniIdx::index()`.
-    vnis: Vec<VniState>,
+    vnis: Vec<VniConfig>,
     by_vni: HashMap<Vni, VniIdx, RandomState>,
     /// Indexed by `PortId`.
     port_vni: Vec<Option<VniIdx>>,
+}
+
+/// A VXLAN tunnel endpoint's data plane, as one worker runs it.
+///
+/// The configuration and the forwarding table are shared by every worker of the VTEP
+/// ([`Vtep::worker`] makes another): a MAC one worker learns, every worker finds, and lookups
+/// take no lock. Counters and scratch memory are the worker's own, so that workers on several
+/// cores never write the same cache lines; the control plane adds the counters up.
+#[derive(Debug)]
+pub struct Vtep {
+    shared: Arc<Shared>,
+    /// This worker's counters, indexed by `VniIdx::index()`.
+    stats: Vec<VniStats>,
     /// Room for one segment or one checksum-completed copy of a frame.
     scratch: Box<[u8]>,
     /// The frames of the batch being handled, and their verdicts: kept to reuse their memory.
@@ -74,63 +87,80 @@ pub struct Vtep {
 }
 
 impl Vtep {
-    /// Builds the pipeline; `now` is its epoch for aging.
+    /// Builds the pipeline (its first worker); `now` is its epoch for aging.
     pub fn new(settings: VtepSettings, now: Instant) -> Result<Vtep, SettingsError> {
         settings.validate()?;
         let encap = Encapsulator::new(settings.local, settings.src_ports.clone(), settings.mtu);
-        let mut vtep = Vtep {
-            epoch: now,
-            local: settings.local,
-            encap,
-            fdb: Fdb::new(),
-            vnis: Vec::with_capacity(settings.vnis.len()),
-            by_vni: HashMap::default(),
-            port_vni: Vec::new(),
-            scratch: vec![0; MAX_FRAME].into_boxed_slice(),
-            pending: Vec::new(),
-            verdicts: Vec::new(),
-            drops: Drops::default(),
-        };
+        let mut fdb = Fdb::new();
+        let mut vnis = Vec::with_capacity(settings.vnis.len());
+        let mut by_vni = HashMap::default();
+        let mut port_vni: Vec<Option<VniIdx>> = Vec::new();
         for v in settings.vnis {
             let table = VniTableSettings {
                 aging_ms: u64::try_from(v.aging.as_millis()).unwrap_or(u64::MAX),
                 max_entries: v.max_entries,
             };
-            let idx = vtep
-                .fdb
+            let idx = fdb
                 .add_vni(v.vni, table)
                 .map_err(|_| SettingsError::TooManyVnis)?;
             for s in &v.statics {
                 // Validated above: unicast MACs on this VNI's ports, same-family remotes.
-                let _ = vtep.fdb.insert_static(v.vni, s.mac, s.location);
+                let _ = fdb.insert_static(v.vni, s.mac, s.location);
             }
             for &p in &v.ports {
                 let i = usize::from(p.0);
-                if vtep.port_vni.len() <= i {
-                    vtep.port_vni.resize(i + 1, None);
+                if port_vni.len() <= i {
+                    port_vni.resize(i + 1, None);
                 }
-                vtep.port_vni[i] = Some(idx);
+                port_vni[i] = Some(idx);
             }
             let group = v.group.filter(|_| !v.ports.is_empty());
             let flood = group.into_iter().chain(v.remotes.iter().copied()).collect();
-            vtep.by_vni.insert(v.vni, idx);
-            vtep.vnis.push(VniState {
-                stats: VniStats::new(v.vni),
-                settings: v,
-                flood,
-            });
+            by_vni.insert(v.vni, idx);
+            vnis.push(VniConfig { settings: v, flood });
         }
-        Ok(vtep)
+        let shared = Shared {
+            epoch: now,
+            local: settings.local,
+            encap,
+            fdb,
+            vnis,
+            by_vni,
+            port_vni,
+        };
+        Ok(Vtep::with_shared(Arc::new(shared)))
+    }
+
+    fn with_shared(shared: Arc<Shared>) -> Vtep {
+        Vtep {
+            stats: shared
+                .vnis
+                .iter()
+                .map(|v| VniStats::new(v.settings.vni))
+                .collect(),
+            shared,
+            scratch: vec![0; MAX_FRAME].into_boxed_slice(),
+            pending: Vec::new(),
+            verdicts: Vec::new(),
+            drops: Drops::default(),
+        }
+    }
+
+    /// Another worker of this VTEP: the same configuration and forwarding table, its own
+    /// counters (starting at zero) and scratch memory.
+    pub fn worker(&self) -> Vtep {
+        Vtep::with_shared(Arc::clone(&self.shared))
     }
 
     /// This VTEP's underlay address.
     pub fn local(&self) -> IpAddr {
-        self.local
+        self.shared.local
     }
 
     /// The multicast groups this VTEP must have joined: those of VNIs with local ports.
     pub fn groups(&self) -> impl Iterator<Item = (Vni, IpAddr)> + '_ {
-        self.vnis
+        self.shared
+            .vnis
             .iter()
             .filter(|v| !v.settings.ports.is_empty())
             .filter_map(|v| v.settings.group.map(|g| (v.settings.vni, g)))
@@ -138,9 +168,10 @@ impl Vtep {
 
     /// When [`Vtep::handle_timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.fdb
+        self.shared
+            .fdb
             .poll_timeout()
-            .map(|t| self.epoch + Duration::from_millis(t))
+            .map(|t| self.shared.epoch + Duration::from_millis(t))
     }
 
     /// Ages out idle learned entries under the built-in policy.
@@ -149,12 +180,13 @@ impl Vtep {
     }
 
     /// Ages out idle learned entries, asking `policy` about each whose deadline has come.
+    /// Expiries are counted in this worker's counters.
     pub fn handle_timeout_with(&mut self, now: Instant, policy: &mut (impl AgePolicy + ?Sized)) {
         let tick = self.tick(now);
-        let vnis = &mut self.vnis;
-        self.fdb.expire(tick, policy, |idx, _| {
-            if let Some(v) = vnis.get_mut(idx.index()) {
-                v.stats.expired += 1;
+        let stats = &mut self.stats;
+        self.shared.fdb.expire(tick, policy, |idx, _| {
+            if let Some(s) = stats.get_mut(idx.index()) {
+                s.expired += 1;
             }
         });
     }
@@ -162,7 +194,7 @@ impl Vtep {
     /// Every FDB entry with its age at `now` (zero for static entries).
     pub fn fdb_entries(&self, now: Instant) -> impl Iterator<Item = (EntryView, Duration)> + '_ {
         let tick = self.tick(now);
-        self.fdb.entries().map(move |e| {
+        self.shared.fdb.entries(tick).map(move |e| {
             let age = if e.is_static {
                 0
             } else {
@@ -173,38 +205,43 @@ impl Vtep {
     }
 
     /// Adds a static entry at run time (`vtep fdb add`).
-    pub fn add_static(&mut self, vni: Vni, mac: MacAddr, at: Location) -> Result<(), FdbError> {
-        let idx = *self.by_vni.get(&vni).ok_or(FdbError::UnknownVni(vni))?;
+    pub fn add_static(&self, vni: Vni, mac: MacAddr, at: Location) -> Result<(), FdbError> {
+        let idx = *self
+            .shared
+            .by_vni
+            .get(&vni)
+            .ok_or(FdbError::UnknownVni(vni))?;
         match at {
-            Location::Port(p) if self.port_vni.get(usize::from(p.0)) != Some(&Some(idx)) => {
+            Location::Port(p) if self.shared.port_vni.get(usize::from(p.0)) != Some(&Some(idx)) => {
                 return Err(FdbError::PortNotOnVni(p, vni));
             }
-            Location::Remote(ip) if ip.is_ipv4() != self.local.is_ipv4() => {
+            Location::Remote(ip) if ip.is_ipv4() != self.shared.local.is_ipv4() => {
                 return Err(FdbError::FamilyMismatch(ip));
             }
             _ => {}
         }
-        self.fdb.insert_static(vni, mac, at)
+        self.shared.fdb.insert_static(vni, mac, at)
     }
 
     /// Removes an entry, static or learned (`vtep fdb del`).
-    pub fn remove_entry(&mut self, vni: Vni, mac: MacAddr) -> Result<(), FdbError> {
-        self.fdb.remove(vni, mac)
+    pub fn remove_entry(&self, vni: Vni, mac: MacAddr) -> Result<(), FdbError> {
+        self.shared.fdb.remove(vni, mac)
     }
 
-    /// Per-VNI counters.
+    /// This worker's per-VNI counters.
     pub fn vni_stats(&self) -> impl Iterator<Item = &VniStats> + '_ {
-        self.vnis.iter().map(|v| &v.stats)
+        self.stats.iter()
     }
 
-    /// Drop counters.
+    /// This worker's drop counters.
     pub fn drops(&self) -> &Drops {
         &self.drops
     }
 
     /// Milliseconds since the epoch; times before it count as the epoch.
     fn tick(&self, now: Instant) -> Tick {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(now.saturating_duration_since(self.shared.epoch).as_millis())
+            .unwrap_or(u64::MAX)
     }
 }
 

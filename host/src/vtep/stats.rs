@@ -1,5 +1,6 @@
 //! Counters: frames and bytes per VNI and direction, learning events, and every drop by reason.
-//! Plain integers updated in place on the per-packet path; the control plane copies them out.
+//! Plain integers updated in place on the per-packet path; each worker has its own, and the
+//! control plane adds them up.
 
 use crate::wire::Vni;
 
@@ -139,7 +140,29 @@ pub struct VniStats {
     pub filtered: u64,
 }
 
+impl core::ops::AddAssign for Counter {
+    fn add_assign(&mut self, other: Counter) {
+        self.frames += other.frames;
+        self.bytes += other.bytes;
+    }
+}
+
 impl VniStats {
+    /// Adds another worker's counters of the same VNI.
+    pub fn merge(&mut self, other: &VniStats) {
+        self.from_ports += other.from_ports;
+        self.to_ports += other.to_ports;
+        self.from_underlay += other.from_underlay;
+        self.to_underlay += other.to_underlay;
+        self.floods += other.floods;
+        self.learned += other.learned;
+        self.moved += other.moved;
+        self.expired += other.expired;
+        self.learn_limit += other.learn_limit;
+        self.learn_rejected += other.learn_rejected;
+        self.filtered += other.filtered;
+    }
+
     pub(crate) fn new(vni: Vni) -> VniStats {
         VniStats {
             vni,
@@ -180,6 +203,14 @@ impl Drops {
     /// All drops.
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
+    }
+}
+
+impl core::ops::AddAssign<&Drops> for Drops {
+    fn add_assign(&mut self, other: &Drops) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
     }
 }
 
