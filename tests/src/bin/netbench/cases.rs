@@ -90,17 +90,16 @@ impl Case {
     }
 }
 
-/// The `[[plugin]]` section that attaches `vni-filter` to VNI `vni` passing that VNI's
-/// frames, so that the filter runs on every frame and drops none.
-///
-/// The plugin host is being written while this benchmark is: this follows the shape the plugin
-/// SDK documents (`[[plugin]]` with a `config` table handed to the plugin as JSON). If the
-/// daemon names its keys differently, `vtep check` refuses this section and the plugin cases
-/// are reported as skipped with the daemon's one-line reason; adjust it here.
+/// The `[[plugin]]` section that attaches `vni-filter` to VNI `vni` with an ACL that the
+/// benchmark's traffic never matches (it denies SSH and lets the rest through), so that the
+/// filter decides every frame and drops none. With `cache`, its verdicts are cacheable per flow
+/// (the plugin's default of 10 s); without, it asks the host to cache nothing (`cache_secs =
+/// 0`), so that every frame costs a plugin call.
 pub(crate) fn vni_filter_section(wasm: &Path, vni: u32, cache: bool) -> String {
+    let cache_secs = if cache { "" } else { "\ncache_secs = 0" };
     format!(
-        "[[plugin]]\nname = \"vni-filter\"\npath = {:?}\nvnis = [{vni}]\nverdict_cache = {cache}\n\n\
-         [plugin.config]\nallow = [{vni}]\n",
+        "[[plugin]]\nname = \"vni-filter\"\npath = {:?}\nvnis = [{vni}]\n\n\
+         [plugin.config]\ndeny = [{{ dst_port = 22 }}]\ndefault = \"allow\"{cache_secs}\n",
         wasm.display().to_string()
     )
 }
