@@ -34,6 +34,14 @@ pub fn run() -> Result<()> {
     result
 }
 
+/// Ctrl-C was pressed: the walk stops before its next step (and the lab is torn down).
+fn interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
 fn walk(lab: &Lab) -> Result<()> {
     step(
         "The underlay: a switch (Linux bridge) joining host 1 (198.18.0.1) and host 2 \
@@ -51,11 +59,32 @@ fn walk(lab: &Lab) -> Result<()> {
     );
     lab.show_tables()?;
 
+    interrupted()?;
+    // VM2 ignores ARP requests for this first step, so that the request's effect shows alone.
+    lab.exec(
+        "vm2",
+        &["sysctl", "-q", "-w", "net.ipv4.conf.eth0.arp_ignore=8"],
+    )?;
     step(
         "1-4. VM1 ARPs for 192.0.2.2 (destination ff:ff:ff:ff:ff:ff). VTEP 1 encapsulates it \
-          to the group; VTEP 2 receives it, learns MAC1 -> 198.18.0.1 and delivers it to VM2.\n\
-          5-7. VM2 answers unicast; VTEP 2 finds MAC1 behind 198.18.0.1 and sends one unicast \
-          packet; VTEP 1 learns MAC2 -> 198.18.0.2.",
+          to the group; VTEP 2 receives it, learns MAC1 -> 198.18.0.1 and delivers it to VM2\n\
+          (which, for this step, does not answer). VTEP 1 has learned VM1 on its port; nobody \
+          knows VM2 yet:",
+    );
+    let _ = lab.exec(
+        "vm1",
+        &["arping", "-c", "1", "-w", "1", "-I", "eth0", "192.0.2.2"],
+    );
+    lab.show_tables()?;
+
+    interrupted()?;
+    lab.exec(
+        "vm2",
+        &["sysctl", "-q", "-w", "net.ipv4.conf.eth0.arp_ignore=0"],
+    )?;
+    step(
+        "5-7. VM1 asks again and VM2 answers unicast to MAC1; VTEP 2 finds MAC1 behind \
+          198.18.0.1 and sends one unicast packet; VTEP 1 learns MAC2 -> 198.18.0.2:",
     );
     lab.exec(
         "vm1",
@@ -63,11 +92,13 @@ fn walk(lab: &Lab) -> Result<()> {
     )?;
     lab.show_tables()?;
 
+    interrupted()?;
     step(
         "Now both MACs are known: VM1 pings VM2 and every packet goes unicast between the \
           two VTEPs, no flooding.",
     );
     let out = lab.exec("vm1", &["ping", "-c", "3", "-i", "0.2", "192.0.2.2"])?;
+    interrupted()?;
     print!("{out}");
     lab.show_tables()?;
     println!("\nVTEP 1 counters:");
@@ -121,6 +152,12 @@ impl Lab {
         for n in Self::NAMES {
             sh(&["ip", "netns", "add", &lab.ns(n)])?;
             lab.ip(n, &["link", "set", "lo", "up"])?;
+            // IPv4 only: IPv6's automatic traffic (neighbour discovery, MLD) would be learned
+            // too and blur what each step shows.
+            for conf in ["all", "default"] {
+                let key = format!("net.ipv6.conf.{conf}.disable_ipv6=1");
+                lab.exec(n, &["sysctl", "-q", "-w", &key])?;
+            }
         }
         lab.ip(
             "sw",

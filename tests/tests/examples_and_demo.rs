@@ -76,13 +76,65 @@ fn demo_walks_through_flood_and_learn_and_cleans_up() -> Result<()> {
         "{stdout}"
     );
     assert!(stdout.contains("3 received"), "{stdout}");
+    // Step by step: after the ARP request alone, host 2 knows VM1 and host 1 does not know VM2.
+    let first = stdout
+        .split("== 1-4.")
+        .nth(1)
+        .and_then(|s| s.split("== 5-7.").next())
+        .unwrap_or("");
+    assert!(
+        first.contains("02:00:00:00:00:01 vni 5001 dst 198.18.0.1"),
+        "{first}"
+    );
+    assert!(!first.contains("02:00:00:00:00:02"), "{first}");
+    assert_no_namespaces_left(&prefix)
+}
+
+fn assert_no_namespaces_left(prefix: &str) -> Result<()> {
     let list = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()?;
     let left = String::from_utf8_lossy(&list.stdout);
     assert!(
-        !left.contains(&prefix),
+        !left.contains(prefix),
         "demo namespaces left behind: {left}"
     );
     Ok(())
+}
+
+/// Ctrl-C in the middle of the walk: the demo stops at the next step, removes what it built and
+/// exits 0.
+#[test]
+fn demo_interrupted_by_ctrl_c_cleans_up() -> Result<()> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(vtep_bin()?)
+        .arg("demo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let prefix = format!("wv-demo-{}-", child.id());
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line?;
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("== Both VTEPs joined") {
+            break;
+        }
+    }
+    let pid = i32::try_from(child.id())?;
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let rest: Vec<String> = lines.collect::<Result<_, _>>()?;
+    let status = child.wait()?;
+    let rest = rest.join("\n");
+    assert!(status.success(), "{status}\n{seen}{rest}");
+    assert!(
+        rest.contains("interrupted: topology removed"),
+        "{seen}{rest}"
+    );
+    assert!(!rest.contains("== Now both MACs are known"), "{rest}");
+    assert_no_namespaces_left(&prefix)
 }

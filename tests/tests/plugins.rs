@@ -127,6 +127,15 @@ fn reloads_under_traffic_lose_no_frame_and_a_failed_one_changes_nothing() -> Res
         summary.contains("300 packets transmitted, 300 received"),
         "frames lost during the reloads: {summary}"
     );
+    // A reload really swaps the instance: the old one counted the flood's frames since the last
+    // reload, the new one starts from nothing (a stray ARP or ND frame at most).
+    let before = counter(&show(&daemon, "gate")?, "frames");
+    daemon.cli(&["plugin", "reload", "gate"])?;
+    let fresh = show(&daemon, "gate")?;
+    ensure!(
+        before > 50 && counter(&fresh, "frames") <= 5,
+        "{before} frames before the reload; after: {fresh:#}"
+    );
     // A module that refuses the configuration, then a file that is not wasm: refused, and
     // the running plugin stays.
     let vni_filter = build::wasm("vni-filter");

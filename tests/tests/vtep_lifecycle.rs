@@ -66,6 +66,61 @@ fn send_from(vm: &Vm, frame: &[u8]) -> Result<()> {
     PacketSocket::open(vm, Vm::IFACE)?.send(frame)
 }
 
+/// The groups the host's uplink is a member of (`ip maddr`), IPv4.
+fn joined_groups(host: &Host) -> Result<Vec<String>> {
+    let out = host
+        .netns()
+        .ip(&["-4", "maddr", "show", "dev", Host::UPLINK])?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("inet "))
+        .map(|g| g.split_whitespace().next().unwrap_or("").to_owned())
+        .collect())
+}
+
+/// A VTEP joins the group of each VNI that has local ports, and only those; it leaves them when
+/// stopped by SIGINT or SIGTERM (exit code 0), and its control socket is its owner's alone.
+#[test]
+fn groups_are_joined_for_vnis_with_ports_and_left_on_sigint_and_sigterm() {
+    use std::os::unix::fs::PermissionsExt;
+    let underlay = Switch::new(1600).unwrap();
+    let h1 = Host::numbered(&underlay, 1).unwrap();
+    let _vm1 = Vm::numbered(&h1, 1).unwrap();
+    let portless = "[[vni]]\nid = 5002\ngroup = \"239.1.1.101\"\n";
+    let text = format!("{}{portless}", config(&h1, &["vm1"], ""));
+    assert!(!joined_groups(&h1).unwrap().contains(&GROUP.to_owned()));
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let mut d = VtepDaemon::start(&h1, &text).unwrap();
+        let groups = joined_groups(&h1).unwrap();
+        assert!(groups.contains(&GROUP.to_owned()), "{groups:?}");
+        assert!(
+            !groups.contains(&"239.1.1.101".to_owned()),
+            "a VNI without ports joined its group: {groups:?}"
+        );
+        let mode = std::fs::metadata(d.socket()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "control socket mode {mode:o}");
+        // A second daemon with the same control socket refuses to start, saying why once.
+        let mut cmd = h1
+            .netns()
+            .command(&vtep_bin().unwrap().display().to_string());
+        cmd.args(["run", "--config", &d.config_path().display().to_string()]);
+        let mut second = Process::spawn("second-run", cmd).unwrap();
+        assert!(!second.wait(Duration::from_secs(5)).unwrap().success());
+        let err = one_line(&second.stderr()).unwrap();
+        assert_eq!(
+            err.matches("in use by a running daemon").count(),
+            1,
+            "{err}"
+        );
+        let socket = d.socket().to_owned();
+        d.process().signal(signal).unwrap();
+        let status = d.process().wait(Duration::from_secs(5)).unwrap();
+        assert!(status.success(), "signal {signal}: {status}");
+        assert!(!joined_groups(&h1).unwrap().contains(&GROUP.to_owned()));
+        assert!(!socket.exists(), "the control socket is removed");
+    }
+}
+
 /// VM2 migrates from host 2 to host 3: its interface on host 2 goes away, the same MAC and
 /// address come up behind host 3, and host 3 announces it with a RARP as hypervisors do. The
 /// other VTEPs point the MAC at host 3 at once, and VM1's pings follow the VM.
@@ -94,21 +149,41 @@ fn mac_move_follows_a_migrated_vm() {
         "host 3 saw the flood"
     );
 
-    // Switch-over: the source's interface is deleted, the destination's comes up and announces.
-    h2.netns().ip(&["link", "del", "vm2"]).unwrap();
-    drop(vm2);
-    h3.netns().ip(&["link", "set", "vm2", "up"]).unwrap();
-    let moved_before = d1.vni_counter(VNI, "moved").unwrap();
-    let announced = Instant::now();
-    send_from(&arrived, &rarp_announce(arrived.mac())).unwrap();
+    // A ping runs across the switch-over (25 requests, 200 ms apart): the source's interface is
+    // deleted, the destination's comes up and announces.
+    let (moved_before, took, pinger) = std::thread::scope(|s| {
+        let pinger = s.spawn(|| ping_with(&vm1, vm2.ipv4(), 25, &[]));
+        std::thread::sleep(Duration::from_millis(1000));
+        h2.netns().ip(&["link", "del", "vm2"]).unwrap();
+        h3.netns().ip(&["link", "set", "vm2", "up"]).unwrap();
+        let moved_before = d1.vni_counter(VNI, "moved").unwrap();
+        let announced = Instant::now();
+        send_from(&arrived, &rarp_announce(arrived.mac())).unwrap();
 
-    wait_until(
-        "host 1 to point VM2's MAC at host 3",
-        Duration::from_secs(1),
-        || Ok(place(&d1, arrived.mac())? == remote(&h3)),
-    )
-    .unwrap();
-    let took = announced.elapsed();
+        wait_until(
+            "host 1 to point VM2's MAC at host 3",
+            Duration::from_secs(1),
+            || Ok(place(&d1, arrived.mac())? == remote(&h3)),
+        )
+        .unwrap();
+        let took = announced.elapsed();
+        (moved_before, took, pinger.join().unwrap().unwrap())
+    });
+    drop(vm2);
+    // The ping went on: at most the requests in flight during the switch-over lost, and the
+    // last ones answered from host 3.
+    assert!(pinger.received >= 22, "{}", pinger.output);
+    let last_seq = pinger
+        .output
+        .lines()
+        .filter(|l| l.contains(" bytes from "))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("icmp_seq="))
+        })
+        .filter_map(|n| n.parse::<u32>().ok())
+        .max();
+    assert_eq!(last_seq, Some(25), "{}", pinger.output);
     assert_eq!(
         place(&d3, arrived.mac()).unwrap(),
         Some("port vm2".to_owned())
@@ -222,6 +297,30 @@ fn static_entries_forward_resist_learning_and_never_age() {
     let (vm3_mac, h3_addr) = (mac_str(vm3.mac()), h3.ipv4().to_string());
     let added = ["--vni", "5001", "--mac", &vm3_mac, "--remote", &h3_addr];
     d1.cli(&[&["fdb", "add"][..], &added].concat()).unwrap();
+    // A group, or the VTEP's own address, is nobody's location.
+    for bad in [GROUP.to_owned(), h1.ipv4().to_string()] {
+        let args = [
+            "fdb",
+            "add",
+            "--vni",
+            "5001",
+            "--mac",
+            "02:00:00:00:77:77",
+            "--remote",
+            &bad,
+        ];
+        let out = d1.cli_output(&args).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("not a remote"),
+            "{bad}: {err}"
+        );
+    }
+    // `fdb show --vni` shows that VNI's entries only.
+    let shown = d1.cli(&["fdb", "show", "--vni", "5001"]).unwrap();
+    assert!(shown.contains(&vm3_mac), "{shown}");
+    let other = d1.cli(&["fdb", "show", "--vni", "5002"]).unwrap();
+    assert!(other.trim().is_empty(), "{other}");
     for (vm, host) in [(&vm2, &h2), (&vm3, &h3)] {
         let row = d1.entry(VNI, &mac_str(vm.mac())).unwrap().unwrap();
         assert!(row.is_static, "{row:?}");

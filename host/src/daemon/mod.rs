@@ -43,12 +43,12 @@ pub enum DaemonError {
     #[error(transparent)]
     Setup(#[from] SetupError),
     /// The control socket could not be bound.
-    #[error("control socket {path}: {source}")]
+    #[error("control socket {path}: {error}")]
     Control {
         /// Its path.
         path: String,
-        /// What failed.
-        source: std::io::Error,
+        /// What failed (in the message, not a separate cause: one line says it all).
+        error: std::io::Error,
     },
     /// The runtime, a thread or a signal handler could not start.
     #[error("starting the daemon: {0}")]
@@ -57,12 +57,12 @@ pub enum DaemonError {
     #[error(transparent)]
     PluginRuntime(#[from] RuntimeError),
     /// A plugin could not be loaded or refused its configuration: it is not attached.
-    #[error("plugin {name:?}: {source}")]
+    #[error("plugin {name:?}: {error}")]
     Plugin {
         /// Its name.
         name: String,
-        /// Why.
-        source: LoadError,
+        /// Why (in the message, not a separate cause: one line says it all).
+        error: LoadError,
     },
 }
 
@@ -85,11 +85,38 @@ struct Shared {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), DaemonError> {
-    let mut settings = config.settings.clone();
+    let settings = config.settings.clone();
     settings.validate()?;
-    let (runtime, chain) = load_plugins(&config.plugins)?;
+    let (plugin_runtime, chain) = load_plugins(&config.plugins)?;
     let served = settings.vnis.iter().map(|v| v.vni).collect();
-    let plugins = Plugins::new(chain, runtime, served);
+    let plugins = Plugins::new(chain, plugin_runtime, served);
+    // The control socket first: a second daemon for the same socket stops here, before it has
+    // touched a port or joined a group.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let listener = runtime
+        .block_on(async { server::bind(&config.socket) })
+        .map_err(|error| DaemonError::Control {
+            path: config.socket.display().to_string(),
+            error,
+        })?;
+    let result = run_bound(&config, settings, plugins, &runtime, listener);
+    // On every way out, setup failures included: the socket is ours to remove.
+    let _ = std::fs::remove_file(&config.socket);
+    result
+}
+
+/// The daemon once its control socket is bound: sockets, workers, control plane, until a
+/// signal; then an orderly stop.
+fn run_bound(
+    config: &Config,
+    mut settings: crate::vtep::VtepSettings,
+    plugins: Plugins,
+    runtime: &tokio::runtime::Runtime,
+    listener: tokio::net::UnixListener,
+) -> Result<(), DaemonError> {
     let local = settings.local;
     let ifname = config.underlay_interface.as_deref();
     let workers = config.datapath.worker_count();
@@ -137,17 +164,6 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         busy_poll: config.datapath.busy_poll,
         stop: AtomicBool::new(false),
     });
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(DaemonError::Runtime)?;
-    let listener = runtime
-        .block_on(async { server::bind(&config.socket) })
-        .map_err(|source| DaemonError::Control {
-            path: config.socket.display().to_string(),
-            source,
-        })?;
 
     let threads = rxs
         .into_iter()
@@ -197,7 +213,6 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             Err(_) => tracing::error!(worker = i, "a worker panicked"),
         }
     }
-    let _ = std::fs::remove_file(&config.socket);
     tracing::info!("stopped");
     result
 }
@@ -222,11 +237,10 @@ fn load_plugins(specs: &[PluginSpec]) -> Result<(Option<Runtime>, PluginChain), 
     for spec in specs {
         let name = spec.name.clone();
         let started = Instant::now();
-        let plugin =
-            Plugin::load(&runtime, spec.clone()).map_err(|source| DaemonError::Plugin {
-                name: name.clone(),
-                source,
-            })?;
+        let plugin = Plugin::load(&runtime, spec.clone()).map_err(|error| DaemonError::Plugin {
+            name: name.clone(),
+            error,
+        })?;
         let report = plugin.report();
         tracing::info!(
             plugin = name,
@@ -368,6 +382,8 @@ fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
         ports.malformed += c.malformed;
         ports.link_down += c.link_down;
         ports.kernel_drops += c.kernel_drops;
+        ports.gso += c.gso;
+        ports.csum_partial += c.csum_partial;
     }
     let mut out: Vec<(String, u64)> = [
         ("port_rx_frames", ports.frames),
@@ -376,6 +392,8 @@ fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
         ("port_rx_malformed", ports.malformed),
         ("port_link_down", ports.link_down),
         ("port_rx_kernel_drops", ports.kernel_drops),
+        ("port_rx_gso", ports.gso),
+        ("port_rx_csum_partial", ports.csum_partial),
         ("underlay_rx_datagrams", rx.datagrams),
         ("underlay_rx_coalesced", rx.coalesced),
         ("underlay_rx_truncated", rx.truncated),

@@ -91,6 +91,9 @@ pub enum FdbError {
     /// Nothing to delete.
     #[error("no entry for {1} in VNI {0}")]
     NoSuchEntry(Vni, MacAddr),
+    /// Not an address a remote VTEP can have: multicast, unspecified, or this VTEP's own.
+    #[error("{0} is not a remote VTEP's address (multicast, unspecified or this VTEP's own)")]
+    NotARemote(std::net::IpAddr),
     /// Every remote id is in use.
     #[error("the table already holds 65536 remote VTEPs")]
     TooManyRemotes,

@@ -192,6 +192,10 @@ pub struct PortRxCounts {
     /// Frames the kernel dropped because the socket's receive buffer was full, as of the last
     /// [`Port::refresh_kernel_drops`].
     pub kernel_drops: u64,
+    /// Of the frames delivered, GSO super-frames (a VM's TSO or USO send).
+    pub gso: u64,
+    /// Of the frames delivered, frames whose checksum the VM's kernel left partial.
+    pub csum_partial: u64,
 }
 
 /// The receive side's counters, shared between the reading thread and `rx_counts` callers.
@@ -203,6 +207,8 @@ struct RxCounters {
     malformed: AtomicU64,
     link_down: AtomicU64,
     kernel_drops: AtomicU64,
+    gso: AtomicU64,
+    csum_partial: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, n: u64) {
@@ -330,6 +336,8 @@ impl Port {
             malformed: get(&self.counts.malformed),
             link_down: get(&self.counts.link_down),
             kernel_drops: get(&self.counts.kernel_drops),
+            gso: get(&self.counts.gso),
+            csum_partial: get(&self.counts.csum_partial),
         }
     }
 
@@ -430,6 +438,11 @@ impl Port {
                 bump(&self.counts.malformed, 1);
                 continue;
             };
+            if meta.vnet.is_gso() {
+                bump(&self.counts.gso, 1);
+            } else if meta.vnet.needs_csum() {
+                bump(&self.counts.csum_partial, 1);
+            }
             batch.frames[delivered] = FrameMeta {
                 start: start + meta.start,
                 ..meta

@@ -27,12 +27,12 @@ pub enum CallError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {error}", .path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
+        /// What failed (in the message, not a separate cause: one line says it all).
+        error: std::io::Error,
     },
     /// The bytes are not WebAssembly.
     #[error("not a WebAssembly module or component (bad magic or version)")]

@@ -64,9 +64,9 @@ impl Plugin {
     /// Reads, compiles, instantiates and initialises the plugin `spec` describes. This is
     /// the slow part (milliseconds to a second): do it off the data path.
     pub fn load(runtime: &Runtime, spec: PluginSpec) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(&spec.path).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(&spec.path).map_err(|error| LoadError::Read {
             path: spec.path.clone(),
-            source,
+            error,
         })?;
         Plugin::from_bytes(runtime, spec, &bytes)
     }

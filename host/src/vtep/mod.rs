@@ -218,6 +218,11 @@ impl Vtep {
             Location::Remote(ip) if ip.is_ipv4() != self.shared.local.is_ipv4() => {
                 return Err(FdbError::FamilyMismatch(ip));
             }
+            Location::Remote(ip)
+                if ip.is_multicast() || ip.is_unspecified() || ip == self.shared.local =>
+            {
+                return Err(FdbError::NotARemote(ip));
+            }
             _ => {}
         }
         self.shared.fdb.insert_static(vni, mac, at)

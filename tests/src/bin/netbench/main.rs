@@ -294,6 +294,7 @@ fn run_case(
         _ => None,
     };
     let pids = plane.daemon_pids();
+    let rss_idle_kib = rss_kib(&pids, "VmRSS:");
     let udp = FRAME_SIZES
         .iter()
         .map(|f| settle_then(|| probe::udp(bed, &pids, *f, probes)))
@@ -305,6 +306,7 @@ fn run_case(
         .collect::<Result<Vec<_>>>()?;
     drop(server);
     let latency = settle_then(|| probe::latency(bed, &pids, probes))?;
+    let rss_peak_kib = rss_kib(&pids, "VmHWM:");
     let daemon_stats = plane.stats()?;
     plane.finish()?;
     Ok(CaseRun {
@@ -317,8 +319,22 @@ fn run_case(
         udp,
         tcp,
         latency,
+        rss_idle_kib,
+        rss_peak_kib,
         daemon_stats,
     })
+}
+
+/// The largest of the processes' `field` (kB) in `/proc/PID/status` (`VmRSS:` now, `VmHWM:` the
+/// peak), or `None` without processes.
+fn rss_kib(pids: &[u32], field: &str) -> Option<u64> {
+    pids.iter()
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .max()
 }
 
 /// Lets the queues of the previous probe drain before the next starts.

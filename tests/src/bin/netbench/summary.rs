@@ -27,6 +27,10 @@ pub(crate) struct CaseRun {
     pub(crate) udp: Vec<UdpResult>,
     pub(crate) tcp: Vec<TcpResult>,
     pub(crate) latency: LatencyResult,
+    /// The larger daemon's resident memory once the overlay is up, before any probe (KiB).
+    pub(crate) rss_idle_kib: Option<u64>,
+    /// The larger daemon's peak resident memory over the probes (KiB).
+    pub(crate) rss_peak_kib: Option<u64>,
     /// `vtep stats --json` of both daemons at the end (drops by reason, I/O counters).
     pub(crate) daemon_stats: Option<[serde_json::Value; 2]>,
 }
@@ -69,6 +73,14 @@ impl CaseRun {
         );
         m.insert("lat_p50_us".into(), self.latency.p50_us);
         m.insert("lat_p99_us".into(), self.latency.p99_us);
+        for (name, kib) in [
+            ("rss_idle_mib", self.rss_idle_kib),
+            ("rss_peak_mib", self.rss_peak_kib),
+        ] {
+            if let Some(kib) = kib {
+                m.insert(name.into(), kib as f64 / 1024.0);
+            }
+        }
         m
     }
 }
@@ -249,6 +261,22 @@ pub(crate) fn targets(summaries: &[CaseSummary], plugin_skip: Option<&str>) -> V
         },
         _ => unmeasured(target, "kernel or wasm-vtep not run"),
     });
+
+    let target = "Memory of an idle daemon with one VNI under 32 MiB RSS";
+    let mib = |metric: &str| wasm?.median(metric);
+    out.push(match (mib("rss_idle_mib"), mib("rss_peak_mib")) {
+        (Some(idle), peak) => Target {
+            target,
+            measured: format!(
+                "{idle:.1} MiB idle{}",
+                peak.map_or(String::new(), |p| format!(
+                    " ({p:.1} MiB at the peak of the probes)"
+                ))
+            ),
+            met: Some(idle < 32.0),
+        },
+        _ => unmeasured(target, "wasm-vtep not run"),
+    });
     out
 }
 
@@ -316,9 +344,11 @@ mod tests {
                 ("lat_p99_us", p99),
             ]
         };
+        let mut wasm = all(160.0, 110.0, 5.0, 4.0, 140.0);
+        wasm.extend([("rss_idle_mib", 6.5), ("rss_peak_mib", 40.0)]);
         let s = vec![
             summary("kernel", &all(100.0, 100.0, 5.0, 5.0, 100.0)),
-            summary("wasm-vtep", &all(160.0, 110.0, 5.0, 4.0, 140.0)),
+            summary("wasm-vtep", &wasm),
             summary(
                 "wasm-vtep+vni-filter",
                 &[("udp64_pps", 150.0), ("udp1400_pps", 90.0)],
@@ -333,8 +363,13 @@ mod tests {
                 Some(false),
                 Some(false),
                 Some(false),
+                Some(true),
                 Some(true)
             ]
+        );
+        assert_eq!(
+            t[5].measured,
+            "6.5 MiB idle (40.0 MiB at the peak of the probes)"
         );
         assert!(t[0].measured.starts_with("1.60x"), "{}", t[0].measured);
         assert_eq!(t[4].measured, "+40 us (p99 140 vs 100 us)");
