@@ -1,5 +1,6 @@
-//! Per-packet costs of the wire and offload layers: parsing a frame and hashing its flow,
-//! completing a checksum, segmenting a 64 KiB TSO super-frame.
+//! Per-packet costs of the wire and offload layers: parsing a frame and hashing its flow (and the
+//! same parse with etherparse, the alternative to smoltcp's views that was weighed), completing
+//! a checksum, segmenting a 64 KiB TSO super-frame.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -22,6 +23,46 @@ fn parse_and_hash(c: &mut Criterion) {
             black_box(m.flow_hash())
         })
     });
+}
+
+/// What the pipeline needs of a frame (MACs, EtherType, IP addresses and protocol, ports), read
+/// through smoltcp's views (as `FrameMeta::parse` does) and through etherparse's slices.
+fn parse_crates(c: &mut Criterion) {
+    let (frame, _) = tcp_frame(&Flow::v4(), 1, 1, ACK, &[], &pattern(1448, 1), Csum::Full);
+    let mut g = c.benchmark_group("parse_tcp4_headers");
+    g.bench_function("smoltcp_frame_meta", |b| {
+        b.iter(|| {
+            let m = FrameMeta::parse(black_box(&frame)).expect("bench fixture");
+            black_box((m.src, m.dst, m.ethertype, m.ip_src(), m.ip_proto(), m.src_port()))
+        })
+    });
+    g.bench_function("etherparse_sliced", |b| {
+        b.iter(|| {
+            let p = etherparse::SlicedPacket::from_ethernet(black_box(&frame))
+                .expect("bench fixture");
+            let eth = match &p.link {
+                Some(etherparse::LinkSlice::Ethernet2(e)) => {
+                    Some((e.source(), e.destination(), e.ether_type()))
+                }
+                _ => None,
+            };
+            let ip = match &p.net {
+                Some(etherparse::NetSlice::Ipv4(v4)) => {
+                    let h = v4.header();
+                    Some((h.source(), h.destination(), h.protocol()))
+                }
+                _ => None,
+            };
+            let ports = match &p.transport {
+                Some(etherparse::TransportSlice::Tcp(t)) => {
+                    Some((t.source_port(), t.destination_port()))
+                }
+                _ => None,
+            };
+            black_box((eth, ip, ports))
+        })
+    });
+    g.finish();
 }
 
 fn checksum(c: &mut Criterion) {
@@ -90,5 +131,5 @@ fn gso(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse_and_hash, checksum, gso);
+criterion_group!(benches, parse_and_hash, parse_crates, checksum, gso);
 criterion_main!(benches);
