@@ -33,13 +33,20 @@ fn parse_crates(c: &mut Criterion) {
     g.bench_function("smoltcp_frame_meta", |b| {
         b.iter(|| {
             let m = FrameMeta::parse(black_box(&frame)).expect("bench fixture");
-            black_box((m.src, m.dst, m.ethertype, m.ip_src(), m.ip_proto(), m.src_port()))
+            black_box((
+                m.src,
+                m.dst,
+                m.ethertype,
+                m.ip_src(),
+                m.ip_proto(),
+                m.src_port(),
+            ))
         })
     });
     g.bench_function("etherparse_sliced", |b| {
         b.iter(|| {
-            let p = etherparse::SlicedPacket::from_ethernet(black_box(&frame))
-                .expect("bench fixture");
+            let p =
+                etherparse::SlicedPacket::from_ethernet(black_box(&frame)).expect("bench fixture");
             let eth = match &p.link {
                 Some(etherparse::LinkSlice::Ethernet2(e)) => {
                     Some((e.source(), e.destination(), e.ether_type()))

@@ -842,7 +842,7 @@ fn send(tx: &UnderlayTx, dst: IpAddr, datagrams: &[&[u8]]) -> TxCounts {
         src_port: SRC_PORT,
     };
     for d in datagrams {
-        out.append_datagram(to, d.len()).copy_from_slice(d);
+        out.append_datagram(to, d.len(), |b| b.extend_from_slice(d));
     }
     let mut counts = TxCounts::default();
     tx.send_batch(SRC_PORT, out.frames().iter().map(|f| (dst, f)), &mut counts);
@@ -1168,9 +1168,9 @@ fn the_transmitter_drains_an_outbox_in_order_and_counts_drops() -> Result<()> {
     for i in 0..(PORT_FRAMES + UNDERLAY_DATAGRAMS) {
         if i % 3 == 1 && next_datagram < UNDERLAY_DATAGRAMS || next_frame == PORT_FRAMES {
             let payload = vxlan(7, &next_datagram.to_be_bytes());
-            outbox
-                .append_datagram(to(UNDERLAY_B.into(), SRC_PORT), payload.len())
-                .copy_from_slice(&payload);
+            outbox.append_datagram(to(UNDERLAY_B.into(), SRC_PORT), payload.len(), |b| {
+                b.extend_from_slice(&payload)
+            });
             next_datagram += 1;
         } else {
             outbox
@@ -1187,12 +1187,12 @@ fn the_transmitter_drains_an_outbox_in_order_and_counts_drops() -> Result<()> {
             outbox
                 .push(Dest::Port(PortId(0)), VirtioNetHdr::NONE)
                 .extend(ethernet(VM_MAC, HOST_MAC, ETHERTYPE_TEST, &[0; 3000]));
-            outbox
-                .append_datagram(to(UNDERLAY6_B.into(), SRC_PORT), 60)
-                .fill(0x60);
-            outbox
-                .append_datagram(to(UNDERLAY_B.into(), OTHER_PORT), 1600)
-                .fill(0);
+            outbox.append_datagram(to(UNDERLAY6_B.into(), SRC_PORT), 60, |b| {
+                b.extend_from_slice(&[0x60; 60])
+            });
+            outbox.append_datagram(to(UNDERLAY_B.into(), OTHER_PORT), 1600, |b| {
+                b.extend_from_slice(&[0; 1600])
+            });
         }
     }
 

@@ -250,16 +250,34 @@ impl<'a> Segmenter<'a> {
     /// Errors: [`OffloadError::BufferTooSmall`] if `out` cannot hold the segment; nothing is
     /// written and the same segment comes next.
     pub fn write_next(&mut self, out: &mut [u8]) -> Result<Option<usize>, OffloadError> {
-        if self.index == self.count {
+        let Some(len) = self.next_len() else {
             return Ok(None);
-        }
-        let take = self.gso_size.min(self.payload_end - self.next);
-        let len = self.hdr_end + take;
+        };
         let out = out.get_mut(..len).ok_or(OffloadError::BufferTooSmall)?;
+        let take = len - self.hdr_end;
         let (headers, payload) = out.split_at_mut(self.hdr_end);
         headers.copy_from_slice(&self.frame[..self.hdr_end]);
         payload.copy_from_slice(&self.frame[self.next..self.next + take]);
+        self.finish_segment(out);
+        Ok(Some(len))
+    }
 
+    /// Appends the next segment to `out` (no zeroing of room first) and returns its length, or
+    /// `None` when all segments have been written.
+    pub fn append_next(&mut self, out: &mut Vec<u8>) -> Option<usize> {
+        let len = self.next_len()?;
+        let start = out.len();
+        out.extend_from_slice(&self.frame[..self.hdr_end]);
+        out.extend_from_slice(&self.frame[self.next..self.next + len - self.hdr_end]);
+        self.finish_segment(&mut out[start..]);
+        Some(len)
+    }
+
+    /// Fixes the headers of the segment just copied into `out` (exactly `next_len()` bytes:
+    /// the headers, then its share of the payload) and moves on to the next.
+    fn finish_segment(&mut self, out: &mut [u8]) {
+        let len = out.len();
+        let take = len - self.hdr_end;
         let first = self.index == 0;
         let last = self.index + 1 == self.count;
         // The lengths written below fit 16 bits: `new` bounded the largest segment.
@@ -314,7 +332,6 @@ impl<'a> Segmenter<'a> {
         self.index += 1;
         // The ID wraps, as the kernel's `id++` on a 16-bit field does.
         self.ip_id = self.ip_id.wrapping_add(1);
-        Ok(Some(len))
     }
 }
 

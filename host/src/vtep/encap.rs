@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use super::outbox::{Outbox, UnderlayDest};
 use super::source_ports::SourcePorts;
 use super::stats::DropReason;
-use crate::offload::{OffloadError, Segmenter};
+use crate::offload::Segmenter;
 use crate::wire::{VXLAN_HEADER_LEN, Vni, VxlanPacket, VxlanRepr};
 
 const IPV4_HEADER: usize = 20;
@@ -80,10 +80,11 @@ impl Encapsulator {
             return Err(DropReason::MtuExceeded);
         }
         let dest = self.dest(dst, flow_hash)?;
-        let datagram = out.append_datagram(dest, VXLAN_HEADER_LEN + inner.len());
-        let (header, payload) = datagram.split_at_mut(VXLAN_HEADER_LEN);
-        VxlanRepr { vni }.emit(&mut VxlanPacket::new_unchecked(header));
-        payload.copy_from_slice(inner);
+        let header = vxlan_header(vni);
+        out.append_datagram(dest, VXLAN_HEADER_LEN + inner.len(), |b| {
+            b.extend_from_slice(&header);
+            b.extend_from_slice(inner);
+        });
         Ok(self.overhead() + inner.len())
     }
 
@@ -103,18 +104,23 @@ impl Encapsulator {
             return Err(DropReason::MtuExceeded);
         }
         let dest = self.dest(dst, flow_hash)?;
+        let header = vxlan_header(vni);
         let (mut packets, mut total) = (0, 0);
         while let Some(len) = segments.next_len() {
-            let datagram = out.append_datagram(dest, VXLAN_HEADER_LEN + len);
-            let (header, payload) = datagram.split_at_mut(VXLAN_HEADER_LEN);
-            VxlanRepr { vni }.emit(&mut VxlanPacket::new_unchecked(header));
-            // The buffer is exactly the segment's length: writing cannot fail.
-            segments
-                .write_next(payload)
-                .map_err(|_: OffloadError| DropReason::BadOffload)?;
+            out.append_datagram(dest, VXLAN_HEADER_LEN + len, |b| {
+                b.extend_from_slice(&header);
+                segments.append_next(b);
+            });
             packets += 1;
             total += self.overhead() + len;
         }
         Ok((packets, total))
     }
+}
+
+/// The VXLAN header of `vni`: the I flag, every reserved bit zero.
+fn vxlan_header(vni: Vni) -> [u8; VXLAN_HEADER_LEN] {
+    let mut header = [0; VXLAN_HEADER_LEN];
+    VxlanRepr { vni }.emit(&mut VxlanPacket::new_unchecked(&mut header[..]));
+    header
 }

@@ -169,11 +169,17 @@ impl Outbox {
         }
     }
 
-    /// Makes room for a datagram of `len` bytes to `dest` and returns it (zeroed) to write into.
-    /// It joins the most recent frame to `dest` if that frame is among the last few and can take
-    /// it in one GSO send; otherwise it starts a frame. Datagrams to one destination stay in the
-    /// order they were appended.
-    pub fn append_datagram(&mut self, dest: UnderlayDest, len: usize) -> &mut [u8] {
+    /// Appends a datagram of `len` bytes to `dest`, which `write` appends to the buffer it is
+    /// given (exactly `len` bytes; the buffer is not zeroed first). It joins the most recent
+    /// frame to `dest` if that frame is among the last few and can take it in one GSO send;
+    /// otherwise it starts a frame. Datagrams to one destination stay in the order they were
+    /// appended.
+    pub fn append_datagram(
+        &mut self,
+        dest: UnderlayDest,
+        len: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
         let start = self.len.saturating_sub(OPEN_WINDOW);
         // The most recent frame to `dest` decides: appending to an older one would reorder.
         let open = (start..self.len)
@@ -194,8 +200,10 @@ impl Outbox {
             }
         };
         let at = frame.bytes.len();
+        write(&mut frame.bytes);
+        // A writer that broke its promise must not shift the datagrams after it.
+        debug_assert_eq!(frame.bytes.len(), at + len, "datagram of the wrong length");
         frame.bytes.resize(at + len, 0);
-        &mut frame.bytes[at..]
     }
 
     /// The frames pushed since the last `clear`.
@@ -231,7 +239,7 @@ mod tests {
     }
 
     fn append(out: &mut Outbox, dest: UnderlayDest, len: usize, fill: u8) {
-        out.append_datagram(dest, len).fill(fill);
+        out.append_datagram(dest, len, |b| b.resize(b.len() + len, fill));
     }
 
     #[test]
