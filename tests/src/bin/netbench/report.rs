@@ -328,6 +328,17 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
          host 1's packet socket, so it can send faster than the daemon reads; what the daemon \
          cannot take is dropped at that socket (`port_rx_kernel_drops` in the daemons' stats \
          in results.json).\n\
+         - wasm-vtep carries a flow's back-to-back datagrams as one UDP GSO packet across the \
+         underlay and hands consecutive equal-sized datagrams of a flow (and consecutive TCP \
+         segments) to the receiving VM merged into one super-frame with a `virtio_net_hdr`; \
+         the VM's kernel cuts it back into the same datagrams before its sockets see them. \
+         This is the receive offload (GRO) the kernel applies to TCP everywhere and to UDP \
+         on devices where forwarding GRO is turned on; the kernel's vxlan + bridge here does \
+         neither for UDP, so its floods cost one pass per datagram.\n\
+         - Both hosts, both VMs and every data path run on the same two cores: a user-space \
+         VTEP's copies and wakeups compete with the VMs for them, where the kernel's vxlan \
+         runs the whole path inside the sender's system calls without a copy (TCP super-frames \
+         cross the kernel path whole).\n\
          - On a kernel with tick-based CPU accounting (no `CONFIG_IRQ_TIME_ACCOUNTING`), \
          softirq work is charged to whichever task it interrupts: the daemons' CPU includes \
          the kernel work that their own sends and receives set off.\n\
