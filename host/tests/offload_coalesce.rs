@@ -60,6 +60,46 @@ fn merge(frames: &[Vec<u8>]) -> Vec<(VirtioNetHdr, Vec<u8>)> {
         .collect()
 }
 
+/// The value a super-frame carries in its transport checksum field (at `csum_start +
+/// csum_offset`), which the receiving kernel takes as the pseudo-header sum to finish.
+fn partial_field(head: &[u8], vnet: &VirtioNetHdr) -> Option<u16> {
+    let at = usize::from(vnet.csum_start) + usize::from(vnet.csum_offset);
+    Some(u16::from_be_bytes([*head.get(at)?, *head.get(at + 1)?]))
+}
+
+/// The pseudo-header sum (folded, not complemented) of the IP packet at `l3`, protocol `proto`
+/// (6 is TCP, 17 UDP), over its whole transport length: what `CHECKSUM_PARTIAL` wants.
+fn pseudo_sum(head: &[u8], l3: usize, v6: bool, proto: u8) -> u16 {
+    let (addrs, l4) = if v6 {
+        (&head[l3 + 8..l3 + 40], l3 + 40)
+    } else {
+        (&head[l3 + 12..l3 + 20], l3 + 20)
+    };
+    let len = u32::try_from(head.len() - l4).expect("a super-frame's length fits");
+    let mut sum: u32 = addrs
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    sum += u32::from(proto) + (len >> 16) + (len & 0xffff);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    u16::try_from(sum).expect("folded to 16 bits")
+}
+
+#[test]
+fn udp_padding_inside_the_ip_packet_is_not_merged_as_payload() {
+    let f = Flow::v4();
+    let (mut padded, _) = udp_frame(&f, 1, &pattern(100, 1), Csum::Full);
+    // Shorten the UDP length by 4 bytes: the IP packet carries 4 bytes past the datagram.
+    let l4 = 14 + 20;
+    let ulen = u16::from_be_bytes([padded[l4 + 4], padded[l4 + 5]]) - 4;
+    padded[l4 + 4..l4 + 6].copy_from_slice(&ulen.to_be_bytes());
+    padded[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]); // no checksum: only the length can tell
+    let meta = FrameMeta::parse(&padded).expect("parses");
+    assert!(Run::start(&padded, &meta).is_none());
+}
+
 /// Cuts the merged frames again, checking that each run was as long as it could be: 64
 /// segments, or an IP packet the next segment would not fit into, or the end of its flow's run.
 fn recut(merged: &[(VirtioNetHdr, Vec<u8>)], l3: usize) -> Result<Vec<Vec<u8>>, TestCaseError> {
@@ -117,9 +157,10 @@ proptest! {
         prop_assert!(merged.len() < segments.len() || segments.len() == 1, "nothing merged");
         let again = recut(&merged, layout.l3)?;
         prop_assert_eq!(&again, &segments);
-        for (vnet, _) in merged.iter().filter(|(v, _)| v.is_gso()) {
+        for (vnet, head) in merged.iter().filter(|(v, _)| v.is_gso()) {
             prop_assert_eq!(vnet.gso_size, gso_size);
             prop_assert_eq!(usize::from(vnet.hdr_len), layout.payload);
+            prop_assert_eq!(partial_field(head, vnet), Some(pseudo_sum(head, layout.l3, v6, 6)));
         }
     }
 
@@ -145,8 +186,9 @@ proptest! {
         prop_assert!(merged.len() < frames.len() || frames.len() == 1, "nothing merged");
         let again = recut(&merged, 14)?;
         prop_assert_eq!(&again, &frames);
-        for (vnet, _) in merged.iter().filter(|(v, _)| v.is_gso()) {
+        for (vnet, head) in merged.iter().filter(|(v, _)| v.is_gso()) {
             prop_assert_eq!(vnet.gso_kind(), VirtioNetHdr::GSO_UDP_L4);
+            prop_assert_eq!(partial_field(head, vnet), Some(pseudo_sum(head, 14, v6, 17)));
         }
     }
 }

@@ -20,13 +20,14 @@ pub struct Counters {
     pub drops: Drops,
 }
 
-/// Answers `request` against `vtep` (the forwarding table) and `plugins`; `counters` and `io`
-/// (the I/O shell's counters) make up `stats`; `ports` names the ports by `PortId`.
+/// Answers `request` against `vtep` (the forwarding table) and `plugins` (needed by the
+/// requests that [concern plugins](Request::concerns_plugins)); `counters` and `io` (the I/O
+/// shell's counters) make up `stats`; `ports` names the ports by `PortId`.
 pub fn handle(
     request: Request,
     vtep: &Vtep,
     counters: &Counters,
-    plugins: &PluginChain,
+    plugins: Option<&PluginChain>,
     ports: &[String],
     io: &[(String, u64)],
     now: Instant,
@@ -41,7 +42,7 @@ fn run(
     request: Request,
     vtep: &Vtep,
     counters: &Counters,
-    plugins: &PluginChain,
+    plugins: Option<&PluginChain>,
     ports: &[String],
     io: &[(String, u64)],
     now: Instant,
@@ -110,14 +111,17 @@ fn run(
                     .map(|(r, n)| (r.name().to_owned(), n))
                     .collect(),
                 io: io.iter().cloned().collect(),
-                plugins: plugins.counters(),
+                plugins: plugins.map(PluginChain::counters).unwrap_or_default(),
             };
             serde_json::to_value(report).map_err(|e| e.to_string())
         }
-        Request::PluginList => serde_json::to_value(plugins.reports()).map_err(|e| e.to_string()),
+        Request::PluginList => {
+            let reports = plugins.map(PluginChain::reports).unwrap_or_default();
+            serde_json::to_value(reports).map_err(|e| e.to_string())
+        }
         Request::PluginShow { name } => {
             let p = plugins
-                .get(&name)
+                .and_then(|p| p.get(&name))
                 .ok_or_else(|| format!("no plugin named {name:?}"))?;
             serde_json::to_value(p.report()).map_err(|e| e.to_string())
         }

@@ -1,8 +1,9 @@
 //! The data path: worker threads, each moving frames in both directions through its own
-//! sockets: a share of every port's frames (`PACKET_FANOUT`, by flow) and a share of the
-//! underlay's datagrams (`SO_REUSEPORT`, by flow). With two or more workers the encap and decap
-//! directions, and different flows, run in parallel on different cores; one flow stays on one
-//! worker each way, in order.
+//! sockets: a share of every port's frames (`PACKET_FANOUT`, by flow hash) and a share of the
+//! underlay's unicast datagrams (`SO_REUSEPORT`, by address and port hash; the groups'
+//! datagrams go to the first worker, whose socket joined them). With two or more workers,
+//! flows and the two directions of a flow are spread over cores by those hashes; one flow stays
+//! on one worker each way, in order.
 //!
 //! Each worker owns its receive buffers, outbox and transmitter, so steady-state forwarding
 //! allocates nothing; the forwarding table is shared without locks on lookups and refreshes. A

@@ -132,6 +132,10 @@ fn run_bound(
         },
         &mut settings.src_ports,
     )?;
+    settings.merge_udp = crate::io::kernel_takes_uso();
+    if !settings.merge_udp {
+        tracing::info!("this kernel takes no UDP super-frames on ports: UDP is delivered unmerged");
+    }
     let vtep = Vtep::new(settings, Instant::now())?;
     let rxs = (0..workers)
         .map(|_| UnderlayRx::open(local, config.settings.dst_port, workers > 1))
@@ -288,13 +292,17 @@ fn control_handler(shared: &Arc<Shared>) -> server::Handler {
         request => {
             let io = io_counters(&shared);
             let (vnis, drops) = pipeline_counters(&shared);
+            let counters = handler::Counters { vnis, drops };
             let vtep = lock(&shared.control);
-            let plugins = shared.plugins.lock();
+            // The plugins' lock only for the requests about plugins: a worker learning a MAC
+            // holds the table's writer lock while it asks the plugins, so `fdb add/del`
+            // (which take the writer lock) must not hold the plugins' lock meanwhile.
+            let plugins = request.concerns_plugins().then(|| shared.plugins.lock());
             handler::handle(
                 request,
                 &vtep,
-                &handler::Counters { vnis, drops },
-                &plugins,
+                &counters,
+                plugins.as_deref(),
                 &shared.port_names,
                 &io,
                 Instant::now(),
@@ -398,7 +406,9 @@ fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
         ("underlay_rx_coalesced", rx.coalesced),
         ("underlay_rx_truncated", rx.truncated),
         ("port_tx_sent", tx.ports.sent),
+        ("port_tx_batched", tx.ports.batched),
         ("underlay_tx_sent", tx.underlay.sent),
+        ("underlay_tx_batched", tx.underlay.batched),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

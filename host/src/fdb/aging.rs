@@ -38,10 +38,6 @@ impl AgingQueue {
             _ => None,
         }
     }
-
-    pub(crate) fn clear(&mut self) {
-        self.heap.clear();
-    }
 }
 
 #[cfg(test)]

@@ -3,17 +3,22 @@
 //!
 //! Why not a general map: a lookup must stay fast at a million entries, which means touching one
 //! cache line. A slot is 16 bytes (the key and the packed entry, four to a line) in an
-//! open-addressing table with linear probing, so a million entries take 32 MiB at the most
-//! (half full after growing) and a lookup reads one or two neighbouring lines. And the data path
+//! open-addressing table with linear probing that grows at 3/4 full, so a million entries take
+//! 2^21 slots: 32 MiB of slots that lookups read (40 MiB with the writer's deadline words, and
+//! the old table's size again for the moment of growing), and a lookup reads one or two
+//! neighbouring lines. And the data path
 //! of several workers reads it concurrently: readers only load atomics, so a lookup or a
 //! refresh (the per-frame update of an entry's timestamp) never waits for anything.
 //!
 //! Protocol (one writer at a time, serialized by the caller):
 //! - a slot is empty (key 0), a tombstone (key `u64::MAX`, left by a removal, so that probing
 //!   goes on past it), or live. Keys 0 and `u64::MAX` are never stored.
+//! - a slot holds one key in its life: empty, then that key, then a tombstone. Tombstones are
+//!   not reused (they go when the table is rebuilt), so a slot's key never changes from one
+//!   live key to another under a reader's feet.
 //! - the writer stores a new entry's value, then its key (release); a reader that loads the key
-//!   (acquire) sees the value. A reader re-checks the key after reading the value, so that a
-//!   slot removed and reused meanwhile is never read as the old key's.
+//!   (acquire) sees the value. A reader re-checks the key after reading the value, so that an
+//!   entry removed meanwhile is reported absent.
 //! - values change by compare-and-swap (readers refreshing) or by the writer's stores.
 //! - growing copies the live entries into a table twice as large and publishes it; readers that
 //!   still hold the old table finish on it (a refresh there may be lost, which ages an entry at
@@ -200,11 +205,9 @@ impl Index {
         let table = self.table.load();
         let mut i = table.home(key);
         loop {
-            let k = table.slots[i].key.load(Ordering::Relaxed);
-            if k == EMPTY || k == TOMBSTONE {
-                if k == EMPTY {
-                    self.used.fetch_add(1, Ordering::Relaxed);
-                }
+            // Only an empty slot: a tombstone's slot is never given another key.
+            if table.slots[i].key.load(Ordering::Relaxed) == EMPTY {
+                self.used.fetch_add(1, Ordering::Relaxed);
                 table.slots[i].value.store(value, Ordering::Release);
                 table.deadlines[i].store(deadline, Ordering::Relaxed);
                 table.slots[i].key.store(key, Ordering::Release);
@@ -328,6 +331,18 @@ mod tests {
         assert_eq!(ix.len(), 1);
         ix.insert(7, 73, 4);
         assert_eq!(ix.get(7), Some(73));
+    }
+
+    #[test]
+    fn a_removed_entrys_slot_never_takes_another_key() {
+        let ix = Index::default();
+        ix.insert(7, 70, 0);
+        ix.remove(7);
+        ix.insert(7, 71, 0);
+        ix.insert(9, 90, 0);
+        // Three slots used: the tombstone stays one until the table is rebuilt.
+        assert_eq!(ix.used.load(Ordering::Relaxed), 3);
+        assert_eq!((ix.get(7), ix.get(9)), (Some(71), Some(90)));
     }
 
     #[test]

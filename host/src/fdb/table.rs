@@ -181,10 +181,19 @@ impl Packed {
         ((self.0 >> HITS_SHIFT) & HITS_MAX) as u32
     }
 
-    /// When the entry was last seen, as a tick not after `now`.
+    /// When the entry was last seen, as a tick not after `now`. A refresh that another worker
+    /// made after the caller read `now` is a little in the future: it counts as seen at `now`,
+    /// not as seen 497 days ago.
     fn last_seen(self, now: Tick) -> Tick {
+        /// Differences this close to a full turn are times after `now` (an hour's worth).
+        const FUTURE: u32 = 360_000;
         let seen = (self.0 >> SEEN_SHIFT) as u32;
-        let idle = u64::from(centis(now).wrapping_sub(seen)) * 10;
+        let diff = centis(now).wrapping_sub(seen);
+        let idle = if diff > u32::MAX - FUTURE {
+            0
+        } else {
+            u64::from(diff) * 10
+        };
         (now - now % 10).saturating_sub(idle)
     }
 
@@ -296,7 +305,10 @@ impl Fdb {
                 (true, false) => outcome = Some(LearnOutcome::StaticConflict),
                 (false, true) => {
                     outcome = Some(LearnOutcome::Refreshed);
-                    return Some(p.refreshed(now).0);
+                    // Nothing to write once the hit count is saturated within the same 10 ms:
+                    // steady traffic then leaves the entry's cache line alone.
+                    let refreshed = p.refreshed(now);
+                    return (refreshed != p).then_some(refreshed.0);
                 }
                 (false, false) => outcome = None,
             }
@@ -513,20 +525,9 @@ impl Fdb {
         self.index.memory()
     }
 
-    /// Number of learned entries in `vni`.
+    /// Number of learned entries in `vni` (takes the writer lock: not for the data path).
     pub fn learned_in(&self, vni: VniIdx) -> usize {
         self.writer().vnis.get(vni.index()).map_or(0, |t| t.learned)
-    }
-
-    /// Removes every learned entry (static ones stay).
-    pub fn flush_learned(&self) {
-        let mut w = self.writer();
-        for (k, v) in self.index.entries() {
-            if !Packed(v).is_static() {
-                self.remove_entry(&mut w, k);
-            }
-        }
-        w.aging.clear();
     }
 
     fn remove_entry(&self, w: &mut Writer, k: u64) -> bool {
@@ -598,5 +599,8 @@ mod tests {
         let later: Tick = (1 << 32) * 10 + 50_000;
         let seen = Packed::new(Slot::Port(PortId(1)), false, false, 1, later - 30_000);
         assert_eq!(later - seen.last_seen(later), 30_000);
+        // Refreshed by another worker just after `now` was read: seen now, not long ago.
+        let ahead = Packed::new(Slot::Port(PortId(1)), false, false, 1, 12_360);
+        assert_eq!(ahead.last_seen(12_345), 12_340);
     }
 }

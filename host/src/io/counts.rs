@@ -89,8 +89,11 @@ impl TxDrop {
 /// Frames sent, and frames dropped by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TxCounts {
-    /// Frames the kernel accepted.
+    /// Frames (packets) the kernel accepted.
     pub sent: u64,
+    /// Of the sends, those that carried several packets at once: UDP GSO batches into the
+    /// underlay, super-frames (merged segments) to a port.
+    pub batched: u64,
     dropped: [u64; TxDrop::ALL.len()],
     /// The `errno` of the latest drop counted as [`TxDrop::Other`] (0 if none): the one clue an
     /// operator gets about an error nobody expected.
@@ -134,6 +137,7 @@ impl TxCounts {
 impl AddAssign for TxCounts {
     fn add_assign(&mut self, other: TxCounts) {
         self.sent += other.sent;
+        self.batched += other.batched;
         for (mine, theirs) in self.dropped.iter_mut().zip(other.dropped) {
             *mine += theirs;
         }

@@ -23,7 +23,7 @@ mod underlay_rx;
 mod underlay_tx;
 
 pub use counts::{TxCounts, TxDrop};
-pub use port::{Port, PortRxCounts, RxBatch, RxFrame};
+pub use port::{Port, PortRxCounts, RxBatch, RxFrame, kernel_takes_uso};
 pub use sys::{MAX_BATCH, SetupError};
 pub use transmit::{TransmitCounts, Transmitter};
 pub use underlay_rx::{Datagram, DatagramBatch, UnderlayRx, UnderlayRxCounts};

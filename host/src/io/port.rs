@@ -479,6 +479,8 @@ impl Port {
         let mut frames = frames.into_iter();
         let mut hdrs = [[0u8; VirtioNetHdr::LEN]; MAX_BATCH];
         let mut bodies: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+        // Packets per frame: a super-frame counts as the segments it will be cut into.
+        let mut weights = [1u64; MAX_BATCH];
         let mut iovs = [EMPTY_IOVEC; 2 * MAX_BATCH];
         let mut msgs = zeroed_mmsghdrs();
         loop {
@@ -489,6 +491,13 @@ impl Port {
                     continue;
                 }
                 bodies[n] = frame;
+                weights[n] = match (vnet.is_gso(), usize::from(vnet.gso_size)) {
+                    (true, size) if size > 0 => {
+                        let payload = frame.len().saturating_sub(usize::from(vnet.hdr_len));
+                        payload.div_ceil(size).max(1) as u64
+                    }
+                    _ => 1,
+                };
                 n += 1;
                 if n == MAX_BATCH {
                     break;
@@ -512,7 +521,15 @@ impl Port {
             }
             // SAFETY: each of `msgs[..n]` points to two iovecs of `iovs`: a 10-byte header in
             // `hdrs` and a frame borrowed from the caller for 'a; all outlive the call.
-            unsafe { send_all(self.socket.as_fd(), &mut msgs[..n], &[], counts) };
+            unsafe {
+                send_all(
+                    self.socket.as_fd(),
+                    &mut msgs[..n],
+                    &weights[..n],
+                    counts,
+                    |_, _| false,
+                )
+            };
             if n < MAX_BATCH {
                 return;
             }
@@ -530,6 +547,24 @@ impl AsRawFd for Port {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
+}
+
+/// Whether this kernel takes UDP super-frames (`VIRTIO_NET_HDR_GSO_UDP_L4`) from a packet
+/// socket: Linux 6.2 and later. Older kernels refuse them (`EINVAL`), so merging UDP for the
+/// ports must be off there.
+pub fn kernel_takes_uso() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|release| release_at_least(&release, 6, 2))
+        .unwrap_or(false)
+}
+
+/// Whether a kernel release string (`6.18.44-fc`) is at least `major.minor`.
+fn release_at_least(release: &str, major: u32, minor: u32) -> Option<bool> {
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let have_major: u32 = parts.next()?.parse().ok()?;
+    let have_minor: u32 = parts.next()?.parse().ok()?;
+    Some((have_major, have_minor) >= (major, minor))
 }
 
 /// The outer VLAN tag (TPID, TCI) the kernel stripped, from the `PACKET_AUXDATA` control message
@@ -670,6 +705,15 @@ mod tests {
         const { assert!(CONTROL_LEN >= AUXDATA_CMSG_LEN + 8) };
         let b = RxBatch::default();
         assert!(b.is_empty() && b.get(0).is_none());
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert_eq!(release_at_least("6.18.44-fc-v1098\n", 6, 2), Some(true));
+        assert_eq!(release_at_least("6.2.0", 6, 2), Some(true));
+        assert_eq!(release_at_least("6.1.187", 6, 2), Some(false));
+        assert_eq!(release_at_least("5.19.0-rc1", 6, 2), Some(false));
+        assert_eq!(release_at_least("garbage", 6, 2), None);
     }
 
     #[test]

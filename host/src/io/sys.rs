@@ -172,8 +172,10 @@ pub(super) const EMPTY_IOVEC: libc::iovec = libc::iovec {
 };
 
 /// Sends every message in `msgs` with as few `sendmmsg` calls as the kernel allows. A message the
-/// kernel refuses is counted by reason in `counts` and skipped; the rest still go. Message `i`
-/// counts as `weights[i]` packets (a GSO batch is several; 1 where `weights` is shorter).
+/// kernel refuses is offered to `refused(index, errno)`; unless that takes it over (returns
+/// true), it is counted by reason in `counts`. Either way it is skipped and the rest still go.
+/// Message `i` counts as `weights[i]` packets (a GSO batch is several; 1 where `weights` is
+/// shorter).
 ///
 /// # Safety
 ///
@@ -184,6 +186,7 @@ pub(super) unsafe fn send_all(
     msgs: &mut [libc::mmsghdr],
     weights: &[u64],
     counts: &mut TxCounts,
+    mut refused: impl FnMut(usize, i32) -> bool,
 ) {
     let weight = |i: usize| weights.get(i).copied().unwrap_or(1);
     let mut next = 0;
@@ -198,6 +201,7 @@ pub(super) unsafe fn send_all(
         match usize::try_from(sent) {
             Ok(n) if n > 0 => {
                 counts.sent += (next..next + n).map(weight).sum::<u64>();
+                counts.batched += (next..next + n).filter(|&i| weight(i) > 1).count() as u64;
                 next += n;
             }
             // Not expected for a nonempty batch; skip one message so the loop always progresses.
@@ -212,7 +216,9 @@ pub(super) unsafe fn send_all(
                 if e == libc::EINTR {
                     continue;
                 }
-                counts.record_errno(e, weight(next));
+                if !refused(next, e) {
+                    counts.record_errno(e, weight(next));
+                }
                 next += 1;
             }
         }

@@ -23,6 +23,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use libc::c_int;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -64,6 +65,10 @@ pub struct UnderlayTx {
     dst_port: u16,
     /// Ascending by port.
     sockets: Vec<PortSockets>,
+    /// UDP GSO works on this underlay. Cleared for good the first time the kernel refuses a
+    /// GSO send as such (`EINVAL`, `EIO`: an IPsec route, a device that cannot checksum, an old
+    /// kernel); batches then leave one datagram per message, as they would have anyway.
+    gso: AtomicBool,
 }
 
 /// `CMSG_SPACE(sizeof(u16))`: a `UDP_SEGMENT` control message, laid out as the kernel reads it
@@ -98,7 +103,7 @@ impl UnderlayTx {
                     Ok(s) => break s,
                     Err(e) if is_in_use(&e) && tries_left > 0 => {
                         tries_left -= 1;
-                        let next = free_port(ports, candidate).ok_or(e)?;
+                        let next = free_port(ports, candidate, config.dst_port).ok_or(e)?;
                         if !ports.replace(candidate, next) {
                             return Err(SetupError::socket(
                                 "finding a free source port",
@@ -119,6 +124,7 @@ impl UnderlayTx {
             ipv6: config.local.is_ipv6(),
             dst_port: config.dst_port,
             sockets,
+            gso: AtomicBool::new(true),
         })
     }
 
@@ -141,18 +147,26 @@ impl UnderlayTx {
             return;
         };
         let sockets = &self.sockets[i];
+        let single = sockets
+            .zero_checksum
+            .as_ref()
+            .unwrap_or(&sockets.checksummed);
         let mut frames = frames.peekable();
         while frames.peek().is_some() {
-            // Frames of one kind in one call: GSO batches and single datagrams may need
+            // One kind of message per call: GSO batches and single datagrams may need
             // different sockets.
-            let gso = frames.peek().is_some_and(|(_, f)| is_gso(f));
-            let socket = match (gso, &sockets.zero_checksum) {
-                (false, Some(zero)) => zero,
-                _ => &sockets.checksummed,
-            };
+            let gso = self.gso.load(Ordering::Relaxed);
+            let batched = frames.peek().is_some_and(|(_, f)| gso && is_gso(f));
             let mut batch = Batch::default();
             while let Some(&(dst, frame)) = frames.peek() {
-                if is_gso(frame) != gso || batch.len == MAX_BATCH {
+                let room = if batched {
+                    1
+                } else {
+                    frame.datagrams().count()
+                };
+                if (gso && is_gso(frame)) != batched
+                    || (batch.len > 0 && batch.len + room > MAX_BATCH)
+                {
                     break;
                 }
                 frames.next();
@@ -160,12 +174,51 @@ impl UnderlayTx {
                     counts.record_drops(TxDrop::WrongFamily, frame.datagrams().count() as u64);
                     continue;
                 }
-                batch.add(dst, self.dst_port, frame);
+                if batched {
+                    batch.add(dst, self.dst_port, &frame.bytes, frame.segment_len);
+                } else {
+                    // One message per datagram (a GSO batch too, while GSO is off).
+                    for d in frame.datagrams() {
+                        batch.add(dst, self.dst_port, d, 0);
+                    }
+                }
             }
-            batch.send(socket, counts);
+            if !batched {
+                batch.send(single, counts, |_, _| false);
+                continue;
+            }
+            let mut refused = Vec::new();
+            batch.send(&sockets.checksummed, counts, |i, errno| {
+                let gso_refused = matches!(errno, libc::EINVAL | libc::EIO);
+                if gso_refused {
+                    refused.push(i);
+                }
+                gso_refused
+            });
+            if refused.is_empty() {
+                continue;
+            }
+            if self.gso.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    "the kernel refuses UDP GSO on this underlay: sending one datagram per message"
+                );
+            }
+            let mut again = Batch::default();
+            for i in refused {
+                for d in batch.frames[i].chunks(usize::from(batch.segments[i]).max(1)) {
+                    if again.len == MAX_BATCH {
+                        again.send(single, counts, |_, _| false);
+                    }
+                    again.add_named(batch.names[i], batch.name_lens[i], d, 0);
+                }
+            }
+            again.send(single, counts, |_, _| false);
         }
     }
 }
+
+// A GSO batch split into single datagrams fits one `sendmmsg`.
+const _: () = assert!(crate::vtep::MAX_GSO_SEGMENTS <= MAX_BATCH);
 
 /// Whether `frame` holds several datagrams (a GSO batch).
 fn is_gso(frame: &OutFrame) -> bool {
@@ -179,6 +232,8 @@ struct Batch<'a> {
     name_lens: [libc::socklen_t; MAX_BATCH],
     iovs: [libc::iovec; MAX_BATCH],
     cmsgs: [Option<SegmentCmsg>; MAX_BATCH],
+    /// Each message's GSO segment size (0: one datagram).
+    segments: [u16; MAX_BATCH],
     weights: [u64; MAX_BATCH],
     frames: [&'a [u8]; MAX_BATCH],
     len: usize,
@@ -200,6 +255,7 @@ impl Default for Batch<'_> {
             name_lens: [0; MAX_BATCH],
             iovs: [EMPTY_IOVEC; MAX_BATCH],
             cmsgs: [None; MAX_BATCH],
+            segments: [0; MAX_BATCH],
             weights: [0; MAX_BATCH],
             frames: [&[]; MAX_BATCH],
             len: 0,
@@ -208,26 +264,51 @@ impl Default for Batch<'_> {
 }
 
 impl<'a> Batch<'a> {
-    fn add(&mut self, dst: IpAddr, port: u16, frame: &'a OutFrame) {
+    /// Adds a message to `dst`:`port` carrying `bytes`: one datagram, or with `segment_len`
+    /// (not 0) a GSO batch of datagrams that long (the last may be shorter).
+    fn add(&mut self, dst: IpAddr, port: u16, bytes: &'a [u8], segment_len: usize) {
+        let (name, name_len) = sockaddr(dst, port);
+        self.add_named(name, name_len, bytes, segment_len);
+    }
+
+    fn add_named(
+        &mut self,
+        name: SockAddrStorage,
+        name_len: libc::socklen_t,
+        bytes: &'a [u8],
+        segment_len: usize,
+    ) {
         let n = self.len;
-        (self.names[n], self.name_lens[n]) = sockaddr(dst, port);
-        self.frames[n] = &frame.bytes;
-        self.weights[n] = frame.datagrams().count() as u64;
-        self.cmsgs[n] = is_gso(frame).then(|| SegmentCmsg {
+        (self.names[n], self.name_lens[n]) = (name, name_len);
+        self.frames[n] = bytes;
+        // The Outbox keeps segments within a 16-bit UDP length.
+        let segment = u16::try_from(segment_len).unwrap_or(u16::MAX);
+        self.segments[n] = segment;
+        self.weights[n] = if segment == 0 {
+            1
+        } else {
+            bytes.len().div_ceil(usize::from(segment)) as u64
+        };
+        self.cmsgs[n] = (segment != 0).then(|| SegmentCmsg {
             hdr: libc::cmsghdr {
                 // SAFETY: CMSG_LEN is a pure computation on its argument.
                 cmsg_len: unsafe { libc::CMSG_LEN(2) } as _,
                 cmsg_level: libc::SOL_UDP,
                 cmsg_type: libc::UDP_SEGMENT,
             },
-            // The Outbox keeps segments within a 16-bit UDP length.
-            segment: u16::try_from(frame.segment_len).unwrap_or(u16::MAX),
+            segment,
             _pad: [0; 6],
         });
         self.len += 1;
     }
 
-    fn send(&mut self, socket: &Socket, counts: &mut TxCounts) {
+    /// Sends the messages from `socket` and empties the batch; `refused` as in `send_all`.
+    fn send(
+        &mut self,
+        socket: &Socket,
+        counts: &mut TxCounts,
+        refused: impl FnMut(usize, i32) -> bool,
+    ) {
         let n = self.len;
         if n == 0 {
             return;
@@ -252,10 +333,18 @@ impl<'a> Batch<'a> {
         }
         // SAFETY: each of `msgs[..n]` points to an address in `self.names` (a repr(C) union
         // whose members start with their sockaddr, of the length given), to one iovec of
-        // `self.iovs` over a frame borrowed for 'a, and optionally to a `SegmentCmsg` of
+        // `self.iovs` over bytes borrowed for 'a, and optionally to a `SegmentCmsg` of
         // `self.cmsgs` (a whole cmsghdr followed by its u16, `CMSG_SPACE(2)` bytes); all of them
         // outlive the call.
-        unsafe { send_all(socket.as_fd(), &mut msgs[..n], &self.weights[..n], counts) };
+        unsafe {
+            send_all(
+                socket.as_fd(),
+                &mut msgs[..n],
+                &self.weights[..n],
+                counts,
+                refused,
+            )
+        };
         self.len = 0;
     }
 }
@@ -338,6 +427,15 @@ fn open_socket(
         .map_err(fail("setting SO_SNDBUF"))?;
     drop_everything_received(&socket).map_err(fail("attaching a drop-all filter"))?;
     let fd = socket.as_fd();
+    // The daemon may start before its underlay address is configured (as the kernel's vxlan
+    // may): bind to it all the same.
+    let on: c_int = 1;
+    let (level, freebind) = if local.is_ipv6() {
+        (libc::IPPROTO_IPV6, libc::IPV6_FREEBIND)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_FREEBIND)
+    };
+    setsockopt(fd, level, freebind, &on).map_err(fail("setting IP_FREEBIND"))?;
     let ttl = c_int::from(config.ttl);
     let off: c_int = 0;
     if ipv6 {
@@ -417,8 +515,9 @@ fn is_in_use(e: &SetupError) -> bool {
     matches!(e, SetupError::Socket { source, .. } if source.raw_os_error() == Some(libc::EADDRINUSE))
 }
 
-/// A port of `ports`' range after `from` (wrapping) that is not in the set, if any.
-fn free_port(ports: &SourcePorts, from: u16) -> Option<u16> {
+/// A port of `ports`' range after `from` (wrapping) that is neither in the set nor `dst_port`,
+/// if any.
+fn free_port(ports: &SourcePorts, from: u16, dst_port: u16) -> Option<u16> {
     let range = ports.range();
     let (lo, hi) = (*range.start(), *range.end());
     let span = u32::from(hi - lo) + 1;
@@ -427,5 +526,63 @@ fn free_port(ports: &SourcePorts, from: u16) -> Option<u16> {
             let offset = (u32::from(from - lo) + step) % span;
             lo + u16::try_from(offset).unwrap_or(0)
         })
-        .find(|&p| !ports.contains(p))
+        .find(|&p| !ports.contains(p) && p != dst_port)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, UdpSocket};
+
+    use super::*;
+    use crate::vtep::{Outbox, UnderlayDest};
+
+    /// When the kernel refuses a GSO send (here: a socket made to send without a UDP checksum,
+    /// which GSO cannot do; in the field an IPsec route or an old kernel), the batch still leaves,
+    /// one datagram per message, and GSO stays off from then on.
+    #[test]
+    fn a_refused_gso_send_falls_back_to_single_datagrams() {
+        let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let sink = UdpSocket::bind((local, 0)).unwrap();
+        sink.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut ports = SourcePorts::spread(40_000..=40_999, 1).unwrap();
+        let config = UnderlayTxConfig {
+            local,
+            dst_port: sink.local_addr().unwrap().port(),
+            ttl: 64,
+            multicast_if: None,
+        };
+        let tx = UnderlayTx::open(&config, &mut ports).unwrap();
+        let port = tx.sockets[0].port;
+        let on: c_int = 1;
+        setsockopt(
+            tx.sockets[0].checksummed.as_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NO_CHECK,
+            &on,
+        )
+        .unwrap();
+        let mut out = Outbox::new();
+        let to = UnderlayDest {
+            dst: local,
+            src_port: port,
+        };
+        for i in 0..11u8 {
+            out.append_datagram(to, 100, |b| b.extend_from_slice(&[i; 100]));
+        }
+        assert_eq!(out.len(), 1, "one GSO batch");
+        let mut counts = TxCounts::default();
+        tx.send_batch(port, out.frames().iter().map(|f| (local, f)), &mut counts);
+        assert_eq!((counts.sent, counts.dropped_total()), (11, 0));
+        assert!(!tx.gso.load(Ordering::Relaxed));
+        let mut buf = [0u8; 256];
+        for i in 0..11u8 {
+            let n = sink.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[i; 100][..]);
+        }
+        // Later batches go out one datagram per message straight away.
+        let mut counts = TxCounts::default();
+        tx.send_batch(port, out.frames().iter().map(|f| (local, f)), &mut counts);
+        assert_eq!((counts.sent, counts.batched), (11, 0));
+    }
 }

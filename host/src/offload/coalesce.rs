@@ -141,7 +141,11 @@ impl Segment {
                 }
                 (L4::Tcp, l4_offset + doff, flags)
             }
-            ip_proto::UDP => (L4::Udp, l4_offset + UDP_HEADER_LEN, 0),
+            // The UDP length must cover exactly the rest of the packet: padding inside the IP
+            // packet would otherwise become payload.
+            ip_proto::UDP if usize::from(be16(frame, l4_offset + 4)) == frame.len() - l4_offset => {
+                (L4::Udp, l4_offset + UDP_HEADER_LEN, 0)
+            }
             _ => return None,
         };
         if hdr_end >= frame.len() {
@@ -311,11 +315,6 @@ impl Run {
             }
             L4::Udp => true,
         }
-    }
-
-    /// How many segments the run holds.
-    pub fn segments(&self) -> u16 {
-        self.segments
     }
 
     /// Makes `head` (the run's bytes) a super-frame and returns the `virtio_net_hdr` a port's

@@ -154,7 +154,11 @@ impl Vtep {
         policy: &mut (impl LearnPolicy + ?Sized),
     ) -> Result<(), DropReason> {
         let Shared {
-            fdb, vnis, encap, ..
+            fdb,
+            vnis,
+            encap,
+            merge_udp,
+            ..
         } = &*self.shared;
         let max_inner = encap.max_inner();
         let vni = &vnis[idx.index()];
@@ -184,7 +188,7 @@ impl Vtep {
         for &p in ports {
             // Segments of a flow to one port merge back into super-frames (see `Outbox`).
             if vnet == VirtioNetHdr::NONE && known.is_some() {
-                out.push_merging(p, inner, meta);
+                out.push_merging(p, inner, meta, *merge_udp);
             } else {
                 out.push(super::Dest::Port(p), vnet)
                     .extend_from_slice(inner);

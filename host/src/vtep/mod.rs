@@ -65,6 +65,7 @@ struct Shared {
     by_vni: HashMap<Vni, VniIdx, RandomState>,
     /// Indexed by `PortId`.
     port_vni: Vec<Option<VniIdx>>,
+    merge_udp: bool,
 }
 
 /// A VXLAN tunnel endpoint's data plane, as one worker runs it.
@@ -121,6 +122,7 @@ impl Vtep {
         }
         let shared = Shared {
             epoch: now,
+            merge_udp: settings.merge_udp,
             local: settings.local,
             encap,
             fdb,

@@ -135,15 +135,22 @@ impl Outbox {
     }
 
     /// Queues `frame` (a whole frame, no offload pending) for `port`, merged into the newest run
-    /// of its flow to that port if it continues it. Call [`Outbox::finish_merging`] once the
-    /// batch is written.
-    pub fn push_merging(&mut self, port: PortId, frame: &[u8], meta: &FrameMeta) {
+    /// of its flow to that port if it continues it (UDP datagrams only with `udp`). Call
+    /// [`Outbox::finish_merging`] once the batch is written.
+    pub fn push_merging(&mut self, port: PortId, frame: &[u8], meta: &FrameMeta, udp: bool) {
+        if !udp && meta.ip_proto() == Some(crate::wire::ip_proto::UDP) {
+            self.push(Dest::Port(port), VirtioNetHdr::NONE)
+                .extend_from_slice(frame);
+            return;
+        }
         let start = self.len.saturating_sub(OPEN_WINDOW);
         for f in self.frames[start..self.len].iter_mut().rev() {
             if f.dest != Dest::Port(port) {
                 continue;
             }
-            let Some(run) = &mut f.run else { continue };
+            // A frame to the port that starts no run (an ACK, a fragment, ...) may be of this
+            // flow: nothing older may be joined past it.
+            let Some(run) = &mut f.run else { break };
             if !run.same_flow(&f.bytes, frame) {
                 continue;
             }
@@ -315,6 +322,98 @@ mod tests {
         assert!(first.bytes.len() <= MAX_GSO_BYTES);
         assert_eq!(first.datagrams().count(), MAX_GSO_BYTES / 1522);
         assert_eq!(out.len(), 2);
+    }
+
+    /// A TCP segment of flow `flow` (its source port) with `len` payload bytes at `seq`,
+    /// checksums complete.
+    fn segment(flow: u16, seq: u32, len: usize) -> Vec<u8> {
+        use smoltcp::wire::{IpAddress, Ipv4Address, Ipv4Packet, TcpPacket};
+        let mut f = vec![0u8; 14 + 20 + 20 + len];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip_len = u16::try_from(40 + len).unwrap();
+        {
+            let ip = &mut f[14..34];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+            ip[6] = 0x40; // DF
+            ip[8] = 64;
+            ip[9] = 6;
+            ip[12..16].copy_from_slice(&[192, 0, 2, 1]);
+            ip[16..20].copy_from_slice(&[192, 0, 2, 2]);
+        }
+        Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+        let th = &mut f[34..54];
+        th[0..2].copy_from_slice(&flow.to_be_bytes());
+        th[2..4].copy_from_slice(&5201u16.to_be_bytes());
+        th[4..8].copy_from_slice(&seq.to_be_bytes());
+        th[12] = 5 << 4;
+        th[13] = 0x10; // ACK
+        let (src, dst) = (
+            Ipv4Address::new(192, 0, 2, 1),
+            Ipv4Address::new(192, 0, 2, 2),
+        );
+        TcpPacket::new_unchecked(&mut f[34..])
+            .fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst));
+        f
+    }
+
+    /// A UDP datagram of `len` payload bytes, 192.0.2.1:7 to 192.0.2.2:7, no checksum.
+    fn datagram(len: usize) -> Vec<u8> {
+        let mut f = segment(7, 0, 0);
+        f.truncate(34);
+        f.extend_from_slice(&7u16.to_be_bytes());
+        f.extend_from_slice(&7u16.to_be_bytes());
+        f.extend_from_slice(&u16::try_from(8 + len).unwrap().to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.resize(42 + len, 0xab);
+        f[23] = 17;
+        f[16..18].copy_from_slice(&u16::try_from(28 + len).unwrap().to_be_bytes());
+        smoltcp::wire::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+        f
+    }
+
+    #[test]
+    fn udp_merges_only_where_the_ports_take_it() {
+        for (udp, frames) in [(true, 1), (false, 3)] {
+            let mut out = Outbox::new();
+            for _ in 0..3 {
+                let d = datagram(100);
+                let meta = FrameMeta::parse(&d).unwrap();
+                out.push_merging(PortId(0), &d, &meta, udp);
+            }
+            out.finish_merging();
+            assert_eq!(out.len(), frames, "udp merging {udp}");
+        }
+    }
+
+    fn merge(out: &mut Outbox, frame: &[u8]) {
+        let meta = FrameMeta::parse(frame).unwrap();
+        out.push_merging(PortId(0), frame, &meta, true);
+    }
+
+    #[test]
+    fn segments_merge_per_flow_and_never_past_a_frame_that_starts_no_run() {
+        let mut out = Outbox::new();
+        merge(&mut out, &segment(1, 0, 100));
+        merge(&mut out, &segment(2, 0, 100)); // another flow interleaves
+        merge(&mut out, &segment(1, 100, 100));
+        merge(&mut out, &segment(2, 100, 100));
+        out.finish_merging();
+        assert_eq!(out.len(), 2);
+        assert!(
+            out.frames()
+                .iter()
+                .all(|f| f.vnet.is_gso() && f.bytes.len() == 254)
+        );
+
+        let mut out = Outbox::new();
+        merge(&mut out, &segment(1, 0, 100));
+        // An ACK of flow 1 (no payload: it starts no run) sits between two segments.
+        merge(&mut out, &segment(1, 100, 0));
+        merge(&mut out, &segment(1, 100, 100));
+        out.finish_merging();
+        assert_eq!(out.len(), 3, "the later segment did not overtake the ACK");
+        assert!(out.frames().iter().all(|f| !f.vnet.is_gso()));
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub struct VtepSettings {
     pub ttl: u8,
     /// Underlay MTU: an outer packet longer than this is dropped and counted.
     pub mtu: u16,
+    /// Merge a flow's equal-sized UDP datagrams into one super-frame (UDP segmentation offload)
+    /// when delivering to a port. The ports' kernel must take such frames from a packet socket
+    /// (Linux 6.2 and later); TCP segments are merged regardless.
+    pub merge_udp: bool,
     /// The VNIs served.
     pub vnis: Vec<VniSettings>,
 }
@@ -99,6 +103,7 @@ impl VtepSettings {
             src_ports: SourcePorts::default(),
             ttl: DEFAULT_TTL,
             mtu: DEFAULT_MTU,
+            merge_udp: true,
             vnis: Vec::new(),
         }
     }
