@@ -34,8 +34,14 @@ fn vtep() -> Vtep {
 
 fuzz_target!(|data: &[u8]| {
     let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
-    let state = guard.get_or_insert_with(|| State { vtep: vtep(), out: Outbox::new(), epoch: Instant::now() });
-    let Some((&selector, rest)) = data.split_first() else { return };
+    let state = guard.get_or_insert_with(|| State {
+        vtep: vtep(),
+        out: Outbox::new(),
+        epoch: Instant::now(),
+    });
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
     let now = state.epoch + std::time::Duration::from_millis(u64::from(selector) * 1000);
     let _ = FrameMeta::parse(rest);
     if selector & 1 == 0 {
@@ -45,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
         let (hdr, frame) = rest.split_at(VirtioNetHdr::LEN);
         if let Ok(vnet) = VirtioNetHdr::parse(hdr) {
             let port = PortId(u16::from(selector >> 1) % 4);
-            let _ = state.vtep.handle_port_frame(now, port, &vnet, frame, &mut state.out);
+            let _ = state
+                .vtep
+                .handle_port_frame(now, port, &vnet, frame, &mut state.out);
         }
     }
     state.vtep.handle_timeout(now);
