@@ -30,7 +30,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::counts::{TxCounts, TxDrop};
 use super::sys::{
-    EMPTY_IOVEC, MAX_BATCH, SetupError, abi, getsockopt, if_index, send_all, set_buffer,
+    EMPTY_IOVEC, MAX_BATCH, SetupError, abi, getsockopt, if_index, recv_mmsg, send_all, set_buffer,
     setsockopt, zeroed_mmsghdrs,
 };
 use crate::wire::VirtioNetHdr;
@@ -406,23 +406,11 @@ impl Port {
             msg.msg_hdr.msg_control = control.wrapping_add(i).cast();
             msg.msg_hdr.msg_controllen = CONTROL_LEN as _;
         }
-        let vlen = libc::c_uint::try_from(capacity).unwrap_or(1);
         // SAFETY: `msgs[..capacity]` are valid mmsghdrs; each points to one iovec of `iovs` that
         // covers SLOT_DATA bytes inside slot `i` of `batch.buf` (capacity * SLOT_STRIDE bytes),
         // and to CONTROL_LEN bytes of control slot `i` of `batch.control`. All of them outlive
-        // the call and nothing else accesses them during it. A null timeout is allowed.
-        let received = unsafe {
-            libc::recvmmsg(
-                self.socket.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                vlen,
-                libc::MSG_DONTWAIT,
-                core::ptr::null_mut(),
-            )
-        };
-        let Ok(received) = usize::try_from(received) else {
-            return Err(io::Error::last_os_error());
-        };
+        // the call and nothing else accesses them during it.
+        let received = unsafe { recv_mmsg(self.socket.as_fd(), &mut msgs[..capacity])? };
 
         let mut delivered = 0;
         for (slot, msg) in msgs.iter().enumerate().take(received) {

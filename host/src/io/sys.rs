@@ -171,6 +171,49 @@ pub(super) const EMPTY_IOVEC: libc::iovec = libc::iovec {
     iov_len: 0,
 };
 
+/// A nonblocking UDP socket of the IPv6 or IPv4 family with `SO_REUSEADDR`; on failure, what
+/// was being done and the kernel's answer.
+pub(super) fn udp_socket(ipv6: bool) -> Result<socket2::Socket, (&'static str, io::Error)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
+        .map_err(|e| ("opening a UDP socket", e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| ("setting O_NONBLOCK", e))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(|e| ("setting SO_REUSEADDR", e))?;
+    Ok(socket)
+}
+
+/// Receives into `msgs` with one nonblocking `recvmmsg`; returns how many messages arrived.
+///
+/// # Safety
+///
+/// Every pointer in `msgs` (names, iovecs, control buffers, and the buffers they point to) must
+/// be valid for writes of the lengths given, and nothing else may access them, for the duration
+/// of the call.
+pub(super) unsafe fn recv_mmsg(
+    fd: BorrowedFd<'_>,
+    msgs: &mut [libc::mmsghdr],
+) -> io::Result<usize> {
+    // At most MAX_BATCH messages: far below `c_uint::MAX`.
+    let vlen = libc::c_uint::try_from(msgs.len()).unwrap_or(1);
+    // SAFETY: `msgs` is a valid, writable array of `vlen` mmsghdrs whose pointers are valid per
+    // this function's contract; `fd` is open for its borrow; a null timeout is allowed.
+    let received = unsafe {
+        libc::recvmmsg(
+            fd.as_raw_fd(),
+            msgs.as_mut_ptr(),
+            vlen,
+            libc::MSG_DONTWAIT,
+            core::ptr::null_mut(),
+        )
+    };
+    usize::try_from(received).map_err(|_| io::Error::last_os_error())
+}
+
 /// Sends every message in `msgs` with as few `sendmmsg` calls as the kernel allows. A message the
 /// kernel refuses is offered to `refused(index, errno)`; unless that takes it over (returns
 /// true), it is counted by reason in `counts`. Either way it is skipped and the rest still go.

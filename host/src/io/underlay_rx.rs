@@ -14,10 +14,11 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
-use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+use socket2::{InterfaceIndexOrAddress, SockAddr, Socket};
 
 use super::sys::{
-    EMPTY_IOVEC, MAX_BATCH, SetupError, abi, if_index, set_buffer, setsockopt, zeroed_mmsghdrs,
+    EMPTY_IOVEC, MAX_BATCH, SetupError, abi, if_index, recv_mmsg, set_buffer, setsockopt,
+    udp_socket, zeroed_mmsghdrs,
 };
 
 /// The largest UDP payload an IPv6 datagram can carry; an IPv4 one carries less.
@@ -198,20 +199,12 @@ impl UnderlayRx {
         let target = || format!("UDP port {port}");
         let fail = |what: &'static str| move |e: io::Error| SetupError::socket(what, target(), e);
         let ipv6 = local.is_ipv6();
-        let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
-        let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
-            .map_err(fail("opening a UDP socket"))?;
-        socket
-            .set_reuse_address(true)
-            .map_err(fail("setting SO_REUSEADDR"))?;
+        let socket = udp_socket(ipv6).map_err(|(what, e)| fail(what)(e))?;
         if shared {
             socket
                 .set_reuse_port(true)
                 .map_err(fail("setting SO_REUSEPORT"))?;
         }
-        socket
-            .set_nonblocking(true)
-            .map_err(fail("setting O_NONBLOCK"))?;
         set_buffer(socket.as_fd(), libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)
             .map_err(fail("setting SO_RCVBUF"))?;
         let on: libc::c_int = 1;
@@ -346,24 +339,11 @@ impl UnderlayRx {
             msg.msg_hdr.msg_control = control.wrapping_add(i).cast();
             msg.msg_hdr.msg_controllen = CONTROL_LEN as _;
         }
-        let vlen = libc::c_uint::try_from(capacity).unwrap_or(1);
         // SAFETY: `msgs[..capacity]` are valid mmsghdrs; each points to a Name of
         // `batch.names` (of the size given), to one iovec of `iovs` covering slot `i` of
         // `batch.buf` (capacity * slot_len bytes) and to CONTROL_LEN bytes of control slot `i`.
-        // All outlive the call and nothing else accesses them during it. A null timeout is
-        // allowed.
-        let received = unsafe {
-            libc::recvmmsg(
-                self.socket.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                vlen,
-                libc::MSG_DONTWAIT,
-                core::ptr::null_mut(),
-            )
-        };
-        let Ok(received) = usize::try_from(received) else {
-            return Err(io::Error::last_os_error());
-        };
+        // All outlive the call and nothing else accesses them during it.
+        let received = unsafe { recv_mmsg(self.socket.as_fd(), &mut msgs[..capacity])? };
         for (slot, msg) in msgs.iter().enumerate().take(received) {
             let len = msg.msg_len as usize;
             let whole = msg.msg_hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) == 0

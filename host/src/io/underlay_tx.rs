@@ -26,12 +26,12 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use libc::c_int;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{SockAddr, Socket};
 
 use super::counts::{TxCounts, TxDrop};
 use super::sys::{
     EMPTY_IOVEC, MAX_BATCH, SetupError, abi, if_index, send_all, set_buffer, setsockopt,
-    zeroed_mmsghdrs,
+    udp_socket, zeroed_mmsghdrs,
 };
 use crate::vtep::{OutFrame, SourcePorts};
 
@@ -413,16 +413,8 @@ fn open_socket(
     let target = || format!("underlay sender {}", SocketAddr::new(local, port));
     let fail = |what: &'static str| move |e: io::Error| SetupError::socket(what, target(), e);
     let ipv6 = local.is_ipv6();
-    let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
-    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
-        .map_err(fail("opening a UDP socket"))?;
-    socket
-        .set_nonblocking(true)
-        .map_err(fail("setting O_NONBLOCK"))?;
-    // The port's two sockets share it.
-    socket
-        .set_reuse_address(true)
-        .map_err(fail("setting SO_REUSEADDR"))?;
+    // SO_REUSEADDR: the port's two sockets share it.
+    let socket = udp_socket(ipv6).map_err(|(what, e)| fail(what)(e))?;
     set_buffer(socket.as_fd(), libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)
         .map_err(fail("setting SO_SNDBUF"))?;
     drop_everything_received(&socket).map_err(fail("attaching a drop-all filter"))?;
