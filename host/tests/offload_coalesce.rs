@@ -9,27 +9,11 @@ use proptest::prelude::*;
 use wasm_vtep::offload::{Run, segment};
 use wasm_vtep::wire::{FrameMeta, VirtioNetHdr};
 
-use common::{Csum, Flow, Layout, pattern, tcp_frame, udp_frame};
+use common::{Csum, Flow, flow, gso_hdr, pattern, tcp_frame, udp_frame};
 
 const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
 const SYN: u8 = 0x02;
-
-fn flow(v6: bool, vlan: Option<u16>) -> Flow {
-    let f = if v6 { Flow::v6() } else { Flow::v4() };
-    Flow { vlan, ..f }
-}
-
-fn gso_hdr(kind: u8, gso_size: u16, layout: Layout, csum_offset: u16) -> VirtioNetHdr {
-    VirtioNetHdr {
-        flags: VirtioNetHdr::F_NEEDS_CSUM,
-        gso_type: kind,
-        hdr_len: 0,
-        gso_size,
-        csum_start: u16::try_from(layout.l4).expect("L4 offset fits 16 bits"),
-        csum_offset,
-    }
-}
 
 fn cut(frame: &[u8], hdr: &VirtioNetHdr) -> Vec<Vec<u8>> {
     let mut out = Vec::new();

@@ -12,28 +12,12 @@ use smoltcp::wire::{IpAddress, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 use wasm_vtep::offload::{OffloadError, Segmenter, complete_checksum, segment};
 use wasm_vtep::wire::{FrameMeta, VirtioNetHdr};
 
-use common::{Csum, Flow, Layout, pattern, tcp_frame, udp_frame};
+use common::{Csum, Flow, Layout, flow, gso_hdr, pattern, tcp_frame, udp_frame};
 
 const FIN: u8 = 0x01;
 const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
 const CWR: u8 = 0x80;
-
-fn flow(v6: bool, vlan: Option<u16>) -> Flow {
-    let f = if v6 { Flow::v6() } else { Flow::v4() };
-    Flow { vlan, ..f }
-}
-
-fn gso_hdr(kind: u8, gso_size: u16, layout: Layout, csum_offset: u16) -> VirtioNetHdr {
-    VirtioNetHdr {
-        flags: VirtioNetHdr::F_NEEDS_CSUM,
-        gso_type: kind,
-        hdr_len: 0,
-        gso_size,
-        csum_start: u16::try_from(layout.l4).expect("L4 offset fits 16 bits"),
-        csum_offset,
-    }
-}
 
 /// Checks one segment's IP header and returns (L4 offset, L4 bytes, src, dst).
 fn check_ip(seg: &[u8], layout: Layout, v6: bool) -> (IpAddress, IpAddress) {

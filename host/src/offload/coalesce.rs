@@ -28,27 +28,18 @@ use std::net::IpAddr;
 use smoltcp::wire::{IpAddress, IpProtocol, checksum::pseudo_header};
 
 use super::checksum::ones_complement_sum;
+use super::fields::{
+    IPV4_HEADER_LEN, IPV6_HEADER_LEN, L4, TCP_ACK, TCP_CHECKSUM_OFFSET, TCP_CWR, TCP_PSH,
+    UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN, be16, be32, put16,
+};
 use crate::wire::{FrameMeta, VirtioNetHdr, ip_proto};
 
-const IPV4_HEADER_LEN: usize = 20;
-const IPV6_HEADER_LEN: usize = 40;
-const UDP_HEADER_LEN: usize = 8;
-const TCP_ACK: u8 = 0x10;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
 /// The most segments one super-frame takes (the kernel's `MAX_GRO_SKBS` is 8 skbs of frags,
 /// its `gso_max_segs` far more; 64 keeps every receiver's segmentation cheap).
 const MAX_SEGMENTS: u16 = 64;
 /// The largest IP packet: a super-frame's IPv4 total length, or IPv6 payload length, fits 16
 /// bits.
 const MAX_IP_LEN: usize = 65_535;
-
-/// The transport of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum L4 {
-    Tcp,
-    Udp,
-}
 
 /// A run of segments being merged into one super-frame (whose bytes the caller keeps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,18 +76,6 @@ struct Segment {
     seq: u32,
     id: u16,
     flags: u8,
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 impl Segment {
@@ -173,8 +152,8 @@ impl Segment {
 /// `l4_offset`, up to the frame's end) verifies.
 fn checksum_ok(frame: &[u8], l4: L4, ipv4: bool, l3: usize, l4_offset: usize) -> bool {
     let (protocol, field) = match l4 {
-        L4::Tcp => (IpProtocol::Tcp, 16),
-        L4::Udp => (IpProtocol::Udp, 6),
+        L4::Tcp => (IpProtocol::Tcp, TCP_CHECKSUM_OFFSET),
+        L4::Udp => (IpProtocol::Udp, UDP_CHECKSUM_OFFSET),
     };
     // UDP over IPv4 may carry no checksum at all.
     if l4 == L4::Udp && ipv4 && be16(frame, l4_offset + field) == 0 {
@@ -336,9 +315,21 @@ impl Run {
         }
         let l4_len = head.len() - l4;
         let (protocol, csum_offset, gso_type) = match (self.l4, self.ipv4) {
-            (L4::Tcp, true) => (IpProtocol::Tcp, 16, VirtioNetHdr::GSO_TCPV4),
-            (L4::Tcp, false) => (IpProtocol::Tcp, 16, VirtioNetHdr::GSO_TCPV6),
-            (L4::Udp, _) => (IpProtocol::Udp, 6, VirtioNetHdr::GSO_UDP_L4),
+            (L4::Tcp, true) => (
+                IpProtocol::Tcp,
+                TCP_CHECKSUM_OFFSET,
+                VirtioNetHdr::GSO_TCPV4,
+            ),
+            (L4::Tcp, false) => (
+                IpProtocol::Tcp,
+                TCP_CHECKSUM_OFFSET,
+                VirtioNetHdr::GSO_TCPV6,
+            ),
+            (L4::Udp, _) => (
+                IpProtocol::Udp,
+                UDP_CHECKSUM_OFFSET,
+                VirtioNetHdr::GSO_UDP_L4,
+            ),
         };
         let mut gso_type = gso_type;
         match self.l4 {

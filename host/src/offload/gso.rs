@@ -25,26 +25,13 @@ use smoltcp::wire::{IpAddress, IpProtocol, checksum::pseudo_header};
 
 use super::OffloadError;
 use super::checksum::ones_complement_sum;
+use super::fields::{
+    IPV6_HEADER_LEN, L4, TCP_CHECKSUM_OFFSET, TCP_CWR, TCP_FIN, TCP_MIN_HEADER_LEN, TCP_PSH,
+    UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN, be16, put16,
+};
 use crate::wire::{
     ETHERTYPE_IPV4, ETHERTYPE_IPV6, FrameMeta, VirtioNetHdr, ip_proto, walk_ipv6_extensions,
 };
-
-const IPV6_HEADER_LEN: usize = 40;
-const TCP_MIN_HEADER_LEN: usize = 20;
-const UDP_HEADER_LEN: usize = 8;
-/// Offset of the TCP checksum in its header (what `csum_offset` must say).
-const TCP_CHECKSUM_OFFSET: usize = 16;
-/// Offset of the UDP checksum in its header.
-const UDP_CHECKSUM_OFFSET: usize = 6;
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum L4 {
-    Tcp,
-    Udp,
-}
 
 /// A validated plan for cutting one super-frame, handing out one segment at a time into buffers
 /// the caller owns.
@@ -88,14 +75,6 @@ impl fmt::Debug for Segmenter<'_> {
             .field("of", &self.count)
             .finish()
     }
-}
-
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 impl<'a> Segmenter<'a> {

@@ -18,6 +18,7 @@
 mod checksum;
 mod coalesce;
 mod error;
+mod fields;
 mod gso;
 
 pub use checksum::{complete_checksum, recover_offloads};

@@ -182,3 +182,26 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .map(|i| u8::try_from((i * 31 + usize::from(seed) * 7) % 251).expect("below 251"))
         .collect()
 }
+
+/// The IPv4 or IPv6 flow, tagged with `vlan` or not.
+pub fn flow(v6: bool, vlan: Option<u16>) -> Flow {
+    let f = if v6 { Flow::v6() } else { Flow::v4() };
+    Flow { vlan, ..f }
+}
+
+/// A GSO `virtio_net_hdr` of `kind` with a partial checksum at `layout`'s transport header.
+pub fn gso_hdr(
+    kind: u8,
+    gso_size: u16,
+    layout: Layout,
+    csum_offset: u16,
+) -> wasm_vtep::wire::VirtioNetHdr {
+    wasm_vtep::wire::VirtioNetHdr {
+        flags: wasm_vtep::wire::VirtioNetHdr::F_NEEDS_CSUM,
+        gso_type: kind,
+        hdr_len: 0,
+        gso_size,
+        csum_start: u16::try_from(layout.l4).expect("L4 offset fits 16 bits"),
+        csum_offset,
+    }
+}

@@ -1,0 +1,35 @@
+//! What segmentation and coalescing both read and write in IP, TCP and UDP headers: lengths,
+//! offsets, flag bits, and big-endian field access on a frame whose layout the caller has
+//! checked (the helpers index directly).
+
+pub(super) const IPV4_HEADER_LEN: usize = 20;
+pub(super) const IPV6_HEADER_LEN: usize = 40;
+pub(super) const TCP_MIN_HEADER_LEN: usize = 20;
+pub(super) const UDP_HEADER_LEN: usize = 8;
+/// Offset of the TCP checksum in its header (what `csum_offset` must say).
+pub(super) const TCP_CHECKSUM_OFFSET: usize = 16;
+/// Offset of the UDP checksum in its header.
+pub(super) const UDP_CHECKSUM_OFFSET: usize = 6;
+pub(super) const TCP_FIN: u8 = 0x01;
+pub(super) const TCP_PSH: u8 = 0x08;
+pub(super) const TCP_ACK: u8 = 0x10;
+pub(super) const TCP_CWR: u8 = 0x80;
+
+/// The transport a super-frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum L4 {
+    Tcp,
+    Udp,
+}
+
+pub(super) fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+pub(super) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+pub(super) fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
