@@ -45,13 +45,19 @@ impl VtepDaemon {
             socket,
             config: config_path,
         };
-        let socket = daemon.socket.clone();
-        let started = wait_until("vtep control socket", Duration::from_secs(10), || {
-            if let Some(status) = daemon.process.try_status()? {
-                bail!("vtep exited with {status}:\n{}", daemon.process.log_tails());
-            }
-            Ok(socket.exists() && std::os::unix::net::UnixStream::connect(&socket).is_ok())
-        });
+        // Ready when the control plane answers, not when its socket accepts a connection: the
+        // socket is bound (and queues connections) before the ports and the underlay are
+        // opened, and it is served only once the workers run.
+        let started = wait_until(
+            "vtep answering on its control socket",
+            Duration::from_secs(10),
+            || {
+                if let Some(status) = daemon.process.try_status()? {
+                    bail!("vtep exited with {status}:\n{}", daemon.process.log_tails());
+                }
+                Ok(daemon.socket.exists() && daemon.cli_output(&["stats"])?.status.success())
+            },
+        );
         started.with_context(|| daemon.process.log_tails())?;
         Ok(daemon)
     }
