@@ -129,6 +129,27 @@ fn fdb(c: &mut Criterion) {
             black_box(fdb.lookup(vni, mac(i)))
         });
     });
+    g.finish();
+    // As the pipeline looks up: one reader for a batch of 32 frames, their keys prefetched
+    // first, then looked up one by one (throughput: per lookup).
+    const BATCH: u32 = 32;
+    let mut g = c.benchmark_group("fdb_1M");
+    g.throughput(Throughput::Elements(u64::from(BATCH)));
+    g.bench_function("lookup_batch_32", |b| {
+        b.iter(|| {
+            let start = i;
+            let batch = (0..BATCH).map(|k| (start + k * 7919) % N);
+            let reader = fdb.reader();
+            reader.prefetch(batch.clone().map(|j| (vni, mac(j))));
+            for j in batch {
+                black_box(reader.lookup(vni, mac(j)));
+            }
+            i = (start + BATCH * 7919) % N;
+        });
+    });
+    g.finish();
+    let mut g = c.benchmark_group("fdb_1M");
+    g.throughput(Throughput::Elements(1));
     g.bench_function("refresh", |b| {
         b.iter(|| {
             i = (i + 7919) % N;

@@ -88,6 +88,22 @@ impl Table {
     }
 }
 
+/// Asks the CPU to bring `slot`'s cache line closer (a no-op where no prefetch instruction is
+/// known).
+#[inline]
+fn prefetch_line(slot: &Slot) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: SSE, which the intrinsic requires, is part of the x86-64 baseline; the
+        // pointer comes from a live reference, and a prefetch never faults and has no visible
+        // effect on memory.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(slot).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = slot;
+}
+
 /// Asks the kernel to back a large table's (still untouched) allocation with huge pages where
 /// it can: a lookup's random access into tens of MiB then misses the TLB far less often
 /// (measured: 1M-entry lookups 50 ns on 4 KiB pages). Only advice: with transparent huge pages
@@ -112,7 +128,8 @@ fn advise_huge_pages(v: &Vec<Slot>) {
     }
 }
 
-/// The index. Readers call [`Index::get`] and [`Index::update`]; the writer calls the rest.
+/// The index. Readers read and refresh through a [`Reader`] (or [`Index::update`] for one
+/// key); the writer calls the rest.
 #[derive(Debug)]
 pub(crate) struct Index {
     table: ArcSwap<Table>,
@@ -139,24 +156,41 @@ pub(crate) struct Found {
     pub(crate) deadline: u32,
 }
 
-impl Index {
+/// A reader's hold on the current table, for a batch of lookups and refreshes. Loading the
+/// table pointer is the one synchronizing step of a lookup (a sequentially consistent store),
+/// and it keeps the cache misses of consecutive lookups from overlapping: a batch loads it once
+/// and its prefetched lookups then cost ~18 ns instead of ~50 (criterion, a million entries).
+/// A table that grows meanwhile is seen at the next `reader()`; until then, lookups miss the
+/// entries learned since (their frames are flooded) and refreshes may be lost (the entry ages
+/// at most one batch early).
+pub(crate) struct Reader(arc_swap::Guard<Arc<Table>>);
+
+impl Reader {
     /// The value of `key`.
     pub(crate) fn get(&self, key: u64) -> Option<u64> {
-        let table = self.table.load();
-        let i = table.find(key)?;
-        let slot = &table.slots[i];
+        let i = self.0.find(key)?;
+        let slot = &self.0.slots[i];
         let value = slot.value.load(Ordering::Acquire);
         // Removed (and perhaps reused) between the two loads: not this key's value.
         (slot.key.load(Ordering::Acquire) == key).then_some(value)
+    }
+
+    /// Starts loading the home slots of `keys` into the cache and returns at once. A lookup in
+    /// a large table is one cache miss (~90 ns from DRAM at a million entries); prefetching a
+    /// batch's keys first lets the memory system fetch them all at once. Only a hint: it
+    /// changes no state and nothing depends on it.
+    pub(crate) fn prefetch(&self, keys: impl IntoIterator<Item = u64>) {
+        for key in keys {
+            prefetch_line(&self.0.slots[self.0.home(key)]);
+        }
     }
 
     /// Replaces `key`'s value with `f(value)` while `f` returns `Some`, atomically against
     /// other updates; returns the value `f` saw last, or `None` if the key is absent. Lock-free:
     /// for readers' refreshes.
     pub(crate) fn update(&self, key: u64, mut f: impl FnMut(u64) -> Option<u64>) -> Option<u64> {
-        let table = self.table.load();
-        let i = table.find(key)?;
-        let slot = &table.slots[i];
+        let i = self.0.find(key)?;
+        let slot = &self.0.slots[i];
         let mut current = slot.value.load(Ordering::Acquire);
         loop {
             if slot.key.load(Ordering::Acquire) != key {
@@ -175,6 +209,18 @@ impl Index {
                 Err(seen) => current = seen,
             }
         }
+    }
+}
+
+impl Index {
+    /// A hold on the current table for a batch of reads: see [`Reader`].
+    pub(crate) fn reader(&self) -> Reader {
+        Reader(self.table.load())
+    }
+
+    /// [`Reader::update`] on the current table.
+    pub(crate) fn update(&self, key: u64, f: impl FnMut(u64) -> Option<u64>) -> Option<u64> {
+        self.reader().update(key, f)
     }
 
     /// Writer: `key`'s value and deadline.
@@ -300,10 +346,10 @@ mod tests {
     #[test]
     fn inserts_finds_updates_and_removes() {
         let ix = Index::default();
-        assert_eq!(ix.get(7), None);
+        assert_eq!(ix.reader().get(7), None);
         ix.insert(7, 70, 1);
         ix.insert(8, 80, 2);
-        assert_eq!(ix.get(7), Some(70));
+        assert_eq!(ix.reader().get(7), Some(70));
         assert_eq!(
             ix.lookup(8),
             Some(Found {
@@ -312,7 +358,7 @@ mod tests {
             })
         );
         assert_eq!(ix.update(7, |v| Some(v + 1)), Some(70));
-        assert_eq!(ix.get(7), Some(71));
+        assert_eq!(ix.reader().get(7), Some(71));
         assert_eq!(ix.update(7, |_| None), Some(71), "no change asked");
         assert_eq!(ix.update(9, Some), None);
         ix.insert(7, 72, 3);
@@ -326,11 +372,15 @@ mod tests {
         assert_eq!(ix.len(), 2);
         assert_eq!(ix.remove(7), Some(72));
         assert_eq!(ix.remove(7), None);
-        assert_eq!(ix.get(7), None);
-        assert_eq!(ix.get(8), Some(80), "probing goes past the tombstone");
+        assert_eq!(ix.reader().get(7), None);
+        assert_eq!(
+            ix.reader().get(8),
+            Some(80),
+            "probing goes past the tombstone"
+        );
         assert_eq!(ix.len(), 1);
         ix.insert(7, 73, 4);
-        assert_eq!(ix.get(7), Some(73));
+        assert_eq!(ix.reader().get(7), Some(73));
     }
 
     #[test]
@@ -342,7 +392,10 @@ mod tests {
         ix.insert(9, 90, 0);
         // Three slots used: the tombstone stays one until the table is rebuilt.
         assert_eq!(ix.used.load(Ordering::Relaxed), 3);
-        assert_eq!((ix.get(7), ix.get(9)), (Some(71), Some(90)));
+        assert_eq!(
+            (ix.reader().get(7), ix.reader().get(9)),
+            (Some(71), Some(90))
+        );
     }
 
     #[test]
@@ -396,7 +449,7 @@ mod tests {
                     let mut seen = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         for k in 1..=2000u64 {
-                            if let Some(v) = ix.get(k) {
+                            if let Some(v) = ix.reader().get(k) {
                                 assert_eq!(v, k * 3, "key {k}");
                                 seen += 1;
                             }

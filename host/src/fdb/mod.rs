@@ -13,7 +13,9 @@ pub use location::{Location, PortId};
 pub use policy::{
     AgeDecision, AgeEvent, AgePolicy, Builtin, LearnDecision, LearnEvent, LearnPolicy,
 };
-pub use table::{EXPIRE_BATCH, EntryView, Fdb, FdbError, LearnOutcome, VniIdx, VniTableSettings};
+pub use table::{
+    EXPIRE_BATCH, EntryView, Fdb, FdbError, FdbReader, LearnOutcome, VniIdx, VniTableSettings,
+};
 
 /// Milliseconds since the pipeline's epoch.
 pub type Tick = u64;

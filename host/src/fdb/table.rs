@@ -15,7 +15,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::aging::AgingQueue;
-use super::index::Index;
+use super::index::{Index, Reader as IndexReader};
 use super::policy::{AgeDecision, AgeEvent, AgePolicy, LearnDecision, LearnEvent, LearnPolicy};
 use super::remotes::{Interning, RemoteId, Remotes};
 use super::{Location, PortId, Tick};
@@ -230,6 +230,75 @@ pub struct Fdb {
     writer: Mutex<Writer>,
 }
 
+/// The table as a batch of frames reads it: the index's table loaded once for the batch, so
+/// that its lookups do not serialize on loading it again and their prefetched cache misses
+/// overlap (criterion, a million entries: a lone lookup ~70-110 ns, a batch's ~18 ns each). A
+/// table that grows meanwhile (the writer doubles it at 3/4 full) is seen by the next reader;
+/// until then, entries learned since are unknown to this one (their frames are flooded) and
+/// its refreshes may be lost (an entry ages at most one batch early).
+pub struct FdbReader<'a> {
+    fdb: &'a Fdb,
+    index: IndexReader,
+}
+
+impl FdbReader<'_> {
+    /// Starts fetching the entries of `keys` into the cache, so that the lookups and refreshes
+    /// that follow find them there. A hint only.
+    pub fn prefetch(&self, keys: impl IntoIterator<Item = (VniIdx, MacAddr)>) {
+        self.index
+            .prefetch(keys.into_iter().map(|(vni, mac)| key(vni, mac)));
+    }
+
+    /// Where frames to `mac` on `vni` go, if known. Lock-free.
+    pub fn lookup(&self, vni: VniIdx, mac: MacAddr) -> Option<Location> {
+        self.index
+            .get(key(vni, mac))
+            .map(|v| self.fdb.location(Packed(v).slot()))
+    }
+
+    /// Records that a frame from `mac` arrived from `from` at `now`. A refresh (known at that
+    /// location) is lock-free; anything else takes the writer lock and may ask `policy`.
+    pub fn learn(
+        &self,
+        vni: VniIdx,
+        mac: MacAddr,
+        from: Location,
+        now: Tick,
+        policy: &mut (impl LearnPolicy + ?Sized),
+    ) -> LearnOutcome {
+        let fdb = self.fdb;
+        let k = key(vni, mac);
+        let mut outcome = None;
+        self.index.update(k, |v| {
+            let p = Packed(v);
+            let here = fdb.is_at(p.slot(), from);
+            match (p.is_static(), here) {
+                (true, true) => outcome = Some(LearnOutcome::Static),
+                (true, false) => outcome = Some(LearnOutcome::StaticConflict),
+                (false, true) => {
+                    outcome = Some(LearnOutcome::Refreshed);
+                    // Nothing to write once the hit count is saturated within the same 10 ms:
+                    // steady traffic then leaves the entry's cache line alone.
+                    let refreshed = p.refreshed(now);
+                    return (refreshed != p).then_some(refreshed.0);
+                }
+                (false, false) => outcome = None,
+            }
+            None
+        });
+        if let Some(outcome) = outcome {
+            return outcome;
+        }
+        fdb.learn_locked(k, vni, mac, from, now, policy)
+    }
+}
+
+impl core::fmt::Debug for FdbReader<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FdbReader").finish_non_exhaustive()
+    }
+}
+
 fn key(vni: VniIdx, mac: MacAddr) -> u64 {
     u64::from(vni.0) << 48 | mac.to_u64()
 }
@@ -278,11 +347,17 @@ impl Fdb {
         u16::try_from(pos).ok().map(VniIdx)
     }
 
+    /// A hold on the table for a batch of lookups and learning: see [`FdbReader`].
+    pub fn reader(&self) -> FdbReader<'_> {
+        FdbReader {
+            fdb: self,
+            index: self.index.reader(),
+        }
+    }
+
     /// Where frames to `mac` on `vni` go, if known. Lock-free.
     pub fn lookup(&self, vni: VniIdx, mac: MacAddr) -> Option<Location> {
-        self.index
-            .get(key(vni, mac))
-            .map(|v| self.location(Packed(v).slot()))
+        self.reader().lookup(vni, mac)
     }
 
     /// Records that a frame from `mac` arrived from `from` at `now`. A refresh (known at that
@@ -295,29 +370,7 @@ impl Fdb {
         now: Tick,
         policy: &mut (impl LearnPolicy + ?Sized),
     ) -> LearnOutcome {
-        let k = key(vni, mac);
-        let mut outcome = None;
-        self.index.update(k, |v| {
-            let p = Packed(v);
-            let here = self.is_at(p.slot(), from);
-            match (p.is_static(), here) {
-                (true, true) => outcome = Some(LearnOutcome::Static),
-                (true, false) => outcome = Some(LearnOutcome::StaticConflict),
-                (false, true) => {
-                    outcome = Some(LearnOutcome::Refreshed);
-                    // Nothing to write once the hit count is saturated within the same 10 ms:
-                    // steady traffic then leaves the entry's cache line alone.
-                    let refreshed = p.refreshed(now);
-                    return (refreshed != p).then_some(refreshed.0);
-                }
-                (false, false) => outcome = None,
-            }
-            None
-        });
-        if let Some(outcome) = outcome {
-            return outcome;
-        }
-        self.learn_locked(k, vni, mac, from, now, policy)
+        self.reader().learn(vni, mac, from, now, policy)
     }
 
     /// The slow path of [`Fdb::learn`]: a new MAC or a move, decided under the writer lock.

@@ -311,3 +311,36 @@ fn sticky_entries_move_only_when_a_policy_accepts() {
         LearnOutcome::Moved { from: a }
     );
 }
+
+#[test]
+fn a_reader_sees_what_it_learns_and_outlives_a_growing_table() {
+    let (fdb, v) = fdb_with(5001, 10_000);
+    let a = Location::Remote(ip("198.18.0.1"));
+    let many = |n: u32| MacAddr::from_u64(0x0200_0000_0000 | u64::from(n));
+    let reader = fdb.reader();
+    reader.prefetch([(v, mac(1)), (v, mac(2))]);
+    assert_eq!(reader.lookup(v, mac(1)), None, "a prefetch changes nothing");
+    assert_eq!(
+        reader.learn(v, mac(1), a, 0, &mut Builtin),
+        LearnOutcome::Learned
+    );
+    assert_eq!(
+        reader.lookup(v, mac(1)),
+        Some(a),
+        "same table: seen at once"
+    );
+    // Enough new MACs to grow the table (1,024 slots at first) several times over.
+    for n in 0..5_000 {
+        fdb.learn(v, many(n), a, 0, &mut Builtin);
+    }
+    // The reader still answers from the table it holds; a new one sees everything.
+    assert_eq!(reader.lookup(v, mac(1)), Some(a));
+    assert_eq!(reader.lookup(v, many(4_999)), None, "learned after it grew");
+    drop(reader);
+    let reader = fdb.reader();
+    assert_eq!(reader.lookup(v, many(4_999)), Some(a));
+    assert_eq!(
+        reader.learn(v, mac(1), a, 5, &mut Builtin),
+        LearnOutcome::Refreshed
+    );
+}

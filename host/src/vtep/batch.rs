@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::hooks::{Direction, FilterBatch, FilterFrame, Hooks, Verdict};
 use crate::fdb::{Location, VniIdx};
-use crate::wire::{FrameMeta, VirtioNetHdr, Vni};
+use crate::wire::{FrameMeta, MacAddr, VirtioNetHdr, Vni};
 
 /// Frames received from one port, with the `virtio_net_hdr` of each.
 pub trait PortBatch {
@@ -72,6 +72,13 @@ pub(super) struct Pending {
     pub(super) meta: FrameMeta,
     /// Where the Ethernet frame starts in the input (past the VXLAN header).
     pub(super) offset: usize,
+}
+
+/// The forwarding-table keys a pending frame will touch: its source (learning) and, when
+/// unicast, its destination (the lookup).
+pub(super) fn fdb_keys(p: &Pending) -> impl Iterator<Item = (VniIdx, MacAddr)> + use<> {
+    let dst = (!p.meta.dst.is_multicast()).then_some((p.idx, p.meta.dst));
+    core::iter::once((p.idx, p.meta.src)).chain(dst)
 }
 
 /// The pending frames as the hooks see them.

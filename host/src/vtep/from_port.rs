@@ -3,15 +3,16 @@
 //! or flood.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::batch::{Pending, PortBatch, run_filters};
+use super::batch::{Pending, PortBatch, fdb_keys, run_filters};
 use super::encap::Encapsulator;
 use super::hooks::{Direction, Hooks, Verdict};
 use super::outbox::{Dest, Outbox};
 use super::stats::{DropReason, VniStats};
 use super::{Location, PortId, Shared, Vtep, count_learn};
-use crate::fdb::{Builtin, LearnPolicy, Tick, VniIdx};
+use crate::fdb::{Builtin, FdbReader, LearnPolicy, Tick, VniIdx};
 use crate::offload::{self, Segmenter};
 use crate::wire::{FrameMeta, VirtioNetHdr, Vni};
 
@@ -28,8 +29,10 @@ impl Vtep {
         out: &mut Outbox,
     ) -> Result<(), DropReason> {
         let tick = self.tick(now);
+        let shared = Arc::clone(&self.shared);
+        let fdb = shared.fdb.reader();
         let result = self.admit_from_port(port, frame).and_then(|(idx, meta)| {
-            self.switch_from_port(tick, port, idx, &meta, vnet, frame, out, &mut Builtin)
+            self.switch_from_port(&fdb, tick, port, idx, &meta, vnet, frame, out, &mut Builtin)
         });
         if let Err(reason) = result {
             self.drops.count(reason);
@@ -73,6 +76,11 @@ impl Vtep {
                 Err(reason) => self.drops.count(reason),
             }
         }
+        // One hold on the table for the batch, and its entries on their way into the cache
+        // while the filters run (see `FdbReader`).
+        let shared = Arc::clone(&self.shared);
+        let fdb = shared.fdb.reader();
+        fdb.prefetch(pending.iter().flat_map(fdb_keys));
         run_filters(
             hooks,
             now,
@@ -88,9 +96,8 @@ impl Vtep {
                     self.stats[p.idx.index()].filtered += 1;
                     Err(DropReason::Filtered)
                 }
-                (Verdict::Pass, Some((vnet, frame))) => {
-                    self.switch_from_port(tick, port, p.idx, &p.meta, &vnet, frame, out, hooks)
-                }
+                (Verdict::Pass, Some((vnet, frame))) => self
+                    .switch_from_port(&fdb, tick, port, p.idx, &p.meta, &vnet, frame, out, hooks),
                 (Verdict::Pass, None) => Ok(()), // the batch shrank: nothing to forward
             };
             if let Err(reason) = result {
@@ -126,6 +133,7 @@ impl Vtep {
     #[allow(clippy::too_many_arguments)] // one frame's context, split out of a batch
     fn switch_from_port(
         &mut self,
+        fdb: &FdbReader<'_>,
         tick: Tick,
         port: PortId,
         idx: VniIdx,
@@ -141,9 +149,7 @@ impl Vtep {
             scratch,
             ..
         } = self;
-        let Shared {
-            fdb, vnis, encap, ..
-        } = &**shared;
+        let Shared { vnis, encap, .. } = &**shared;
         let vni = &vnis[idx.index()];
         let stats = &mut stats[idx.index()];
         if vni.settings.learning {

@@ -5,14 +5,15 @@
 //! delivered with a `virtio_net_hdr` that has the port's kernel finish it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
-use super::batch::{Pending, UnderlayBatch, run_filters};
+use super::batch::{Pending, UnderlayBatch, fdb_keys, run_filters};
 use super::hooks::{Direction, Hooks, Verdict};
 use super::outbox::Outbox;
 use super::stats::DropReason;
 use super::{Location, Shared, Vtep, count_learn};
-use crate::fdb::{Builtin, LearnPolicy, Tick, VniIdx};
+use crate::fdb::{Builtin, FdbReader, LearnPolicy, Tick, VniIdx};
 use crate::offload::recover_offloads;
 use crate::wire::{FrameMeta, VirtioNetHdr, VxlanPacket};
 
@@ -28,11 +29,13 @@ impl Vtep {
         out: &mut Outbox,
     ) -> Result<(), DropReason> {
         let tick = self.tick(now);
+        let shared = Arc::clone(&self.shared);
+        let fdb = shared.fdb.reader();
         let result = self
             .admit_from_underlay(src, datagram)
             .and_then(|(idx, meta, offset)| {
                 let inner = datagram.get(offset..).unwrap_or_default();
-                self.deliver_from_underlay(tick, src, idx, &meta, inner, out, &mut Builtin)
+                self.deliver_from_underlay(&fdb, tick, src, idx, &meta, inner, out, &mut Builtin)
             });
         out.finish_merging();
         if let Err(reason) = result {
@@ -76,6 +79,11 @@ impl Vtep {
                 Err(reason) => self.drops.count(reason),
             }
         }
+        // One hold on the table for the batch, and its entries on their way into the cache
+        // while the filters run (see `FdbReader`).
+        let shared = Arc::clone(&self.shared);
+        let fdb = shared.fdb.reader();
+        fdb.prefetch(pending.iter().flat_map(fdb_keys));
         run_filters(
             hooks,
             now,
@@ -95,7 +103,7 @@ impl Vtep {
                     Err(DropReason::Filtered)
                 }
                 (Verdict::Pass, Some((src, inner))) => {
-                    self.deliver_from_underlay(tick, src, p.idx, &p.meta, inner, out, hooks)
+                    self.deliver_from_underlay(&fdb, tick, src, p.idx, &p.meta, inner, out, hooks)
                 }
                 (Verdict::Pass, None) => Ok(()), // the batch shrank: nothing to deliver
             };
@@ -145,6 +153,7 @@ impl Vtep {
     #[allow(clippy::too_many_arguments)] // one frame's context, split out of a batch
     fn deliver_from_underlay(
         &mut self,
+        fdb: &FdbReader<'_>,
         tick: Tick,
         src: IpAddr,
         idx: VniIdx,
@@ -154,7 +163,6 @@ impl Vtep {
         policy: &mut (impl LearnPolicy + ?Sized),
     ) -> Result<(), DropReason> {
         let Shared {
-            fdb,
             vnis,
             encap,
             merge_udp,
