@@ -482,3 +482,72 @@ fn malformed_underlay_packets_are_counted_and_dropped() {
     assert_eq!(vm1_grew.checksum_errors(), 0);
     assert_pings(&t.vm1, t.vm2.ipv4());
 }
+
+/// Each worker's `(port frames, underlay datagrams)` read so far.
+fn per_worker_reads(d: &VtepDaemon, workers: usize) -> Result<Vec<(u64, u64)>> {
+    let io = &d.stats()?["io"];
+    (0..workers)
+        .map(|i| {
+            let get = |name: String| {
+                io[&name]
+                    .as_u64()
+                    .with_context(|| format!("{name}: {io:#}"))
+            };
+            Ok((
+                get(format!("worker{i}_port_rx_frames"))?,
+                get(format!("worker{i}_underlay_rx_datagrams"))?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn both_directions_of_a_flow_meet_on_one_worker_and_flows_spread() {
+    const WORKERS: usize = 2;
+    const PINGS: u32 = 20;
+    let t = two_hosts(1600, false).unwrap();
+    let two = format!("[datapath]\nworkers = {WORKERS}\n");
+    let d1 = VtepDaemon::start(&t.h1, &(config(&t.h1, 1600, &["vm1"]) + &two)).unwrap();
+    let d2 = VtepDaemon::start(&t.h2, &(config(&t.h2, 1600, &["vm2"]) + &two)).unwrap();
+    // Addresses resolved and learned first: what follows is the pings alone.
+    assert!(ping(&t.vm1, t.vm2.ipv4(), 2).unwrap().all_received());
+    let before = [&d1, &d2].map(|d| per_worker_reads(d, WORKERS).unwrap());
+    let pings = ping(&t.vm1, t.vm2.ipv4(), PINGS).unwrap();
+    assert!(pings.all_received(), "{pings:?}");
+    for (d, before) in [&d1, &d2].into_iter().zip(&before) {
+        let after = per_worker_reads(d, WORKERS).unwrap();
+        let grew: Vec<(u64, u64)> = after
+            .iter()
+            .zip(before)
+            .map(|(a, b)| (a.0 - b.0, a.1 - b.1))
+            .collect();
+        // On host 1 the requests come from the port and the replies from the underlay; on
+        // host 2 the other way round: either way one worker read both, the other neither.
+        let pings = u64::from(PINGS);
+        let both = grew
+            .iter()
+            .filter(|&&(port, underlay)| port >= pings && underlay >= pings)
+            .count();
+        let any = grew
+            .iter()
+            .filter(|&&(port, underlay)| port >= pings || underlay >= pings)
+            .count();
+        assert_eq!((both, any), (1, 1), "reads by worker: {grew:?}");
+    }
+    // Sixteen TCP streams (port pairs) spread over both workers of each host (all on one:
+    // a chance of 1 in 32,768 with a well-mixed hash).
+    let server = IperfServer::start(&t.vm2).unwrap();
+    let streams = IperfOptions {
+        streams: 16,
+        port: server.port(),
+        ..IperfOptions::tcp(Duration::from_secs(1))
+    };
+    iperf3(&t.vm1, t.vm2.ipv4(), &streams).unwrap();
+    for d in [&d1, &d2] {
+        let reads = per_worker_reads(d, WORKERS).unwrap();
+        assert!(
+            reads.iter().all(|&(port, underlay)| port + underlay > 1000),
+            "reads by worker: {reads:?}"
+        );
+    }
+}

@@ -53,6 +53,8 @@ pub struct DatapathSection {
     /// How long a worker keeps polling after traffic before it sleeps, in microseconds,
     /// default 50.
     pub busy_poll_us: Option<u64>,
+    /// "symmetric" (default: both directions of a flow on one worker) or "kernel".
+    pub steering: Option<String>,
 }
 
 /// `[[vni]]`.

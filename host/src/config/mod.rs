@@ -13,6 +13,7 @@ pub use file::{
     ControlSection, DatapathSection, PluginSection, StaticSection, UnderlaySection, VniSection,
 };
 
+use crate::io::Steering;
 use crate::plugin::PluginSpec;
 use crate::vtep::{
     DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_SRC_PORTS, DEFAULT_TTL, Location,
@@ -79,6 +80,8 @@ pub struct DatapathSettings {
     /// under steady traffic it then rarely sleeps and is rarely woken, which saves the
     /// wakeups' latency and cost; idle, it costs this much CPU per burst.
     pub busy_poll: Duration,
+    /// Which worker reads which frame (with two workers or more).
+    pub steering: Steering,
 }
 
 impl DatapathSettings {
@@ -408,7 +411,21 @@ fn datapath(d: Option<&DatapathSection>) -> Result<DatapathSettings, ConfigError
             ),
         ));
     }
-    Ok(DatapathSettings { workers, busy_poll })
+    let steering = match d.and_then(|d| d.steering.as_deref()) {
+        None | Some("symmetric") => Steering::Symmetric,
+        Some("kernel") => Steering::Kernel,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "datapath.steering",
+                format!("{other:?} is neither \"symmetric\" nor \"kernel\""),
+            ));
+        }
+    };
+    Ok(DatapathSettings {
+        workers,
+        busy_poll,
+        steering,
+    })
 }
 
 fn parse_addr(field: &str, s: &str) -> Result<IpAddr, ConfigError> {

@@ -259,3 +259,40 @@ fn relative_plugin_paths_are_from_the_config_file() {
     assert_eq!(c.plugins[0].path, dir.join("p/a.wasm"));
     assert_eq!(c.plugins[1].path, PathBuf::from("/abs/b.wasm"));
 }
+
+#[test]
+fn datapath_settings() {
+    let base = with("id = 1");
+    let c = Config::parse(&base).unwrap();
+    assert_eq!(
+        (
+            c.datapath.workers,
+            c.datapath.busy_poll,
+            c.datapath.steering
+        ),
+        (None, DEFAULT_BUSY_POLL, Steering::Symmetric)
+    );
+    let c = Config::parse(&format!(
+        "{base}\n[datapath]\nworkers = 3\nbusy_poll_us = 0\nsteering = \"kernel\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            c.datapath.workers,
+            c.datapath.busy_poll,
+            c.datapath.steering
+        ),
+        (Some(3), Duration::ZERO, Steering::Kernel)
+    );
+    for (bad, field) in [
+        ("workers = 0", "datapath.workers"),
+        ("busy_poll_us = 100001", "datapath.busy_poll_us"),
+        ("steering = \"sideways\"", "datapath.steering"),
+    ] {
+        assert_eq!(
+            err(&format!("{base}\n[datapath]\n{bad}\n")).field,
+            field,
+            "{bad}"
+        );
+    }
+}

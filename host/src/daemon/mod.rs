@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::control::{Request, Response, handler, server};
 use crate::fdb::Builtin;
 use crate::io::{
-    Port, PortRxCounts, SetupError, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
+    Port, PortRxCounts, SetupError, Steering, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
     UnderlayTx, UnderlayTxConfig,
 };
 use crate::plugin::{LoadError, Plugin, PluginChain, PluginSpec, Runtime, RuntimeError};
@@ -120,7 +120,8 @@ fn run_bound(
     let local = settings.local;
     let ifname = config.underlay_interface.as_deref();
     let workers = config.datapath.worker_count();
-    let ports = datapath::open_ports(&config.ports, workers)?;
+    let steering = config.datapath.steering;
+    let ports = datapath::open_ports(&config.ports, workers, steering)?;
     // The sender binds the source ports first: one that another program holds is swapped for
     // a free one, and the pipeline then picks among those it really has.
     let underlay_tx = UnderlayTx::open(
@@ -140,6 +141,9 @@ fn run_bound(
     let rxs = (0..workers)
         .map(|_| UnderlayRx::open(local, config.settings.dst_port, workers > 1))
         .collect::<Result<Vec<_>, _>>()?;
+    if workers > 1 && steering == Steering::Symmetric {
+        rxs[0].steer(workers)?;
+    }
     // Several VNIs may flood to one group, but a socket joins a group once: a second
     // IP_ADD_MEMBERSHIP for it fails with EADDRINUSE. The first worker's socket joins: the
     // group's datagrams go to it alone.
@@ -421,6 +425,15 @@ fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
         out.push((
             format!("underlay_tx_{}", reason.as_str()),
             tx.underlay.dropped(reason),
+        ));
+    }
+    // Each worker's share of what was read, to see how steering spread the traffic.
+    for (i, (w, ports)) in shared.workers.iter().zip(&shared.ports).enumerate() {
+        let frames = ports.iter().map(|p| p.rx_counts().frames).sum();
+        out.push((format!("worker{i}_port_rx_frames"), frames));
+        out.push((
+            format!("worker{i}_underlay_rx_datagrams"),
+            lock(w).rx.datagrams,
         ));
     }
     out

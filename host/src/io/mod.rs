@@ -17,6 +17,7 @@
 
 mod counts;
 mod port;
+mod steering;
 mod sys;
 mod transmit;
 mod underlay_rx;
@@ -24,6 +25,7 @@ mod underlay_tx;
 
 pub use counts::{TxCounts, TxDrop};
 pub use port::{Port, PortRxCounts, RxBatch, RxFrame, kernel_takes_uso};
+pub use steering::Steering;
 pub use sys::{MAX_BATCH, SetupError};
 pub use transmit::{TransmitCounts, Transmitter};
 pub use underlay_rx::{Datagram, DatagramBatch, UnderlayRx, UnderlayRxCounts};

@@ -18,8 +18,9 @@
 //!   interface, its own included.
 //! - `PACKET_MR_PROMISC`: the VM's frames are addressed to other MACs than the interface's.
 //! - `PACKET_FANOUT` (with several data path workers): each worker has its own socket on the
-//!   port, and the kernel hands each frame to one of them by a hash of its flow, so that a
-//!   flow's frames stay in order on one worker.
+//!   port, and the kernel hands each frame to one of them by a hash of its flow (a classic BPF
+//!   program, see `steering`), so that a flow's frames stay in order on one worker, the one
+//!   that also reads the flow's replies from the underlay.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -29,6 +30,7 @@ use libc::c_int;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::counts::{TxCounts, TxDrop};
+use super::steering::{self, Steering};
 use super::sys::{
     EMPTY_IOVEC, MAX_BATCH, SetupError, abi, getsockopt, if_index, recv_mmsg, send_all, set_buffer,
     setsockopt, zeroed_mmsghdrs,
@@ -294,24 +296,36 @@ impl Port {
         })
     }
 
-    /// Joins this socket to a fanout group of the port's sockets that spreads frames by flow
-    /// hash: `None` creates a group (the kernel picks an unused id), `Some(id)` joins the group
-    /// another socket of the port created. Returns the group's id.
-    pub fn join_fanout(&self, group: Option<u16>) -> Result<u16, SetupError> {
-        let fail =
-            |e| SetupError::socket("joining a fanout group", format!("port {:?}", self.name), e);
+    /// Joins this socket to a fanout group of the port's sockets that spreads frames by flow:
+    /// with [`Steering::Symmetric`], by the symmetric hash of the `steering` module's program
+    /// (both directions of a flow to the worker of the same index in the underlay's group),
+    /// else by the kernel's flow hash. `None` creates a group (the kernel picks an unused id)
+    /// and gives it the program, `Some(id)` joins the group another socket of the port created.
+    /// Members are numbered in the order they join. Returns the group's id.
+    pub fn join_fanout(&self, group: Option<u16>, steering: Steering) -> Result<u16, SetupError> {
+        let fail = |what: &'static str| {
+            let target = format!("port {:?}", self.name);
+            move |e| SetupError::socket(what, target, e)
+        };
         let fd = self.socket.as_fd();
+        let kind = match steering {
+            Steering::Symmetric => libc::PACKET_FANOUT_CBPF,
+            Steering::Kernel => libc::PACKET_FANOUT_HASH,
+        };
         let (id, flags) = match group {
-            Some(id) => (u32::from(id), libc::PACKET_FANOUT_HASH),
-            None => (
-                0,
-                libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_UNIQUEID,
-            ),
+            Some(id) => (u32::from(id), kind),
+            None => (0, kind | libc::PACKET_FANOUT_FLAG_UNIQUEID),
         };
         let arg: u32 = id | (flags << 16);
-        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg).map_err(fail)?;
+        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
+            .map_err(fail("joining a fanout group"))?;
+        if group.is_none() && steering == Steering::Symmetric {
+            steering::attach_to_fanout(fd)
+                .map_err(fail("setting the fanout's steering program"))?;
+        }
         let mut joined: u32 = 0;
-        getsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &mut joined).map_err(fail)?;
+        getsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &mut joined)
+            .map_err(fail("joining a fanout group"))?;
         // The low 16 bits are the id.
         Ok((joined & 0xffff) as u16)
     }

@@ -16,6 +16,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use socket2::{InterfaceIndexOrAddress, SockAddr, Socket};
 
+use super::steering;
 use super::sys::{
     EMPTY_IOVEC, MAX_BATCH, SetupError, abi, if_index, recv_mmsg, set_buffer, setsockopt,
     udp_socket, zeroed_mmsghdrs,
@@ -233,6 +234,16 @@ impl UnderlayRx {
             socket,
             ipv6,
             counts: UnderlayRxCounts::default(),
+        })
+    }
+
+    /// Makes this socket's reuseport group of `workers` sockets (opened `shared`, in the
+    /// workers' order) hand each datagram to the worker whose port sockets read the other
+    /// direction of its inner flow (see `steering`). Called on one socket, once all are bound.
+    pub fn steer(&self, workers: usize) -> Result<(), SetupError> {
+        let n = u32::try_from(workers).unwrap_or(u32::MAX);
+        steering::attach_to_reuseport(self.socket.as_fd(), n).map_err(|e| {
+            SetupError::socket("setting the reuseport steering program", "the underlay", e)
         })
     }
 
