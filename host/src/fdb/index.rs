@@ -28,7 +28,7 @@
 //! check); it moves with its entry when the table grows.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -51,6 +51,10 @@ struct Table {
     slots: Box<[Slot]>,
     deadlines: Box<[AtomicU32]>,
     mask: usize,
+    /// Set once a larger table has replaced this one: a reader still holding it looks again,
+    /// so that it neither misses what was learned, moved or made static since nor refreshes
+    /// entries in a table nobody reads any more.
+    retired: AtomicBool,
 }
 
 impl Table {
@@ -63,6 +67,7 @@ impl Table {
             slots: slots.into_boxed_slice(),
             deadlines: (0..n).map(|_| AtomicU32::new(0)).collect(),
             mask: n - 1,
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -159,13 +164,19 @@ pub(crate) struct Found {
 /// A reader's hold on the current table, for a batch of lookups and refreshes. Loading the
 /// table pointer is the one synchronizing step of a lookup (a sequentially consistent store),
 /// and it keeps the cache misses of consecutive lookups from overlapping: a batch loads it once
-/// and its prefetched lookups then cost ~18 ns instead of ~50 (criterion, a million entries).
-/// A table that grows meanwhile is seen at the next `reader()`; until then, lookups miss the
-/// entries learned since (their frames are flooded) and refreshes may be lost (the entry ages
-/// at most one batch early).
+/// and its prefetched lookups then cost 27-36 ns instead of 44-120 (criterion, a million
+/// entries). Once the table has grown, [`Reader::is_current`] says so and the caller takes a
+/// new reader; a refresh that lands on the old table while it is being copied is lost (the
+/// entry may then age out before its next refresh).
 pub(crate) struct Reader(arc_swap::Guard<Arc<Table>>);
 
 impl Reader {
+    /// Whether the table held is still the index's: false once a larger one replaced it,
+    /// after which this reader must not be used for anything but a hint.
+    pub(crate) fn is_current(&self) -> bool {
+        !self.0.retired.load(Ordering::Acquire)
+    }
+
     /// The value of `key`.
     pub(crate) fn get(&self, key: u64) -> Option<u64> {
         let i = self.0.find(key)?;
@@ -336,6 +347,7 @@ impl Index {
         self.used.store(live, Ordering::Relaxed);
         // Publishing is a release: readers of the new table see every slot written above.
         self.table.store(Arc::new(bigger));
+        old.retired.store(true, Ordering::Release);
     }
 }
 

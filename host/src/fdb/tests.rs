@@ -316,31 +316,48 @@ fn sticky_entries_move_only_when_a_policy_accepts() {
 fn a_reader_sees_what_it_learns_and_outlives_a_growing_table() {
     let (fdb, v) = fdb_with(5001, 10_000);
     let a = Location::Remote(ip("198.18.0.1"));
+    let b = Location::Remote(ip("198.18.0.2"));
     let many = |n: u32| MacAddr::from_u64(0x0200_0000_0000 | u64::from(n));
     let reader = fdb.reader();
     reader.prefetch([(v, mac(1)), (v, mac(2))]);
     assert_eq!(reader.lookup(v, mac(1)), None, "a prefetch changes nothing");
-    assert_eq!(
-        reader.learn(v, mac(1), a, 0, &mut Builtin),
-        LearnOutcome::Learned
-    );
+    for m in [mac(1), mac(2)] {
+        assert_eq!(
+            reader.learn(v, m, a, 0, &mut Builtin),
+            LearnOutcome::Learned
+        );
+    }
     assert_eq!(
         reader.lookup(v, mac(1)),
         Some(a),
         "same table: seen at once"
     );
-    // Enough new MACs to grow the table (1,024 slots at first) several times over.
+    // Enough new MACs to grow the table (1,024 slots at first) several times over; then a
+    // move and a static entry in the new table.
     for n in 0..5_000 {
         fdb.learn(v, many(n), a, 0, &mut Builtin);
     }
-    // The reader still answers from the table it holds; a new one sees everything.
-    assert_eq!(reader.lookup(v, mac(1)), Some(a));
-    assert_eq!(reader.lookup(v, many(4_999)), None, "learned after it grew");
-    drop(reader);
-    let reader = fdb.reader();
-    assert_eq!(reader.lookup(v, many(4_999)), Some(a));
     assert_eq!(
-        reader.learn(v, mac(1), a, 5, &mut Builtin),
-        LearnOutcome::Refreshed
+        fdb.learn(v, mac(1), b, 10, &mut Builtin),
+        LearnOutcome::Moved { from: a }
+    );
+    fdb.insert_static(Vni::new(5001).unwrap(), mac(2), b)
+        .unwrap();
+    // The reader held the table from before, where MAC 1 and MAC 2 are still learned at `a`:
+    // it looks in the new one instead.
+    assert_eq!(
+        reader.lookup(v, many(4_999)),
+        Some(a),
+        "learned after it grew"
+    );
+    assert_eq!(reader.lookup(v, mac(1)), Some(b));
+    assert_eq!(
+        reader.learn(v, mac(1), a, 11, &mut Builtin),
+        LearnOutcome::Moved { from: b },
+        "a frame from the old place moves it back"
+    );
+    assert_eq!(
+        reader.learn(v, mac(2), a, 12, &mut Builtin),
+        LearnOutcome::StaticConflict
     );
 }
