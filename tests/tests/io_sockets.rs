@@ -18,8 +18,8 @@ use smoltcp::wire::{
     EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, UdpPacket,
 };
 use wasm_vtep::io::{
-    DatagramBatch, Port, RxBatch, RxFrame, SetupError, Transmitter, TxCounts, TxDrop, UnderlayRx,
-    UnderlayTx, UnderlayTxConfig,
+    DatagramBatch, Port, RxBatch, RxFrame, SetupError, Steering, Transmitter, TxCounts, TxDrop,
+    UnderlayRx, UnderlayTx, UnderlayTxConfig,
 };
 use wasm_vtep::vtep::{Dest, Outbox, PortId, SourcePorts, UnderlayDest};
 use wasm_vtep::wire::VirtioNetHdr;
@@ -704,20 +704,57 @@ fn a_port_sends_frames_and_never_reads_back_outgoing_ones() -> Result<()> {
         "ping",
         &["-c", "3", "-i", "0.2", "-W", "2", &VM_IP.to_string()],
     )?;
-    let (mut requests, mut echo_replies) = (0, 0);
-    recv_frames_for(&mut port, &mut batch, Duration::from_millis(300), |f| {
+    let (requests, echo_replies) = count_echoes(&mut port, &mut batch, Duration::from_millis(300))?;
+    assert_eq!((requests, echo_replies), (0, 3));
+    Ok(())
+}
+
+/// ICMP echo requests and replies among what `port` reads for `duration`.
+fn count_echoes(port: &mut Port, batch: &mut RxBatch, duration: Duration) -> Result<(u32, u32)> {
+    let (mut requests, mut replies) = (0, 0);
+    recv_frames_for(port, batch, duration, |f| {
         let Ok(ip) = Ipv4Packet::new_checked(&f.bytes[14..]) else {
             return;
         };
         if f.bytes[12..14] == [0x08, 0x00] && ip.next_header() == IpProtocol::Icmp {
             match ip.payload()[0] {
                 8 => requests += 1,
-                0 => echo_replies += 1,
+                0 => replies += 1,
                 _ => {}
             }
         }
     })?;
-    assert_eq!((requests, echo_replies), (0, 3));
+    Ok((requests, replies))
+}
+
+#[test]
+fn a_fanout_group_never_reads_back_outgoing_frames_either() -> Result<()> {
+    for (tag, steering) in [("fs", Steering::Symmetric), ("fk", Steering::Kernel)] {
+        let (vm, host) = vm_and_host(tag, true)?;
+        vm.ip(&["addr", "add", &format!("{VM_IP}/24"), "dev", "vm0"])?;
+        host.ip(&["addr", "add", &format!("{HOST_IP}/24"), "dev", "h0"])?;
+        // Two workers' sockets on the port, as the daemon opens them.
+        let mut ports = {
+            let _in = host.enter()?;
+            [Port::open("h0")?, Port::open("h0")?]
+        };
+        let group = ports[0].join_fanout(None, steering)?;
+        ports[1].join_fanout(Some(group), steering)?;
+        host.exec(
+            "ping",
+            &["-c", "3", "-i", "0.2", "-W", "2", &VM_IP.to_string()],
+        )?;
+        let mut batch = RxBatch::new(16);
+        let (mut requests, mut replies) = (0, 0);
+        for port in &mut ports {
+            let (q, r) = count_echoes(port, &mut batch, Duration::from_millis(300))?;
+            (requests, replies) = (requests + q, replies + r);
+        }
+        ensure!(
+            (requests, replies) == (0, 3),
+            "{steering:?}: the group read {requests} requests the host sent, {replies} replies"
+        );
+    }
     Ok(())
 }
 

@@ -312,6 +312,9 @@ impl Port {
             Steering::Symmetric => libc::PACKET_FANOUT_CBPF,
             Steering::Kernel => libc::PACKET_FANOUT_HASH,
         };
+        // A fanout group registers one hook for all its sockets, which ignores each socket's
+        // PACKET_IGNORE_OUTGOING: the group must be told so itself (Linux 4.20 and later).
+        let kind = kind | libc::PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
         let (id, flags) = match group {
             Some(id) => (u32::from(id), kind),
             None => (0, kind | libc::PACKET_FANOUT_FLAG_UNIQUEID),
@@ -320,12 +323,13 @@ impl Port {
         setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)
             .map_err(fail("joining a fanout group"))?;
         if group.is_none() && steering == Steering::Symmetric {
-            steering::attach_to_fanout(fd)
-                .map_err(fail("setting the fanout's steering program"))?;
+            steering::attach_to_fanout(fd).map_err(fail(
+                "setting the fanout's steering program ([datapath] steering = \"kernel\" does without)",
+            ))?;
         }
         let mut joined: u32 = 0;
         getsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &mut joined)
-            .map_err(fail("joining a fanout group"))?;
+            .map_err(fail("reading the fanout group's id"))?;
         // The low 16 bits are the id.
         Ok((joined & 0xffff) as u16)
     }
