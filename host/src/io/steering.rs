@@ -18,8 +18,8 @@
 //! The port program reads the packet from its network header (`skb->data` on receive, the VLAN
 //! tag already taken out into metadata) and its ethertype from `skb->protocol`; the underlay
 //! program reads the UDP payload (the reuseport hook skips the UDP header): the VXLAN header,
-//! then the inner Ethernet header with at most one 802.1Q tag, which the pipeline puts back into
-//! the frame it encapsulates. A packet socket fanout takes the program's result modulo the
+//! then the inner Ethernet header with at most one 802.1Q or 802.1ad tag, which the pipeline puts
+//! back into the frame it encapsulates. A packet socket fanout takes the program's result modulo the
 //! group's size; a reuseport group takes it as the socket's index, so that program ends with the
 //! modulo itself. Members are numbered in the order they joined, which is the workers' order.
 
@@ -43,9 +43,12 @@ pub enum Steering {
     Kernel,
 }
 
-/// `SO_ATTACH_REUSEPORT_CBPF` (`asm-generic/socket.h`; the same on every architecture this
-/// runs on), which the `libc` crate exports only for Android.
+/// `SO_ATTACH_REUSEPORT_CBPF`, which the `libc` crate exports only for Android: 51 in
+/// `asm-generic/socket.h` (x86, ARM, RISC-V, MIPS, PowerPC); SPARC numbers it otherwise.
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
 const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+compile_error!("SO_ATTACH_REUSEPORT_CBPF has another number on this architecture");
 
 /// Bytes of a VXLAN header.
 const VXLAN_LEN: u32 = 8;
@@ -59,6 +62,7 @@ const TAG_LEN: u32 = 4;
 const ETH_P_IPV4: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86dd;
 const ETH_P_8021Q: u32 = 0x8100;
+const ETH_P_8021AD: u32 = 0x88a8;
 const IPPROTO_TCP: u32 = 6;
 const IPPROTO_UDP: u32 = 17;
 const IPPROTO_SCTP: u32 = 132;
@@ -84,6 +88,7 @@ pub(super) fn underlay_program(workers: u32) -> Vec<libc::sock_filter> {
     let mut p = Program::default();
     p.stmt(libc::BPF_LD | libc::BPF_H | libc::BPF_ABS, INNER_ETHERTYPE);
     p.jump(libc::BPF_JEQ, ETH_P_8021Q, Label::Tagged, Label::Next);
+    p.jump(libc::BPF_JEQ, ETH_P_8021AD, Label::Tagged, Label::Next);
     p.dispatch(INNER_NET, Label::Other);
     p.label(Label::Tagged);
     p.stmt(

@@ -243,7 +243,11 @@ impl UnderlayRx {
     pub fn steer(&self, workers: usize) -> Result<(), SetupError> {
         let n = u32::try_from(workers).unwrap_or(u32::MAX);
         steering::attach_to_reuseport(self.socket.as_fd(), n).map_err(|e| {
-            SetupError::socket("setting the reuseport steering program", "the underlay", e)
+            SetupError::socket(
+                "setting the reuseport steering program ([datapath] steering = \"kernel\" does without)",
+                "the underlay",
+                e,
+            )
         })
     }
 

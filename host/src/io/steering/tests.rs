@@ -159,12 +159,12 @@ impl Flow {
     }
 
     /// The frame in a VXLAN datagram, as the underlay's program sees it (from the VXLAN
-    /// header), with an inner 802.1Q tag if `vlan`.
-    fn in_vxlan(self, program: &[libc::sock_filter], vlan: Option<u16>) -> u32 {
+    /// header), with an inner tag `(TPID, TCI)` if given.
+    fn in_vxlan(self, program: &[libc::sock_filter], tag: Option<(u16, u16)>) -> u32 {
         let mut d = vec![0x08, 0, 0, 0, 0, 0x13, 0x89, 0];
         d.extend([0x02, 0, 0, 0, 0, self.dst, 0x02, 0, 0, 0, 0, self.src]);
-        if let Some(id) = vlan {
-            d.extend([0x81, 0x00]);
+        if let Some((tpid, id)) = tag {
+            d.extend(tpid.to_be_bytes());
             d.extend(id.to_be_bytes());
         }
         d.extend(self.ethertype().to_be_bytes());
@@ -214,7 +214,10 @@ fn both_directions_and_both_sides_of_a_flow_pick_one_worker() {
             for f in [flow, flow.reversed()] {
                 assert_eq!(port_worker(f, n), w, "{n} workers");
                 assert_eq!(f.in_vxlan(&underlay, None), w, "{n} workers, untagged");
-                assert_eq!(f.in_vxlan(&underlay, Some(100)), w, "{n} workers, tagged");
+                for tpid in [0x8100, 0x88a8] {
+                    let tagged = f.in_vxlan(&underlay, Some((tpid, 100)));
+                    assert_eq!(tagged, w, "{n} workers, tagged {tpid:#x}");
+                }
             }
         }
     }

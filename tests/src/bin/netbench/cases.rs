@@ -36,6 +36,9 @@ pub(crate) enum Variant {
     VniFilter { cache: bool },
     /// This many extra MACs learned behind VM1 (so in both tables) before the probes.
     LearnedMacs(u32),
+    /// The daemons with `[datapath] steering = "kernel"`: the kernel's hashes spread the
+    /// workers' reads, so that a flow's two directions usually run on two workers.
+    KernelSteering,
 }
 
 /// One row of the results.
@@ -75,7 +78,15 @@ pub(crate) const CASES: &[Case] = &[
         backend: Backend::WasmVtep,
         variant: Variant::LearnedMacs(10_000),
     },
+    Case {
+        id: "wasm-vtep(kernel-steering)",
+        backend: Backend::WasmVtep,
+        variant: Variant::KernelSteering,
+    },
 ];
+
+/// The configuration section of [`Variant::KernelSteering`].
+pub(crate) const KERNEL_STEERING: &str = "[datapath]\nsteering = \"kernel\"\n";
 
 /// The case every ratio is taken against.
 pub(crate) const BASELINE: &str = "kernel";

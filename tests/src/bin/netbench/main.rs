@@ -286,6 +286,9 @@ fn run_case(
         (Backend::WasmVtep, Variant::VniFilter { .. }, None) => {
             bail!("no vni-filter component")
         }
+        (Backend::WasmVtep, Variant::KernelSteering, _) => {
+            DataPlane::daemons(bed, cases::KERNEL_STEERING)?
+        }
         (Backend::WasmVtep, ..) => DataPlane::daemons(bed, "")?,
     };
     bed.wait_ready()?;

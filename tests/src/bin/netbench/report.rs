@@ -339,6 +339,11 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
          VTEP's copies and wakeups compete with the VMs for them, where the kernel's vxlan \
          runs the whole path inside the sender's system calls without a copy (TCP super-frames \
          cross the kernel path whole).\n\
+         - `wasm-vtep` runs with the default `steering = \"symmetric\"`: both directions \
+         of a flow on one worker per host, so that a reply finds that worker still polling \
+         (the latency probe) but a single TCP stream's data and ACKs share it. \
+         `wasm-vtep(kernel-steering)` leaves the choice of worker to the kernel's hashes, \
+         which usually split a flow's two directions over two workers.\n\
          - On a kernel with tick-based CPU accounting (no `CONFIG_IRQ_TIME_ACCOUNTING`), \
          softirq work is charged to whichever task it interrupts: the daemons' CPU includes \
          the kernel work that their own sends and receives set off.\n\
