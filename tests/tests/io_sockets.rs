@@ -826,14 +826,22 @@ fn frames_dropped_on_a_full_receive_buffer_are_counted() -> Result<()> {
     assert_eq!(counts.sent, SENT);
 
     let mut batch = RxBatch::new(64);
-    let mut received = 0u64;
+    let (mut received, mut others) = (0u64, 0u64);
     recv_frames_for(&mut port, &mut batch, Duration::from_millis(300), |f| {
-        received += u64::from(f.bytes == &frame[..]);
+        if f.bytes == &frame[..] {
+            received += 1;
+        } else {
+            others += 1;
+        }
     })?;
     let drops = port.refresh_kernel_drops()?;
-    eprintln!("received {received} of {SENT}, kernel dropped {drops}");
+    eprintln!("received {received} of {SENT} (and {others} others), kernel dropped {drops}");
     assert!(received > 0 && drops > 0);
-    assert!(received + drops <= SENT);
+    // The kernel's count also holds whatever else reached the full socket: the vm's own IPv6
+    // router solicitations and MLD reports of a link that just came up (a few frames; one
+    // made a run count 40,001).
+    const CHATTER: u64 = 8;
+    assert!(received + drops <= SENT + CHATTER);
     assert_eq!(port.rx_counts().kernel_drops, drops);
     // Reading the kernel's counter resets it: nothing is counted twice.
     assert_eq!(port.refresh_kernel_drops()?, drops);
