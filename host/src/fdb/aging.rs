@@ -12,15 +12,16 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::Tick;
+use super::index::Key;
 
 /// A min-heap of `(deadline, key)`.
 #[derive(Debug, Default)]
 pub(crate) struct AgingQueue {
-    heap: BinaryHeap<Reverse<(Tick, u64)>>,
+    heap: BinaryHeap<Reverse<(Tick, Key)>>,
 }
 
 impl AgingQueue {
-    pub(crate) fn push(&mut self, deadline: Tick, key: u64) {
+    pub(crate) fn push(&mut self, deadline: Tick, key: Key) {
         self.heap.push(Reverse((deadline, key)));
     }
 
@@ -30,7 +31,7 @@ impl AgingQueue {
     }
 
     /// Removes and returns the earliest item if it is due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Tick) -> Option<(Tick, u64)> {
+    pub(crate) fn pop_due(&mut self, now: Tick) -> Option<(Tick, Key)> {
         match self.heap.peek() {
             Some(Reverse((deadline, _))) if *deadline <= now => {
                 self.heap.pop().map(|Reverse(item)| item)
@@ -46,14 +47,15 @@ mod tests {
 
     #[test]
     fn pops_in_deadline_order_only_when_due() {
+        let k = |n| Key::tagged(0, n);
         let mut q = AgingQueue::default();
-        q.push(30, 3);
-        q.push(10, 1);
-        q.push(20, 2);
+        q.push(30, k(3));
+        q.push(10, k(1));
+        q.push(20, k(2));
         assert_eq!(q.next_deadline(), Some(10));
         assert_eq!(q.pop_due(5), None);
-        assert_eq!(q.pop_due(20), Some((10, 1)));
-        assert_eq!(q.pop_due(20), Some((20, 2)));
+        assert_eq!(q.pop_due(20), Some((10, k(1))));
+        assert_eq!(q.pop_due(20), Some((20, k(2))));
         assert_eq!(q.pop_due(20), None);
         assert_eq!(q.next_deadline(), Some(30));
     }

@@ -1,5 +1,6 @@
-//! `Index`: the forwarding table's hash index, a map of nonzero `u64` keys to `u64` values that
-//! any number of threads read without locks while one thread at a time writes.
+//! `Index`: the forwarding table's hash index, a map of [`Key`]s (any `u64` but the two slot
+//! markers) to `u64` values that any number of threads read without locks while one thread at a
+//! time writes.
 //!
 //! Why not a general map: a lookup must stay fast at a million entries, which means touching one
 //! cache line. A slot is 16 bytes (the key and the packed entry, four to a line) in an
@@ -12,7 +13,8 @@
 //!
 //! Protocol (one writer at a time, serialized by the caller):
 //! - a slot is empty (key 0), a tombstone (key `u64::MAX`, left by a removal, so that probing
-//!   goes on past it), or live. Keys 0 and `u64::MAX` are never stored.
+//!   goes on past it), or live. A [`Key`] is never either marker (its type says so), so no
+//!   lookup, removal or insertion can mistake a marker for an entry.
 //! - a slot holds one key in its life: empty, then that key, then a tombstone. Tombstones are
 //!   not reused (they go when the table is rebuilt), so a slot's key never changes from one
 //!   live key to another under a reader's feet.
@@ -38,6 +40,44 @@ const EMPTY: u64 = 0;
 const TOMBSTONE: u64 = u64::MAX;
 /// The smallest table.
 const MIN_SLOTS: usize = 1024;
+
+/// A key the index can hold: any `u64` but the markers of empty and removed slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Key(u64);
+
+impl Key {
+    /// The largest `tag` [`Key::tagged`] takes.
+    pub(crate) const MAX_TAG: u16 = 0xfffd;
+
+    /// `raw` as a key, unless it is a marker.
+    pub(crate) const fn new(raw: u64) -> Option<Key> {
+        match raw {
+            EMPTY | TOMBSTONE => None,
+            raw => Some(Key(raw)),
+        }
+    }
+
+    /// The key of `low` (48 bits) under `tag` (at most [`Key::MAX_TAG`], clamped to it): the
+    /// tag is stored plus one in the top 16 bits, which are then never all zeros nor all ones,
+    /// so that no tag and value make a marker.
+    pub(crate) const fn tagged(tag: u16, low: u64) -> Key {
+        let tag = if tag > Key::MAX_TAG {
+            Key::MAX_TAG
+        } else {
+            tag
+        };
+        Key(((tag as u64) + 1) << 48 | (low & 0xffff_ffff_ffff))
+    }
+
+    /// The tag and the low 48 bits of a key made by [`Key::tagged`].
+    pub(crate) const fn untag(self) -> (u16, u64) {
+        // The top 16 bits are the tag plus one (at least 1 for a tagged key).
+        (
+            ((self.0 >> 48) as u16).wrapping_sub(1),
+            self.0 & 0xffff_ffff_ffff,
+        )
+    }
+}
 
 #[derive(Debug, Default)]
 #[repr(C, align(16))]
@@ -72,19 +112,19 @@ impl Table {
     }
 
     /// Where probing for `key` starts.
-    fn home(&self, key: u64) -> usize {
+    fn home(&self, key: Key) -> usize {
         // A multiplicative hash: keys are VNI handle and MAC bits, often sequential; the high
         // bits of the product mix all of them.
-        let h = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let h = key.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h >> 32) as usize & self.mask
     }
 
     /// The slot holding `key`, if any.
-    fn find(&self, key: u64) -> Option<usize> {
+    fn find(&self, key: Key) -> Option<usize> {
         let mut i = self.home(key);
         for _ in 0..self.slots.len() {
             match self.slots[i].key.load(Ordering::Acquire) {
-                k if k == key => return Some(i),
+                k if k == key.0 => return Some(i),
                 EMPTY => return None,
                 _ => i = (i + 1) & self.mask,
             }
@@ -178,19 +218,19 @@ impl Reader {
     }
 
     /// The value of `key`.
-    pub(crate) fn get(&self, key: u64) -> Option<u64> {
+    pub(crate) fn get(&self, key: Key) -> Option<u64> {
         let i = self.0.find(key)?;
         let slot = &self.0.slots[i];
         let value = slot.value.load(Ordering::Acquire);
         // Removed (and perhaps reused) between the two loads: not this key's value.
-        (slot.key.load(Ordering::Acquire) == key).then_some(value)
+        (slot.key.load(Ordering::Acquire) == key.0).then_some(value)
     }
 
     /// Starts loading the home slots of `keys` into the cache and returns at once. A lookup in
     /// a large table is one cache miss (~90 ns from DRAM at a million entries); prefetching a
     /// batch's keys first lets the memory system fetch them all at once. Only a hint: it
     /// changes no state and nothing depends on it.
-    pub(crate) fn prefetch(&self, keys: impl IntoIterator<Item = u64>) {
+    pub(crate) fn prefetch(&self, keys: impl IntoIterator<Item = Key>) {
         for key in keys {
             prefetch_line(&self.0.slots[self.0.home(key)]);
         }
@@ -199,12 +239,12 @@ impl Reader {
     /// Replaces `key`'s value with `f(value)` while `f` returns `Some`, atomically against
     /// other updates; returns the value `f` saw last, or `None` if the key is absent. Lock-free:
     /// for readers' refreshes.
-    pub(crate) fn update(&self, key: u64, mut f: impl FnMut(u64) -> Option<u64>) -> Option<u64> {
+    pub(crate) fn update(&self, key: Key, mut f: impl FnMut(u64) -> Option<u64>) -> Option<u64> {
         let i = self.0.find(key)?;
         let slot = &self.0.slots[i];
         let mut current = slot.value.load(Ordering::Acquire);
         loop {
-            if slot.key.load(Ordering::Acquire) != key {
+            if slot.key.load(Ordering::Acquire) != key.0 {
                 return None;
             }
             let Some(new) = f(current) else {
@@ -230,12 +270,12 @@ impl Index {
     }
 
     /// [`Reader::update`] on the current table.
-    pub(crate) fn update(&self, key: u64, f: impl FnMut(u64) -> Option<u64>) -> Option<u64> {
+    pub(crate) fn update(&self, key: Key, f: impl FnMut(u64) -> Option<u64>) -> Option<u64> {
         self.reader().update(key, f)
     }
 
     /// Writer: `key`'s value and deadline.
-    pub(crate) fn lookup(&self, key: u64) -> Option<Found> {
+    pub(crate) fn lookup(&self, key: Key) -> Option<Found> {
         let table = self.table.load();
         let i = table.find(key)?;
         Some(Found {
@@ -245,8 +285,7 @@ impl Index {
     }
 
     /// Writer: sets `key`'s value (inserting it if absent) and deadline.
-    pub(crate) fn insert(&self, key: u64, value: u64, deadline: u32) {
-        debug_assert!(key != EMPTY && key != TOMBSTONE);
+    pub(crate) fn insert(&self, key: Key, value: u64, deadline: u32) {
         let table = self.table.load();
         if let Some(i) = table.find(key) {
             table.slots[i].value.store(value, Ordering::Release);
@@ -267,7 +306,7 @@ impl Index {
                 self.used.fetch_add(1, Ordering::Relaxed);
                 table.slots[i].value.store(value, Ordering::Release);
                 table.deadlines[i].store(deadline, Ordering::Relaxed);
-                table.slots[i].key.store(key, Ordering::Release);
+                table.slots[i].key.store(key.0, Ordering::Release);
                 self.len.fetch_add(1, Ordering::Relaxed);
                 return;
             }
@@ -276,7 +315,7 @@ impl Index {
     }
 
     /// Writer: sets the deadline of `key`, if present.
-    pub(crate) fn set_deadline(&self, key: u64, deadline: u32) {
+    pub(crate) fn set_deadline(&self, key: Key, deadline: u32) {
         let table = self.table.load();
         if let Some(i) = table.find(key) {
             table.deadlines[i].store(deadline, Ordering::Relaxed);
@@ -284,7 +323,7 @@ impl Index {
     }
 
     /// Writer: removes `key`; returns its value if it was present.
-    pub(crate) fn remove(&self, key: u64) -> Option<u64> {
+    pub(crate) fn remove(&self, key: Key) -> Option<u64> {
         let table = self.table.load();
         let i = table.find(key)?;
         let value = table.slots[i].value.load(Ordering::Acquire);
@@ -299,14 +338,14 @@ impl Index {
     }
 
     /// Every live `(key, value)`, as of some moment during the walk.
-    pub(crate) fn entries(&self) -> Vec<(u64, u64)> {
+    pub(crate) fn entries(&self) -> Vec<(Key, u64)> {
         let table = self.table.load();
         let mut out = Vec::with_capacity(self.len());
         for slot in table.slots.iter() {
-            let key = slot.key.load(Ordering::Acquire);
-            if key != EMPTY && key != TOMBSTONE {
+            let raw = slot.key.load(Ordering::Acquire);
+            if let Some(key) = Key::new(raw) {
                 let value = slot.value.load(Ordering::Acquire);
-                if slot.key.load(Ordering::Acquire) == key {
+                if slot.key.load(Ordering::Acquire) == raw {
                     out.push((key, value));
                 }
             }
@@ -329,10 +368,9 @@ impl Index {
         // Sized for the live entries only: a table full of tombstones is rebuilt, not doubled.
         let bigger = Table::with_slots((live + 1) * 2);
         for (slot, deadline) in old.slots.iter().zip(old.deadlines.iter()) {
-            let key = slot.key.load(Ordering::Acquire);
-            if key == EMPTY || key == TOMBSTONE {
+            let Some(key) = Key::new(slot.key.load(Ordering::Acquire)) else {
                 continue;
-            }
+            };
             let mut i = bigger.home(key);
             while bigger.slots[i].key.load(Ordering::Relaxed) != EMPTY {
                 i = (i + 1) & bigger.mask;
@@ -342,7 +380,7 @@ impl Index {
                 .value
                 .store(slot.value.load(Ordering::Acquire), Ordering::Relaxed);
             bigger.deadlines[i].store(deadline.load(Ordering::Relaxed), Ordering::Relaxed);
-            target.key.store(key, Ordering::Relaxed);
+            target.key.store(key.0, Ordering::Relaxed);
         }
         self.used.store(live, Ordering::Relaxed);
         // Publishing is a release: readers of the new table see every slot written above.
@@ -355,57 +393,62 @@ impl Index {
 mod tests {
     use super::*;
 
+    /// `n` as a key (tests use small nonzero numbers).
+    fn key(n: u64) -> Key {
+        Key::new(n).expect("not a marker")
+    }
+
     #[test]
     fn inserts_finds_updates_and_removes() {
         let ix = Index::default();
-        assert_eq!(ix.reader().get(7), None);
-        ix.insert(7, 70, 1);
-        ix.insert(8, 80, 2);
-        assert_eq!(ix.reader().get(7), Some(70));
+        assert_eq!(ix.reader().get(key(7)), None);
+        ix.insert(key(7), 70, 1);
+        ix.insert(key(8), 80, 2);
+        assert_eq!(ix.reader().get(key(7)), Some(70));
         assert_eq!(
-            ix.lookup(8),
+            ix.lookup(key(8)),
             Some(Found {
                 value: 80,
                 deadline: 2
             })
         );
-        assert_eq!(ix.update(7, |v| Some(v + 1)), Some(70));
-        assert_eq!(ix.reader().get(7), Some(71));
-        assert_eq!(ix.update(7, |_| None), Some(71), "no change asked");
-        assert_eq!(ix.update(9, Some), None);
-        ix.insert(7, 72, 3);
+        assert_eq!(ix.update(key(7), |v| Some(v + 1)), Some(70));
+        assert_eq!(ix.reader().get(key(7)), Some(71));
+        assert_eq!(ix.update(key(7), |_| None), Some(71), "no change asked");
+        assert_eq!(ix.update(key(9), Some), None);
+        ix.insert(key(7), 72, 3);
         assert_eq!(
-            ix.lookup(7),
+            ix.lookup(key(7)),
             Some(Found {
                 value: 72,
                 deadline: 3
             })
         );
         assert_eq!(ix.len(), 2);
-        assert_eq!(ix.remove(7), Some(72));
-        assert_eq!(ix.remove(7), None);
-        assert_eq!(ix.reader().get(7), None);
+        assert_eq!(ix.remove(key(7)), Some(72));
+        assert_eq!(ix.remove(key(7)), None);
+        assert_eq!(ix.reader().get(key(7)), None);
         assert_eq!(
-            ix.reader().get(8),
+            ix.reader().get(key(8)),
             Some(80),
             "probing goes past the tombstone"
         );
         assert_eq!(ix.len(), 1);
-        ix.insert(7, 73, 4);
-        assert_eq!(ix.reader().get(7), Some(73));
+        ix.insert(key(7), 73, 4);
+        assert_eq!(ix.reader().get(key(7)), Some(73));
     }
 
     #[test]
     fn a_removed_entrys_slot_never_takes_another_key() {
         let ix = Index::default();
-        ix.insert(7, 70, 0);
-        ix.remove(7);
-        ix.insert(7, 71, 0);
-        ix.insert(9, 90, 0);
+        ix.insert(key(7), 70, 0);
+        ix.remove(key(7));
+        ix.insert(key(7), 71, 0);
+        ix.insert(key(9), 90, 0);
         // Three slots used: the tombstone stays one until the table is rebuilt.
         assert_eq!(ix.used.load(Ordering::Relaxed), 3);
         assert_eq!(
-            (ix.reader().get(7), ix.reader().get(9)),
+            (ix.reader().get(key(7)), ix.reader().get(key(9))),
             (Some(71), Some(90))
         );
     }
@@ -414,9 +457,9 @@ mod tests {
     fn grows_keeping_every_entry_and_its_deadline() {
         let ix = Index::default();
         for k in 1..=100_000u64 {
-            ix.insert(k, k * 10, u32::try_from(k).unwrap());
+            ix.insert(key(k), k * 10, u32::try_from(k).unwrap());
             if k % 3 == 0 {
-                ix.remove(k);
+                ix.remove(key(k));
             }
         }
         assert_eq!(ix.len(), 100_000 - 33_333);
@@ -425,13 +468,13 @@ mod tests {
                 value: k * 10,
                 deadline: u32::try_from(k).unwrap(),
             });
-            assert_eq!(ix.lookup(k), want, "key {k}");
+            assert_eq!(ix.lookup(key(k)), want, "key {k}");
         }
         assert!(ix.memory() <= 262_144 * 20, "{} bytes", ix.memory());
         let mut all = ix.entries();
         all.sort_unstable();
         assert_eq!(all.len(), ix.len());
-        assert_eq!(all[0], (1, 10));
+        assert_eq!(all[0], (key(1), 10));
     }
 
     #[test]
@@ -439,10 +482,10 @@ mod tests {
         let ix = Index::default();
         for round in 0..50u64 {
             for k in 1..=500u64 {
-                ix.insert(round * 1000 + k, k, 0);
+                ix.insert(key(round * 1000 + k), k, 0);
             }
             for k in 1..=500u64 {
-                ix.remove(round * 1000 + k);
+                ix.remove(key(round * 1000 + k));
             }
         }
         assert_eq!(ix.len(), 0);
@@ -461,11 +504,11 @@ mod tests {
                     let mut seen = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         for k in 1..=2000u64 {
-                            if let Some(v) = ix.reader().get(k) {
+                            if let Some(v) = ix.reader().get(key(k)) {
                                 assert_eq!(v, k * 3, "key {k}");
                                 seen += 1;
                             }
-                            ix.update(k, Some);
+                            ix.update(key(k), Some);
                         }
                     }
                     seen
@@ -475,15 +518,102 @@ mod tests {
         for round in 0..200u64 {
             for k in 1..=2000u64 {
                 if (k + round) % 2 == 0 {
-                    ix.insert(k, k * 3, 0);
+                    ix.insert(key(k), k * 3, 0);
                 } else {
-                    ix.remove(k);
+                    ix.remove(key(k));
                 }
             }
         }
         stop.store(true, Ordering::Relaxed);
         for r in readers {
             assert!(r.join().unwrap() > 0);
+        }
+    }
+
+    /// One step of the property test below.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u64, u64, u32),
+        Remove(u64),
+        Update(u64, u64),
+        Get(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Few distinct keys, so that operations meet; the markers and their neighbours among
+        // them, and arbitrary ones.
+        let raw = prop_oneof![
+            Just(0u64),
+            Just(1u64),
+            Just(u64::MAX),
+            Just(u64::MAX - 1),
+            0u64..64,
+            any::<u64>(),
+        ];
+        prop_oneof![
+            (raw.clone(), any::<u64>(), any::<u32>()).prop_map(|(k, v, d)| Op::Insert(k, v, d)),
+            raw.clone().prop_map(Op::Remove),
+            (raw.clone(), any::<u64>()).prop_map(|(k, v)| Op::Update(k, v)),
+            raw.prop_map(Op::Get),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The index behaves as a `HashMap` of the keys it accepts, and accepts every `u64` but
+        /// the two markers: zero and `u64::MAX` are refused by `Key::new`, never confused with
+        /// an empty or removed slot.
+        #[test]
+        fn behaves_as_a_map_for_arbitrary_keys(ops in proptest::collection::vec(op(), 1..400)) {
+            use std::collections::HashMap;
+            let ix = Index::default();
+            let mut model: HashMap<u64, (u64, u32)> = HashMap::new();
+            for op in ops {
+                let raw = match op {
+                    Op::Insert(k, ..) | Op::Remove(k) | Op::Update(k, _) | Op::Get(k) => k,
+                };
+                let Some(k) = Key::new(raw) else {
+                    proptest::prop_assert!(raw == 0 || raw == u64::MAX, "refused {raw:#x}");
+                    continue;
+                };
+                match op {
+                    Op::Insert(_, v, d) => {
+                        ix.insert(k, v, d);
+                        model.insert(raw, (v, d));
+                    }
+                    Op::Remove(_) => {
+                        proptest::prop_assert_eq!(ix.remove(k), model.remove(&raw).map(|e| e.0));
+                    }
+                    Op::Update(_, v) => {
+                        let old = ix.update(k, |_| Some(v));
+                        let want = model.get_mut(&raw).map(|e| core::mem::replace(&mut e.0, v));
+                        proptest::prop_assert_eq!(old, want);
+                    }
+                    Op::Get(_) => {
+                        let want = model.get(&raw).copied();
+                        proptest::prop_assert_eq!(ix.reader().get(k), want.map(|e| e.0));
+                        proptest::prop_assert_eq!(
+                            ix.lookup(k),
+                            want.map(|(value, deadline)| Found { value, deadline })
+                        );
+                    }
+                }
+                proptest::prop_assert_eq!(ix.len(), model.len());
+            }
+            let mut all: Vec<(u64, u64)> =
+                ix.entries().into_iter().map(|(k, v)| (k.0, v)).collect();
+            all.sort_unstable();
+            let mut want: Vec<(u64, u64)> = model.iter().map(|(&k, &(v, _))| (k, v)).collect();
+            want.sort_unstable();
+            proptest::prop_assert_eq!(all, want);
+        }
+
+        /// Tagged keys are never markers and give back their tag and value.
+        #[test]
+        fn tagged_keys_round_trip(tag in 0..=Key::MAX_TAG, low in 0u64..(1 << 48)) {
+            let k = Key::tagged(tag, low);
+            proptest::prop_assert!(Key::new(k.0).is_some());
+            proptest::prop_assert_eq!(k.untag(), (tag, low));
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! One flat index rather than a map per VNI: a lookup is one hash of a `u64` and one probe,
 //! whatever the number of VNIs. The key packs a 16-bit VNI handle ([`VniIdx`], handed out by
-//! [`Fdb::add_vni`]) above the 48-bit MAC, so a VTEP serves at most 65,536 VNIs. An entry is
+//! [`Fdb::add_vni`]) above the 48-bit MAC, stored so that no (VNI, MAC) is ever one of the
+//! index's slot markers (the all-zero MAC of the first VNI included); a VTEP serves at most
+//! 65,534 VNIs. An entry is
 //! one packed `u64` (location, flags, hit count, last-seen time; see [`Packed`]), so a million
 //! entries take about 56 MiB with the aging queue.
 //!
@@ -15,7 +17,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::aging::AgingQueue;
-use super::index::{Index, Reader as IndexReader};
+use super::index::{Index, Key, Reader as IndexReader};
 use super::policy::{AgeDecision, AgeEvent, AgePolicy, LearnDecision, LearnEvent, LearnPolicy};
 use super::remotes::{Interning, RemoteId, Remotes};
 use super::{Location, PortId, Tick};
@@ -73,8 +75,8 @@ impl VniIdx {
 /// Why a VNI or a static entry cannot be added or removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FdbError {
-    /// The 16-bit handle space is full.
-    #[error("a VTEP serves at most 65536 VNIs")]
+    /// The handle space is full.
+    #[error("a VTEP serves at most 65534 VNIs")]
     TooManyVnis,
     /// The VNI is not served here.
     #[error("VNI {0} is not served by this VTEP")]
@@ -304,13 +306,14 @@ impl core::fmt::Debug for FdbReader<'_> {
     }
 }
 
-fn key(vni: VniIdx, mac: MacAddr) -> u64 {
-    u64::from(vni.0) << 48 | mac.to_u64()
+fn key(vni: VniIdx, mac: MacAddr) -> Key {
+    // Handles stop at `Key::MAX_TAG` (`add_vni`), so the tag is the handle itself.
+    Key::tagged(vni.0, mac.to_u64())
 }
 
-fn split_key(key: u64) -> (VniIdx, MacAddr) {
-    // The top 16 bits are the handle.
-    (VniIdx((key >> 48) as u16), MacAddr::from_u64(key))
+fn split_key(key: Key) -> (VniIdx, MacAddr) {
+    let (tag, mac) = key.untag();
+    (VniIdx(tag), MacAddr::from_u64(mac))
 }
 
 impl Fdb {
@@ -337,7 +340,11 @@ impl Fdb {
                 u16::try_from(pos).map_err(|_| FdbError::TooManyVnis)?,
             ));
         }
-        let idx = VniIdx(u16::try_from(self.vni_ids.len()).map_err(|_| FdbError::TooManyVnis)?);
+        let idx = u16::try_from(self.vni_ids.len())
+            .ok()
+            .filter(|&i| i <= Key::MAX_TAG)
+            .map(VniIdx)
+            .ok_or(FdbError::TooManyVnis)?;
         self.vni_ids.push(vni);
         w.vnis.push(VniTable {
             settings,
@@ -381,7 +388,7 @@ impl Fdb {
     /// The slow path of [`Fdb::learn`]: a new MAC or a move, decided under the writer lock.
     fn learn_locked(
         &self,
-        k: u64,
+        k: Key,
         vni: VniIdx,
         mac: MacAddr,
         from: Location,
@@ -588,7 +595,7 @@ impl Fdb {
         self.writer().vnis.get(vni.index()).map_or(0, |t| t.learned)
     }
 
-    fn remove_entry(&self, w: &mut Writer, k: u64) -> bool {
+    fn remove_entry(&self, w: &mut Writer, k: Key) -> bool {
         let Some(v) = self.index.remove(k) else {
             return false;
         };

@@ -361,3 +361,114 @@ fn a_reader_sees_what_it_learns_and_outlives_a_growing_table() {
         LearnOutcome::StaticConflict
     );
 }
+
+/// One step of the model test below.
+#[derive(Debug, Clone)]
+enum Op {
+    Static(usize, u64, u16),
+    Learn(usize, u64, u8),
+    Remove(usize, u64),
+    Lookup(usize, u64),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    // The all-zero and broadcast MACs, a few unicast ones so that operations meet, and any.
+    let mac = prop_oneof![
+        Just(0u64),
+        Just(0xffff_ffff_ffff),
+        Just(0x0200_0000_0001),
+        Just(0x0200_0000_0002),
+        0u64..(1 << 48),
+    ];
+    let vni = 0usize..3;
+    prop_oneof![
+        (vni.clone(), mac.clone(), 0u16..4).prop_map(|(v, m, p)| Op::Static(v, m, p)),
+        (vni.clone(), mac.clone(), 1u8..4).prop_map(|(v, m, r)| Op::Learn(v, m, r)),
+        (vni.clone(), mac.clone()).prop_map(|(v, m)| Op::Remove(v, m)),
+        (vni, mac).prop_map(|(v, m)| Op::Lookup(v, m)),
+    ]
+}
+
+proptest::proptest! {
+    /// The table is a map of `(VNI, MAC)` for every VNI handle and every MAC, the all-zero MAC
+    /// of the first VNI included: what it holds, finds, learns, refuses and removes agrees with
+    /// a `HashMap` model.
+    #[test]
+    fn agrees_with_a_map_for_any_vni_and_mac(ops in proptest::collection::vec(op(), 1..300)) {
+        use std::collections::HashMap;
+        let mut fdb = Fdb::new();
+        let vnis: Vec<(Vni, VniIdx)> = [1u32, 5001, 16_777_215]
+            .into_iter()
+            .map(|n| {
+                let vni = Vni::new(n).unwrap();
+                let settings = VniTableSettings { aging_ms: AGING, max_entries: 1 << 20 };
+                (vni, fdb.add_vni(vni, settings).unwrap())
+            })
+            .collect();
+        // (VNI handle, MAC) -> (location, static)
+        let mut model: HashMap<(usize, u64), (Location, bool)> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Static(v, m, port) => {
+                    let (vni, _) = vnis[v];
+                    let mac = MacAddr::from_u64(m);
+                    let at = Location::Port(PortId(port));
+                    let r = fdb.insert_static(vni, mac, at);
+                    if mac.is_valid_unicast() {
+                        proptest::prop_assert_eq!(r, Ok(()));
+                        model.insert((v, m), (at, true));
+                    } else {
+                        proptest::prop_assert_eq!(r, Err(FdbError::NotUnicast(mac)));
+                    }
+                }
+                Op::Learn(v, m, r) => {
+                    let (_, idx) = vnis[v];
+                    let at = Location::Remote(IpAddr::from([198, 18, 0, r]));
+                    let got = fdb.learn(idx, MacAddr::from_u64(m), at, 0, &mut Builtin);
+                    let want = match model.get(&(v, m)).copied() {
+                        Some((loc, true)) if loc == at => LearnOutcome::Static,
+                        Some((_, true)) => LearnOutcome::StaticConflict,
+                        Some((loc, false)) if loc == at => LearnOutcome::Refreshed,
+                        Some((from, false)) => LearnOutcome::Moved { from },
+                        None => LearnOutcome::Learned,
+                    };
+                    proptest::prop_assert_eq!(got, want);
+                    if !matches!(want, LearnOutcome::Static | LearnOutcome::StaticConflict) {
+                        model.insert((v, m), (at, false));
+                    }
+                }
+                Op::Remove(v, m) => {
+                    let (vni, _) = vnis[v];
+                    let mac = MacAddr::from_u64(m);
+                    let r = fdb.remove(vni, mac);
+                    match model.remove(&(v, m)) {
+                        Some(_) => proptest::prop_assert_eq!(r, Ok(())),
+                        None => proptest::prop_assert_eq!(r, Err(FdbError::NoSuchEntry(vni, mac))),
+                    }
+                }
+                Op::Lookup(v, m) => {
+                    let (_, idx) = vnis[v];
+                    let want = model.get(&(v, m)).map(|e| e.0);
+                    proptest::prop_assert_eq!(fdb.lookup(idx, MacAddr::from_u64(m)), want);
+                }
+            }
+            proptest::prop_assert_eq!(fdb.len(), model.len());
+        }
+        let mut got: Vec<(u32, u64, bool)> = fdb
+            .entries(0)
+            .map(|e| (e.vni.get(), e.mac.to_u64(), e.is_static))
+            .collect();
+        got.sort_unstable();
+        let mut want: Vec<(u32, u64, bool)> = model
+            .iter()
+            .map(|(&(v, m), &(_, is_static))| (vnis[v].0.get(), m, is_static))
+            .collect();
+        want.sort_unstable();
+        proptest::prop_assert_eq!(got, want);
+        for (v, (_, idx)) in vnis.iter().enumerate() {
+            let learned = model.iter().filter(|&(&(mv, _), &(_, s))| mv == v && !s).count();
+            proptest::prop_assert_eq!(fdb.learned_in(*idx), learned);
+        }
+    }
+}

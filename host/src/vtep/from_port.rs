@@ -11,7 +11,7 @@ use super::encap::Encapsulator;
 use super::hooks::{Direction, Hooks, Verdict};
 use super::outbox::{Dest, Outbox};
 use super::stats::{DropReason, VniStats};
-use super::{Location, PortId, Shared, Vtep, count_learn};
+use super::{Location, PortId, Shared, Vtep, count_learn, on_vni};
 use crate::fdb::{Builtin, FdbReader, LearnPolicy, Tick, VniIdx};
 use crate::offload::{self, Segmenter};
 use crate::wire::{FrameMeta, VirtioNetHdr, Vni};
@@ -149,7 +149,12 @@ impl Vtep {
             scratch,
             ..
         } = self;
-        let Shared { vnis, encap, .. } = &**shared;
+        let Shared {
+            vnis,
+            encap,
+            port_vni,
+            ..
+        } = &**shared;
         let vni = &vnis[idx.index()];
         let stats = &mut stats[idx.index()];
         if vni.settings.learning {
@@ -165,10 +170,11 @@ impl Vtep {
         };
         match known {
             Some(Location::Port(p)) if p == port => Err(DropReason::DestOnIngressPort),
-            Some(Location::Port(p)) => {
+            Some(Location::Port(p)) if on_vni(port_vni, p, idx) => {
                 deliver(out, stats, p, vnet, frame);
                 Ok(())
             }
+            Some(Location::Port(_)) => Err(DropReason::ForeignPort),
             Some(Location::Remote(ip)) => {
                 let targets = core::slice::from_ref(&ip);
                 encapsulate_all(encap, scratch, stats, targets, id, hash, vnet, frame, out)

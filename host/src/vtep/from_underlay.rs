@@ -12,7 +12,7 @@ use super::batch::{Pending, UnderlayBatch, fdb_keys, run_filters};
 use super::hooks::{Direction, Hooks, Verdict};
 use super::outbox::Outbox;
 use super::stats::DropReason;
-use super::{Location, Shared, Vtep, count_learn};
+use super::{Location, Shared, Vtep, count_learn, on_vni};
 use crate::fdb::{Builtin, FdbReader, LearnPolicy, Tick, VniIdx};
 use crate::offload::recover_offloads;
 use crate::wire::{FrameMeta, VirtioNetHdr, VxlanPacket};
@@ -166,6 +166,7 @@ impl Vtep {
             vnis,
             encap,
             merge_udp,
+            port_vni,
             ..
         } = &*self.shared;
         let max_inner = encap.max_inner();
@@ -182,10 +183,11 @@ impl Vtep {
         };
         let single;
         let ports = match known {
-            Some(Location::Port(p)) => {
+            Some(Location::Port(p)) if on_vni(port_vni, p, idx) => {
                 single = p;
                 core::slice::from_ref(&single)
             }
+            Some(Location::Port(_)) => return Err(DropReason::ForeignPort),
             Some(Location::Remote(_)) => return Err(DropReason::SplitHorizon),
             None => vni.settings.ports.as_slice(),
         };

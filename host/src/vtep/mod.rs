@@ -214,7 +214,7 @@ impl Vtep {
             .get(&vni)
             .ok_or(FdbError::UnknownVni(vni))?;
         match at {
-            Location::Port(p) if self.shared.port_vni.get(usize::from(p.0)) != Some(&Some(idx)) => {
+            Location::Port(p) if !on_vni(&self.shared.port_vni, p, idx) => {
                 return Err(FdbError::PortNotOnVni(p, vni));
             }
             Location::Remote(ip) if ip.is_ipv4() != self.shared.local.is_ipv4() => {
@@ -250,6 +250,11 @@ impl Vtep {
         u64::try_from(now.saturating_duration_since(self.shared.epoch).as_millis())
             .unwrap_or(u64::MAX)
     }
+}
+
+/// Whether `port` carries `vni`: a frame of one VNI never leaves by a port of another.
+fn on_vni(port_vni: &[Option<VniIdx>], port: PortId, vni: VniIdx) -> bool {
+    port_vni.get(usize::from(port.0)) == Some(&Some(vni))
 }
 
 /// Counts a learning outcome; `Err` when the frame must be dropped.

@@ -39,11 +39,14 @@ pub enum DropReason {
     SplitHorizon,
     /// A filter hook (a plugin) said drop, or failed with `on_error = "drop"`.
     Filtered,
+    /// The forwarding table pointed at a port of another VNI: never delivered there (a
+    /// defence in depth; no entry should ever say so).
+    ForeignPort,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::PortNotOnVni,
         DropReason::FrameTooShort,
         DropReason::InvalidSourceMac,
@@ -60,6 +63,7 @@ impl DropReason {
         DropReason::InnerFrameTooShort,
         DropReason::SplitHorizon,
         DropReason::Filtered,
+        DropReason::ForeignPort,
     ];
 
     /// The counter's name in `vtep stats`.
@@ -81,6 +85,7 @@ impl DropReason {
             DropReason::InnerFrameTooShort => "inner_frame_too_short",
             DropReason::SplitHorizon => "split_horizon",
             DropReason::Filtered => "filtered",
+            DropReason::ForeignPort => "foreign_port",
         }
     }
 

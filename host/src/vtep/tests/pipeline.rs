@@ -104,6 +104,105 @@ fn local_switching_never_touches_the_underlay() {
     assert_eq!(v.drops().get(DropReason::DestOnIngressPort), 1);
 }
 
+/// A frame to the all-zero MAC, from `src` (the pipeline's test MAC numbering).
+fn to_zero_mac(src: u8) -> Vec<u8> {
+    let mut f = udp(src, 1, 1, 2, 10);
+    f[..6].fill(0);
+    f
+}
+
+/// The all-zero MAC is no entry of any VNI: a frame to it is flooded within its own VNI, as the
+/// kernel's vxlan and bridge do with a destination they do not know, and never found in the
+/// table (whose empty slots it once matched, for the first VNI, delivering to another VNI's
+/// port).
+#[test]
+fn the_all_zero_mac_is_unknown_in_every_vni() {
+    // The first VNI has no port (flooding to a remote only); the second has port 0.
+    let mut v = vtep_with(|s| {
+        let mut first = VniSettings::new(Vni::new(100).unwrap(), vec![]);
+        first.remotes = vec![ip("198.18.0.3")];
+        let second = VniSettings::new(Vni::new(5001).unwrap(), vec![PortId(0)]);
+        s.vnis = vec![first, second];
+    });
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    let r = v.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(100, &to_zero_mac(5)),
+        &mut out,
+    );
+    assert_eq!(r, Err(DropReason::NoDestination), "VNI 100 has no port");
+    assert!(out.is_empty(), "nothing leaves by VNI 5001's port");
+    // On the VNI with the port, the same frame floods there.
+    v.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(5001, &to_zero_mac(5)),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(dests(&out), [To::Port(PortId(0))]);
+    out.clear();
+    // From the port: flooded (to VNI 5001's flood list, here empty: nowhere), never switched.
+    let r = v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &to_zero_mac(6),
+        &mut out,
+    );
+    assert_eq!(r, Err(DropReason::NoDestination));
+    assert_eq!(
+        v.fdb_entries(now)
+            .filter(|(e, _)| e.mac.to_u64() == 0)
+            .count(),
+        0
+    );
+    // Deleting it finds nothing in either VNI, and changes nothing.
+    let before = v.fdb_entries(now).count();
+    for vni in [100, 5001] {
+        let vni = Vni::new(vni).unwrap();
+        assert!(v.remove_entry(vni, crate::wire::MacAddr::ZERO).is_err());
+    }
+    assert_eq!(v.fdb_entries(now).count(), before);
+    // A frame from the all-zero MAC is no source: dropped, not learned (the kernel's bridge).
+    let mut from_zero = udp(1, 7, 1, 2, 10);
+    from_zero[6..12].fill(0);
+    let r = v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &from_zero, &mut out);
+    assert_eq!(r, Err(DropReason::InvalidSourceMac));
+}
+
+/// Should the table ever point a VNI's MAC at a port of another VNI, delivery refuses it.
+#[test]
+fn delivery_never_uses_a_port_of_another_vni() {
+    let mut v = vtep();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    // Past `add_static`'s check: (5002, MAC 1) at port 0, which carries 5001.
+    v.shared
+        .fdb
+        .insert_static(Vni::new(5002).unwrap(), mac(1), Location::Port(PortId(0)))
+        .unwrap();
+    let r = v.handle_port_frame(
+        now,
+        PortId(2),
+        &VirtioNetHdr::NONE,
+        &udp(9, 1, 1, 2, 10),
+        &mut out,
+    );
+    assert_eq!(r, Err(DropReason::ForeignPort));
+    let r = v.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(5002, &udp(8, 1, 1, 2, 10)),
+        &mut out,
+    );
+    assert_eq!(r, Err(DropReason::ForeignPort));
+    assert!(out.is_empty());
+    assert_eq!(v.drops().get(DropReason::ForeignPort), 2);
+}
+
 #[test]
 fn vni_isolation_and_unserved_vnis() {
     let mut v = vtep();
