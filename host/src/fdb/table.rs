@@ -27,6 +27,9 @@ use crate::wire::{MacAddr, Vni};
 /// entries all due at once (learned together) must not keep learners waiting for long.
 pub const EXPIRE_BATCH: usize = 4096;
 
+/// The most VNIs one table serves: its keys have room for this many handles.
+pub const MAX_VNIS: usize = Key::MAX_TAG as usize + 1;
+
 /// Per-VNI table settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VniTableSettings {
@@ -76,7 +79,7 @@ impl VniIdx {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FdbError {
     /// The handle space is full.
-    #[error("a VTEP serves at most 65534 VNIs")]
+    #[error("a VTEP serves at most {MAX_VNIS} VNIs")]
     TooManyVnis,
     /// The VNI is not served here.
     #[error("VNI {0} is not served by this VTEP")]
@@ -342,7 +345,7 @@ impl Fdb {
         }
         let idx = u16::try_from(self.vni_ids.len())
             .ok()
-            .filter(|&i| i <= Key::MAX_TAG)
+            .filter(|&i| usize::from(i) < MAX_VNIS)
             .map(VniIdx)
             .ok_or(FdbError::TooManyVnis)?;
         self.vni_ids.push(vni);

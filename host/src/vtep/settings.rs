@@ -146,7 +146,7 @@ pub enum SettingsError {
     #[error("source port {0} is the VXLAN port")]
     SourcePortIsDstPort(u16),
     /// More VNIs than the forwarding table can index.
-    #[error("at most 65536 VNIs")]
+    #[error("at most {} VNIs", crate::fdb::MAX_VNIS)]
     TooManyVnis,
 }
 
@@ -172,7 +172,7 @@ impl VtepSettings {
         if self.src_ports.contains(self.dst_port) {
             return Err(SettingsError::SourcePortIsDstPort(self.dst_port));
         }
-        if self.vnis.len() > usize::from(u16::MAX) + 1 {
+        if self.vnis.len() > crate::fdb::MAX_VNIS {
             return Err(SettingsError::TooManyVnis);
         }
         let mut seen_vnis = std::collections::HashSet::new();
