@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 tests/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-# The network tests start the real daemon: build it first.
-cargo build --locked --bin vtep
+# The network tests start the real daemon: build it first, with the fault-injection hook the
+# supervision tests use (the feature `cargo test --workspace` turns on anyway, through the test
+# harness's dependency: one build serves both).
+cargo build --locked --bin vtep --features wasm-vtep/fault-injection
 # The fuzz target must keep building (here without instrumentation; host/fuzz/run.sh fuzzes).
 cargo build --locked -p wasm-vtep-fuzz
 cargo test --workspace --locked

@@ -55,6 +55,14 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Make worker N panic at its next turn, to test supervision (builds with the
+    /// `fault-injection` feature only).
+    #[cfg(feature = "fault-injection")]
+    #[command(hide = true)]
+    PanicWorker {
+        /// The worker's index.
+        worker: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +179,10 @@ fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plugin { command } => plugin(&cli.socket, command),
+        #[cfg(feature = "fault-injection")]
+        Command::PanicWorker { worker } => {
+            call(&cli.socket, &Request::PanicWorker { worker }).map(drop)
+        }
     }
 }
 

@@ -128,6 +128,8 @@ fn run(
         Request::PluginReload { .. } => {
             Err("a reload is done by the daemon, outside the pipeline's lock".to_owned())
         }
+        #[cfg(feature = "fault-injection")]
+        Request::PanicWorker { .. } => Err("a fault is injected by the daemon".to_owned()),
     }
 }
 
@@ -162,6 +164,7 @@ fn vni_row(s: &VniStats) -> VniStatsRow {
         ("expired", s.expired),
         ("learn_limit", s.learn_limit),
         ("learn_rejected", s.learn_rejected),
+        ("learn_deferred", s.learn_deferred),
         ("filtered", s.filtered),
     ]
     .into_iter()

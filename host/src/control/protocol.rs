@@ -55,6 +55,13 @@ pub enum Request {
         #[serde(default)]
         path: Option<String>,
     },
+    /// Makes a worker panic at its next turn (tests of supervision; only in builds with the
+    /// `fault-injection` feature).
+    #[cfg(feature = "fault-injection")]
+    PanicWorker {
+        /// The worker's index.
+        worker: usize,
+    },
 }
 
 impl Request {

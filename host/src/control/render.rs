@@ -47,13 +47,14 @@ pub fn stats(report: &StatsReport) -> String {
         );
         let _ = writeln!(
             out,
-            "    floods {}  learned {}  moved {}  expired {}  learn_limit {}  learn_rejected {}  filtered {}",
+            "    floods {}  learned {}  moved {}  expired {}  learn_limit {}  learn_rejected {}  learn_deferred {}  filtered {}",
             c("floods"),
             c("learned"),
             c("moved"),
             c("expired"),
             c("learn_limit"),
             c("learn_rejected"),
+            c("learn_deferred"),
             c("filtered"),
         );
     }

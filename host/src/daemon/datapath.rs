@@ -5,49 +5,187 @@
 //! `io::Steering`: by default one that sends both directions of a flow to one worker); one flow
 //! stays on one worker each way, in order.
 //!
-//! Each worker owns its receive buffers, outbox and transmitter, so steady-state forwarding
-//! allocates nothing; the forwarding table is shared without locks on lookups and refreshes. A
-//! worker's own counters sit behind a lock of its own, which it takes once per batch and the
-//! control plane only to read them.
+//! Each worker owns its pipeline, its plugins' copies, its receive buffers, outbox and
+//! transmitter, so steady-state forwarding allocates nothing and takes no lock another worker
+//! takes; the forwarding table is shared without locks on lookups and refreshes. A worker
+//! publishes its counters for the control plane at most every [`PUBLISH_EVERY`] while busy and
+//! whenever it is about to sleep, under a lock held for a copy: `vtep stats` never waits for a
+//! batch or a plugin call.
 //!
 //! After a batch a worker keeps polling its sockets for `busy_poll` before it sleeps: under
 //! steady traffic it is then rarely put to sleep and woken again, each of which costs tens of
 //! microseconds on a virtual machine; it yields the CPU between polls, so that the VMs'
 //! threads it serves still run.
+//!
+//! Supervision: a worker that panics is restarted on its thread with fresh state (pipeline
+//! scratch, buffers, plugin copies) and its sockets, which stay in their fanout groups, so its
+//! share of the flows is served again at once; the panic is logged with its cause and counted.
+//! A worker that keeps panicking ([`MAX_PANICS`] within [`PANIC_WINDOW`]) stops the daemon with
+//! an error instead, so that a service manager restarts the whole process: a bug that every
+//! frame of some flow triggers is not retried forever.
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use crate::fdb::Builtin;
+use super::plugins::{WorkerHooks, hooked_vnis};
 use crate::io::{
     DatagramBatch, MAX_BATCH, Port, RxBatch, Steering, TransmitCounts, Transmitter, UnderlayRx,
     UnderlayRxCounts,
 };
-use crate::vtep::{Hooks, Outbox, PortId, Vtep};
+use crate::plugin::PluginChain;
+use crate::vtep::{Drops, Outbox, PortId, VniStats, Vtep};
+use crate::wire::Vni;
 
 /// How long a worker sleeps in `poll` before checking the stop flag.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How often a busy worker publishes its counters.
+const PUBLISH_EVERY: Duration = Duration::from_millis(10);
+/// Panics of one worker within [`PANIC_WINDOW`] after which the daemon stops.
+const MAX_PANICS: usize = 5;
+const PANIC_WINDOW: Duration = Duration::from_secs(60);
 
-/// What a worker shares with the control plane.
-#[derive(Debug)]
-pub(super) struct WorkerState {
-    /// The worker's pipeline: the shared tables, its own counters.
-    pub(super) vtep: Vtep,
+/// A pipeline's counters, as a worker (or the learning and aging thread) last published them.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Published {
+    pub(super) vnis: Vec<VniStats>,
+    pub(super) drops: Drops,
     /// What it sent.
     pub(super) tx: TransmitCounts,
     /// What its underlay socket received.
     pub(super) rx: UnderlayRxCounts,
 }
 
-/// One worker's loop. Returns its underlay socket when stopped, so that the caller can leave
-/// the groups it joined.
-pub(super) fn worker_loop(shared: Arc<Shared>, index: usize, mut rx: UnderlayRx) -> UnderlayRx {
+impl Published {
+    /// Copies `vtep`'s counters in (no allocation once the VNIs are there).
+    pub(super) fn copy_from(&mut self, vtep: &Vtep) {
+        self.vnis.clear();
+        self.vnis.extend(vtep.vni_stats().copied());
+        self.drops = *vtep.drops();
+    }
+}
+
+/// What a worker owns: everything a batch touches but the shared table and sockets.
+struct Worker {
+    vtep: Vtep,
+    plugins: PluginChain,
+    /// The VNIs its plugins filter, and those whose learning a plugin decides (sorted).
+    filtered: Vec<Vni>,
+    deferred: Vec<Vni>,
+    frames: RxBatch,
+    datagrams: DatagramBatch,
+    out: Outbox,
+    tx: Transmitter,
+    sent: TransmitCounts,
+}
+
+impl Worker {
+    fn new(vtep: Vtep, plugins: PluginChain) -> Worker {
+        let mut w = Worker {
+            vtep,
+            plugins,
+            filtered: Vec::new(),
+            deferred: Vec::new(),
+            frames: RxBatch::new(MAX_BATCH),
+            datagrams: DatagramBatch::new(MAX_BATCH),
+            out: Outbox::new(),
+            tx: Transmitter::new(),
+            sent: TransmitCounts::default(),
+        };
+        w.plugins_changed();
+        w
+    }
+
+    /// Recomputes which VNIs the plugins hook.
+    fn plugins_changed(&mut self) {
+        let served: Vec<Vni> = self.vtep.vni_stats().map(|s| s.vni).collect();
+        (self.filtered, self.deferred) = hooked_vnis(&self.plugins, &served);
+    }
+
+    /// The same worker with fresh state after a panic: a new pipeline (its counters carried
+    /// over), buffers and plugin copies; the old ones may hold whatever the panic left.
+    fn restarted(self, shared: &Shared) -> Worker {
+        let vtep = self.vtep.renewed();
+        let plugins = match shared.plugins.copies() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "a restarted worker's plugins could not be copied; it keeps the old ones");
+                self.plugins
+            }
+        };
+        let mut w = Worker::new(vtep, plugins);
+        w.sent = self.sent;
+        w
+    }
+
+    fn publish(&self, to: &Mutex<Published>, rx: &UnderlayRx) {
+        let mut p = lock(to);
+        p.copy_from(&self.vtep);
+        p.tx = self.sent;
+        p.rx = rx.rx_counts();
+    }
+}
+
+/// One worker's thread: runs the worker, restarting it after a panic. Returns its underlay
+/// socket when stopped, so that the caller can leave the groups it joined.
+pub(super) fn worker_thread(
+    shared: Arc<Shared>,
+    index: usize,
+    mut rx: UnderlayRx,
+    plugins: PluginChain,
+) -> UnderlayRx {
+    let mut worker = Worker::new(shared.control_vtep().worker(), plugins);
+    let mut panics: Vec<Instant> = Vec::new();
+    loop {
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            worker_loop(&shared, index, &mut rx, &mut worker);
+        }));
+        let Err(payload) = run else {
+            break; // stopped
+        };
+        let cause = panic_message(payload.as_ref());
+        shared.worker_panics.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        panics.retain(|t| now.duration_since(*t) < PANIC_WINDOW);
+        panics.push(now);
+        if panics.len() >= MAX_PANICS {
+            let reason = format!(
+                "worker {index} panicked {} times within {}s, the last: {cause}",
+                panics.len(),
+                PANIC_WINDOW.as_secs()
+            );
+            tracing::error!(worker = index, "{reason}; stopping the daemon");
+            shared.fail(reason);
+            break;
+        }
+        tracing::error!(
+            worker = index,
+            cause,
+            "worker panicked; restarted with fresh state"
+        );
+        worker = worker.restarted(&shared);
+    }
+    rx
+}
+
+/// The text a panic was raised with.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// One worker's loop, until the daemon stops.
+fn worker_loop(shared: &Shared, index: usize, rx: &mut UnderlayRx, w: &mut Worker) {
     let ports = &shared.ports[index];
-    let state = &shared.workers[index];
+    let published = &shared.workers[index];
+    let mailbox = shared.plugins.mailbox(index);
     let mut fds: Vec<libc::pollfd> = ports
         .iter()
         .map(|p| p.as_raw_fd())
@@ -58,69 +196,81 @@ pub(super) fn worker_loop(shared: Arc<Shared>, index: usize, mut rx: UnderlayRx)
             revents: 0,
         })
         .collect();
-    let mut frames = RxBatch::new(MAX_BATCH);
-    let mut datagrams = DatagramBatch::new(MAX_BATCH);
-    let mut out = Outbox::new();
-    let mut tx = Transmitter::new();
     let mut busy_until = None;
+    let mut last_publish = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
-        if !wait(&mut fds, busy_until) {
+        #[cfg(feature = "fault-injection")]
+        if shared.faults[index].swap(false, Ordering::Relaxed) {
+            panic!("injected fault (vtep panic-worker {index})");
+        }
+        if mailbox.deliver(&mut w.plugins) {
+            w.plugins_changed();
+        }
+        if !poll_busy(&mut fds, busy_until) {
+            // About to sleep: what it counted so far is what the control plane sees meanwhile.
+            w.publish(published, rx);
+            last_publish = Instant::now();
             busy_until = None;
-            continue;
+            if !poll(
+                &mut fds,
+                i32::try_from(POLL_TIMEOUT.as_millis()).unwrap_or(100),
+            ) {
+                continue;
+            }
         }
         // One batch from each readable socket, then poll again: a busy direction never holds
         // back the other (a TCP flow's ACKs behind its data, when both directions share this
         // worker: in single netbench rounds one stream made 2.0 Gbit/s with eight batches a
         // turn, 5.4 with one).
-        let mut sent = TransmitCounts::default();
         for (i, fd) in fds.iter().enumerate() {
             if fd.revents == 0 {
                 continue;
             }
+            let Worker {
+                vtep,
+                plugins,
+                filtered,
+                deferred,
+                frames,
+                datagrams,
+                out,
+                tx,
+                sent,
+            } = &mut *w;
+            let mut hooks = WorkerHooks {
+                chain: plugins,
+                filtered,
+                deferred,
+                queue: &shared.learn_queue,
+            };
             match ports.get(i) {
                 Some(port) => {
-                    if !receive(port.recv_batch(&mut frames), port.name()) {
+                    if !receive(port.recv_batch(frames), port.name()) {
                         continue;
                     }
                     let now = Instant::now();
                     let id = PortId(u16::try_from(i).unwrap_or(u16::MAX));
-                    with_hooks(&shared, |hooks| {
-                        lock(state)
-                            .vtep
-                            .handle_port_batch(now, id, &frames, &mut out, hooks);
-                    });
+                    vtep.handle_port_batch(now, id, &*frames, out, &mut hooks);
                 }
                 // The last descriptor is the underlay's.
                 None => {
-                    if !receive(rx.recv_batch(&mut datagrams), "underlay") {
+                    if !receive(rx.recv_batch(datagrams), "underlay") {
                         continue;
                     }
                     let now = Instant::now();
-                    with_hooks(&shared, |hooks| {
-                        lock(state)
-                            .vtep
-                            .handle_underlay_batch(now, &datagrams, &mut out, hooks);
-                    });
+                    vtep.handle_underlay_batch(now, &*datagrams, out, &mut hooks);
                 }
             }
-            sent += tx.transmit(&mut out, ports, &shared.underlay_tx);
+            *sent += tx.transmit(out, ports, &shared.underlay_tx);
         }
-        let mut s = lock(state);
-        s.tx += sent;
-        s.rx = rx.rx_counts();
-        busy_until = Some(Instant::now() + shared.busy_poll);
+        let now = Instant::now();
+        if now.duration_since(last_publish) >= PUBLISH_EVERY {
+            w.publish(published, rx);
+            last_publish = now;
+        }
+        busy_until = Some(now + shared.busy_poll);
     }
-    rx
-}
-
-/// Runs `f` with the pipeline's hooks: the shared plugins, or the built-in policy when no
-/// plugin is configured (so that traffic then never touches the plugins' lock).
-fn with_hooks(shared: &Shared, f: impl FnOnce(&mut dyn Hooks)) {
-    if shared.plugins.runtime().is_some() {
-        f(&mut shared.plugins.hooks());
-    } else {
-        f(&mut Builtin);
-    }
+    w.publish(published, rx);
 }
 
 /// Whether a receive delivered something; logs errors other than "nothing left".
@@ -135,18 +285,21 @@ fn receive(result: io::Result<usize>, from: &str) -> bool {
     }
 }
 
-/// Waits for readable descriptors: polls without sleeping until `busy_until`, yielding the CPU
-/// between polls, then sleeps in `poll`. False on timeout or interruption.
-fn wait(fds: &mut [libc::pollfd], busy_until: Option<Instant>) -> bool {
+/// Polls without sleeping until `busy_until`, yielding the CPU between polls. False if
+/// nothing became readable by then.
+fn poll_busy(fds: &mut [libc::pollfd], busy_until: Option<Instant>) -> bool {
     if let Some(until) = busy_until {
-        while Instant::now() < until {
+        loop {
             if poll(fds, 0) {
                 return true;
+            }
+            if Instant::now() >= until {
+                return false;
             }
             std::thread::yield_now();
         }
     }
-    poll(fds, i32::try_from(POLL_TIMEOUT.as_millis()).unwrap_or(100))
+    false
 }
 
 fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> bool {

@@ -1,31 +1,34 @@
 //! `vtep run`: wires the pipeline, the sockets and the control plane together.
 //!
-//! The data path runs on worker threads (see [`datapath`]); tokio, on the main thread, runs
-//! the control socket, the aging timer and the signal handlers. SIGINT and SIGTERM stop the
-//! workers, leave the multicast groups, close every socket and remove the control socket.
+//! The data path runs on worker threads (see [`datapath`]), learning decisions of plugins and
+//! aging on a thread of their own (see [`policy`]); tokio, on the main thread, runs the
+//! control socket and the signal handlers, and never waits for a plugin. SIGINT and SIGTERM
+//! stop the threads, leave the multicast groups, close every socket and remove the control
+//! socket; a worker that keeps panicking stops the daemon with an error.
 //!
 //! Plugins are loaded (compiled, instantiated, initialised) before any socket is opened, so
-//! that one that fails stops `vtep run` with its reason; a reload loads the new module off the
-//! data path and swaps it in between two batches (see [`plugins`]).
+//! that one that fails stops `vtep run` with its reason; a reload loads the new module and its
+//! copies off the data path and each caller swaps its copy in between two batches (see
+//! [`plugins`]).
 
 mod datapath;
 mod plugins;
+mod policy;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use self::datapath::WorkerState;
-use self::plugins::Plugins;
+use self::datapath::Published;
+use self::plugins::{LearnQueue, Plugins};
 
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::datapath::lock;
 use crate::config::Config;
 use crate::control::{Request, Response, handler, server};
-use crate::fdb::Builtin;
 use crate::io::{
     Port, PortRxCounts, SetupError, Steering, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
     UnderlayTx, UnderlayTxConfig,
@@ -64,23 +67,53 @@ pub enum DaemonError {
         /// Why (in the message, not a separate cause: one line says it all).
         error: LoadError,
     },
+    /// A worker's copies of the plugins could not be made.
+    #[error("plugins for the workers: {0}")]
+    PluginCopies(LoadError),
+    /// A worker kept panicking: the daemon stopped so that a service manager restarts it.
+    #[error("{0}")]
+    Worker(String),
 }
 
-/// What the workers and the control plane share.
+/// What the workers, the learning and aging thread and the control plane share.
 #[derive(Debug)]
 struct Shared {
-    /// Each worker's pipeline and counters, locked by the worker once per batch.
-    workers: Vec<Mutex<WorkerState>>,
-    /// The pipeline as the control plane and the aging timer use it (the same tables; its
-    /// counters hold the expiries).
+    /// Each worker's counters, as it last published them.
+    workers: Vec<Mutex<Published>>,
+    /// The learning and aging thread's counters (what it learned and expired).
+    policy: Mutex<Published>,
+    /// The pipeline as the control plane uses it (the same tables): `fdb show/add/del`.
     control: Mutex<Vtep>,
     plugins: Plugins,
+    /// Learn events the workers hand to the learning thread.
+    learn_queue: LearnQueue,
     /// Each worker's sockets on the ports, indexed by worker, then `PortId`.
     ports: Vec<Vec<Port>>,
     port_names: Vec<String>,
     underlay_tx: UnderlayTx,
     busy_poll: Duration,
     stop: AtomicBool,
+    /// Worker panics survived (each worker restarted).
+    worker_panics: AtomicU64,
+    /// Why the daemon must stop with an error, once a thread says so.
+    failure: Mutex<Option<String>>,
+    failed: tokio::sync::Notify,
+    /// Per worker: panic at the next turn (`vtep panic-worker`, for tests).
+    #[cfg(feature = "fault-injection")]
+    faults: Vec<AtomicBool>,
+}
+
+impl Shared {
+    /// The control plane's pipeline: the same tables as the workers'.
+    fn control_vtep(&self) -> MutexGuard<'_, Vtep> {
+        lock(&self.control)
+    }
+
+    /// Stops the daemon with `reason` as its error.
+    fn fail(&self, reason: String) {
+        lock(&self.failure).get_or_insert(reason);
+        self.failed.notify_one();
+    }
 }
 
 /// Runs the daemon until SIGINT or SIGTERM.
@@ -88,8 +121,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let settings = config.settings.clone();
     settings.validate()?;
     let (plugin_runtime, chain) = load_plugins(&config.plugins)?;
-    let served = settings.vnis.iter().map(|v| v.vni).collect();
-    let plugins = Plugins::new(chain, plugin_runtime, served);
+    let plugins = Plugins::new(chain, plugin_runtime, config.datapath.worker_count());
     // The control socket first: a second daemon for the same socket stops here, before it has
     // touched a port or joined a group.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -154,35 +186,49 @@ fn run_bound(
         rxs[0].join(g, ifname)?;
         tracing::info!(group = %g, interface = ifname.unwrap_or("(routed)"), "joined group");
     }
+    // Every caller's copies of the plugins, made before any thread runs.
+    let mut copies = (0..=workers)
+        .map(|_| plugins.copies())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(DaemonError::PluginCopies)?;
+    let policy_plugins = copies.pop().unwrap_or_default();
+    let policy_vtep = vtep.worker();
+    let (learn_queue, learn_events) = LearnQueue::new();
     let shared = Arc::new(Shared {
-        workers: (0..workers)
-            .map(|_| {
-                Mutex::new(WorkerState {
-                    vtep: vtep.worker(),
-                    tx: TransmitCounts::default(),
-                    rx: UnderlayRxCounts::default(),
-                })
-            })
-            .collect(),
+        workers: (0..workers).map(|_| Mutex::default()).collect(),
+        policy: Mutex::default(),
         control: Mutex::new(vtep),
         plugins,
+        learn_queue,
         ports,
         port_names: config.ports.clone(),
         underlay_tx,
         busy_poll: config.datapath.busy_poll,
         stop: AtomicBool::new(false),
+        worker_panics: AtomicU64::new(0),
+        failure: Mutex::new(None),
+        failed: tokio::sync::Notify::new(),
+        #[cfg(feature = "fault-injection")]
+        faults: (0..workers).map(|_| AtomicBool::new(false)).collect(),
     });
 
     let threads = rxs
         .into_iter()
+        .zip(copies)
         .enumerate()
-        .map(|(i, rx)| {
+        .map(|(i, (rx, plugins))| {
             let shared = Arc::clone(&shared);
             spawn(&format!("vtep-worker-{i}"), move || {
-                datapath::worker_loop(shared, i, rx)
+                datapath::worker_thread(shared, i, rx, plugins)
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let policy = {
+        let shared = Arc::clone(&shared);
+        spawn("vtep-learn-age", move || {
+            policy::policy_loop(shared, policy_vtep, policy_plugins, learn_events);
+        })?
+    };
     tracing::info!(
         local = %local,
         ports = ?config.ports,
@@ -195,17 +241,28 @@ fn run_bound(
         let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
         let control = tokio::spawn(server::serve(listener, control_handler(&shared)));
-        let aging = tokio::spawn(aging_loop(Arc::clone(&shared)));
-        tokio::select! {
-            _ = sigint.recv() => tracing::info!("SIGINT: stopping"),
-            _ = sigterm.recv() => tracing::info!("SIGTERM: stopping"),
-        }
+        let result = tokio::select! {
+            _ = sigint.recv() => {
+                tracing::info!("SIGINT: stopping");
+                Ok(())
+            }
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: stopping");
+                Ok(())
+            }
+            () = shared.failed.notified() => {
+                let reason = lock(&shared.failure).clone().unwrap_or_default();
+                Err(DaemonError::Worker(reason))
+            }
+        };
         control.abort();
-        aging.abort();
-        Ok(())
+        result
     });
 
     shared.stop.store(true, Ordering::Relaxed);
+    if policy.join().is_err() {
+        tracing::error!("the learning and aging thread panicked");
+    }
     for (i, thread) in threads.into_iter().enumerate() {
         match thread.join() {
             Ok(rx) if i == 0 => {
@@ -218,7 +275,7 @@ fn run_bound(
             }
             Ok(_) => {}
             // Closing the socket (it went with the thread) leaves its groups all the same.
-            Err(_) => tracing::error!(worker = i, "a worker panicked"),
+            Err(_) => tracing::error!(worker = i, "a worker's thread panicked"),
         }
     }
     tracing::info!("stopped");
@@ -264,44 +321,25 @@ fn load_plugins(specs: &[PluginSpec]) -> Result<(Option<Runtime>, PluginChain), 
     Ok((Some(runtime), chain))
 }
 
-/// Runs the FDB's aging when it has work, at least once a second. Each pass handles a
-/// bounded number of entries (the table's writer lock is held meanwhile), and passes repeat
-/// while entries are due.
-async fn aging_loop(shared: Arc<Shared>) {
-    loop {
-        let next = lock(&shared.control).poll_timeout();
-        let now = Instant::now();
-        let wait = next.map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now));
-        if !wait.is_zero() {
-            tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
-        } else {
-            tokio::task::yield_now().await;
-        }
-        let now = Instant::now();
-        let mut vtep = lock(&shared.control);
-        if vtep.poll_timeout().is_some_and(|t| t <= now) {
-            if shared.plugins.runtime().is_some() {
-                vtep.handle_timeout_with(now, &mut shared.plugins.hooks());
-            } else {
-                vtep.handle_timeout_with(now, &mut Builtin);
-            }
-        }
-    }
-}
-
 fn control_handler(shared: &Arc<Shared>) -> server::Handler {
     let shared = Arc::clone(shared);
     Arc::new(move |request| match request {
         Request::PluginReload { name, path } => reload(&shared, &name, path),
+        #[cfg(feature = "fault-injection")]
+        Request::PanicWorker { worker } => match shared.faults.get(worker) {
+            Some(fault) => {
+                fault.store(true, Ordering::Relaxed);
+                Response::Ok(serde_json::Value::Null)
+            }
+            None => Response::Error(format!("no worker {worker}")),
+        },
         request => {
             let io = io_counters(&shared);
             let (vnis, drops) = pipeline_counters(&shared);
             let counters = handler::Counters { vnis, drops };
-            let vtep = lock(&shared.control);
-            // The plugins' lock only for the requests about plugins: a worker learning a MAC
-            // holds the table's writer lock while it asks the plugins, so `fdb add/del`
-            // (which take the writer lock) must not hold the plugins' lock meanwhile.
-            let plugins = request.concerns_plugins().then(|| shared.plugins.lock());
+            let vtep = shared.control_vtep();
+            // The catalog's plugins are never called, so its lock is never held long.
+            let plugins = request.concerns_plugins().then(|| shared.plugins.catalog());
             handler::handle(
                 request,
                 &vtep,
@@ -315,18 +353,24 @@ fn control_handler(shared: &Arc<Shared>) -> server::Handler {
     })
 }
 
-/// Every worker's pipeline counters, and the control pipeline's (expiries), added up.
+/// Every worker's pipeline counters as last published, and the learning and aging thread's
+/// (deferred learning, expiries), added up.
 fn pipeline_counters(shared: &Shared) -> (Vec<VniStats>, Drops) {
-    let control = lock(&shared.control);
-    let mut vnis: Vec<VniStats> = control.vni_stats().copied().collect();
-    let mut drops = *control.drops();
-    drop(control);
+    let policy = lock(&shared.policy);
+    let mut vnis = policy.vnis.clone();
+    let mut drops = policy.drops;
+    drop(policy);
     for w in &shared.workers {
         let w = lock(w);
-        for (sum, s) in vnis.iter_mut().zip(w.vtep.vni_stats()) {
+        if vnis.is_empty() {
+            vnis.clone_from(&w.vnis);
+            drops += &w.drops;
+            continue;
+        }
+        for (sum, s) in vnis.iter_mut().zip(&w.vnis) {
             sum.merge(s);
         }
-        drops += w.vtep.drops();
+        drops += &w.drops;
     }
     (vnis, drops)
 }
@@ -339,7 +383,7 @@ fn reload(shared: &Shared, name: &str, path: Option<String>) -> Response {
     let Some(runtime) = shared.plugins.runtime() else {
         return no_such();
     };
-    let spec = shared.plugins.lock().get(name).map(|p| p.spec().clone());
+    let spec = shared.plugins.catalog().get(name).map(|p| p.spec().clone());
     let Some(mut spec) = spec else {
         return no_such();
     };
@@ -358,8 +402,15 @@ fn reload(shared: &Shared, name: &str, path: Option<String>) -> Response {
         }
     };
     let report = plugin.report();
-    let old = shared.plugins.replace(plugin);
-    drop(old); // outside the lock
+    match shared.plugins.replace(plugin) {
+        Ok(old) => drop(old), // outside the lock
+        Err(e) => {
+            tracing::warn!(plugin = name, path, error = %e, "plugin reload failed; the running one stays");
+            return Response::Error(format!(
+                "plugin {name:?} not reloaded (the running one stays): {e}"
+            ));
+        }
+    }
     tracing::info!(
         plugin = name,
         path,
@@ -413,6 +464,11 @@ fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
         ("port_tx_batched", tx.ports.batched),
         ("underlay_tx_sent", tx.underlay.sent),
         ("underlay_tx_batched", tx.underlay.batched),
+        ("learn_queue_full", shared.learn_queue.full()),
+        (
+            "worker_panics",
+            shared.worker_panics.load(Ordering::Relaxed),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

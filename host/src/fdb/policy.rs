@@ -2,7 +2,7 @@
 //! whose deadline has come expires. The built-in policy is the classic bridge's (learn every
 //! valid source, expire at the aging time); wasm plugins implement the same traits.
 
-use super::{Location, Tick};
+use super::{Location, Tick, VniIdx};
 use crate::wire::{MacAddr, Vni};
 
 /// The FDB would add an entry or move one (refreshes are not asked about).
@@ -10,6 +10,8 @@ use crate::wire::{MacAddr, Vni};
 pub struct LearnEvent {
     /// The VNI.
     pub vni: Vni,
+    /// Its handle in the table, for a policy that defers the event and learns it later.
+    pub idx: VniIdx,
     /// The source MAC being learned.
     pub mac: MacAddr,
     /// Where the frame came from.
@@ -21,6 +23,8 @@ pub struct LearnEvent {
     pub current_sticky: bool,
     /// Learned entries in the VNI now.
     pub vni_entries: usize,
+    /// When the frame arrived.
+    pub at: Tick,
 }
 
 /// What to do with a [`LearnEvent`].
@@ -34,6 +38,10 @@ pub enum LearnDecision {
     /// (the built-in policy refuses them), so a VM's MAC cannot be stolen by a frame that
     /// merely claims it.
     AcceptSticky,
+    /// Not decided now: the policy took the event to decide it elsewhere (on a thread that
+    /// may wait for a slow plugin, where the data path must not) and learns it then, with
+    /// [`Fdb::learn`](super::Fdb::learn) at the event's time. The frame is forwarded meanwhile.
+    Defer,
 }
 
 /// A learned entry's deadline has come: its MAC sent nothing for the VNI's aging time.
@@ -62,13 +70,16 @@ pub enum AgeDecision {
 
 /// Decides learning; see [`LearnEvent`].
 pub trait LearnPolicy {
-    /// Called on every add or move, never on a refresh.
+    /// Called on every add or move, never on a refresh, and never under the table's writer
+    /// lock: the decision is committed only if the entry did not change meanwhile (else the
+    /// policy is asked again).
     fn decide_learn(&mut self, event: &LearnEvent) -> LearnDecision;
 }
 
 /// Decides aging; see [`AgeEvent`].
 pub trait AgePolicy {
-    /// Called when a learned entry's deadline has come.
+    /// Called when a learned entry's deadline has come, never under the table's writer lock:
+    /// the decision is carried out only if the entry was not refreshed or moved meanwhile.
     fn decide_age(&mut self, event: &AgeEvent) -> AgeDecision;
 }
 

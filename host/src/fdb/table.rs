@@ -60,6 +60,11 @@ pub enum LearnOutcome {
     LimitReached,
     /// The learn policy said no.
     Rejected,
+    /// The learn policy took the event to decide later ([`LearnDecision::Defer`]).
+    Deferred,
+    /// The entry changed each time the policy decided (other workers learning or moving the
+    /// MAC at once): not learned; the MAC's next frame tries again.
+    Superseded,
     /// The VNI has no table.
     UnknownVni,
 }
@@ -223,7 +228,35 @@ struct Writer {
     vnis: Vec<VniTable>,
     interning: Interning,
     aging: AgingQueue,
+    /// The last aging pass's due entries: kept to reuse their memory.
+    due: Vec<Due>,
 }
+
+/// An entry whose aging deadline came, waiting for the age policy's decision.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    key: Key,
+    /// The entry's value as the policy saw it: carried out only if still the same.
+    seen: u64,
+    /// Its deadline word then.
+    deadline: u32,
+    event: AgeEvent,
+    decision: AgeDecision,
+}
+
+/// Where an entry points and how, as a learn policy sees it: a decision is committed only if
+/// the entry is still so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    location: Location,
+    is_static: bool,
+    is_sticky: bool,
+}
+
+/// How many times a learn decision is taken again when the entry changed while it was being
+/// made (another worker learned or moved the MAC): past that, the frame is not learned and the
+/// next one from the MAC tries again.
+const LEARN_TRIES: usize = 4;
 
 /// The forwarding table.
 #[derive(Debug, Default)]
@@ -299,7 +332,7 @@ impl FdbReader<'_> {
         if let Some(outcome) = outcome {
             return outcome;
         }
-        fdb.learn_locked(k, vni, mac, from, now, policy)
+        fdb.learn_slow(k, vni, mac, from, now, policy)
     }
 }
 
@@ -388,8 +421,11 @@ impl Fdb {
         self.reader().learn(vni, mac, from, now, policy)
     }
 
-    /// The slow path of [`Fdb::learn`]: a new MAC or a move, decided under the writer lock.
-    fn learn_locked(
+    /// The slow path of [`Fdb::learn`]: a new MAC or a move. The policy decides without the
+    /// writer lock (a plugin's call may take its whole time budget, and learning on every
+    /// worker waits for that lock); the decision is then committed under the lock only if the
+    /// entry is still where the policy saw it, and otherwise taken again.
+    fn learn_slow(
         &self,
         k: Key,
         vni: VniIdx,
@@ -398,62 +434,106 @@ impl Fdb {
         now: Tick,
         policy: &mut (impl LearnPolicy + ?Sized),
     ) -> LearnOutcome {
-        let mut w = self.writer();
-        let w = &mut *w;
-        let Some(table) = w.vnis.get(vni.index()).copied() else {
-            return LearnOutcome::UnknownVni;
-        };
+        for _ in 0..LEARN_TRIES {
+            let (event, seen) = match self.propose(k, vni, mac, from, now) {
+                Ok(proposal) => proposal,
+                Err(outcome) => return outcome,
+            };
+            let is_sticky = match policy.decide_learn(&event) {
+                LearnDecision::Reject => return LearnOutcome::Rejected,
+                LearnDecision::Defer => return LearnOutcome::Deferred,
+                LearnDecision::Accept => false,
+                LearnDecision::AcceptSticky => true,
+            };
+            if let Some(outcome) = self.commit(k, vni, from, now, seen, is_sticky) {
+                return outcome;
+            }
+        }
+        LearnOutcome::Superseded
+    }
+
+    /// Under the writer lock: what a learn policy must decide about `mac` arriving from
+    /// `from`, and the entry as the policy sees it; or the outcome if nothing is to decide.
+    fn propose(
+        &self,
+        k: Key,
+        vni: VniIdx,
+        mac: MacAddr,
+        from: Location,
+        now: Tick,
+    ) -> Result<(LearnEvent, Option<Place>), LearnOutcome> {
+        let w = self.writer();
+        let table = w.vnis.get(vni.index()).ok_or(LearnOutcome::UnknownVni)?;
         // Another worker may have learned or moved it since the lock-free look.
-        let found = self.index.lookup(k).map(|f| (Packed(f.value), f.deadline));
-        if let Some((p, _)) = found {
+        let found = self.index.lookup(k).map(|f| Packed(f.value));
+        if let Some(p) = found {
             let here = self.is_at(p.slot(), from);
             if p.is_static() {
-                return if here {
+                return Err(if here {
                     LearnOutcome::Static
                 } else {
                     LearnOutcome::StaticConflict
-                };
+                });
             }
             if here {
                 self.index.update(k, |v| Some(Packed(v).refreshed(now).0));
-                return LearnOutcome::Refreshed;
+                return Err(LearnOutcome::Refreshed);
             }
         }
-        let current = found.map(|(p, _)| (self.location(p.slot()), p.is_sticky()));
-        if current.is_none() && table.learned >= table.settings.max_entries {
-            return LearnOutcome::LimitReached;
+        if found.is_none() && table.learned >= table.settings.max_entries {
+            return Err(LearnOutcome::LimitReached);
         }
+        let seen = found.map(|p| self.place(p));
         let event = LearnEvent {
-            vni: self
-                .vni_ids
-                .get(vni.index())
-                .copied()
-                .unwrap_or(Vni::from_u24(0)),
+            vni: self.vni_id(vni),
+            idx: vni,
             mac,
             new: from,
-            current: current.map(|(l, _)| l),
-            current_sticky: current.is_some_and(|(_, s)| s),
+            current: seen.map(|s| s.location),
+            current_sticky: seen.is_some_and(|s| s.is_sticky),
             vni_entries: table.learned,
+            at: now,
         };
-        let is_sticky = match policy.decide_learn(&event) {
-            LearnDecision::Reject => return LearnOutcome::Rejected,
-            LearnDecision::Accept => false,
-            LearnDecision::AcceptSticky => true,
+        Ok((event, seen))
+    }
+
+    /// Under the writer lock: learns or moves the entry as decided, if it is still as `seen`
+    /// (`None`: absent). `None` if it changed meanwhile, so that the decision is taken again.
+    fn commit(
+        &self,
+        k: Key,
+        vni: VniIdx,
+        from: Location,
+        now: Tick,
+        seen: Option<Place>,
+        is_sticky: bool,
+    ) -> Option<LearnOutcome> {
+        let mut w = self.writer();
+        let w = &mut *w;
+        let Some(table) = w.vnis.get(vni.index()).copied() else {
+            return Some(LearnOutcome::UnknownVni);
         };
+        let found = self.index.lookup(k);
+        if found.map(|f| self.place(Packed(f.value))) != seen {
+            return None;
+        }
+        if found.is_none() && table.learned >= table.settings.max_entries {
+            return Some(LearnOutcome::LimitReached);
+        }
         let Some(slot) = self.acquire(&mut w.interning, from) else {
-            return LearnOutcome::LimitReached;
+            return Some(LearnOutcome::LimitReached);
         };
         let value = Packed::new(slot, false, is_sticky, 1, now).0;
-        match found {
-            Some((old, deadline)) => {
+        Some(match (found, seen) {
+            (Some(old), Some(seen)) => {
                 // The entry keeps its one live aging item.
-                self.index.insert(k, value, deadline);
-                self.release(&mut w.interning, old.slot());
+                self.index.insert(k, value, old.deadline);
+                self.release(&mut w.interning, Packed(old.value).slot());
                 LearnOutcome::Moved {
-                    from: current.map_or(from, |(l, _)| l),
+                    from: seen.location,
                 }
             }
-            None => {
+            _ => {
                 let deadline = now.saturating_add(table.settings.aging_ms);
                 self.index.insert(k, value, centis(deadline));
                 w.aging.push(deadline, k);
@@ -462,7 +542,7 @@ impl Fdb {
                 }
                 LearnOutcome::Learned
             }
-        }
+        })
     }
 
     /// Adds or replaces a static entry (replacing a learned one too).
@@ -501,15 +581,62 @@ impl Fdb {
     /// about each; calls `on_expired` for each entry removed and returns how many. Handles at
     /// most [`EXPIRE_BATCH`] due entries per call ([`Fdb::poll_timeout`] then says more are
     /// due at once).
+    ///
+    /// The policy is asked without the writer lock (learning on every worker waits for it, and
+    /// a plugin's call may take its whole budget): the due entries are taken from the queue
+    /// under the lock, decided without it, and each decision is carried out under the lock
+    /// only if its entry is still as the policy saw it; an entry refreshed or moved meanwhile
+    /// is queued again at its new deadline.
     pub fn expire(
         &self,
         now: Tick,
         policy: &mut (impl AgePolicy + ?Sized),
         mut on_expired: impl FnMut(VniIdx, MacAddr),
     ) -> usize {
+        let mut due = self.take_due(now);
+        for d in &mut due {
+            d.decision = policy.decide_age(&d.event);
+        }
         let mut w = self.writer();
         let w = &mut *w;
         let mut expired = 0;
+        for d in due.drain(..) {
+            let Some(found) = self.index.lookup(d.key) else {
+                continue; // deleted meanwhile
+            };
+            if found.deadline != d.deadline {
+                continue; // replaced meanwhile: the new entry has an aging item of its own
+            }
+            let next = if found.value != d.seen {
+                // Refreshed or moved meanwhile: not idle after all, or not the same entry.
+                let idle_deadline = self.idle_deadline(w, d.key, Packed(found.value), now);
+                idle_deadline.max(now + 1)
+            } else {
+                match d.decision {
+                    AgeDecision::Expire => {
+                        self.remove_entry(w, d.key);
+                        let (idx, mac) = split_key(d.key);
+                        on_expired(idx, mac);
+                        expired += 1;
+                        continue;
+                    }
+                    AgeDecision::KeepFor(ms) => now.saturating_add(ms.max(1)),
+                }
+            };
+            self.index.set_deadline(d.key, centis(next));
+            w.aging.push(next, d.key);
+        }
+        w.due = due;
+        expired
+    }
+
+    /// Under the writer lock: pops the queue's due items; re-queues those whose entry was
+    /// refreshed since (at their real deadline), and returns those idle for their aging time,
+    /// for the policy to decide.
+    fn take_due(&self, now: Tick) -> Vec<Due> {
+        let mut w = self.writer();
+        let w = &mut *w;
+        let mut due = core::mem::take(&mut w.due);
         for _ in 0..EXPIRE_BATCH {
             let Some((deadline, k)) = w.aging.pop_due(now) else {
                 break;
@@ -521,40 +648,36 @@ impl Fdb {
             if found.deadline != centis(deadline) || entry.is_static() {
                 continue; // a stale item: the entry was replaced or re-queued since
             }
-            let (idx, mac) = split_key(k);
-            let Some(table) = w.vnis.get(idx.index()) else {
+            let idle_deadline = self.idle_deadline(w, k, entry, now);
+            if idle_deadline > now {
+                self.index.set_deadline(k, centis(idle_deadline));
+                w.aging.push(idle_deadline, k);
                 continue;
-            };
+            }
+            let (idx, mac) = split_key(k);
             let last_seen = entry.last_seen(now);
-            let idle_deadline = last_seen.saturating_add(table.settings.aging_ms);
-            let next = if idle_deadline > now {
-                idle_deadline
-            } else {
-                let event = AgeEvent {
-                    vni: self
-                        .vni_ids
-                        .get(idx.index())
-                        .copied()
-                        .unwrap_or(Vni::from_u24(0)),
+            due.push(Due {
+                key: k,
+                seen: found.value,
+                deadline: found.deadline,
+                event: AgeEvent {
+                    vni: self.vni_id(idx),
                     mac,
                     idle_ms: now.saturating_sub(last_seen),
                     hits: entry.hits(),
                     location: self.location(entry.slot()),
-                };
-                match policy.decide_age(&event) {
-                    AgeDecision::Expire => {
-                        self.remove_entry(w, k);
-                        on_expired(idx, mac);
-                        expired += 1;
-                        continue;
-                    }
-                    AgeDecision::KeepFor(ms) => now.saturating_add(ms.max(1)),
-                }
-            };
-            self.index.set_deadline(k, centis(next));
-            w.aging.push(next, k);
+                },
+                decision: AgeDecision::Expire,
+            });
         }
-        expired
+        due
+    }
+
+    /// When `entry` (of key `k`) has been idle for its VNI's aging time.
+    fn idle_deadline(&self, w: &Writer, k: Key, entry: Packed, now: Tick) -> Tick {
+        let (idx, _) = split_key(k);
+        let aging = w.vnis.get(idx.index()).map_or(0, |t| t.settings.aging_ms);
+        entry.last_seen(now).saturating_add(aging)
     }
 
     /// Every entry, in no particular order, with times as of `now`.
@@ -563,11 +686,7 @@ impl Fdb {
             let (idx, mac) = split_key(k);
             let p = Packed(v);
             EntryView {
-                vni: self
-                    .vni_ids
-                    .get(idx.index())
-                    .copied()
-                    .unwrap_or(Vni::from_u24(0)),
+                vni: self.vni_id(idx),
                 mac,
                 location: self.location(p.slot()),
                 is_static: p.is_static(),
@@ -611,6 +730,23 @@ impl Fdb {
             }
         }
         true
+    }
+
+    /// The VNI of handle `idx` (handles come from this table, so it has one).
+    fn vni_id(&self, idx: VniIdx) -> Vni {
+        self.vni_ids
+            .get(idx.index())
+            .copied()
+            .unwrap_or(Vni::from_u24(0))
+    }
+
+    /// Where `entry` points and how.
+    fn place(&self, entry: Packed) -> Place {
+        Place {
+            location: self.location(entry.slot()),
+            is_static: entry.is_static(),
+            is_sticky: entry.is_sticky(),
+        }
     }
 
     /// Whether `slot` is `at`. Lock-free: reads the remote's address.

@@ -7,12 +7,15 @@
 //! - age: the entry is kept if any plugin keeps it (for the longest time asked); otherwise it
 //!   expires.
 //!
-//! The chain lives under the pipeline's lock; [`PluginChain::replace`] swaps a plugin between
-//! two batches, so that no frame sees half of a reload.
+//! Each caller has a chain of its own (a worker: the plugins that filter; the learning and
+//! aging thread: those that learn or age), made with [`PluginChain::copies`]: no lock is shared
+//! between callers on the way to a plugin. [`PluginChain::replace`] swaps a plugin between two
+//! batches, so that no frame sees half of a reload.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use super::error::LoadError;
 use super::loaded::Plugin;
 use super::stats::PluginReport;
 use crate::fdb::{
@@ -52,8 +55,25 @@ impl PluginChain {
         Ok(())
     }
 
-    /// Puts `plugin` in the place of the one with its name and returns the old one (drop it
-    /// outside the pipeline's lock). Its verdict cache and counters start anew.
+    /// Another caller's chain: a copy (see [`Plugin::another`]) of each plugin `wanted` picks,
+    /// in order. Instantiates each: call it off the data path.
+    pub fn copies(&self, wanted: impl Fn(&Plugin) -> bool) -> Result<PluginChain, LoadError> {
+        let plugins = self
+            .plugins
+            .iter()
+            .filter(|p| wanted(p))
+            .map(Plugin::another)
+            .collect::<Result<_, _>>()?;
+        Ok(PluginChain { plugins })
+    }
+
+    /// Whether some plugin's learn hook decides learning on `vni`.
+    pub fn learns(&self, vni: Vni) -> bool {
+        self.plugins.iter().any(|p| p.learns(vni))
+    }
+
+    /// Puts `plugin` in the place of the one with its name and returns the old one. Its
+    /// verdict cache and counters start anew.
     pub fn replace(&mut self, plugin: Plugin) -> Result<Plugin, NoSuchPlugin> {
         match self.plugins.iter_mut().find(|p| p.name() == plugin.name()) {
             Some(slot) => Ok(core::mem::replace(slot, plugin)),
@@ -123,7 +143,7 @@ impl LearnPolicy for PluginChain {
                 Some(LearnDecision::Accept) => {
                     decided = decided.or(Some(LearnDecision::Accept));
                 }
-                None => {}
+                Some(LearnDecision::Defer) | None => {}
             }
         }
         decided.unwrap_or_else(|| Builtin.decide_learn(event))

@@ -2,8 +2,9 @@
 //! counters it names, and the bytes of the frames it is filtering. Nothing else is linked:
 //! no WASI, no files, no sockets, no wall clock.
 //!
-//! [`HostState`] is the data of a plugin's store. It outlives an instance: when a failed
-//! instance is replaced, its counters move to the new one.
+//! [`HostState`] is the data of a plugin's store. The counters a plugin declares live in its
+//! runner's [`Tally`], so that the instance that replaces a failed one counts on where it
+//! left off, and the control plane reads them without waiting for a call.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use std::time::Instant;
 use super::bindings::wasm_vtep::plugin::{host, types};
 use super::ratelimit::RateLimit;
 use super::sandbox::Limiter;
+use super::stats::Tally;
 
 /// Counters a plugin may declare, at most.
 pub(crate) const MAX_COUNTERS: usize = 64;
@@ -53,8 +55,8 @@ pub(crate) struct HostState {
     plugin: Arc<str>,
     pub(crate) limiter: Limiter,
     log: RateLimit,
-    /// Declared counters, in id order.
-    pub(crate) counters: Vec<(String, u64)>,
+    /// Where its declared counters and suppressed log lines are counted.
+    tally: Arc<Tally>,
     frames: LentFrames,
     /// The runtime's start: `now-ms` counts from it.
     clock: Instant,
@@ -63,29 +65,21 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(plugin: Arc<str>, memory_limit: usize, clock: Instant) -> HostState {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        memory_limit: usize,
+        clock: Instant,
+        tally: Arc<Tally>,
+    ) -> HostState {
         HostState {
             plugin,
             limiter: Limiter::new(memory_limit),
             log: RateLimit::new(10, 20),
-            counters: Vec::new(),
+            tally,
             frames: LentFrames::default(),
             clock,
             deadline: clock,
         }
-    }
-
-    /// The state for a fresh instance of the same plugin: counters carried over, memory
-    /// accounting started anew.
-    pub(crate) fn renew(mut self) -> HostState {
-        self.limiter = Limiter::new(self.limiter.limit());
-        self.frames.0.clear();
-        self
-    }
-
-    /// Log lines refused by the rate limit and not yet reported.
-    pub(crate) fn logs_suppressed(&self) -> u64 {
-        self.log.suppressed()
     }
 
     /// Swaps `frames` in as the frames of the filter call about to be made; call again with
@@ -104,7 +98,11 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     fn log(&mut self, level: types::Level, message: String) {
-        let Some(suppressed) = self.log.allow(Instant::now()) else {
+        let allowed = self.log.allow(Instant::now());
+        self.tally
+            .logs_suppressed
+            .store(self.log.suppressed(), std::sync::atomic::Ordering::Relaxed);
+        let Some(suppressed) = allowed else {
             return;
         };
         let mut end = message.len().min(MAX_LOG_MESSAGE);
@@ -127,21 +125,20 @@ impl host::Host for HostState {
     }
 
     fn counter(&mut self, name: String) -> u32 {
-        if let Some(i) = self.counters.iter().position(|(n, _)| *n == name) {
+        let mut counters = self.tally.counters();
+        if let Some(i) = counters.iter().position(|(n, _)| *n == name) {
             return u32::try_from(i).unwrap_or(NO_COUNTER);
         }
-        if name.is_empty() || name.len() > MAX_COUNTER_NAME || self.counters.len() >= MAX_COUNTERS {
+        if name.is_empty() || name.len() > MAX_COUNTER_NAME || counters.len() >= MAX_COUNTERS {
             return NO_COUNTER;
         }
-        self.counters.push((name, 0));
-        u32::try_from(self.counters.len() - 1).unwrap_or(NO_COUNTER)
+        counters.push((name, 0));
+        u32::try_from(counters.len() - 1).unwrap_or(NO_COUNTER)
     }
 
     fn counter_add(&mut self, id: u32, delta: u64) {
-        if let Some((_, n)) = usize::try_from(id)
-            .ok()
-            .and_then(|i| self.counters.get_mut(i))
-        {
+        let mut counters = self.tally.counters();
+        if let Some((_, n)) = usize::try_from(id).ok().and_then(|i| counters.get_mut(i)) {
             *n = n.saturating_add(delta);
         }
     }

@@ -13,12 +13,15 @@ use super::error::CallError;
 use super::host::{HostState, RawFrame};
 use super::runtime::Runtime;
 use super::sandbox::classify;
+use super::watchdog::Slot;
 
 /// A plugin instance.
 pub(crate) struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
     runtime: Runtime,
+    /// Its calls, as the watchdog sees them.
+    slot: std::sync::Arc<Slot>,
 }
 
 impl core::fmt::Debug for Instance {
@@ -30,14 +33,13 @@ impl core::fmt::Debug for Instance {
 }
 
 impl Instance {
-    /// Instantiates the plugin in a fresh store holding `state`. Gives the state back if
-    /// instantiation fails, so that its counters survive.
+    /// Instantiates the plugin in a fresh store holding `state`.
     pub(crate) fn new(
         runtime: &Runtime,
         pre: &PluginPre<HostState>,
         state: HostState,
         budget: Duration,
-    ) -> Result<Instance, (CallError, Box<HostState>)> {
+    ) -> Result<Instance, CallError> {
         let mut store = Store::new(pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
         // Every epoch increment reaches this check; only this call's own deadline interrupts
@@ -52,7 +54,8 @@ impl Instance {
         let deadline = Instant::now() + budget;
         store.data_mut().deadline = deadline;
         store.set_epoch_deadline(1);
-        let call = runtime.watchdog().call(deadline);
+        let slot = runtime.watchdog().slot();
+        let call = runtime.watchdog().call(&slot, deadline);
         let result = pre.instantiate(&mut store);
         drop(call);
         match result {
@@ -60,22 +63,15 @@ impl Instance {
                 store,
                 bindings,
                 runtime: runtime.clone(),
+                slot,
             }),
-            Err(e) => {
-                let error = classify(&e, &store.data().limiter, budget);
-                Err((error, Box::new(store.into_data())))
-            }
+            Err(e) => Err(classify(&e, &store.data().limiter, budget)),
         }
     }
 
-    /// The store's data (counters, memory in use).
-    pub(crate) fn state(&self) -> &HostState {
-        self.store.data()
-    }
-
-    /// Ends the instance, keeping its state for the next one.
-    pub(crate) fn into_state(self) -> HostState {
-        self.store.into_data()
+    /// Bytes of linear memory in use.
+    pub(crate) fn memory_used(&self) -> usize {
+        self.store.data().limiter.used()
     }
 
     fn call<R>(
@@ -89,7 +85,7 @@ impl Instance {
         state.limiter.reset();
         self.store.set_epoch_deadline(1);
         let guest = self.bindings.wasm_vtep_plugin_hooks();
-        let call = self.runtime.watchdog().call(deadline);
+        let call = self.runtime.watchdog().call(&self.slot, deadline);
         let result = f(&mut self.store, guest);
         drop(call);
         result.map_err(|e| classify(&e, &self.store.data().limiter, budget))

@@ -1,10 +1,13 @@
-//! [`Plugin`]: one loaded plugin as the pipeline uses it. It owns the compiled component, the
-//! live instance, the verdict cache and the counters, and turns every failure into the
-//! plugin's `on_error` verdict: the failed instance is replaced by a fresh one, and after
-//! `max_failures` failures in a row the plugin is detached (never called again until it is
-//! reloaded).
+//! [`Plugin`]: one loaded plugin as one caller uses it: a worker (its filter), or the thread
+//! that decides learning and aging. Each caller has its own instance, verdict cache and
+//! counters; every caller of a plugin shares its compiled component ([`Loaded`]), its
+//! detachment and its reports. Every failure becomes the plugin's `on_error` verdict: the
+//! failed instance is replaced by a spare prepared beforehand off the data path (a trap costs
+//! the caller a swap, not an instantiation and an `init`), and after `max_failures` failures in
+//! a row the plugin is detached for every caller (never called again until it is reloaded).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::bindings::PluginPre;
@@ -18,7 +21,7 @@ use super::load;
 use super::ratelimit::RateLimit;
 use super::runtime::Runtime;
 use super::spec::{OnError, PluginSpec};
-use super::stats::{PluginReport, PluginStats};
+use super::stats::{PluginReport, PluginStats, Tally};
 use crate::fdb::{AgeDecision, AgeEvent, LearnDecision, LearnEvent};
 use crate::vtep::{FilterBatch, Verdict};
 use crate::wire::Vni;
@@ -26,21 +29,81 @@ use crate::wire::Vni;
 /// A keep decision is at least this long, so that a plugin cannot make aging spin.
 const MIN_KEEP_MS: u64 = 1000;
 
-/// A loaded plugin.
-pub struct Plugin {
+/// Frames one filter call is given at most: a plugin's time budget holds for each call, so a
+/// large batch (a GRO batch of 64 datagrams, each of 64 segments) is offered in calls of this
+/// many frames rather than in one call that a plugin fast per frame could not finish in time.
+pub const MAX_FILTER_BATCH: usize = 64;
+
+/// What every caller of one loaded plugin shares.
+struct Loaded {
     spec: PluginSpec,
     name: Arc<str>,
-    /// Holds the engine's ticker alive as long as this plugin may run.
+    /// Holds the engine's threads alive as long as this plugin may run.
     runtime: Runtime,
     pre: PluginPre<HostState>,
     version: String,
     hooks: wit::Hooks,
+    /// Set once it failed `max_failures` times in a row (for any caller), with why.
+    detached: Mutex<Option<String>>,
+    is_detached: AtomicBool,
+    /// Every caller's counts, for the reports; kept while the plugin is loaded, so that a
+    /// caller replaced after a crash keeps its counts in the totals.
+    tallies: Mutex<Vec<Arc<Tally>>>,
+}
+
+impl Loaded {
+    fn tallies(&self) -> MutexGuard<'_, Vec<Arc<Tally>>> {
+        self.tallies.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn detached(&self) -> Option<String> {
+        self.detached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A fresh instance counting into `tally`, initialised with the plugin's configuration.
+    fn instantiate(&self, tally: &Arc<Tally>, budget: Duration) -> Result<Instance, CallError> {
+        let state = HostState::new(
+            Arc::clone(&self.name),
+            self.spec.sandbox.memory_limit(),
+            self.runtime.started(),
+            Arc::clone(tally),
+        );
+        let mut instance = Instance::new(&self.runtime, &self.pre, state, budget)?;
+        match instance.init(&self.spec.config, budget)? {
+            Ok(_) => Ok(instance),
+            Err(refusal) => Err(CallError::Invalid(format!("init refused: {refusal}"))),
+        }
+    }
+}
+
+/// A caller's replacement instance, made off the data path.
+#[derive(Default)]
+struct Spare {
+    instance: Mutex<Option<Instance>>,
+    /// A replacement is being made.
+    pending: AtomicBool,
+}
+
+impl Spare {
+    /// The spare, if one is ready (never waits: the preparing thread may hold the lock).
+    fn take(&self) -> Option<Instance> {
+        self.instance.try_lock().ok()?.take()
+    }
+
+    fn put(&self, instance: Instance) {
+        *self.instance.lock().unwrap_or_else(PoisonError::into_inner) = Some(instance);
+    }
+}
+
+/// A loaded plugin as one caller uses it.
+pub struct Plugin {
+    loaded: Arc<Loaded>,
     instance: Option<Instance>,
-    /// The store's state while no instance is live (a re-creation failed).
-    spare: Option<HostState>,
-    detached: Option<String>,
-    failures_in_row: u32,
-    stats: PluginStats,
+    spare: Arc<Spare>,
+    tally: Arc<Tally>,
     cache: VerdictCache,
     budget: Duration,
     error_log: RateLimit,
@@ -53,16 +116,16 @@ pub struct Plugin {
 impl core::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Plugin")
-            .field("name", &self.spec.name)
-            .field("version", &self.version)
-            .field("detached", &self.detached)
+            .field("name", &self.loaded.spec.name)
+            .field("version", &self.loaded.version)
+            .field("detached", &self.loaded.detached())
             .finish_non_exhaustive()
     }
 }
 
 impl Plugin {
-    /// Reads, compiles, instantiates and initialises the plugin `spec` describes. This is
-    /// the slow part (milliseconds to a second): do it off the data path.
+    /// Reads, compiles, instantiates and initialises the plugin `spec` describes, with a spare
+    /// instance. This is the slow part (milliseconds to a second): do it off the data path.
     pub fn load(runtime: &Runtime, spec: PluginSpec) -> Result<Plugin, LoadError> {
         let bytes = std::fs::read(&spec.path).map_err(|error| LoadError::Read {
             path: spec.path.clone(),
@@ -87,32 +150,69 @@ impl Plugin {
         let pre = runtime.linker().instantiate_pre(&component).map_err(link)?;
         let pre = PluginPre::new(pre).map_err(link)?;
         let name: Arc<str> = Arc::from(spec.name.as_str());
+        let tally = Arc::new(Tally::default());
         let state = HostState::new(
             Arc::clone(&name),
             spec.sandbox.memory_limit(),
             runtime.started(),
+            Arc::clone(&tally),
         );
         let init_budget = spec.sandbox.init_budget();
-        let mut instance = Instance::new(runtime, &pre, state, init_budget)
-            .map_err(|(e, _)| LoadError::Instantiate(e))?;
+        let mut instance =
+            Instance::new(runtime, &pre, state, init_budget).map_err(LoadError::Instantiate)?;
         let hooks = instance
             .init(&spec.config, init_budget)
             .map_err(LoadError::InitCall)?
             .map_err(LoadError::Init)?;
-        Ok(Plugin {
-            budget: spec.sandbox.time_budget(),
-            cache: VerdictCache::new(spec.cache_entries),
+        let loaded = Arc::new(Loaded {
             spec,
             name,
             runtime: runtime.clone(),
             pre,
             version,
             hooks,
+            detached: Mutex::new(None),
+            is_detached: AtomicBool::new(false),
+            tallies: Mutex::new(Vec::new()),
+        });
+        Plugin::with_instance(loaded, tally, instance)
+    }
+
+    /// Another caller's copy of this plugin: the same compiled component, detachment and
+    /// reports; its own instance (and spare, both made now: call it off the data path),
+    /// verdict cache and counters.
+    pub fn another(&self) -> Result<Plugin, LoadError> {
+        let tally = Arc::new(Tally::default());
+        let budget = self.loaded.spec.sandbox.init_budget();
+        let instance = self
+            .loaded
+            .instantiate(&tally, budget)
+            .map_err(LoadError::InitCall)?;
+        Plugin::with_instance(Arc::clone(&self.loaded), tally, instance)
+    }
+
+    fn with_instance(
+        loaded: Arc<Loaded>,
+        tally: Arc<Tally>,
+        instance: Instance,
+    ) -> Result<Plugin, LoadError> {
+        let spare = loaded
+            .instantiate(&tally, loaded.spec.sandbox.init_budget())
+            .map_err(LoadError::InitCall)?;
+        loaded.tallies().push(Arc::clone(&tally));
+        tally
+            .memory_used
+            .store(instance.memory_used() as u64, Ordering::Relaxed);
+        Ok(Plugin {
+            budget: loaded.spec.sandbox.time_budget(),
+            cache: VerdictCache::new(loaded.spec.cache_entries),
             instance: Some(instance),
-            spare: None,
-            detached: None,
-            failures_in_row: 0,
-            stats: PluginStats::default(),
+            spare: Arc::new(Spare {
+                instance: Mutex::new(Some(spare)),
+                pending: AtomicBool::new(false),
+            }),
+            tally,
+            loaded,
             error_log: RateLimit::new(1, 5),
             metas: Vec::new(),
             slots: Vec::new(),
@@ -122,42 +222,70 @@ impl Plugin {
 
     /// Its configured name.
     pub fn name(&self) -> &str {
-        &self.spec.name
+        &self.loaded.spec.name
     }
 
     /// What it was loaded from.
     pub fn spec(&self) -> &PluginSpec {
-        &self.spec
+        &self.loaded.spec
     }
 
     /// The runtime it runs on.
     pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+        &self.loaded.runtime
     }
 
     /// Detached after too many failures, and why.
-    pub fn detached(&self) -> Option<&str> {
-        self.detached.as_deref()
+    pub fn detached(&self) -> Option<String> {
+        self.loaded.detached()
+    }
+
+    fn is_detached(&self) -> bool {
+        self.loaded.is_detached.load(Ordering::Relaxed)
+    }
+
+    fn implements(&self, hook: wit::Hooks) -> bool {
+        self.loaded.hooks.contains(hook)
+    }
+
+    /// Whether it implements the filter hook (a worker then needs a copy of it).
+    pub fn has_filter(&self) -> bool {
+        self.implements(wit::Hooks::FILTER)
+    }
+
+    /// Whether it implements the learn or the age hook (the learning and aging thread then
+    /// needs a copy of it).
+    pub fn has_learn_or_age(&self) -> bool {
+        self.implements(wit::Hooks::LEARN) || self.implements(wit::Hooks::AGE)
+    }
+
+    /// Whether its learn hook decides learning on `vni`.
+    pub fn learns(&self, vni: Vni) -> bool {
+        self.implements(wit::Hooks::LEARN) && self.loaded.spec.attached_to(vni)
     }
 
     /// Whether its filter wants frames of `vni`: it implements `filter` and is attached to the
     /// VNI, and is either live or detached with `on_error = "drop"` (then it drops them).
     pub fn filters(&self, vni: Vni) -> bool {
-        self.hooks.contains(wit::Hooks::FILTER)
-            && self.spec.attached_to(vni)
-            && (self.detached.is_none() || self.spec.on_error == OnError::Drop)
+        self.has_filter()
+            && self.loaded.spec.attached_to(vni)
+            && (!self.is_detached() || self.loaded.spec.on_error == OnError::Drop)
     }
 
-    /// Decides the frames of `batch` on its VNIs that are still `Pass`, in one call; frames
-    /// with a live cached verdict are answered without a call.
+    /// Decides the frames of `batch` on its VNIs that are still `Pass`, in calls of at most
+    /// [`MAX_FILTER_BATCH`] frames; frames with a live cached verdict are answered without a
+    /// call. After a failed call, the rest of the batch gets the `on_error` verdict without
+    /// calls: a batch waits for at most one budget per plugin.
     pub fn filter(&mut self, now: Instant, batch: &dyn FilterBatch, verdicts: &mut [Verdict]) {
-        let bypassed = self.detached.is_some() && self.spec.on_error == OnError::Pass;
-        if !self.hooks.contains(wit::Hooks::FILTER) || bypassed {
+        let detached = self.is_detached();
+        let bypassed = detached && self.loaded.spec.on_error == OnError::Pass;
+        if !self.has_filter() || bypassed {
             return; // as `filters` says: nothing to decide
         }
         self.metas.clear();
         self.slots.clear();
-        self.raw.clear();
+        let tally = Arc::clone(&self.tally);
+        let mut stats = tally.stats();
         // An empty cache is not looked up: no flow key is hashed for plugins that never cache.
         let cached_any = self.cache.len() > 0;
         for (i, verdict) in verdicts.iter_mut().enumerate() {
@@ -167,95 +295,138 @@ impl Plugin {
             let Some(frame) = batch.frame(i) else {
                 continue;
             };
-            if !self.spec.attached_to(frame.vni) {
+            if !self.loaded.spec.attached_to(frame.vni) {
                 continue;
             }
-            self.stats.frames += 1;
-            if self.detached.is_some() {
-                *verdict = self.error_verdict();
+            stats.frames += 1;
+            if detached {
+                *verdict = error_verdict(&mut stats, self.loaded.spec.on_error);
                 continue;
             }
             if cached_any && let Some(cached) = self.cache.get(&FlowKey::of(&frame), now) {
-                self.stats.cache_hits += 1;
-                *verdict = self.apply(cached);
+                stats.cache_hits += 1;
+                *verdict = apply(&mut stats, cached);
                 continue;
             }
             self.metas.push(convert::frame_meta(&frame));
             self.slots.push(i);
-            self.raw.push(RawFrame::new(frame.bytes));
         }
-        if self.metas.is_empty() {
-            return;
-        }
-        self.revive();
-        let result = match self.instance.as_mut() {
-            Some(instance) => {
-                self.stats.filter_calls += 1;
-                let started = Instant::now();
-                // SAFETY: every RawFrame in `raw` was made from a slice of `batch`, which this
-                // function borrows for its whole duration, so they outlive the call.
-                let result = unsafe { instance.filter(&self.metas, &mut self.raw, self.budget) };
-                self.stats.time_call(started.elapsed());
-                Some(result)
+        drop(stats);
+        let mut failed = false;
+        let mut start = 0;
+        while start < self.metas.len() {
+            let end = (start + MAX_FILTER_BATCH).min(self.metas.len());
+            if failed || !self.revive() {
+                let mut stats = tally.stats();
+                for &slot in &self.slots[start..end] {
+                    if let Some(v) = verdicts.get_mut(slot) {
+                        *v = error_verdict(&mut stats, self.loaded.spec.on_error);
+                    }
+                }
+            } else {
+                failed = !self.filter_chunk(now, batch, start..end, verdicts);
             }
-            None => None,
+            start = end;
+        }
+        self.tally
+            .cached_flows
+            .store(self.cache.len() as u64, Ordering::Relaxed);
+    }
+
+    /// One filter call for the selected frames `range`; false if it failed (its frames then
+    /// got the `on_error` verdict).
+    fn filter_chunk(
+        &mut self,
+        now: Instant,
+        batch: &dyn FilterBatch,
+        range: core::ops::Range<usize>,
+        verdicts: &mut [Verdict],
+    ) -> bool {
+        let Some(instance) = self.instance.as_mut() else {
+            return false;
         };
         self.raw.clear();
+        for &slot in &self.slots[range.clone()] {
+            // Every slot was a frame of the batch a moment ago.
+            let bytes = batch.frame(slot).map_or(&[][..], |f| f.bytes);
+            self.raw.push(RawFrame::new(bytes));
+        }
+        let started = Instant::now();
+        // SAFETY: every RawFrame in `raw` was made from a slice of `batch`, which this
+        // function borrows for its whole duration, so they outlive the call.
+        let result =
+            unsafe { instance.filter(&self.metas[range.clone()], &mut self.raw, self.budget) };
+        let took = started.elapsed();
+        self.raw.clear();
+        let mut stats = self.tally.stats();
+        stats.filter_calls += 1;
+        stats.time_call(took);
         match result {
-            Some(Ok(results)) => {
-                self.failures_in_row = 0;
-                for (k, r) in results.iter().enumerate() {
+            Ok(results) => {
+                self.tally.failures_in_row.store(0, Ordering::Relaxed);
+                for (r, &slot) in results.iter().zip(&self.slots[range]) {
                     let cached = match r.verdict {
                         wit::Verdict::Pass => Cached::Pass,
                         wit::Verdict::Drop(code) => Cached::Drop(code),
                     };
-                    let slot = self.slots[k];
                     if r.cache_secs > 0
                         && let Some(frame) = batch.frame(slot)
                         && !self
                             .cache
                             .insert(FlowKey::of(&frame), cached, r.cache_secs, now)
                     {
-                        self.stats.cache_full += 1;
+                        stats.cache_full += 1;
                     }
-                    verdicts[slot] = self.apply(cached);
+                    if let Some(v) = verdicts.get_mut(slot) {
+                        *v = apply(&mut stats, cached);
+                    }
                 }
+                drop(stats);
+                self.note_memory();
+                true
             }
-            Some(Err(e)) => {
+            Err(e) => {
+                for &slot in &self.slots[range] {
+                    if let Some(v) = verdicts.get_mut(slot) {
+                        *v = error_verdict(&mut stats, self.loaded.spec.on_error);
+                    }
+                }
+                drop(stats);
                 self.failed("filter", e);
-                self.error_verdicts(verdicts);
-                self.revive();
+                false
             }
-            None => self.error_verdicts(verdicts),
         }
     }
 
     /// Its learn decision, or `None` if it has none to give (not attached, no learn hook, or
     /// failed or detached with `on_error = "pass"`; with `"drop"`, a failure rejects).
     pub fn learn(&mut self, event: &LearnEvent) -> Option<LearnDecision> {
-        if !self.hooks.contains(wit::Hooks::LEARN) || !self.spec.attached_to(event.vni) {
+        if !self.learns(event.vni) {
             return None;
         }
-        let on_error = match self.spec.on_error {
+        let on_error = match self.loaded.spec.on_error {
             OnError::Pass => None,
             OnError::Drop => Some(LearnDecision::Reject),
         };
-        self.revive();
-        let Some(instance) = self.instance.as_mut() else {
-            return on_error; // detached, or its instance could not be re-created
-        };
+        if !self.revive() {
+            return on_error; // detached, or no instance ready
+        }
+        let instance = self.instance.as_mut()?;
         let started = Instant::now();
         let result = instance.learn(convert::learn_event(event), self.budget);
-        self.stats.learn_calls += 1;
-        self.stats.time_call(started.elapsed());
+        let took = started.elapsed();
+        {
+            let mut stats = self.tally.stats();
+            stats.learn_calls += 1;
+            stats.time_call(took);
+        }
         match result {
             Ok(d) => {
-                self.failures_in_row = 0;
+                self.succeeded();
                 Some(convert::learn_decision(d))
             }
             Err(e) => {
                 self.failed("learn", e);
-                self.revive();
                 on_error
             }
         }
@@ -263,197 +434,240 @@ impl Plugin {
 
     /// Its age decision, or `None` if it has none to give (then the entry expires).
     pub fn age(&mut self, event: &AgeEvent) -> Option<AgeDecision> {
-        if !self.hooks.contains(wit::Hooks::AGE) || !self.spec.attached_to(event.vni) {
+        if !self.implements(wit::Hooks::AGE) || !self.loaded.spec.attached_to(event.vni) {
             return None;
         }
-        self.revive();
+        if !self.revive() {
+            return None;
+        }
         let instance = self.instance.as_mut()?;
         let started = Instant::now();
         let result = instance.age(convert::age_event(event), self.budget);
-        self.stats.age_calls += 1;
-        self.stats.time_call(started.elapsed());
+        let took = started.elapsed();
+        {
+            let mut stats = self.tally.stats();
+            stats.age_calls += 1;
+            stats.time_call(took);
+        }
         match result {
             Ok(wit::AgeDecision::Expire) => {
-                self.failures_in_row = 0;
+                self.succeeded();
                 Some(AgeDecision::Expire)
             }
             Ok(wit::AgeDecision::Keep(secs)) => {
-                self.failures_in_row = 0;
+                self.succeeded();
                 Some(AgeDecision::KeepFor(
                     (u64::from(secs) * 1000).max(MIN_KEEP_MS),
                 ))
             }
             Err(e) => {
                 self.failed("age", e);
-                self.revive();
                 None
             }
         }
     }
 
-    /// What `vtep plugin show` prints.
+    /// What `vtep plugin show` prints: every caller's counts added up.
     pub fn report(&self) -> PluginReport {
-        let state = self
-            .instance
-            .as_ref()
-            .map(Instance::state)
-            .or(self.spare.as_ref());
+        let loaded = &self.loaded;
+        let mut stats = PluginStats::default();
+        let mut plugin_counters = std::collections::BTreeMap::new();
+        let (mut memory_used, mut cached_flows, mut logs_suppressed, mut failures_in_row) =
+            (0, 0, 0, 0);
+        for t in loaded.tallies().iter() {
+            stats.merge(&t.stats());
+            for (name, n) in t.counters().iter() {
+                *plugin_counters.entry(name.clone()).or_insert(0u64) += n;
+            }
+            memory_used += t.memory_used.load(Ordering::Relaxed);
+            cached_flows += t.cached_flows.load(Ordering::Relaxed);
+            logs_suppressed += t.logs_suppressed.load(Ordering::Relaxed);
+            failures_in_row = t.failures_in_row().max(failures_in_row);
+        }
         let mut hooks = Vec::new();
         for (flag, name) in [
             (wit::Hooks::FILTER, "filter"),
             (wit::Hooks::LEARN, "learn"),
             (wit::Hooks::AGE, "age"),
         ] {
-            if self.hooks.contains(flag) {
+            if loaded.hooks.contains(flag) {
                 hooks.push(name.to_owned());
             }
         }
+        let detached = loaded.detached();
         PluginReport {
-            name: self.spec.name.clone(),
-            path: self.spec.path.display().to_string(),
-            interface: self.version.clone(),
-            state: if self.detached.is_some() {
+            name: loaded.spec.name.clone(),
+            path: loaded.spec.path.display().to_string(),
+            interface: loaded.version.clone(),
+            state: if detached.is_some() {
                 "detached"
             } else {
                 "attached"
             }
             .to_owned(),
-            detached_reason: self.detached.clone(),
+            detached_reason: detached,
             hooks,
-            vnis: self
+            vnis: loaded
                 .spec
                 .vnis
                 .as_ref()
                 .map(|v| v.iter().map(|n| n.get()).collect()),
-            on_error: self.spec.on_error.as_str().to_owned(),
-            memory_limit: self.spec.sandbox.memory_limit() as u64,
-            memory_used: state.map_or(0, |s| s.limiter.used() as u64),
-            budget_us: u64::try_from(self.spec.sandbox.time_budget().as_micros())
+            on_error: loaded.spec.on_error.as_str().to_owned(),
+            memory_limit: loaded.spec.sandbox.memory_limit() as u64,
+            memory_used,
+            budget_us: u64::try_from(loaded.spec.sandbox.time_budget().as_micros())
                 .unwrap_or(u64::MAX),
-            max_failures: self.spec.sandbox.max_failures(),
-            failures_in_row: self.failures_in_row,
-            cached_flows: self.cache.len() as u64,
-            logs_suppressed: state.map_or(0, HostState::logs_suppressed),
-            calls: self.stats.report(),
-            plugin_counters: state
-                .map(|s| s.counters.iter().cloned().collect())
-                .unwrap_or_default(),
+            max_failures: loaded.spec.sandbox.max_failures(),
+            failures_in_row,
+            cached_flows,
+            logs_suppressed,
+            calls: stats.report(),
+            plugin_counters,
         }
     }
 
-    /// Re-creates the instance (and re-initialises it, under the call budget: this runs on
-    /// the data path) if the last one failed. True if an instance is live: false if detached
-    /// or re-creation failed.
+    /// The host's counters and the plugin's own, every caller's added up, for `vtep stats`.
+    pub fn counters(&self) -> (std::collections::BTreeMap<String, u64>, Vec<(String, u64)>) {
+        let report = self.report();
+        (
+            report.calls.counters,
+            report.plugin_counters.into_iter().collect(),
+        )
+    }
+
+    /// Puts the spare in if no instance is live (and has another made, off the data path).
+    /// True if an instance is live: false if detached or no spare was ready.
     fn revive(&mut self) -> bool {
-        if self.detached.is_some() {
+        if self.is_detached() {
             return false;
         }
         if self.instance.is_none() {
-            let state = self.spare.take().unwrap_or_else(|| {
-                HostState::new(
-                    Arc::clone(&self.name),
-                    self.spec.sandbox.memory_limit(),
-                    self.runtime.started(),
-                )
-            });
-            match Instance::new(&self.runtime, &self.pre, state.renew(), self.budget) {
-                Ok(mut instance) => match instance.init(&self.spec.config, self.budget) {
-                    Ok(Ok(_)) => {
-                        self.stats.recreated += 1;
-                        self.instance = Some(instance);
-                    }
-                    Ok(Err(refusal)) => {
-                        self.spare = Some(instance.into_state());
-                        let e =
-                            CallError::Invalid(format!("init refused on re-creation: {refusal}"));
-                        self.failed("init", e);
-                    }
-                    Err(e) => {
-                        self.spare = Some(instance.into_state());
-                        self.failed("init", e);
-                    }
-                },
-                Err((e, state)) => {
-                    self.spare = Some(*state);
-                    self.failed("instantiate", e);
-                }
+            self.instance = self.spare.take();
+            if self.instance.is_some() {
+                self.tally.stats().recreated += 1;
+                self.note_memory();
             }
+            self.prepare_spare();
         }
         self.instance.is_some()
     }
 
-    /// Counts and logs a failure, drops the instance, and detaches the plugin once it has
-    /// failed `max_failures` times in a row.
-    fn failed(&mut self, hook: &str, error: CallError) {
-        self.stats.count_failure(&error);
-        self.failures_in_row += 1;
-        if let Some(instance) = self.instance.take() {
-            self.spare = Some(instance.into_state());
+    /// Has the preparing thread make a spare instance if none is ready or on its way.
+    fn prepare_spare(&self) {
+        if self.spare.pending.swap(true, Ordering::AcqRel) {
+            return;
         }
-        let message = format!("{hook}: {error}");
-        let max = self.spec.sandbox.max_failures();
-        if self.failures_in_row >= max {
+        let (loaded, spare, tally) = (
+            Arc::clone(&self.loaded),
+            Arc::clone(&self.spare),
+            Arc::clone(&self.tally),
+        );
+        let budget = self.budget;
+        self.loaded.runtime.prepare(Box::new(move || {
+            let ready = spare
+                .instance
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some();
+            if !ready && !loaded.is_detached.load(Ordering::Relaxed) {
+                match loaded.instantiate(&tally, budget) {
+                    Ok(instance) => spare.put(instance),
+                    // Counted as a failure of the caller; its next call asks again.
+                    Err(e) => fail(&loaded, &tally, "instantiate", &e, None),
+                }
+            }
+            spare.pending.store(false, Ordering::Release);
+        }));
+    }
+
+    fn succeeded(&self) {
+        self.tally.failures_in_row.store(0, Ordering::Relaxed);
+        self.note_memory();
+    }
+
+    fn note_memory(&self) {
+        if let Some(i) = &self.instance {
+            self.tally
+                .memory_used
+                .store(i.memory_used() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts and logs a failure and puts the spare in the failed instance's place (unless
+    /// the plugin is now detached), then has another spare made off the data path. Without a
+    /// spare ready (failures faster than instances are made), calls get the `on_error` verdict
+    /// until one is.
+    fn failed(&mut self, hook: &str, error: CallError) {
+        self.instance = None;
+        let log = &mut self.error_log;
+        fail(&self.loaded, &self.tally, hook, &error, Some(log));
+        self.revive();
+    }
+}
+
+/// Counts a failure of a caller of `loaded`, logs it (at most as often as `log` allows;
+/// always when it detaches the plugin), and detaches the plugin once it has failed
+/// `max_failures` times in a row.
+fn fail(
+    loaded: &Loaded,
+    tally: &Tally,
+    hook: &str,
+    error: &CallError,
+    log: Option<&mut RateLimit>,
+) {
+    let message = format!("{hook}: {error}");
+    let in_a_row = tally.failures_in_row.fetch_add(1, Ordering::Relaxed) + 1;
+    {
+        let mut stats = tally.stats();
+        stats.count_failure(error);
+        stats.last_error = Some(message.clone());
+    }
+    let max = loaded.spec.sandbox.max_failures();
+    let name = &*loaded.name;
+    let on_error = loaded.spec.on_error.as_str();
+    if in_a_row >= max {
+        let mut detached = loaded
+            .detached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if detached.is_none() {
             let reason = format!("{max} failures in a row, the last {message}");
             tracing::error!(
-                plugin = %self.name,
-                on_error = self.spec.on_error.as_str(),
-                "plugin detached: {reason}; `vtep plugin reload {}` attaches it again",
-                self.name
+                plugin = name,
+                on_error,
+                "plugin detached: {reason}; `vtep plugin reload {name}` attaches it again"
             );
-            self.detached = Some(reason);
-        } else if let Some(suppressed) = self.error_log.allow(Instant::now()) {
-            tracing::warn!(
-                plugin = %self.name,
-                suppressed,
-                in_a_row = self.failures_in_row,
-                on_error = self.spec.on_error.as_str(),
-                "plugin failed: {message}; its instance is re-created"
-            );
+            *detached = Some(reason);
+            loaded.is_detached.store(true, Ordering::Relaxed);
         }
-        self.stats.last_error = Some(message);
+    } else if let Some(suppressed) = log.and_then(|l| l.allow(Instant::now())) {
+        tracing::warn!(
+            plugin = name,
+            suppressed,
+            in_a_row,
+            on_error,
+            "plugin failed: {message}; its instance is replaced"
+        );
     }
+}
 
-    fn apply(&mut self, cached: Cached) -> Verdict {
-        match cached {
-            Cached::Pass => {
-                self.stats.passed += 1;
-                Verdict::Pass
-            }
-            Cached::Drop(code) => {
-                self.stats.count_drop(code);
-                Verdict::Drop
-            }
+fn apply(stats: &mut PluginStats, cached: Cached) -> Verdict {
+    match cached {
+        Cached::Pass => {
+            stats.passed += 1;
+            Verdict::Pass
         }
-    }
-
-    fn error_verdict(&mut self) -> Verdict {
-        self.stats.error_verdicts += 1;
-        match self.spec.on_error {
-            OnError::Pass => Verdict::Pass,
-            OnError::Drop => Verdict::Drop,
+        Cached::Drop(code) => {
+            stats.count_drop(code);
+            Verdict::Drop
         }
     }
+}
 
-    /// Gives the frames of the failed call the `on_error` verdict.
-    fn error_verdicts(&mut self, verdicts: &mut [Verdict]) {
-        for k in 0..self.slots.len() {
-            let v = self.error_verdict();
-            if let Some(slot) = verdicts.get_mut(self.slots[k]) {
-                *slot = v;
-            }
-        }
-    }
-
-    /// The host's counters and the plugin's own, for `vtep stats`.
-    pub fn counters(&self) -> (std::collections::BTreeMap<String, u64>, Vec<(String, u64)>) {
-        let state = self
-            .instance
-            .as_ref()
-            .map(Instance::state)
-            .or(self.spare.as_ref());
-        (
-            self.stats.counters(),
-            state.map(|s| s.counters.clone()).unwrap_or_default(),
-        )
+fn error_verdict(stats: &mut PluginStats, on_error: OnError) -> Verdict {
+    stats.error_verdicts += 1;
+    match on_error {
+        OnError::Pass => Verdict::Pass,
+        OnError::Drop => Verdict::Drop,
     }
 }

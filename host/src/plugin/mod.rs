@@ -6,12 +6,14 @@
 //! - [`Runtime`]: the engine, the linker (host functions only, no WASI) and the watchdog that
 //!   interrupts calls past their budget.
 //! - [`Sandbox`], [`CallError`]: memory cap, time budget, failures; typed.
-//! - [`Plugin`]: one plugin, its instance, verdict cache and counters, and its failure policy.
-//! - [`PluginChain`]: the plugins in order, implementing the pipeline's hooks.
+//! - [`Plugin`]: one plugin as one caller uses it: its instance and a spare, verdict cache and
+//!   counters, and its failure policy; [`Plugin::another`] makes another caller's copy.
+//! - [`PluginChain`]: one caller's plugins in order, implementing the pipeline's hooks.
 //!
 //! Contract with the pipeline: a plugin can delay a batch by at most its time budget plus the
-//! watchdog's wake-up latency (and the re-creation of its instance after a failure), can never
-//! crash the host, and sees nothing but what the interface passes it.
+//! watchdog's wake-up latency, can never crash the host, and sees nothing but what the
+//! interface passes it. A failed instance is replaced by a spare made beforehand, off the data
+//! path.
 
 mod bindings;
 mod cache;
@@ -32,7 +34,7 @@ mod watchdog;
 pub use chain::{DuplicateName, NoSuchPlugin, PluginChain};
 pub use error::{CallError, LoadError, RuntimeError};
 pub use load::SUPPORTED_VERSIONS;
-pub use loaded::Plugin;
+pub use loaded::{MAX_FILTER_BATCH, Plugin};
 pub use runtime::Runtime;
 pub use spec::{
     DEFAULT_CACHE_ENTRIES, DEFAULT_INIT_BUDGET, DEFAULT_MAX_FAILURES, DEFAULT_MEMORY_LIMIT,

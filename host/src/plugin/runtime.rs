@@ -11,6 +11,7 @@
 //! [`Watchdog`] advances it when a call overruns its deadline.
 
 use std::sync::Arc;
+use std::sync::mpsc::{Sender, channel};
 use std::time::Instant;
 
 use wasmtime::component::{HasSelf, Linker};
@@ -21,8 +22,12 @@ use super::error::RuntimeError;
 use super::host::HostState;
 use super::watchdog::Watchdog;
 
-/// The engine, linker and watchdog shared by every plugin. Cheap to clone; the watchdog's
-/// thread stops when the last clone (plugins hold one) is dropped.
+/// Work for the preparing thread: making a plugin's replacement instance.
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
+
+/// The engine, linker and watchdog shared by every plugin, and a thread that prepares
+/// replacement instances off the data path. Cheap to clone; the threads stop when the last
+/// clone (plugins hold one) is dropped.
 #[derive(Debug, Clone)]
 pub struct Runtime(Arc<Inner>);
 
@@ -30,6 +35,8 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     watchdog: Watchdog,
+    /// Jobs for the preparing thread, which ends when this is dropped.
+    prepare: Sender<Job>,
     started: Instant,
 }
 
@@ -54,12 +61,25 @@ impl Runtime {
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
         let watchdog = Watchdog::start(engine.clone())
             .map_err(|e| RuntimeError(format!("the watchdog thread: {e}")))?;
+        let (prepare, jobs) = channel::<Job>();
+        std::thread::Builder::new()
+            .name("vtep-plugin-prep".to_owned())
+            .spawn(move || jobs.into_iter().for_each(|job| job()))
+            .map_err(|e| RuntimeError(format!("the preparing thread: {e}")))?;
         Ok(Runtime(Arc::new(Inner {
             engine,
             linker,
             watchdog,
+            prepare,
             started: Instant::now(),
         })))
+    }
+
+    /// Runs `job` on the preparing thread, after the jobs before it: for work the data path
+    /// must not wait for (instantiating and initialising a plugin).
+    pub(crate) fn prepare(&self, job: Job) {
+        // The thread ends only with the runtime, which `self` keeps alive.
+        let _ = self.0.prepare.send(job);
     }
 
     pub(crate) fn engine(&self) -> &Engine {

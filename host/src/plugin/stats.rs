@@ -1,7 +1,14 @@
 //! A plugin's counters, kept by the host, and [`PluginReport`]: what `vtep plugin show`,
 //! `vtep plugin list` and `vtep stats` print about it.
+//!
+//! Each runner of a plugin (the instances one worker, or the learning and aging thread, calls)
+//! counts into a [`Tally`] of its own, which the control plane reads at any time and adds up:
+//! its locks are held for a few counter updates, never across a call into wasm, so that
+//! `vtep stats` never waits for a plugin.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +48,36 @@ pub(crate) struct PluginStats {
 }
 
 impl PluginStats {
+    /// Adds `other`'s counts (another runner's) to these.
+    pub(crate) fn merge(&mut self, other: &PluginStats) {
+        self.filter_calls += other.filter_calls;
+        self.learn_calls += other.learn_calls;
+        self.age_calls += other.age_calls;
+        self.frames += other.frames;
+        self.cache_hits += other.cache_hits;
+        self.cache_full += other.cache_full;
+        self.passed += other.passed;
+        for &(code, n) in &other.drops {
+            match self.drops.iter().position(|(c, _)| *c == code) {
+                Some(i) => self.drops[i].1 += n,
+                None if self.drops.len() < MAX_REASONS => self.drops.push((code, n)),
+                None => self.drops_other += n,
+            }
+        }
+        self.drops_other += other.drops_other;
+        self.error_verdicts += other.error_verdicts;
+        self.traps += other.traps;
+        self.timeouts += other.timeouts;
+        self.out_of_memory += other.out_of_memory;
+        self.invalid += other.invalid;
+        self.recreated += other.recreated;
+        self.call_time += other.call_time;
+        self.call_max = self.call_max.max(other.call_max);
+        if other.last_error.is_some() {
+            self.last_error.clone_from(&other.last_error);
+        }
+    }
+
     pub(crate) fn count_drop(&mut self, code: u16) {
         if let Some((_, n)) = self.drops.iter_mut().find(|(c, _)| *c == code) {
             *n += 1;
@@ -123,6 +160,36 @@ impl PluginStats {
             max_call_ns: u64::try_from(self.call_max.as_nanos()).unwrap_or(u64::MAX),
             last_error: self.last_error.clone(),
         }
+    }
+}
+
+/// One runner's counts, shared between the runner and the control plane.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    stats: Mutex<PluginStats>,
+    /// The counters the plugin declared (`counter`), in id order; every instance of the runner
+    /// (a replacement too) declares them by name and finds the same ids.
+    counters: Mutex<Vec<(String, u64)>>,
+    pub(crate) memory_used: AtomicU64,
+    pub(crate) cached_flows: AtomicU64,
+    pub(crate) failures_in_row: AtomicU32,
+    pub(crate) logs_suppressed: AtomicU64,
+}
+
+impl Tally {
+    /// The host's counters; a panic elsewhere leaves plain counters, so poisoning is ignored.
+    pub(crate) fn stats(&self) -> MutexGuard<'_, PluginStats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The plugin's own counters.
+    pub(crate) fn counters(&self) -> MutexGuard<'_, Vec<(String, u64)>> {
+        self.counters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Consecutive failures now.
+    pub(crate) fn failures_in_row(&self) -> u32 {
+        self.failures_in_row.load(Ordering::Relaxed)
     }
 }
 

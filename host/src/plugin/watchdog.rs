@@ -11,11 +11,16 @@
 //! Why not a periodic ticker: measured here (2-core VM), a thread that wakes every 100 µs costs
 //! 20% of a core all the time, and its period adds to every budget. This one sleeps until the
 //! earliest deadline in flight. While calls keep coming it lingers (sleeps one budget at a
-//! time) rather than waiting to be woken, so that a call costs two uncontended lock operations
-//! and no system call; after a while without calls it waits for the next one, which wakes it.
-//! Cost: at most one wake-up per budget while plugins are being called, none when idle.
+//! time) rather than waiting to be woken; after a while without calls it parks, and the next
+//! call unparks it.
+//!
+//! Why a [`Slot`] per caller: the data path's workers call plugins at once, each its own
+//! instance. A call writes its deadline and counts itself in its own slot (its own cache
+//! line) and reads one flag that changes only when the thread parks or wakes: no lock and no
+//! write to memory another worker writes. The thread reads every slot when it wakes.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,32 +29,46 @@ use wasmtime::Engine;
 /// How often a call still in flight past its deadline is poked again (it may be in host code,
 /// where the epoch is not checked, and will be interrupted when it is back in wasm).
 const REPOKE: Duration = Duration::from_micros(200);
-/// Lingering periods without any call after which the thread waits to be woken.
+/// Lingering periods without any call after which the thread parks.
 const IDLE_PERIODS: u32 = 64;
+/// A slot's deadline while no call is in flight.
+const IDLE: u64 = 0;
 
+/// One caller's calls (an instance's): the deadline of the call in flight and a count of calls.
 #[derive(Debug, Default)]
-struct State {
-    /// Calls in flight: id and deadline.
-    calls: Vec<(u64, Instant)>,
-    next_id: u64,
-    /// Calls registered since the thread last woke.
-    registered: u64,
-    /// The budget of the last call registered: how long the thread lingers.
-    linger: Duration,
-    /// When the thread will wake by itself; `None` while it waits for a call.
-    sleeping_until: Option<Instant>,
-    stop: bool,
+#[repr(align(64))]
+pub(crate) struct Slot {
+    /// Nanoseconds after the watchdog's start at which the call in flight must be
+    /// interrupted; [`IDLE`] while none is.
+    deadline: AtomicU64,
+    /// Calls made (wrapping): the thread lingers while this moves.
+    calls: AtomicU64,
+    /// The budget of the last call: how long the thread lingers between wake-ups.
+    budget: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Shared {
-    state: Mutex<State>,
-    wake: Condvar,
+    /// Every caller's slot; a caller that is gone leaves a dead `Weak`, pruned by the thread.
+    slots: Mutex<Vec<Weak<Slot>>>,
+    /// When the thread wakes by itself, in slot nanoseconds (`u64::MAX`: parked until a call
+    /// unparks it). A call with an earlier deadline unparks it. Written by the thread only.
+    sleeping_until: AtomicU64,
+    stop: AtomicBool,
+    /// What slot deadlines count from.
+    epoch: Instant,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn slots(&self) -> MutexGuard<'_, Vec<Weak<Slot>>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        // At least 1: zero is `IDLE`. 584 years of uptime fit.
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 }
 
@@ -63,16 +82,12 @@ pub(crate) struct Watchdog {
 /// A call in flight; dropping it ends the call for the watchdog.
 #[derive(Debug)]
 pub(crate) struct Call<'a> {
-    shared: &'a Shared,
-    id: u64,
+    slot: &'a Slot,
 }
 
 impl Drop for Call<'_> {
     fn drop(&mut self) {
-        let mut s = self.shared.lock();
-        if let Some(i) = s.calls.iter().position(|(id, _)| *id == self.id) {
-            s.calls.swap_remove(i);
-        }
+        self.slot.deadline.store(IDLE, Ordering::Release);
     }
 }
 
@@ -80,8 +95,10 @@ impl Watchdog {
     /// Starts the thread that interrupts `engine`'s calls.
     pub(crate) fn start(engine: Engine) -> std::io::Result<Watchdog> {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            wake: Condvar::new(),
+            slots: Mutex::new(Vec::new()),
+            sleeping_until: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            epoch: Instant::now(),
         });
         let thread = std::thread::Builder::new()
             .name("vtep-plugin-watchdog".to_owned())
@@ -95,39 +112,79 @@ impl Watchdog {
         })
     }
 
-    /// Registers a call that must be interrupted at `deadline`.
-    pub(crate) fn call(&self, deadline: Instant) -> Call<'_> {
-        let mut s = self.shared.lock();
-        let id = s.next_id;
-        s.next_id = s.next_id.wrapping_add(1);
-        s.registered += 1;
-        s.linger = deadline.saturating_duration_since(Instant::now());
-        s.calls.push((id, deadline));
-        // Wake the thread only if it would otherwise sleep past this deadline.
-        let wake = s.sleeping_until.is_none_or(|t| deadline < t);
-        if wake {
-            // Set now, so that the calls that follow before the thread runs do not wake it again.
-            s.sleeping_until = Some(deadline);
+    /// A slot for one caller's calls (an instance's); takes the watchdog's lock once.
+    pub(crate) fn slot(&self) -> Arc<Slot> {
+        let slot = Arc::new(Slot::default());
+        self.shared.slots().push(Arc::downgrade(&slot));
+        slot
+    }
+
+    /// Registers a call through `slot` that must be interrupted at `deadline`.
+    pub(crate) fn call<'a>(&self, slot: &'a Slot, deadline: Instant) -> Call<'a> {
+        let now = Instant::now();
+        let budget = deadline.saturating_duration_since(now);
+        slot.budget.store(
+            u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        slot.calls.fetch_add(1, Ordering::Relaxed);
+        // Sequentially consistent with the thread's own pair (it sets `sleeping_until`, then
+        // looks at the slots again): either it sees this deadline before it sleeps, or this
+        // call sees that it sleeps past the deadline and wakes it.
+        let deadline = self.shared.nanos(deadline);
+        slot.deadline.store(deadline, Ordering::SeqCst);
+        if deadline < self.shared.sleeping_until.load(Ordering::SeqCst)
+            && let Some(t) = &self.thread
+        {
+            t.thread().unpark();
         }
-        drop(s);
-        if wake {
-            self.shared.wake.notify_one();
-        }
-        Call {
-            shared: &self.shared,
-            id,
-        }
+        Call { slot }
     }
 }
 
 impl Drop for Watchdog {
     fn drop(&mut self) {
-        self.shared.lock().stop = true;
-        self.shared.wake.notify_one();
+        self.shared.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
+}
+
+/// What the thread saw of the slots at one wake-up.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The earliest deadline in flight not yet past, in slot nanoseconds.
+    next: Option<u64>,
+    /// Some call in flight is past its deadline.
+    overdue: bool,
+    /// Sum of the slots' call counts.
+    calls: u64,
+    /// The shortest budget of a slot: how long to linger.
+    linger: u64,
+}
+
+fn look(shared: &Shared, now: u64) -> Seen {
+    let mut seen = Seen {
+        linger: u64::MAX,
+        ..Seen::default()
+    };
+    let mut slots = shared.slots();
+    slots.retain(|w| w.strong_count() > 0);
+    for slot in slots.iter().filter_map(Weak::upgrade) {
+        seen.calls = seen.calls.wrapping_add(slot.calls.load(Ordering::Relaxed));
+        let budget = slot.budget.load(Ordering::Relaxed);
+        if budget > 0 {
+            seen.linger = seen.linger.min(budget);
+        }
+        match slot.deadline.load(Ordering::SeqCst) {
+            IDLE => {}
+            d if d <= now => seen.overdue = true,
+            d => seen.next = Some(seen.next.map_or(d, |n: u64| n.min(d))),
+        }
+    }
+    seen
 }
 
 /// The thread: sleeps until the earliest deadline in flight, then pokes the engine if a call
@@ -139,36 +196,40 @@ fn watch(shared: &Shared, engine: &Engine) {
     unsafe {
         libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
     }
-    let mut s = shared.lock();
+    let repoke = u64::try_from(REPOKE.as_nanos()).unwrap_or(u64::MAX);
     let mut idle = 0;
-    while !s.stop {
-        let now = Instant::now();
-        let overdue = s.calls.iter().any(|(_, d)| *d <= now);
-        if overdue {
+    let mut calls = 0;
+    while !shared.stop.load(Ordering::SeqCst) {
+        let now = shared.nanos(Instant::now());
+        let seen = look(shared, now);
+        if seen.overdue {
             engine.increment_epoch();
         }
-        idle = if s.registered == 0 { idle + 1 } else { 0 };
-        s.registered = 0;
-        let next = s.calls.iter().map(|(_, d)| *d).filter(|d| *d > now).min();
-        let until = match (next, overdue) {
-            (Some(t), true) => Some(t.min(now + REPOKE)),
-            (Some(t), false) => Some(t),
-            (None, true) => Some(now + REPOKE),
+        idle = if seen.calls == calls { idle + 1 } else { 0 };
+        calls = seen.calls;
+        let until = match (seen.next, seen.overdue) {
+            (Some(t), true) => t.min(now.saturating_add(repoke)),
+            (Some(t), false) => t,
+            (None, true) => now.saturating_add(repoke),
             // Calls keep coming: a new one's deadline is at least a budget away.
-            (None, false) if idle < IDLE_PERIODS => Some(now + s.linger.max(REPOKE)),
-            (None, false) => None,
-        };
-        s.sleeping_until = until;
-        s = match until {
-            Some(t) => {
-                shared
-                    .wake
-                    .wait_timeout(s, t.saturating_duration_since(now))
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0
+            (None, false) if idle < IDLE_PERIODS && seen.linger < u64::MAX => {
+                now.saturating_add(seen.linger.max(repoke))
             }
-            None => shared.wake.wait(s).unwrap_or_else(PoisonError::into_inner),
+            (None, false) => u64::MAX,
         };
+        shared.sleeping_until.store(until, Ordering::SeqCst);
+        // A call that registered before it could see `until` is seen here.
+        let again = look(shared, now);
+        if again.overdue || again.next.is_some_and(|d| d < until) {
+            continue;
+        }
+        if until == u64::MAX {
+            std::thread::park();
+            idle = 0;
+        } else {
+            std::thread::park_timeout(Duration::from_nanos(until.saturating_sub(now)));
+        }
+        shared.sleeping_until.store(0, Ordering::SeqCst);
     }
 }
 
@@ -176,32 +237,43 @@ fn watch(shared: &Shared, engine: &Engine) {
 mod tests {
     use super::*;
 
-    /// The thread's state, once it has settled.
-    fn settled(w: &Watchdog) -> (usize, Option<Instant>) {
+    /// Lets the thread settle, then says whether it is parked and whether a call is in flight.
+    fn settled(w: &Watchdog, slot: &Slot) -> (bool, bool) {
         std::thread::sleep(Duration::from_millis(20));
-        let s = w.shared.lock();
-        (s.calls.len(), s.sleeping_until)
+        (
+            w.shared.sleeping_until.load(Ordering::SeqCst) == u64::MAX,
+            slot.deadline.load(Ordering::SeqCst) != IDLE,
+        )
     }
 
     #[test]
     fn calls_are_tracked_and_the_epoch_advances_only_past_a_deadline() {
         let engine = Engine::new(wasmtime::Config::new().epoch_interruption(true)).unwrap();
         let w = Watchdog::start(engine).unwrap();
+        let slot = w.slot();
         {
-            let _far = w.call(Instant::now() + Duration::from_secs(60));
-            let (calls, until) = settled(&w);
-            assert_eq!(calls, 1);
-            assert!(until.is_some(), "sleeps until the deadline");
+            let _far = w.call(&slot, Instant::now() + Duration::from_secs(60));
+            assert_eq!(
+                settled(&w, &slot),
+                (false, true),
+                "sleeps until the deadline"
+            );
         }
-        assert_eq!(settled(&w).0, 0, "a call that returns is forgotten");
-        // Past its deadline and still in flight: poked (again and again, until it returns).
-        let overdue = w.call(Instant::now());
-        let (_, until) = settled(&w);
-        assert!(until.is_some_and(|t| t <= Instant::now() + REPOKE));
+        assert!(!settled(&w, &slot).1, "a call that returns is forgotten");
+        // A call with an earlier deadline than the thread's wake-up wakes it; its budget (1 ms)
+        // is how long the thread lingers once calls stop, 64 times, before it parks.
+        drop(w.call(&slot, Instant::now() + Duration::from_millis(1)));
+        std::thread::sleep(Duration::from_millis(64 + 100));
+        assert_eq!(settled(&w, &slot), (true, false));
+        let overdue = w.call(&slot, Instant::now());
+        assert_eq!(settled(&w, &slot), (false, true), "woken by the call");
         drop(overdue);
-        // Without calls the thread lingers a while, then waits to be woken.
-        std::thread::sleep(REPOKE * (IDLE_PERIODS + 10));
-        assert_eq!(settled(&w), (0, None));
+        // A slot whose caller is gone is forgotten.
+        drop(slot);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            w.shared.slots().iter().all(|s| s.strong_count() == 0) || w.shared.slots().is_empty()
+        );
         drop(w); // joins the thread
     }
 }

@@ -38,7 +38,8 @@ pub use stats::{Counter, DropReason, Drops, VniStats};
 use self::batch::Pending;
 use self::encap::Encapsulator;
 use crate::fdb::{
-    AgePolicy, Builtin, EntryView, Fdb, FdbError, LearnOutcome, Tick, VniIdx, VniTableSettings,
+    AgePolicy, Builtin, EntryView, Fdb, FdbError, LearnEvent, LearnOutcome, LearnPolicy, Tick,
+    VniIdx, VniTableSettings,
 };
 use crate::wire::{MacAddr, Vni};
 
@@ -154,6 +155,29 @@ impl Vtep {
         Vtep::with_shared(Arc::clone(&self.shared))
     }
 
+    /// This worker after a panic: the same counters, fresh scratch memory (whatever the panic
+    /// left in the batch vectors is gone).
+    pub fn renewed(self) -> Vtep {
+        let mut fresh = Vtep::with_shared(Arc::clone(&self.shared));
+        fresh.stats = self.stats;
+        fresh.drops = self.drops;
+        fresh
+    }
+
+    /// Learns what a learn policy deferred ([`LearnDecision::Defer`](crate::fdb::LearnDecision)):
+    /// the event's MAC from its location at its time, asking `policy` now. Counted in this
+    /// worker's counters.
+    pub fn learn_deferred(&mut self, event: &LearnEvent, policy: &mut (impl LearnPolicy + ?Sized)) {
+        let outcome = self
+            .shared
+            .fdb
+            .learn(event.idx, event.mac, event.new, event.at, policy);
+        if let Some(stats) = self.stats.get_mut(event.idx.index()) {
+            // A static conflict drops frames, not deferred events: nothing to count for it.
+            let _ = count_learn(stats, outcome);
+        }
+    }
+
     /// This VTEP's underlay address.
     pub fn local(&self) -> IpAddr {
         self.shared.local
@@ -264,8 +288,12 @@ fn count_learn(stats: &mut VniStats, outcome: LearnOutcome) -> Result<(), DropRe
         LearnOutcome::Moved { .. } => stats.moved += 1,
         LearnOutcome::LimitReached => stats.learn_limit += 1,
         LearnOutcome::Rejected => stats.learn_rejected += 1,
+        LearnOutcome::Deferred => stats.learn_deferred += 1,
         LearnOutcome::StaticConflict => return Err(DropReason::StaticConflict),
-        LearnOutcome::Refreshed | LearnOutcome::Static | LearnOutcome::UnknownVni => {}
+        LearnOutcome::Refreshed
+        | LearnOutcome::Static
+        | LearnOutcome::UnknownVni
+        | LearnOutcome::Superseded => {}
     }
     Ok(())
 }

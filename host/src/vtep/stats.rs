@@ -141,6 +141,9 @@ pub struct VniStats {
     pub learn_limit: u64,
     /// New MACs or moves refused by the learning policy.
     pub learn_rejected: u64,
+    /// New MACs or moves handed to the learning thread (a learn plugin decides them there,
+    /// off the data path); counted again there as learned, moved or rejected.
+    pub learn_deferred: u64,
     /// Frames a filter hook dropped (both directions).
     pub filtered: u64,
 }
@@ -165,6 +168,7 @@ impl VniStats {
         self.expired += other.expired;
         self.learn_limit += other.learn_limit;
         self.learn_rejected += other.learn_rejected;
+        self.learn_deferred += other.learn_deferred;
         self.filtered += other.filtered;
     }
 
@@ -181,6 +185,7 @@ impl VniStats {
             expired: 0,
             learn_limit: 0,
             learn_rejected: 0,
+            learn_deferred: 0,
             filtered: 0,
         }
     }

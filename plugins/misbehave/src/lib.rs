@@ -1,6 +1,7 @@
 //! `misbehave`: a test fixture for the host's sandbox, not a plugin to deploy. Its config says
-//! how it behaves in one hook (`hook`, default `"filter"`): well (`"pass"`, `"drop"`), or badly
-//! (`"loop"` forever, `"trap"`, `"grow"` its memory without bound, `"fail-init"`); the other
+//! how it behaves in one hook (`hook`, default `"filter"`): well (`"pass"`, `"drop"`), slowly
+//! (`"slow"`: spins `slow_ms` on every call, then behaves), or badly (`"loop"` forever,
+//! `"trap"`, `"grow"` its memory without bound, `"fail-init"`); the other
 //! hooks behave well. It counts its calls in a plugin counter, and can read every frame's
 //! bytes through the host to exercise `frame-bytes`.
 //!
@@ -14,7 +15,7 @@
 use serde::Deserialize;
 use wasm_vtep_plugin_sdk::{
     AgeDecision, AgeEvent, Counter, FilterResult, FrameMeta, LearnDecision, LearnEvent, Plugin,
-    Value, frame_bytes, from_config,
+    Value, frame_bytes, from_config, now_ms,
 };
 
 /// What the plugin does in its chosen hook.
@@ -33,6 +34,9 @@ pub enum Mode {
     Grow,
     /// Refuse the configuration.
     FailInit,
+    /// Spin for `slow_ms` on every call (a plugin that uses its whole budget and still
+    /// answers), then behave as `pass`.
+    Slow,
 }
 
 /// Which hook misbehaves.
@@ -82,6 +86,9 @@ struct Config {
     /// Behave for this many calls of the hook, then misbehave.
     #[serde(default)]
     good_calls: u64,
+    /// `slow`: how long each call spins, in milliseconds.
+    #[serde(default)]
+    slow_ms: u64,
 }
 
 const fn default_hook() -> Hook {
@@ -127,6 +134,10 @@ impl Misbehave {
                 chunk[0] = 1;
                 self.hoard.push(core::hint::black_box(chunk));
             },
+            Mode::Slow => {
+                let until = now_ms() + self.config.slow_ms;
+                while core::hint::black_box(now_ms()) < until {}
+            }
             Mode::Pass | Mode::Drop | Mode::FailInit => {}
         }
     }
