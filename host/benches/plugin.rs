@@ -4,6 +4,12 @@
 //! re-creation of its instance), a loop (its budget, the interruption, the re-creation); and
 //! the CPU time of the watchdog thread, busy and idle.
 //!
+//! Then how the filter path scales with the workers: 1, 2 and 3 threads, each a worker with
+//! its own pipeline and its own copy of an uncached plugin (as the daemon runs them), against
+//! the same threads sharing one copy behind a mutex (as the daemon did before); the cost of one
+//! learn and one age decision; and the heap allocations a warm batch makes (a counting
+//! allocator wraps the system's for this bench).
+//!
 //! The frames are known unicast, switched to another local port: the cheapest path through
 //! the pipeline, so that the plugin's share stands out.
 
@@ -12,12 +18,46 @@ mod build;
 #[path = "../tests/plugins/frames.rs"]
 mod frames;
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use wasm_vtep::fdb::{AgeEvent, AgePolicy, LearnEvent, LearnPolicy, Location, PortId as FdbPort};
 use wasm_vtep::plugin::{Plugin, PluginChain, PluginSpec, Runtime, Sandbox};
-use wasm_vtep::vtep::{Hooks, Outbox, PortId, Vtep};
+use wasm_vtep::vtep::{FilterBatch, Hooks, Outbox, PortId, Verdict, Vtep};
+use wasm_vtep::wire::{MacAddr, Vni};
+
+/// The system allocator, counting allocations (for `allocations`).
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed on unchanged to the system allocator, which upholds
+// `GlobalAlloc`'s contract; the counter has no effect on the memory handed out.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `alloc` is passed on.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract for `dealloc` is passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's contract for `realloc` is passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const BATCH: u16 = 32;
 /// The MAC every frame goes to, learned behind port 1.
@@ -149,6 +189,205 @@ fn failing(c: &mut Criterion, runtime: &Runtime) {
     }
 }
 
+/// The plugins one worker's pipeline calls: its own copy (as the daemon runs them) or a copy
+/// shared with the other workers behind a mutex (as the daemon did before).
+enum WorkerPlugins {
+    Own(PluginChain),
+    Shared(Arc<Mutex<PluginChain>>),
+}
+
+impl Hooks for WorkerPlugins {
+    fn filters(&self, _: Vni) -> bool {
+        true
+    }
+
+    fn filter(&mut self, now: Instant, batch: &dyn FilterBatch, verdicts: &mut [Verdict]) {
+        match self {
+            WorkerPlugins::Own(chain) => chain.filter(now, batch, verdicts),
+            WorkerPlugins::Shared(chain) => {
+                let mut chain = chain.lock().unwrap_or_else(|e| e.into_inner());
+                chain.filter(now, batch, verdicts);
+            }
+        }
+    }
+}
+
+impl LearnPolicy for WorkerPlugins {
+    fn decide_learn(&mut self, event: &LearnEvent) -> wasm_vtep::fdb::LearnDecision {
+        wasm_vtep::fdb::Builtin.decide_learn(event)
+    }
+}
+
+impl AgePolicy for WorkerPlugins {
+    fn decide_age(&mut self, event: &AgeEvent) -> wasm_vtep::fdb::AgeDecision {
+        wasm_vtep::fdb::Builtin.decide_age(event)
+    }
+}
+
+/// Frames per second through `workers` threads, each a worker with its own pipeline and
+/// `hooks(i)`, for `secs` seconds.
+fn frames_per_sec(workers: usize, secs: f64, hooks: impl Fn(usize) -> WorkerPlugins) -> f64 {
+    let (v, frames) = setup();
+    let frames = Arc::new(frames);
+    let start = Arc::new(Barrier::new(workers));
+    let threads: Vec<_> = (0..workers)
+        .map(|i| {
+            let (mut v, frames, start) = (v.worker(), Arc::clone(&frames), Arc::clone(&start));
+            let mut hooks = hooks(i);
+            std::thread::spawn(move || {
+                let batch = frames::port_batch(&frames);
+                let mut out = Outbox::new();
+                start.wait();
+                let began = Instant::now();
+                let mut n = 0u64;
+                while began.elapsed().as_secs_f64() < secs {
+                    out.clear();
+                    v.handle_port_batch(
+                        Instant::now(),
+                        PortId(0),
+                        batch.as_slice(),
+                        &mut out,
+                        &mut hooks,
+                    );
+                    n += u64::from(BATCH);
+                }
+                n as f64 / began.elapsed().as_secs_f64()
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap_or(0.0)).sum()
+}
+
+/// The uncached filter through 1, 2 and 3 workers: each its own copy, then one shared copy.
+fn scaling(runtime: &Runtime) {
+    let original = plugin(
+        runtime,
+        "scaling",
+        "vni-filter",
+        r#"{"deny":[{"ip_proto":"icmp"},{"dst_port":22}],"cache_secs":0}"#,
+    );
+    let one = frames_per_sec(1, 3.0, |_| {
+        WorkerPlugins::Own(original.copies(|_| true).expect("copies"))
+    });
+    for workers in 1..=3 {
+        let own = frames_per_sec(workers, 3.0, |_| {
+            WorkerPlugins::Own(original.copies(|_| true).expect("copies"))
+        });
+        let shared = Arc::new(Mutex::new(original.copies(|_| true).expect("copy")));
+        let locked = frames_per_sec(workers, 3.0, |_| WorkerPlugins::Shared(Arc::clone(&shared)));
+        println!(
+            "filter scaling, vni-filter uncached, {workers} worker(s): own copies {:.0} frames/s \
+             ({:.2}x of 1), one shared copy {:.0} frames/s",
+            own,
+            own / one,
+            locked
+        );
+    }
+}
+
+/// One learn decision (learn-guard) and one age decision (adaptive-aging) through the chain.
+fn decisions(c: &mut Criterion, runtime: &Runtime) {
+    let vni = Vni::new(5001).expect("a VNI");
+    let mut guard = plugin(
+        runtime,
+        "guard",
+        "learn-guard",
+        r#"{"max_macs":{"default":1000000}}"#,
+    );
+    let mut aging = plugin(
+        runtime,
+        "aging",
+        "adaptive-aging",
+        r#"{"steady_keep_secs":60}"#,
+    );
+    let fdb_vni = {
+        let mut fdb = wasm_vtep::fdb::Fdb::new();
+        fdb.add_vni(
+            vni,
+            wasm_vtep::fdb::VniTableSettings {
+                aging_ms: 300_000,
+                max_entries: 1 << 20,
+            },
+        )
+        .expect("one VNI")
+    };
+    let mut g = c.benchmark_group("decision");
+    let mut n = 0u64;
+    g.bench_function("learn_guard_learn", |b| {
+        b.iter(|| {
+            n += 1;
+            let event = LearnEvent {
+                vni,
+                idx: fdb_vni,
+                mac: MacAddr::from_u64(0x0200_0000_0000 | (n & 0xffff)),
+                new: Location::Port(FdbPort(0)),
+                current: None,
+                current_sticky: false,
+                vni_entries: 0,
+                at: 0,
+            };
+            black_box(guard.decide_learn(&event))
+        });
+    });
+    g.bench_function("adaptive_aging_age", |b| {
+        b.iter(|| {
+            let event = AgeEvent {
+                vni,
+                mac: MacAddr::from_u64(0x0200_0000_0001),
+                idle_ms: 300_000,
+                hits: 100,
+                location: Location::Port(FdbPort(0)),
+            };
+            black_box(aging.decide_age(&event))
+        });
+    });
+    g.finish();
+}
+
+/// Heap allocations per warm batch of 32 through an uncached filter.
+fn allocations(runtime: &Runtime) {
+    for (id, crate_name, config) in [
+        ("no_plugin", "", ""),
+        ("misbehave_pass_uncached", "misbehave", r#"{"mode":"pass"}"#),
+        (
+            "misbehave_pass_uncached_reading_bytes",
+            "misbehave",
+            r#"{"mode":"pass","read_bytes":true}"#,
+        ),
+        (
+            "vni_filter_acl_uncached",
+            "vni-filter",
+            r#"{"deny":[{"ip_proto":"icmp"},{"dst_port":22}],"cache_secs":0}"#,
+        ),
+    ] {
+        let mut chain = if crate_name.is_empty() {
+            PluginChain::new()
+        } else {
+            plugin(runtime, id, crate_name, config)
+        };
+        let (mut v, frames) = setup();
+        let batch = frames::port_batch(&frames);
+        let mut out = Outbox::new();
+        let mut once = |chain: &mut PluginChain| {
+            out.clear();
+            v.handle_port_batch(Instant::now(), PortId(0), batch.as_slice(), &mut out, chain);
+        };
+        for _ in 0..100 {
+            once(&mut chain); // warm: vectors at their size
+        }
+        const BATCHES: u64 = 1000;
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for _ in 0..BATCHES {
+            once(&mut chain);
+        }
+        let n = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        println!(
+            "allocations per warm batch of 32, {id}: {:.2}",
+            n as f64 / BATCHES as f64
+        );
+    }
+}
+
 /// The watchdog thread's CPU time so far, in seconds, from /proc.
 fn watchdog_cpu() -> Option<f64> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
@@ -181,6 +420,9 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     with_watchdog_cpu("plugins called without pause", || filter(&mut c, &runtime));
     failing(&mut c, &runtime);
+    decisions(&mut c, &runtime);
     c.final_summary();
+    allocations(&runtime);
+    scaling(&runtime);
     with_watchdog_cpu("idle", || std::thread::sleep(Duration::from_secs(3)));
 }

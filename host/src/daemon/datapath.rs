@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use super::plugins::{WorkerHooks, hooked_vnis};
+use super::plugins::{Caller, RecentOffers, WorkerHooks, hooked_vnis};
 use crate::io::{
     DatagramBatch, MAX_BATCH, Port, RxBatch, Steering, TransmitCounts, Transmitter, UnderlayRx,
     UnderlayRxCounts,
@@ -76,6 +76,8 @@ struct Worker {
     /// The VNIs its plugins filter, and those whose learning a plugin decides (sorted).
     filtered: Vec<Vni>,
     deferred: Vec<Vni>,
+    /// The MACs it offered to the learning thread lately.
+    offered: RecentOffers,
     frames: RxBatch,
     datagrams: DatagramBatch,
     out: Outbox,
@@ -84,40 +86,42 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(vtep: Vtep, plugins: PluginChain) -> Worker {
+    fn new(shared: &Shared, vtep: Vtep, plugins: PluginChain) -> Worker {
         let mut w = Worker {
             vtep,
             plugins,
             filtered: Vec::new(),
             deferred: Vec::new(),
+            offered: RecentOffers::default(),
             frames: RxBatch::new(MAX_BATCH),
             datagrams: DatagramBatch::new(MAX_BATCH),
             out: Outbox::new(),
             tx: Transmitter::new(),
             sent: TransmitCounts::default(),
         };
-        w.plugins_changed();
+        w.plugins_changed(shared);
         w
     }
 
     /// Recomputes which VNIs the plugins hook.
-    fn plugins_changed(&mut self) {
+    fn plugins_changed(&mut self, shared: &Shared) {
         let served: Vec<Vni> = self.vtep.vni_stats().map(|s| s.vni).collect();
-        (self.filtered, self.deferred) = hooked_vnis(&self.plugins, &served);
+        (self.filtered, self.deferred) =
+            hooked_vnis(&self.plugins, &shared.plugins.catalog(), &served);
     }
 
     /// The same worker with fresh state after a panic: a new pipeline (its counters carried
     /// over), buffers and plugin copies; the old ones may hold whatever the panic left.
     fn restarted(self, shared: &Shared) -> Worker {
         let vtep = self.vtep.renewed();
-        let plugins = match shared.plugins.copies() {
+        let plugins = match shared.plugins.copies(Caller::Worker) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, "a restarted worker's plugins could not be copied; it keeps the old ones");
                 self.plugins
             }
         };
-        let mut w = Worker::new(vtep, plugins);
+        let mut w = Worker::new(shared, vtep, plugins);
         w.sent = self.sent;
         w
     }
@@ -138,8 +142,9 @@ pub(super) fn worker_thread(
     mut rx: UnderlayRx,
     plugins: PluginChain,
 ) -> UnderlayRx {
-    let mut worker = Worker::new(shared.control_vtep().worker(), plugins);
-    let mut panics: Vec<Instant> = Vec::new();
+    let vtep = shared.control_vtep().worker();
+    let mut worker = Worker::new(&shared, vtep, plugins);
+    let mut panics = Panics::default();
     loop {
         let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
             worker_loop(&shared, index, &mut rx, &mut worker);
@@ -147,33 +152,59 @@ pub(super) fn worker_thread(
         let Err(payload) = run else {
             break; // stopped
         };
-        let cause = panic_message(payload.as_ref());
-        shared.worker_panics.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        panics.retain(|t| now.duration_since(*t) < PANIC_WINDOW);
-        panics.push(now);
-        if panics.len() >= MAX_PANICS {
-            let reason = format!(
-                "worker {index} panicked {} times within {}s, the last: {cause}",
-                panics.len(),
-                PANIC_WINDOW.as_secs()
-            );
-            tracing::error!(worker = index, "{reason}; stopping the daemon");
-            shared.fail(reason);
+        let what = format!("worker {index}");
+        if !panics.survive(&shared, &what, payload.as_ref()) {
             break;
         }
-        tracing::error!(
-            worker = index,
-            cause,
-            "worker panicked; restarted with fresh state"
-        );
-        worker = worker.restarted(&shared);
+        // Restarting may panic too (a panic left the plugins' state odd): then the daemon
+        // stops rather than leave this worker's sockets unread in their fanout groups.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| worker.restarted(&shared))) {
+            Ok(w) => worker = w,
+            Err(payload) => {
+                let cause = panic_message(payload.as_ref());
+                shared.fail(format!("worker {index} could not be restarted: {cause}"));
+                break;
+            }
+        }
     }
     rx
 }
 
+/// A thread's recent panics: how it is decided whether one more is survived.
+#[derive(Debug, Default)]
+pub(super) struct Panics(Vec<Instant>);
+
+impl Panics {
+    /// Logs and counts a panic of `what`; false if it is one too many (then the daemon is
+    /// told to stop with an error).
+    pub(super) fn survive(
+        &mut self,
+        shared: &Shared,
+        what: &str,
+        payload: &(dyn std::any::Any + Send),
+    ) -> bool {
+        let cause = panic_message(payload);
+        shared.worker_panics.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        self.0.retain(|t| now.duration_since(*t) < PANIC_WINDOW);
+        self.0.push(now);
+        if self.0.len() >= MAX_PANICS {
+            let reason = format!(
+                "{what} panicked {} times within {}s, the last: {cause}",
+                self.0.len(),
+                PANIC_WINDOW.as_secs()
+            );
+            tracing::error!("{reason}; stopping the daemon");
+            shared.fail(reason);
+            return false;
+        }
+        tracing::error!(thread = what, cause, "panicked; restarted with fresh state");
+        true
+    }
+}
+
 /// The text a panic was raised with.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
@@ -203,8 +234,8 @@ fn worker_loop(shared: &Shared, index: usize, rx: &mut UnderlayRx, w: &mut Worke
         if shared.faults[index].swap(false, Ordering::Relaxed) {
             panic!("injected fault (vtep panic-worker {index})");
         }
-        if mailbox.deliver(&mut w.plugins) {
-            w.plugins_changed();
+        if mailbox.deliver(&mut w.plugins, shared.plugins.order()) {
+            w.plugins_changed(shared);
         }
         if !poll_busy(&mut fds, busy_until) {
             // About to sleep: what it counted so far is what the control plane sees meanwhile.
@@ -231,6 +262,7 @@ fn worker_loop(shared: &Shared, index: usize, rx: &mut UnderlayRx, w: &mut Worke
                 plugins,
                 filtered,
                 deferred,
+                offered,
                 frames,
                 datagrams,
                 out,
@@ -242,6 +274,7 @@ fn worker_loop(shared: &Shared, index: usize, rx: &mut UnderlayRx, w: &mut Worke
                 filtered,
                 deferred,
                 queue: &shared.learn_queue,
+                offered,
             };
             match ports.get(i) {
                 Some(port) => {

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use self::datapath::Published;
-use self::plugins::{LearnQueue, Plugins};
+use self::plugins::{Caller, LearnQueue, Plugins};
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -121,7 +121,10 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     let settings = config.settings.clone();
     settings.validate()?;
     let (plugin_runtime, chain) = load_plugins(&config.plugins)?;
-    let plugins = Plugins::new(chain, plugin_runtime, config.datapath.worker_count());
+    // Kept as templates: every caller's copies are made from them, and the loaded copies'
+    // instances go with `chain`.
+    let plugins = Plugins::new(&chain, plugin_runtime, config.datapath.worker_count());
+    drop(chain);
     // The control socket first: a second daemon for the same socket stops here, before it has
     // touched a port or joined a group.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -187,11 +190,13 @@ fn run_bound(
         tracing::info!(group = %g, interface = ifname.unwrap_or("(routed)"), "joined group");
     }
     // Every caller's copies of the plugins, made before any thread runs.
-    let mut copies = (0..=workers)
-        .map(|_| plugins.copies())
+    let copies = (0..workers)
+        .map(|_| plugins.copies(Caller::Worker))
         .collect::<Result<Vec<_>, _>>()
         .map_err(DaemonError::PluginCopies)?;
-    let policy_plugins = copies.pop().unwrap_or_default();
+    let policy_plugins = plugins
+        .copies(Caller::Policy)
+        .map_err(DaemonError::PluginCopies)?;
     let policy_vtep = vtep.worker();
     let (learn_queue, learn_events) = LearnQueue::new();
     let shared = Arc::new(Shared {
@@ -226,7 +231,7 @@ fn run_bound(
     let policy = {
         let shared = Arc::clone(&shared);
         spawn("vtep-learn-age", move || {
-            policy::policy_loop(shared, policy_vtep, policy_plugins, learn_events);
+            policy::policy_thread(shared, policy_vtep, policy_plugins, learn_events);
         })?
     };
     tracing::info!(

@@ -7,10 +7,14 @@
 //!
 //! A worker hands the learn events of VNIs that a learn plugin decides to that thread through
 //! a bounded queue ([`LearnQueue`]) and forwards the frame at once; a full queue drops the
-//! event (counted), and the MAC's next frame offers it again.
+//! event (counted), and the MAC's next frame offers it again. A worker offers one MAC at most
+//! once per [`REOFFER_MS`] ([`RecentOffers`]), so that a chatty MAC waiting for its decision,
+//! or one a plugin rejects, does not fill the queue with copies of one event.
 //!
-//! A reload loads the new plugin and its copies off the data path, then leaves each caller its
-//! copy in a [`Mailbox`], which the caller takes between two batches.
+//! Workers copy the plugins that filter; the learning and aging thread copies those that learn
+//! or age. A reload loads the new plugin and its copies off the data path, then leaves each
+//! caller its copy (or the removal of the old one, if the caller no longer needs it) in a
+//! [`Mailbox`], which the caller takes between two batches.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -18,7 +22,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crate::fdb::{
-    AgeDecision, AgeEvent, AgePolicy, Builtin, LearnDecision, LearnEvent, LearnPolicy,
+    AgeDecision, AgeEvent, AgePolicy, Builtin, LearnDecision, LearnEvent, LearnPolicy, Tick,
 };
 use crate::plugin::{LoadError, Plugin, PluginChain, Runtime};
 use crate::vtep::{FilterBatch, Hooks, Verdict};
@@ -28,61 +32,98 @@ use crate::wire::Vni;
 /// thread waits for a slow plugin) is not learned at once, and each MAC's next frame offers
 /// it again.
 const LEARN_QUEUE: usize = 4096;
+/// A worker offers the same MAC (on the same VNI) to the learning thread at most once in this
+/// many milliseconds.
+const REOFFER_MS: u64 = 100;
+/// Offers a worker remembers (a direct-mapped table: a collision only means an early re-offer).
+const RECENT_OFFERS: usize = 1024;
+
+/// Who calls a plugin copy, and so which plugins it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Caller {
+    /// A data path worker: the plugins that filter.
+    Worker,
+    /// The learning and aging thread: the plugins that learn or age.
+    Policy,
+}
+
+impl Caller {
+    fn needs(self, plugin: &Plugin) -> bool {
+        match self {
+            Caller::Worker => plugin.has_filter(),
+            Caller::Policy => plugin.has_learn_or_age(),
+        }
+    }
+}
 
 /// The loaded plugins, as the control plane sees them.
 #[derive(Debug)]
 pub(super) struct Plugins {
-    /// One copy of each plugin, never called: its reports add up every caller's counts, and
-    /// reloads and new callers copy it.
+    /// A [template](Plugin::template) of each plugin, never called: its reports add up every
+    /// caller's counts, and reloads and new callers copy it.
     catalog: Mutex<PluginChain>,
+    /// Every plugin's name, in configuration order (a reload keeps it).
+    order: Vec<String>,
     /// One per worker, then one for the learning and aging thread.
     mailboxes: Vec<Mailbox>,
+    /// Held by a reload from its first copy to its last post, so that two reloads of one
+    /// plugin leave every caller with the same one.
+    reloading: Mutex<()>,
     /// The runtime, if any plugin is configured (reloads compile on it).
     runtime: Option<Runtime>,
 }
 
-/// Plugins left for one caller by a reload, to swap in between two batches.
+/// What a reload left for one caller, to swap in between two batches: by plugin name, its
+/// copy, or nothing if the caller no longer needs that plugin.
 #[derive(Debug, Default)]
 pub(super) struct Mailbox {
     pending: AtomicBool,
-    plugins: Mutex<Vec<Plugin>>,
+    plugins: Mutex<Vec<(String, Option<Plugin>)>>,
 }
 
 impl Mailbox {
-    /// Swaps the plugins left here into `chain`; a relaxed load when there are none.
-    pub(super) fn deliver(&self, chain: &mut PluginChain) -> bool {
-        if !self.pending.swap(false, Ordering::Acquire) {
+    /// Swaps the plugins left here into `chain` (in `order`); true if there were any. A
+    /// relaxed load when there are none.
+    pub(super) fn deliver(&self, chain: &mut PluginChain, order: &[String]) -> bool {
+        if !self.pending.load(Ordering::Relaxed) || !self.pending.swap(false, Ordering::Acquire) {
             return false;
         }
         let plugins = core::mem::take(&mut *lock(&self.plugins));
-        for p in plugins {
+        for (name, p) in plugins {
             // Dropped here, on the caller's thread: its instances are the caller's.
-            let _ = chain.replace(p);
+            drop(chain.set(&name, p, order));
         }
         true
     }
 
-    fn post(&self, plugin: Plugin) {
-        lock(&self.plugins).push(plugin);
+    fn post(&self, name: &str, plugin: Option<Plugin>) {
+        lock(&self.plugins).push((name.to_owned(), plugin));
         self.pending.store(true, Ordering::Release);
     }
 }
 
 impl Plugins {
-    /// The plugins of `catalog`, with a mailbox for each of `workers` workers and for the
-    /// learning and aging thread.
-    pub(super) fn new(catalog: PluginChain, runtime: Option<Runtime>, workers: usize) -> Plugins {
+    /// The plugins of `catalog` (loaded copies, kept as templates), with a mailbox for each of
+    /// `workers` workers and for the learning and aging thread.
+    pub(super) fn new(catalog: &PluginChain, runtime: Option<Runtime>, workers: usize) -> Plugins {
         Plugins {
-            catalog: Mutex::new(catalog),
+            order: catalog.iter().map(|p| p.name().to_owned()).collect(),
+            catalog: Mutex::new(catalog.templates()),
             mailboxes: (0..=workers).map(|_| Mailbox::default()).collect(),
+            reloading: Mutex::new(()),
             runtime,
         }
     }
 
-    /// The catalog, locked: for reports (never held across a plugin call: its plugins are
-    /// never called).
+    /// The catalog, locked: for reports (never held across a plugin call or an
+    /// instantiation: its plugins are templates).
     pub(super) fn catalog(&self) -> MutexGuard<'_, PluginChain> {
         lock(&self.catalog)
+    }
+
+    /// Every plugin's name, in configuration order.
+    pub(super) fn order(&self) -> &[String] {
+        &self.order
     }
 
     /// The runtime, if plugins are configured.
@@ -90,9 +131,11 @@ impl Plugins {
         self.runtime.as_ref()
     }
 
-    /// A new caller's copies of every plugin (instantiated now: off the data path).
-    pub(super) fn copies(&self) -> Result<PluginChain, LoadError> {
-        self.catalog().copies(|_| true)
+    /// A new caller's copies of the plugins it needs, instantiated now (off the data path, and
+    /// outside the catalog's lock).
+    pub(super) fn copies(&self, caller: Caller) -> Result<PluginChain, LoadError> {
+        let templates = self.catalog().templates();
+        templates.copies(|p| caller.needs(p))
     }
 
     /// Worker `i`'s mailbox; the last one is the learning and aging thread's.
@@ -103,18 +146,62 @@ impl Plugins {
 
     /// Puts `plugin` in the place of the one with its name, for every caller: makes each
     /// caller's copy first (the slow part), then leaves them in the mailboxes. The old
-    /// catalog copy is returned to be dropped by the caller.
+    /// template is returned to be dropped by the caller.
     pub(super) fn replace(&self, plugin: Plugin) -> Result<Option<Plugin>, LoadError> {
+        let _one_at_a_time = lock(&self.reloading);
+        let workers = self.mailboxes.len() - 1;
         let copies = self
             .mailboxes
             .iter()
-            .map(|_| plugin.another())
+            .enumerate()
+            .map(|(i, _)| {
+                let caller = if i < workers {
+                    Caller::Worker
+                } else {
+                    Caller::Policy
+                };
+                caller.needs(&plugin).then(|| plugin.another()).transpose()
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let old = self.catalog().replace(plugin).ok();
+        let name = plugin.name().to_owned();
+        let old = self.catalog().replace(plugin.template()).ok();
+        drop(plugin);
         for (mailbox, copy) in self.mailboxes.iter().zip(copies) {
-            mailbox.post(copy);
+            mailbox.post(&name, copy);
         }
         Ok(old)
+    }
+}
+
+/// The MACs a worker offered to the learning thread lately.
+#[derive(Debug)]
+pub(super) struct RecentOffers {
+    /// Direct-mapped by a hash of (VNI, MAC): the key and when it was offered.
+    slots: Box<[(u64, Tick)]>,
+}
+
+impl Default for RecentOffers {
+    fn default() -> RecentOffers {
+        RecentOffers {
+            slots: vec![(u64::MAX, 0); RECENT_OFFERS].into_boxed_slice(),
+        }
+    }
+}
+
+impl RecentOffers {
+    /// Whether `event` should go to the learning thread now: not offered in the last
+    /// [`REOFFER_MS`] (and then it is remembered as offered).
+    fn fresh(&mut self, event: &LearnEvent) -> bool {
+        let key = u64::from(event.vni.get()) << 48 | event.mac.to_u64();
+        // The high bits of a multiplicative hash mix the VNI and every MAC byte.
+        let h = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        let i = usize::try_from(h).unwrap_or(0) % self.slots.len();
+        let (seen, at) = self.slots[i];
+        if seen == key && event.at.saturating_sub(at) < REOFFER_MS {
+            return false;
+        }
+        self.slots[i] = (key, event.at);
+        true
     }
 }
 
@@ -165,11 +252,16 @@ pub(super) struct WorkerHooks<'a> {
     pub(super) filtered: &'a [Vni],
     pub(super) deferred: &'a [Vni],
     pub(super) queue: &'a LearnQueue,
+    pub(super) offered: &'a mut RecentOffers,
 }
 
-/// The VNIs (of `served`, sorted) for which `chain` filters, and those whose learning it
-/// decides.
-pub(super) fn hooked_vnis(chain: &PluginChain, served: &[Vni]) -> (Vec<Vni>, Vec<Vni>) {
+/// The VNIs (of `served`, sorted) for which a worker's `chain` filters, and those whose
+/// learning a plugin of `catalog` decides (on the learning thread).
+pub(super) fn hooked_vnis(
+    chain: &PluginChain,
+    catalog: &PluginChain,
+    served: &[Vni],
+) -> (Vec<Vni>, Vec<Vni>) {
     let mut filtered: Vec<Vni> = served
         .iter()
         .copied()
@@ -178,7 +270,7 @@ pub(super) fn hooked_vnis(chain: &PluginChain, served: &[Vni]) -> (Vec<Vni>, Vec
     let mut deferred: Vec<Vni> = served
         .iter()
         .copied()
-        .filter(|&n| chain.learns(n))
+        .filter(|&n| catalog.learns(n))
         .collect();
     filtered.sort_unstable();
     deferred.sort_unstable();
@@ -198,7 +290,9 @@ impl Hooks for WorkerHooks<'_> {
 impl LearnPolicy for WorkerHooks<'_> {
     fn decide_learn(&mut self, event: &LearnEvent) -> LearnDecision {
         if self.deferred.binary_search(&event.vni).is_ok() {
-            self.queue.offer(*event);
+            if self.offered.fresh(event) {
+                self.queue.offer(*event);
+            }
             LearnDecision::Defer
         } else {
             Builtin.decide_learn(event)

@@ -6,15 +6,18 @@
 //! On a thread of its own, not on the tokio runtime that serves the control socket and the
 //! signals: a plugin that takes its whole budget on every decision slows learning and aging,
 //! never `vtep stats` or a SIGTERM. The table's writer lock is never held across a call (see
-//! `fdb::Fdb::learn`, `fdb::Fdb::expire`).
+//! `fdb::Fdb::learn`, `fdb::Fdb::expire`). Supervised as the workers are: a panic is logged,
+//! counted and the thread's loop restarted with fresh plugin copies.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use super::datapath::lock;
+use super::datapath::{Panics, lock, panic_message};
+use super::plugins::Caller;
 use crate::fdb::LearnEvent;
 use crate::plugin::PluginChain;
 use crate::vtep::Vtep;
@@ -24,16 +27,54 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 /// Deferred events learned in a row before the thread looks at aging again.
 const LEARN_BURST: usize = 256;
 
-/// Runs until the daemon stops. `vtep` counts what it learns and expires.
-pub(super) fn policy_loop(
+/// The thread: runs [`policy_loop`] until the daemon stops, restarting it after a panic.
+pub(super) fn policy_thread(
     shared: Arc<Shared>,
     mut vtep: Vtep,
     mut plugins: PluginChain,
     events: Receiver<LearnEvent>,
 ) {
+    let mut panics = Panics::default();
+    loop {
+        let run = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            policy_loop(&shared, &mut vtep, &mut plugins, &events);
+        }));
+        let Err(payload) = run else {
+            break; // stopped
+        };
+        if !panics.survive(&shared, "the learning and aging thread", payload.as_ref()) {
+            break;
+        }
+        let fresh =
+            std::panic::catch_unwind(AssertUnwindSafe(|| shared.plugins.copies(Caller::Policy)));
+        match fresh {
+            Ok(Ok(p)) => plugins = p,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the learning thread's plugins could not be copied; it keeps the old ones");
+            }
+            Err(payload) => {
+                let cause = panic_message(payload.as_ref());
+                shared.fail(format!(
+                    "the learning and aging thread could not be restarted: {cause}"
+                ));
+                break;
+            }
+        }
+        vtep = vtep.renewed();
+    }
+}
+
+/// Learns deferred events and ages, until the daemon stops. `vtep` counts what it learns and
+/// expires.
+fn policy_loop(
+    shared: &Shared,
+    vtep: &mut Vtep,
+    plugins: &mut PluginChain,
+    events: &Receiver<LearnEvent>,
+) {
     let mailbox = shared.plugins.mailbox(usize::MAX);
     while !shared.stop.load(Ordering::Relaxed) {
-        mailbox.deliver(&mut plugins);
+        mailbox.deliver(plugins, shared.plugins.order());
         let now = Instant::now();
         let wait = vtep
             .poll_timeout()
@@ -41,9 +82,9 @@ pub(super) fn policy_loop(
             .min(MAX_WAIT);
         match events.recv_timeout(wait) {
             Ok(event) => {
-                vtep.learn_deferred(&event, &mut plugins);
+                vtep.learn_deferred(&event, Instant::now(), plugins);
                 for event in events.try_iter().take(LEARN_BURST - 1) {
-                    vtep.learn_deferred(&event, &mut plugins);
+                    vtep.learn_deferred(&event, Instant::now(), plugins);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -52,8 +93,8 @@ pub(super) fn policy_loop(
         }
         let now = Instant::now();
         if vtep.poll_timeout().is_some_and(|t| t <= now) {
-            vtep.handle_timeout_with(now, &mut plugins);
+            vtep.handle_timeout_with(now, plugins);
         }
-        lock(&shared.policy).copy_from(&vtep);
+        lock(&shared.policy).copy_from(vtep);
     }
 }

@@ -61,6 +61,9 @@ impl Key {
     /// tag is stored plus one in the top 16 bits, which are then never all zeros nor all ones,
     /// so that no tag and value make a marker.
     pub(crate) const fn tagged(tag: u16, low: u64) -> Key {
+        // Callers hand out tags up to MAX_TAG only (`Fdb::add_vni`); the clamp keeps a wrong
+        // one from making a marker, and debug builds say it was wrong.
+        debug_assert!(tag <= Key::MAX_TAG);
         let tag = if tag > Key::MAX_TAG {
             Key::MAX_TAG
         } else {

@@ -71,8 +71,10 @@ pub enum AgeDecision {
 /// Decides learning; see [`LearnEvent`].
 pub trait LearnPolicy {
     /// Called on every add or move, never on a refresh, and never under the table's writer
-    /// lock: the decision is committed only if the entry did not change meanwhile (else the
-    /// policy is asked again).
+    /// lock: the decision is committed only if the entry did not change meanwhile, else the
+    /// policy is asked again about the entry as it is then (a few times at most). A policy
+    /// that keeps state (a count of moves) must therefore expect to be asked twice about one
+    /// frame now and then.
     fn decide_learn(&mut self, event: &LearnEvent) -> LearnDecision;
 }
 

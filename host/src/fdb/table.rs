@@ -11,8 +11,9 @@
 //!
 //! Concurrency: lookups and refreshes (a frame from a MAC already at that location, the
 //! per-frame case) take no lock; they read and compare-and-swap the index's atomics. What
-//! changes the table's shape (a new MAC, a move, static entries, aging) takes the writer lock,
-//! under which the learn and age policies are asked: rare on the steady path.
+//! changes the table's shape (a new MAC, a move, static entries, aging) takes the writer lock:
+//! rare on the steady path. The learn and age policies are asked between two holds of it,
+//! never under it, and their decisions are carried out only if the entry did not change.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

@@ -472,3 +472,103 @@ proptest::proptest! {
         }
     }
 }
+
+/// A learn policy that changes the table while it decides (as another worker may meanwhile),
+/// then accepts.
+struct Meddler<'a> {
+    fdb: &'a Fdb,
+    vni: Vni,
+    /// What it does to the table on its first call.
+    meddle: fn(&Fdb, Vni),
+    calls: u32,
+}
+
+impl LearnPolicy for Meddler<'_> {
+    fn decide_learn(&mut self, _: &LearnEvent) -> LearnDecision {
+        if self.calls == 0 {
+            (self.meddle)(self.fdb, self.vni);
+        }
+        self.calls += 1;
+        LearnDecision::Accept
+    }
+}
+
+#[test]
+fn a_learn_decision_is_taken_again_when_the_entry_changed_meanwhile() {
+    let (fdb, v) = fdb_with(5001, 100);
+    let vni = Vni::new(5001).unwrap();
+    let a = Location::Remote(ip("198.18.0.1"));
+    // Made static elsewhere while the policy decided: the frame's claim is a conflict now.
+    let mut policy = Meddler {
+        fdb: &fdb,
+        vni,
+        meddle: |fdb, vni| {
+            let b = Location::Remote(ip("198.18.0.2"));
+            fdb.insert_static(vni, MacAddr([2, 0, 0, 0, 0, 1]), b)
+                .unwrap();
+        },
+        calls: 0,
+    };
+    assert_eq!(
+        fdb.learn(v, mac(1), a, 0, &mut policy),
+        LearnOutcome::StaticConflict
+    );
+    assert_eq!(policy.calls, 1, "not asked again: nothing left to decide");
+    // Learned elsewhere meanwhile: asked again about a move, which it accepts.
+    let c = Location::Remote(ip("198.18.0.3"));
+    let mut policy = Meddler {
+        fdb: &fdb,
+        vni,
+        meddle: |fdb, _| {
+            let idx = fdb.vni_idx(Vni::new(5001).unwrap()).unwrap();
+            let d = Location::Remote(ip("198.18.0.4"));
+            fdb.learn(idx, MacAddr([2, 0, 0, 0, 0, 2]), d, 0, &mut Builtin);
+        },
+        calls: 0,
+    };
+    assert_eq!(
+        fdb.learn(v, mac(2), c, 0, &mut policy),
+        LearnOutcome::Moved {
+            from: Location::Remote(ip("198.18.0.4"))
+        }
+    );
+    assert_eq!(policy.calls, 2);
+    assert_eq!(fdb.lookup(v, mac(2)), Some(c));
+    assert_eq!(fdb.learned_in(v), 1, "one entry, counted once");
+}
+
+/// An age policy that refreshes the entry it is asked about (its MAC sent a frame meanwhile),
+/// then says expire.
+struct RefreshingAger<'a> {
+    fdb: &'a Fdb,
+    vni: VniIdx,
+    at: Location,
+    now: Tick,
+}
+
+impl AgePolicy for RefreshingAger<'_> {
+    fn decide_age(&mut self, e: &AgeEvent) -> AgeDecision {
+        self.fdb
+            .learn(self.vni, e.mac, self.at, self.now, &mut Builtin);
+        AgeDecision::Expire
+    }
+}
+
+#[test]
+fn an_entry_refreshed_while_its_expiry_is_decided_stays() {
+    let (fdb, v) = fdb_with(5001, 100);
+    let a = Location::Remote(ip("198.18.0.1"));
+    fdb.learn(v, mac(1), a, 0, &mut Builtin);
+    let mut ager = RefreshingAger {
+        fdb: &fdb,
+        vni: v,
+        at: a,
+        now: AGING + 5,
+    };
+    assert_eq!(fdb.expire(AGING, &mut ager, |_, _| {}), 0);
+    assert_eq!(fdb.lookup(v, mac(1)), Some(a), "refreshed meanwhile: kept");
+    // Queued again at its new deadline, where (not refreshed again) it expires.
+    assert_eq!(fdb.poll_timeout(), Some(AGING + AGING));
+    assert_eq!(fdb.expire(2 * AGING + 10, &mut Builtin, |_, _| {}), 1);
+    assert!(fdb.is_empty());
+}

@@ -67,6 +67,34 @@ impl PluginChain {
         Ok(PluginChain { plugins })
     }
 
+    /// The chain's [templates](Plugin::template): cheap, no instance.
+    pub fn templates(&self) -> PluginChain {
+        PluginChain {
+            plugins: self.plugins.iter().map(Plugin::template).collect(),
+        }
+    }
+
+    /// Puts `plugin` in the place of the plugin named `name`, or removes that plugin if
+    /// `plugin` is `None`; a plugin the chain did not have goes where `order` (every plugin's
+    /// name, in configuration order) puts it. Returns the plugin taken out.
+    pub fn set(&mut self, name: &str, plugin: Option<Plugin>, order: &[String]) -> Option<Plugin> {
+        let old = self
+            .plugins
+            .iter()
+            .position(|p| p.name() == name)
+            .map(|i| self.plugins.remove(i));
+        if let Some(plugin) = plugin {
+            let rank = |n: &str| order.iter().position(|o| o == n).unwrap_or(usize::MAX);
+            let at = self
+                .plugins
+                .iter()
+                .position(|p| rank(p.name()) > rank(name))
+                .unwrap_or(self.plugins.len());
+            self.plugins.insert(at, plugin);
+        }
+        old
+    }
+
     /// Whether some plugin's learn hook decides learning on `vni`.
     pub fn learns(&self, vni: Vni) -> bool {
         self.plugins.iter().any(|p| p.learns(vni))

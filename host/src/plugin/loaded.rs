@@ -88,13 +88,23 @@ struct Spare {
 }
 
 impl Spare {
-    /// The spare, if one is ready (never waits: the preparing thread may hold the lock).
-    fn take(&self) -> Option<Instance> {
-        self.instance.try_lock().ok()?.take()
+    fn slot(&self) -> MutexGuard<'_, Option<Instance>> {
+        self.instance.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn put(&self, instance: Instance) {
-        *self.instance.lock().unwrap_or_else(PoisonError::into_inner) = Some(instance);
+    /// The spare, if one is ready (the lock is only ever held to move an instance in or out).
+    fn take(&self) -> Option<Instance> {
+        self.slot().take()
+    }
+}
+
+/// Clears a spare's `pending` flag when dropped: also when making the spare panicked, so that
+/// the next failure asks for one again.
+struct Pending<'a>(&'a AtomicBool);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -218,6 +228,24 @@ impl Plugin {
             slots: Vec::new(),
             raw: Vec::new(),
         })
+    }
+
+    /// This plugin without instances, sharing its compiled component, detachment and reports:
+    /// what the daemon keeps to report on the plugin and to make copies from, never called.
+    /// Its own counts (none: it is never called) are not in the reports.
+    pub fn template(&self) -> Plugin {
+        Plugin {
+            loaded: Arc::clone(&self.loaded),
+            instance: None,
+            spare: Arc::default(),
+            tally: Arc::default(),
+            cache: VerdictCache::new(0),
+            budget: self.budget,
+            error_log: RateLimit::new(1, 5),
+            metas: Vec::new(),
+            slots: Vec::new(),
+            raw: Vec::new(),
+        }
     }
 
     /// Its configured name.
@@ -562,21 +590,22 @@ impl Plugin {
             Arc::clone(&self.spare),
             Arc::clone(&self.tally),
         );
-        let budget = self.budget;
         self.loaded.runtime.prepare(Box::new(move || {
-            let ready = spare
-                .instance
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some();
-            if !ready && !loaded.is_detached.load(Ordering::Relaxed) {
-                match loaded.instantiate(&tally, budget) {
-                    Ok(instance) => spare.put(instance),
-                    // Counted as a failure of the caller; its next call asks again.
-                    Err(e) => fail(&loaded, &tally, "instantiate", &e, None),
-                }
+            let pending = Pending(&spare.pending);
+            if spare.slot().is_some() || loaded.is_detached.load(Ordering::Relaxed) {
+                return;
             }
-            spare.pending.store(false, Ordering::Release);
+            // `init` under its own budget, as at load: this is off the data path.
+            match loaded.instantiate(&tally, loaded.spec.sandbox.init_budget()) {
+                Ok(instance) => {
+                    // Cleared before the spare is there: a caller that takes it at once and
+                    // asks for the next one is not told that one is on its way already.
+                    drop(pending);
+                    *spare.slot() = Some(instance);
+                }
+                // Counted as a failure of the caller; its next call asks again.
+                Err(e) => fail(&loaded, &tally, "instantiate", &e, None),
+            }
         }));
     }
 
@@ -602,6 +631,15 @@ impl Plugin {
         let log = &mut self.error_log;
         fail(&self.loaded, &self.tally, hook, &error, Some(log));
         self.revive();
+    }
+}
+
+/// A copy that is gone holds no memory and caches no verdict: its counts stay in the totals,
+/// its gauges do not.
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.tally.memory_used.store(0, Ordering::Relaxed);
+        self.tally.cached_flows.store(0, Ordering::Relaxed);
     }
 }
 

@@ -10,9 +10,10 @@
 //!   counters, and its failure policy; [`Plugin::another`] makes another caller's copy.
 //! - [`PluginChain`]: one caller's plugins in order, implementing the pipeline's hooks.
 //!
-//! Contract with the pipeline: a plugin can delay a batch by at most its time budget plus the
-//! watchdog's wake-up latency, can never crash the host, and sees nothing but what the
-//! interface passes it. A failed instance is replaced by a spare made beforehand, off the data
+//! Contract with the pipeline: a plugin can delay a batch by at most its time budget (plus the
+//! watchdog's wake-up latency) per call, and a call has at most [`MAX_FILTER_BATCH`] frames
+//! (after a failed call, the rest of the batch is not offered); it can never crash the host,
+//! and sees nothing but what the interface passes it. A failed instance is replaced by a spare made beforehand, off the data
 //! path.
 
 mod bindings;

@@ -64,7 +64,14 @@ impl Runtime {
         let (prepare, jobs) = channel::<Job>();
         std::thread::Builder::new()
             .name("vtep-plugin-prep".to_owned())
-            .spawn(move || jobs.into_iter().for_each(|job| job()))
+            // A job that panics is that job's loss (its caller asks again), not the thread's.
+            .spawn(move || {
+                for job in jobs {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("preparing a plugin instance panicked");
+                    }
+                }
+            })
             .map_err(|e| RuntimeError(format!("the preparing thread: {e}")))?;
         Ok(Runtime(Arc::new(Inner {
             engine,

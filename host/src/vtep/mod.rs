@@ -165,13 +165,20 @@ impl Vtep {
     }
 
     /// Learns what a learn policy deferred ([`LearnDecision::Defer`](crate::fdb::LearnDecision)):
-    /// the event's MAC from its location at its time, asking `policy` now. Counted in this
-    /// worker's counters.
-    pub fn learn_deferred(&mut self, event: &LearnEvent, policy: &mut (impl LearnPolicy + ?Sized)) {
+    /// the event's MAC from its location, asking `policy` now. The entry counts as seen at
+    /// `now` (not at the frame's time, which may be long past when the queue was full of a slow
+    /// plugin's work). Counted in this worker's counters.
+    pub fn learn_deferred(
+        &mut self,
+        event: &LearnEvent,
+        now: Instant,
+        policy: &mut (impl LearnPolicy + ?Sized),
+    ) {
+        let at = self.tick(now).max(event.at);
         let outcome = self
             .shared
             .fdb
-            .learn(event.idx, event.mac, event.new, event.at, policy);
+            .learn(event.idx, event.mac, event.new, at, policy);
         if let Some(stats) = self.stats.get_mut(event.idx.index()) {
             // A static conflict drops frames, not deferred events: nothing to count for it.
             let _ = count_learn(stats, outcome);

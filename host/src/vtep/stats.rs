@@ -141,8 +141,9 @@ pub struct VniStats {
     pub learn_limit: u64,
     /// New MACs or moves refused by the learning policy.
     pub learn_rejected: u64,
-    /// New MACs or moves handed to the learning thread (a learn plugin decides them there,
-    /// off the data path); counted again there as learned, moved or rejected.
+    /// Frames whose new MAC or move was left to the learning thread (a learn plugin decides it
+    /// there, off the data path): every such frame, while a worker offers each MAC at most
+    /// once per 100 ms; what the thread then does is counted as learned, moved or rejected.
     pub learn_deferred: u64,
     /// Frames a filter hook dropped (both directions).
     pub filtered: u64,

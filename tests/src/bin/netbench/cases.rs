@@ -32,8 +32,9 @@ impl Backend {
 pub(crate) enum Variant {
     /// Nothing more.
     Plain,
-    /// The `vni-filter` plugin attached to the VNI on both daemons, its verdict cache on or off.
-    VniFilter { cache: bool },
+    /// The `vni-filter` plugin attached to the VNI on both daemons, its verdict cache on or off,
+    /// on `workers` workers (0: the daemon's default, the CPUs).
+    VniFilter { cache: bool, workers: u8 },
     /// This many extra MACs learned behind VM1 (so in both tables) before the probes.
     LearnedMacs(u32),
     /// The daemons with `[datapath] steering = "kernel"`: the kernel's hashes spread the
@@ -66,12 +67,35 @@ pub(crate) const CASES: &[Case] = &[
     Case {
         id: "wasm-vtep+vni-filter",
         backend: Backend::WasmVtep,
-        variant: Variant::VniFilter { cache: true },
+        variant: Variant::VniFilter {
+            cache: true,
+            workers: 0,
+        },
     },
     Case {
         id: "wasm-vtep+vni-filter(no-cache)",
         backend: Backend::WasmVtep,
-        variant: Variant::VniFilter { cache: false },
+        variant: Variant::VniFilter {
+            cache: false,
+            workers: 0,
+        },
+    },
+    // How the uncached filter scales with the workers (each calls its own plugin instance).
+    Case {
+        id: "wasm-vtep+vni-filter(no-cache,1-worker)",
+        backend: Backend::WasmVtep,
+        variant: Variant::VniFilter {
+            cache: false,
+            workers: 1,
+        },
+    },
+    Case {
+        id: "wasm-vtep+vni-filter(no-cache,3-workers)",
+        backend: Backend::WasmVtep,
+        variant: Variant::VniFilter {
+            cache: false,
+            workers: 3,
+        },
     },
     Case {
         id: "wasm-vtep+10k-macs",
@@ -101,12 +125,23 @@ impl Case {
     }
 }
 
+/// The configuration of a [`Variant::VniFilter`] case: its `[datapath]` workers (if not the
+/// default) and its `[[plugin]]` section.
+pub(crate) fn vni_filter_section(wasm: &Path, vni: u32, cache: bool, workers: u8) -> String {
+    let datapath = if workers > 0 {
+        format!("[datapath]\nworkers = {workers}\n\n")
+    } else {
+        String::new()
+    };
+    datapath + &plugin_section(wasm, vni, cache)
+}
+
 /// The `[[plugin]]` section that attaches `vni-filter` to VNI `vni` with an ACL that the
 /// benchmark's traffic never matches (it denies SSH and lets the rest through), so that the
 /// filter decides every frame and drops none. With `cache`, its verdicts are cacheable per flow
 /// (the plugin's default of 10 s); without, it asks the host to cache nothing (`cache_secs =
 /// 0`), so that every frame costs a plugin call.
-pub(crate) fn vni_filter_section(wasm: &Path, vni: u32, cache: bool) -> String {
+fn plugin_section(wasm: &Path, vni: u32, cache: bool) -> String {
     let cache_secs = if cache { "" } else { "\ncache_secs = 0" };
     format!(
         "[[plugin]]\nname = \"vni-filter\"\npath = {:?}\nvnis = [{vni}]\n\n\
@@ -141,7 +176,7 @@ pub(crate) fn detect_plugins(
     let probe_path = wasm
         .clone()
         .unwrap_or_else(|| target_dir.join("vni_filter.wasm"));
-    let config = format!("{base}\n{}", vni_filter_section(&probe_path, vni, true));
+    let config = format!("{base}\n{}", plugin_section(&probe_path, vni, true));
     let (ok, _, stderr) = vtep_check(host, &config)?;
     let reason = stderr.lines().next().unwrap_or("").trim().to_owned();
     Ok(match (ok, wasm) {

@@ -280,8 +280,8 @@ fn run_case(
             bail!("the kernel has no plugins")
         }
         (Backend::Kernel, ..) => DataPlane::kernel(bed)?,
-        (Backend::WasmVtep, Variant::VniFilter { cache }, Some(wasm)) => {
-            DataPlane::daemons(bed, &cases::vni_filter_section(wasm, VNI, cache))?
+        (Backend::WasmVtep, Variant::VniFilter { cache, workers }, Some(wasm)) => {
+            DataPlane::daemons(bed, &cases::vni_filter_section(wasm, VNI, cache, workers))?
         }
         (Backend::WasmVtep, Variant::VniFilter { .. }, None) => {
             bail!("no vni-filter component")
