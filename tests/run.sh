@@ -6,16 +6,18 @@ cd "$(dirname "$0")/.."
 
 tests/setup.sh
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-# The network tests start the real daemon: build it first, with the fault-injection hook the
-# supervision tests use (the feature `cargo test --workspace` turns on anyway, through the test
-# harness's dependency: one build serves both).
-cargo build --locked --bin vtep --features wasm-vtep/fault-injection
+# The daemon the tests run has the fault-injection hook (`vtep panic-worker`) that the worker
+# supervision tests use; every build here turns it on, so that one build serves them all. A
+# release build of the daemon (`cargo build --release --bin vtep`) never has it.
+features="--features wasm-vtep/fault-injection"
+cargo clippy --workspace --all-targets --locked $features -- -D warnings
+# The network tests start the real daemon: build it first.
+cargo build --locked --bin vtep $features
 # The fuzz target must keep building (here without instrumentation; host/fuzz/run.sh fuzzes).
-cargo build --locked -p wasm-vtep-fuzz
-cargo test --workspace --locked
+cargo build --locked -p wasm-vtep-fuzz $features
+cargo test --workspace --locked $features
 # The benchmark in its short mode (a few seconds per case, one round), only to prove it works:
 # it fails when something is broken, never on slow numbers. CI runs it on the debug build it
 # already has (a release build of everything would double CI's compile time); measure with
 # `cargo build --release --bin vtep && cargo run --release -p wasm-vtep-tests --bin netbench`.
-cargo run --locked -p wasm-vtep-tests --bin netbench -- --quick --out target/netbench/ci
+cargo run --locked -p wasm-vtep-tests $features --bin netbench -- --quick --out target/netbench/ci
