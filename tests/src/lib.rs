@@ -46,7 +46,9 @@ pub use tools::flood::{FloodReport, SinkReport, UdpSink, udp_flood};
 pub use tools::iperf::{IperfOptions, IperfReport, IperfServer, iperf3};
 pub use tools::nstat::NetCounters;
 pub use tools::pcap::CapturedPacket;
-pub use tools::ping::{PingStats, ping, ping_samples, ping_with};
+pub use tools::ping::{
+    PingReply, PingStats, percentile, ping, ping_replies, ping_samples, ping_with,
+};
 pub use tools::raw_frame::PacketSocket;
 pub use tools::vxlan_view::VxlanPacket;
 pub use topology::{Host, HostConfig, KernelVtep, KernelVtepBuilder, Switch, Vm, VmConfig};

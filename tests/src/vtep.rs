@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use wasm_vtep::control::FdbRow;
+use wasm_vtep::control::{FdbRow, Request, Response};
 
 use crate::netns::Netns;
 use crate::paths::{artifact_path, vtep_bin};
@@ -102,6 +102,19 @@ impl VtepDaemon {
         cmd.output().context("running the vtep CLI")
     }
 
+    /// Sends one request over the control socket from this process, as the CLI would but
+    /// without starting one (no process start-up in the way: for timing the daemon's answer),
+    /// and returns the data of its `ok` answer; fails on an `error` answer or no answer.
+    /// The socket is a path on the file system, reachable from any network namespace.
+    pub fn request(&self, request: &Request) -> Result<serde_json::Value> {
+        let response = wasm_vtep::control::client::call(&self.socket, request)
+            .with_context(|| format!("{request:?} on {}", self.socket.display()))?;
+        match response {
+            Response::Ok(data) => Ok(data),
+            Response::Error(e) => bail!("{request:?}: the daemon answered: {e}"),
+        }
+    }
+
     /// `vtep fdb show --json`.
     pub fn fdb(&self) -> Result<Vec<FdbRow>> {
         let out = self.cli(&["fdb", "show", "--json"])?;
@@ -141,6 +154,15 @@ impl VtepDaemon {
         row["counters"][name]
             .as_u64()
             .with_context(|| format!("no counter {name:?}"))
+    }
+
+    /// An I/O counter of `vtep stats --json` by name (`worker_panics`, `learn_queue_full`,
+    /// `port_rx_frames`, ...).
+    pub fn io_counter(&self, name: &str) -> Result<u64> {
+        let stats = self.stats()?;
+        stats["io"][name]
+            .as_u64()
+            .with_context(|| format!("no io counter {name:?}"))
     }
 
     /// SIGTERM, then waits for a clean exit; fails unless the exit code is 0.

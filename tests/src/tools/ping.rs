@@ -83,6 +83,15 @@ pub fn ping_with(
     }
 }
 
+/// One echo reply: which request it answered and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingReply {
+    /// The request's `icmp_seq` (ping numbers requests from 1, in the order it sends them).
+    pub seq: u32,
+    /// Its round-trip time (`time=`, which ping prints to the microsecond).
+    pub rtt: Duration,
+}
+
 /// Pings `to` `count` times from inside `from`, `interval` apart (root may go down to 2 ms;
 /// 10 ms is the usual latency probe), and returns the summary with every reply's round-trip
 /// time in order of arrival (`time=` of each reply line, which ping prints to the microsecond).
@@ -92,6 +101,19 @@ pub fn ping_samples(
     count: u32,
     interval: Duration,
 ) -> Result<(PingStats, Vec<Duration>)> {
+    let (stats, replies) = ping_replies(from, to, count, interval)?;
+    Ok((stats, replies.iter().map(|r| r.rtt).collect()))
+}
+
+/// [`ping_samples`] with each reply's sequence number, to tell which requests went unanswered
+/// and when: request `seq` left about `(seq - 1) * interval` after ping started. Duplicate
+/// replies (`DUP!`) are left out, as ping leaves them out of `received`.
+pub fn ping_replies(
+    from: &impl AsRef<Netns>,
+    to: impl Into<IpAddr>,
+    count: u32,
+    interval: Duration,
+) -> Result<(PingStats, Vec<PingReply>)> {
     let to = to.into().to_string();
     let (count, interval) = (count.to_string(), format!("{:.3}", interval.as_secs_f64()));
     let out = from
@@ -103,7 +125,7 @@ pub fn ping_samples(
         .context("running ping")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     match parse_ping(&stdout) {
-        Some(stats) => Ok((stats, parse_reply_times(&stdout))),
+        Some(stats) => Ok((stats, parse_replies(&stdout))),
         None => bail!(
             "ping {to} failed ({}): {}{}",
             out.status,
@@ -113,14 +135,29 @@ pub fn ping_samples(
     }
 }
 
-/// The `time=X ms` of every reply line.
-fn parse_reply_times(output: &str) -> Vec<Duration> {
+/// The nearest-rank `p`th percentile (0..=100) of `rtts`, in any order; `None` if empty.
+pub fn percentile(rtts: &[Duration], p: usize) -> Option<Duration> {
+    let mut sorted = rtts.to_vec();
+    sorted.sort_unstable();
+    let rank = (p.min(100) * sorted.len()).div_ceil(100);
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
+/// The `icmp_seq=N ... time=X ms` of every reply line but duplicates.
+fn parse_replies(output: &str) -> Vec<PingReply> {
     output
         .lines()
-        .filter(|l| l.contains(" bytes from "))
+        .filter(|l| l.contains(" bytes from ") && !l.contains("DUP!"))
         .filter_map(|l| {
-            let ms = l.split_whitespace().find_map(|w| w.strip_prefix("time="))?;
-            Duration::try_from_secs_f64(ms.parse::<f64>().ok()? / 1000.0).ok()
+            let mut words = l.split_whitespace();
+            let seq = words
+                .clone()
+                .find_map(|w| w.strip_prefix("icmp_seq="))?
+                .parse()
+                .ok()?;
+            let ms = words.find_map(|w| w.strip_prefix("time="))?;
+            let rtt = Duration::try_from_secs_f64(ms.parse::<f64>().ok()? / 1000.0).ok()?;
+            Some(PingReply { seq, rtt })
         })
         .collect()
 }
@@ -196,10 +233,35 @@ mod tests {
             64 bytes from 192.0.2.2: icmp_seq=3 ttl=64 time=junk ms\n\
             rtt min/avg/max/mdev = 0.050/0.070/0.090/0.010 ms\n";
         assert_eq!(
-            parse_reply_times(out),
-            [Duration::from_micros(123), Duration::from_micros(12_500)]
+            parse_replies(out),
+            [
+                PingReply {
+                    seq: 1,
+                    rtt: Duration::from_micros(123)
+                },
+                PingReply {
+                    seq: 2,
+                    rtt: Duration::from_micros(12_500)
+                }
+            ]
         );
-        assert!(parse_reply_times("").is_empty());
+        assert!(parse_replies("").is_empty());
+        let dup = "64 bytes from 192.0.2.2: icmp_seq=4 ttl=64 time=0.2 ms (DUP!)\n";
+        assert!(parse_replies(dup).is_empty());
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let ms = |n: u64| Duration::from_millis(n);
+        let v: Vec<Duration> = (1..=100).rev().map(ms).collect();
+        assert_eq!(percentile(&v, 50), Some(ms(50)));
+        assert_eq!(percentile(&v, 99), Some(ms(99)));
+        assert_eq!(percentile(&v, 100), Some(ms(100)));
+        assert_eq!(percentile(&v, 0), Some(ms(1)));
+        assert_eq!(percentile(&[ms(7)], 99), Some(ms(7)));
+        let v: Vec<Duration> = (1..=400).map(ms).collect();
+        assert_eq!(percentile(&v, 99), Some(ms(396)));
+        assert_eq!(percentile(&[], 50), None);
     }
 
     #[test]
