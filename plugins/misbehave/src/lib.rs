@@ -3,7 +3,9 @@
 //! (`"slow"`: spins `slow_ms` on every call, then behaves), or badly (`"loop"` forever,
 //! `"trap"`, `"grow"` its memory without bound, `"fail-init"`); the other
 //! hooks behave well. It counts its calls in a plugin counter, and can read every frame's
-//! bytes through the host to exercise `frame-bytes`.
+//! bytes through the host to exercise `frame-bytes`. In `"script"` mode every hook returns
+//! whatever the traffic tells it to (see [`Mode::Script`]), for the host's fuzz target
+//! `plugin_returns`.
 //!
 //! ```toml
 //! [[plugin]]
@@ -37,6 +39,19 @@ pub enum Mode {
     /// Spin for `slow_ms` on every call (a plugin that uses its whole budget and still
     /// answers), then behave as `pass`.
     Slow,
+    /// Return what the traffic says, in every hook (`hook` is ignored), so that a fuzzer
+    /// that makes the frames and MACs decides the values the host gets back:
+    ///
+    /// - `filter` reads the first frame's bytes past its 14-byte Ethernet header: their first
+    ///   byte is how many results to return (0 to 0x7f: one per frame; 0x80 to 0xfe: the
+    ///   number of frames plus `(b & 0x7f) - 64`, at least 0; 0xff: 65,536), and the bytes
+    ///   after it are the results, 7 bytes each, repeated as needed: a tag (odd: drop, even:
+    ///   pass), the drop reason (u16, little-endian), `cache-secs` (u32, little-endian).
+    ///   Without results to repeat, each is a pass not to be cached.
+    /// - `learn` decides by the last octet of the MAC, modulo 3: accept, reject, accept-sticky.
+    /// - `age` expires the entry if the MAC's second octet is even; else it keeps it for the
+    ///   MAC's last four octets, read as a big-endian u32, seconds.
+    Script,
 }
 
 /// Which hook misbehaves.
@@ -138,7 +153,7 @@ impl Misbehave {
                 let until = now_ms() + self.config.slow_ms;
                 while core::hint::black_box(now_ms()) < until {}
             }
-            Mode::Pass | Mode::Drop | Mode::FailInit => {}
+            Mode::Pass | Mode::Drop | Mode::FailInit | Mode::Script => {}
         }
     }
 }
@@ -161,6 +176,9 @@ impl Plugin for Misbehave {
     fn filter(&mut self, frames: &[FrameMeta]) -> Vec<FilterResult> {
         self.maybe_misbehave(Hook::Filter);
         self.frames.add(frames.len() as u64);
+        if self.config.mode == Mode::Script {
+            return scripted_results(frames.len());
+        }
         if self.config.read_bytes {
             for i in 0..frames.len() {
                 self.bytes.add(frame_bytes(i).len() as u64);
@@ -173,8 +191,15 @@ impl Plugin for Misbehave {
         vec![verdict.cache_for(self.config.cache_secs); frames.len()]
     }
 
-    fn learn(&mut self, _: &LearnEvent) -> LearnDecision {
+    fn learn(&mut self, event: &LearnEvent) -> LearnDecision {
         self.maybe_misbehave(Hook::Learn);
+        if self.config.mode == Mode::Script {
+            return match event.mac.0[5] % 3 {
+                0 => LearnDecision::Accept,
+                1 => LearnDecision::Reject,
+                _ => LearnDecision::AcceptSticky,
+            };
+        }
         match self.config.learn {
             Learn::Accept => LearnDecision::Accept,
             Learn::Reject => LearnDecision::Reject,
@@ -182,13 +207,53 @@ impl Plugin for Misbehave {
         }
     }
 
-    fn age(&mut self, _: &AgeEvent) -> AgeDecision {
+    fn age(&mut self, event: &AgeEvent) -> AgeDecision {
         self.maybe_misbehave(Hook::Age);
+        if self.config.mode == Mode::Script {
+            let [_, second, a, b, c, d] = event.mac.0;
+            return if second % 2 == 0 {
+                AgeDecision::Expire
+            } else {
+                AgeDecision::Keep(u32::from_be_bytes([a, b, c, d]))
+            };
+        }
         match self.config.keep_secs {
             0 => AgeDecision::Expire,
             n => AgeDecision::Keep(n),
         }
     }
+}
+
+/// `script` mode's filter results for a call with `frames` frames (see [`Mode::Script`]).
+fn scripted_results(frames: usize) -> Vec<FilterResult> {
+    if frames == 0 {
+        return Vec::new();
+    }
+    let bytes = frame_bytes(0);
+    let script = bytes.get(14..).unwrap_or_default();
+    let Some((&count, results)) = script.split_first() else {
+        return vec![FilterResult::pass(); frames];
+    };
+    let count = match count {
+        0..=0x7f => frames,
+        0xff => 1 << 16,
+        c => (frames + usize::from(c & 0x7f)).saturating_sub(64),
+    };
+    let results: Vec<FilterResult> = results
+        .chunks_exact(7)
+        .map(|r| {
+            let verdict = if r[0] % 2 == 1 {
+                FilterResult::drop(u16::from_le_bytes([r[1], r[2]]))
+            } else {
+                FilterResult::pass()
+            };
+            verdict.cache_for(u32::from_le_bytes([r[3], r[4], r[5], r[6]]))
+        })
+        .collect();
+    if results.is_empty() {
+        return vec![FilterResult::pass(); count];
+    }
+    results.iter().copied().cycle().take(count).collect()
 }
 
 wasm_vtep_plugin_sdk::export_plugin!(Misbehave, hooks: [filter, learn, age]);
