@@ -408,3 +408,105 @@ fn a_slow_learn_plugin_stalls_neither_forwarding_nor_the_control_socket() -> Res
     eprintln!("stopped in {:?}", stopping.elapsed());
     Ok(())
 }
+
+/// An age plugin that takes 4 ms of its 5 ms budget on every decision, over 2,000 entries that
+/// come due every second (aging 1 s, kept 1 s at a time: the aging thread never catches up),
+/// holds up neither forwarding, nor `vtep stats`, nor a SIGTERM: aging runs on a thread of its
+/// own, without the table's lock during a call, and a stopping daemon asks the plugin nothing
+/// more.
+#[test]
+fn a_slow_age_plugin_stalls_neither_forwarding_nor_the_control_socket_nor_a_stop() -> Result<()> {
+    const PLUGIN: &str = "slow-age";
+    const MACS: u32 = 2_000;
+    const PINGS: u32 = 300;
+    let underlay = Switch::new(1600)?;
+    let (h1, h2) = (Host::numbered(&underlay, 1)?, Host::numbered(&underlay, 2)?);
+    let vm1 = Vm::numbered(&h1, 1)?;
+    let (vm2, vm3) = (Vm::numbered(&h2, 2)?, Vm::numbered(&h2, 3)?);
+    let _kernel = KernelVtep::builder(VNI)
+        .group(GROUP.parse()?)
+        .port(&vm2)
+        .port(&vm3)
+        .create(&h2)?;
+    // `aging_secs` belongs to the `[[vni]]` table the configuration ends with.
+    let extra = format!(
+        "aging_secs = 1\n\n[[plugin]]\nname = \"{PLUGIN}\"\npath = \"{}\"\nvnis = [{VNI}]\n\
+         budget_us = 5000\nconfig = {{ mode = \"slow\", hook = \"age\", slow_ms = 4, keep_secs = 1 }}\n",
+        build::wasm("misbehave").display()
+    );
+    let d1 = VtepDaemon::start(&h1, &config(&h1, "vm1", &extra))?;
+    let warm = ping(&vm1, vm2.ipv4(), 3)?;
+    ensure!(warm.all_received(), "warm-up ping:\n{}", warm.output);
+    new_macs(&vm3, vm1.mac(), MACS, 100, PING_INTERVAL)?;
+    let age_calls = |d: &VtepDaemon| -> Result<u64> {
+        d.stats()?["plugins"][PLUGIN]["age_calls"]
+            .as_u64()
+            .context("age_calls")
+    };
+    // The entries come due a second after they were learned: aging is busy from then on.
+    wait_until("the plugin deciding aging", Duration::from_secs(10), || {
+        Ok(age_calls(&d1)? >= 100)
+    })?;
+    let before = age_calls(&d1)?;
+
+    let done = AtomicBool::new(false);
+    let (pings, replies, stats_calls) = std::thread::scope(|s| -> Result<_> {
+        let poller = s.spawn(|| -> Result<Vec<Duration>> {
+            let mut took = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                d1.request(&Request::Stats)?;
+                took.push(t.elapsed());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(took)
+        });
+        let pinged = ping_replies(&vm1, vm2.ipv4(), PINGS, PING_INTERVAL);
+        done.store(true, Ordering::Relaxed);
+        let polled = poller.join().expect("the stats thread");
+        let (pings, replies) = pinged?;
+        Ok((pings, replies, polled?))
+    })?;
+    let during = age_calls(&d1)? - before;
+    let report: serde_json::Value =
+        serde_json::from_str(&d1.cli(&["plugin", "show", PLUGIN, "--json"])?)?;
+    let max_call = Duration::from_nanos(report["calls"]["max_call_ns"].as_u64().unwrap_or(0));
+    let rtts: Vec<Duration> = replies.iter().map(|r| r.rtt).collect();
+    let (p50, p99) = (percentile(&rtts, 50), percentile(&rtts, 99));
+    let slowest = stats_calls.iter().max().copied().unwrap_or_default();
+    eprintln!(
+        "age calls during the ping {during}, plugin max call {max_call:?}; ping p50 {p50:?} \
+         p99 {p99:?}; {} stats calls, slowest {slowest:?}",
+        stats_calls.len()
+    );
+    // The plugin was slow and kept deciding all along.
+    ensure!(
+        max_call >= Duration::from_millis(3),
+        "longest call {max_call:?}"
+    );
+    ensure!(during >= 200, "age decisions during the ping: {during}");
+    // Neither the data path nor the control socket waited for it.
+    ensure!(
+        pings.all_received() && replies.len() == PINGS as usize,
+        "no ping lost:\n{}",
+        pings.output
+    );
+    let p99 = p99.context("no ping answered")?;
+    ensure!(
+        p99 < Duration::from_millis(5),
+        "ping p99 {p99:?} (p50 {p50:?})"
+    );
+    ensure!(stats_calls.len() >= 30, "{} stats calls", stats_calls.len());
+    ensure!(
+        slowest < Duration::from_millis(50),
+        "every stats call answered within 50 ms: slowest {slowest:?}"
+    );
+    // A SIGTERM in the middle of a pass of 2,000 slow decisions (8 s of them) stops the daemon
+    // at once: the plugin is asked nothing more once it is stopping.
+    let stopping = Instant::now();
+    d1.stop()?;
+    let took = stopping.elapsed();
+    eprintln!("stopped in {took:?}");
+    ensure!(took < Duration::from_secs(2), "stopping took {took:?}");
+    Ok(())
+}

@@ -11,14 +11,14 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::Shared;
 use super::datapath::{Panics, lock, panic_message};
 use super::plugins::Caller;
-use crate::fdb::LearnEvent;
+use crate::fdb::{AgeDecision, AgeEvent, AgePolicy, LearnDecision, LearnEvent, LearnPolicy};
 use crate::plugin::PluginChain;
 use crate::vtep::Vtep;
 
@@ -82,9 +82,10 @@ fn policy_loop(
             .min(MAX_WAIT);
         match events.recv_timeout(wait) {
             Ok(event) => {
-                vtep.learn_deferred(&event, Instant::now(), plugins);
+                let mut policy = UnlessStopping::new(plugins, &shared.stop);
+                vtep.learn_deferred(&event, Instant::now(), &mut policy);
                 for event in events.try_iter().take(LEARN_BURST - 1) {
-                    vtep.learn_deferred(&event, Instant::now(), plugins);
+                    vtep.learn_deferred(&event, Instant::now(), &mut policy);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -93,8 +94,44 @@ fn policy_loop(
         }
         let now = Instant::now();
         if vtep.poll_timeout().is_some_and(|t| t <= now) {
-            vtep.handle_timeout_with(now, plugins);
+            vtep.handle_timeout_with(now, &mut UnlessStopping::new(plugins, &shared.stop));
         }
         lock(&shared.policy).copy_from(vtep);
+    }
+}
+
+/// The plugins, until the daemon stops: then they are asked nothing more, so that a pass of
+/// thousands of slow decisions does not hold up a SIGTERM (entries are kept, events rejected:
+/// the table goes with the process anyway).
+struct UnlessStopping<'a> {
+    plugins: &'a mut PluginChain,
+    stop: &'a AtomicBool,
+}
+
+impl<'a> UnlessStopping<'a> {
+    fn new(plugins: &'a mut PluginChain, stop: &'a AtomicBool) -> UnlessStopping<'a> {
+        UnlessStopping { plugins, stop }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+impl LearnPolicy for UnlessStopping<'_> {
+    fn decide_learn(&mut self, event: &LearnEvent) -> LearnDecision {
+        if self.stopping() {
+            return LearnDecision::Reject;
+        }
+        self.plugins.decide_learn(event)
+    }
+}
+
+impl AgePolicy for UnlessStopping<'_> {
+    fn decide_age(&mut self, event: &AgeEvent) -> AgeDecision {
+        if self.stopping() {
+            return AgeDecision::KeepFor(1000);
+        }
+        self.plugins.decide_age(event)
     }
 }
