@@ -242,6 +242,44 @@ struct Learning {
     timeouts: u64,
 }
 
+/// Runs `work` while asking `daemon` for `vtep stats` every 50 ms over the control socket,
+/// each request timed from connect to parsed answer in this process (no CLI start-up in the
+/// measurement) and checked to hold `plugin`'s counters; returns what `work` returned and the
+/// time of each request.
+fn while_polling_stats<T: Send>(
+    daemon: &VtepDaemon,
+    plugin: &str,
+    work: impl FnOnce() -> Result<T> + Send,
+) -> Result<(T, Vec<Duration>)> {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let poller = s.spawn(|| -> Result<Vec<Duration>> {
+            let mut took = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let stats = daemon.request(&Request::Stats)?;
+                took.push(t.elapsed());
+                ensure!(stats["plugins"][plugin].is_object(), "{stats}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(took)
+        });
+        let worked = work();
+        done.store(true, Ordering::Relaxed);
+        let polled = poller.join().expect("the stats thread");
+        Ok((worked?, polled?))
+    })
+}
+
+/// Held by each test whose plugin keeps a core busy (a learning or aging thread spinning in a
+/// slow plugin): two of them at once would take both cores of a two-core machine from the data
+/// path they check.
+fn one_busy_plugin_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static BUSY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    BUSY.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn learning(daemon: &VtepDaemon, plugin: &str) -> Result<Learning> {
     let stats = daemon.stats()?;
     let vni = stats["vnis"]
@@ -264,6 +302,7 @@ fn learning(daemon: &VtepDaemon, plugin: &str) -> Result<Learning> {
 /// of plugin time. Meanwhile VM1 pings VM2 every 10 ms and `vtep stats` is asked every 50 ms.
 #[test]
 fn a_slow_learn_plugin_stalls_neither_forwarding_nor_the_control_socket() -> Result<()> {
+    let _busy = one_busy_plugin_at_a_time();
     const PLUGIN: &str = "slow-learn";
     const MACS: u32 = 20_000;
     const PINGS: u32 = 500;
@@ -297,32 +336,17 @@ fn a_slow_learn_plugin_stalls_neither_forwarding_nor_the_control_socket() -> Res
         "the plugin decided VM1 and VM2: {before:?}"
     );
 
-    let done = AtomicBool::new(false);
-    let (pings, replies, stats_calls) = std::thread::scope(|s| -> Result<_> {
-        // `vtep stats` over the control socket every 50 ms, each request timed from connect to
-        // parsed answer, in this process: no CLI start-up in the measurement.
-        let poller = s.spawn(|| -> Result<Vec<Duration>> {
-            let mut took = Vec::new();
-            while !done.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let stats = d1.request(&Request::Stats)?;
-                took.push(t.elapsed());
-                ensure!(stats["plugins"][PLUGIN].is_object(), "{stats}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Ok(took)
-        });
-        let pinger = s.spawn(|| ping_replies(&vm1, vm2.ipv4(), PINGS, PING_INTERVAL));
-        // The new MACs from 0.3 s into the ping on, for 4 s: the ping (at least 5 s) spans
-        // them.
-        std::thread::sleep(Duration::from_millis(300));
-        let sent = new_macs(&vm3, vm1.mac(), MACS, 50, PING_INTERVAL);
-        let pinged = pinger.join().expect("the ping thread");
-        done.store(true, Ordering::Relaxed);
-        let polled = poller.join().expect("the stats thread");
-        sent?;
-        let (pings, replies) = pinged?;
-        Ok((pings, replies, polled?))
+    let ((pings, replies), stats_calls) = while_polling_stats(&d1, PLUGIN, || {
+        std::thread::scope(|s| {
+            let pinger = s.spawn(|| ping_replies(&vm1, vm2.ipv4(), PINGS, PING_INTERVAL));
+            // The new MACs from 0.3 s into the ping on, for 4 s: the ping (at least 5 s) spans
+            // them.
+            std::thread::sleep(Duration::from_millis(300));
+            let sent = new_macs(&vm3, vm1.mac(), MACS, 50, PING_INTERVAL);
+            let pinged = pinger.join().expect("the ping thread");
+            sent?;
+            pinged
+        })
     })?;
     let after = learning(&d1, PLUGIN)?;
     let window = window.elapsed();
@@ -416,6 +440,7 @@ fn a_slow_learn_plugin_stalls_neither_forwarding_nor_the_control_socket() -> Res
 /// more.
 #[test]
 fn a_slow_age_plugin_stalls_neither_forwarding_nor_the_control_socket_nor_a_stop() -> Result<()> {
+    let _busy = one_busy_plugin_at_a_time();
     const PLUGIN: &str = "slow-age";
     const MACS: u32 = 2_000;
     const PINGS: u32 = 300;
@@ -449,23 +474,8 @@ fn a_slow_age_plugin_stalls_neither_forwarding_nor_the_control_socket_nor_a_stop
     })?;
     let before = age_calls(&d1)?;
 
-    let done = AtomicBool::new(false);
-    let (pings, replies, stats_calls) = std::thread::scope(|s| -> Result<_> {
-        let poller = s.spawn(|| -> Result<Vec<Duration>> {
-            let mut took = Vec::new();
-            while !done.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                d1.request(&Request::Stats)?;
-                took.push(t.elapsed());
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Ok(took)
-        });
-        let pinged = ping_replies(&vm1, vm2.ipv4(), PINGS, PING_INTERVAL);
-        done.store(true, Ordering::Relaxed);
-        let polled = poller.join().expect("the stats thread");
-        let (pings, replies) = pinged?;
-        Ok((pings, replies, polled?))
+    let ((pings, replies), stats_calls) = while_polling_stats(&d1, PLUGIN, || {
+        ping_replies(&vm1, vm2.ipv4(), PINGS, PING_INTERVAL)
     })?;
     let during = age_calls(&d1)? - before;
     let report: serde_json::Value =
