@@ -271,6 +271,42 @@ fn while_polling_stats<T: Send>(
     })
 }
 
+/// The topology of the tests with a busy plugin: host 1 (for `vtep`) with VM1, host 2 running
+/// the kernel's vxlan with VM2 and VM3 (the source of new MACs). Fields drop in order: the
+/// kernel VTEP and VMs before their hosts, the hosts before the underlay.
+struct BusyLab {
+    _kernel: KernelVtep,
+    vm3: Vm,
+    vm2: Vm,
+    vm1: Vm,
+    h2: Host,
+    h1: Host,
+    _underlay: Switch,
+}
+
+impl BusyLab {
+    fn new() -> Result<BusyLab> {
+        let underlay = Switch::new(1600)?;
+        let (h1, h2) = (Host::numbered(&underlay, 1)?, Host::numbered(&underlay, 2)?);
+        let vm1 = Vm::numbered(&h1, 1)?;
+        let (vm2, vm3) = (Vm::numbered(&h2, 2)?, Vm::numbered(&h2, 3)?);
+        let kernel = KernelVtep::builder(VNI)
+            .group(GROUP.parse()?)
+            .port(&vm2)
+            .port(&vm3)
+            .create(&h2)?;
+        Ok(BusyLab {
+            _kernel: kernel,
+            vm3,
+            vm2,
+            vm1,
+            h2,
+            h1,
+            _underlay: underlay,
+        })
+    }
+}
+
 /// Held by each test whose plugin keeps a core busy (a learning or aging thread spinning in a
 /// slow plugin): two of them at once would take both cores of a two-core machine from the data
 /// path they check.
@@ -306,21 +342,14 @@ fn a_slow_learn_plugin_stalls_neither_forwarding_nor_the_control_socket() -> Res
     const PLUGIN: &str = "slow-learn";
     const MACS: u32 = 20_000;
     const PINGS: u32 = 500;
-    let underlay = Switch::new(1600)?;
-    let (h1, h2) = (Host::numbered(&underlay, 1)?, Host::numbered(&underlay, 2)?);
-    let vm1 = Vm::numbered(&h1, 1)?;
-    let (vm2, vm3) = (Vm::numbered(&h2, 2)?, Vm::numbered(&h2, 3)?);
-    let _kernel = KernelVtep::builder(VNI)
-        .group(GROUP.parse()?)
-        .port(&vm2)
-        .port(&vm3)
-        .create(&h2)?;
+    let lab = BusyLab::new()?;
+    let (h1, h2, vm1, vm2, vm3) = (&lab.h1, &lab.h2, &lab.vm1, &lab.vm2, &lab.vm3);
     let plugin = format!(
         "[[plugin]]\nname = \"{PLUGIN}\"\npath = \"{}\"\nvnis = [{VNI}]\nbudget_us = 5000\n\
          config = {{ mode = \"slow\", hook = \"learn\", slow_ms = 4 }}\n",
         build::wasm("misbehave").display()
     );
-    let d1 = VtepDaemon::start(&h1, &config(&h1, "vm1", &plugin))?;
+    let d1 = VtepDaemon::start(&h1, &config(h1, "vm1", &plugin))?;
 
     // VM1 and VM2 talk first, so that both are learned (on host 1 through the plugin).
     let warm = ping(&vm1, vm2.ipv4(), 3)?;
@@ -342,7 +371,7 @@ fn a_slow_learn_plugin_stalls_neither_forwarding_nor_the_control_socket() -> Res
             // The new MACs from 0.3 s into the ping on, for 4 s: the ping (at least 5 s) spans
             // them.
             std::thread::sleep(Duration::from_millis(300));
-            let sent = new_macs(&vm3, vm1.mac(), MACS, 50, PING_INTERVAL);
+            let sent = new_macs(vm3, vm1.mac(), MACS, 50, PING_INTERVAL);
             let pinged = pinger.join().expect("the ping thread");
             sent?;
             pinged
@@ -444,25 +473,18 @@ fn a_slow_age_plugin_stalls_neither_forwarding_nor_the_control_socket_nor_a_stop
     const PLUGIN: &str = "slow-age";
     const MACS: u32 = 2_000;
     const PINGS: u32 = 300;
-    let underlay = Switch::new(1600)?;
-    let (h1, h2) = (Host::numbered(&underlay, 1)?, Host::numbered(&underlay, 2)?);
-    let vm1 = Vm::numbered(&h1, 1)?;
-    let (vm2, vm3) = (Vm::numbered(&h2, 2)?, Vm::numbered(&h2, 3)?);
-    let _kernel = KernelVtep::builder(VNI)
-        .group(GROUP.parse()?)
-        .port(&vm2)
-        .port(&vm3)
-        .create(&h2)?;
+    let lab = BusyLab::new()?;
+    let (h1, vm1, vm2, vm3) = (&lab.h1, &lab.vm1, &lab.vm2, &lab.vm3);
     // `aging_secs` belongs to the `[[vni]]` table the configuration ends with.
     let extra = format!(
         "aging_secs = 1\n\n[[plugin]]\nname = \"{PLUGIN}\"\npath = \"{}\"\nvnis = [{VNI}]\n\
          budget_us = 5000\nconfig = {{ mode = \"slow\", hook = \"age\", slow_ms = 4, keep_secs = 1 }}\n",
         build::wasm("misbehave").display()
     );
-    let d1 = VtepDaemon::start(&h1, &config(&h1, "vm1", &extra))?;
+    let d1 = VtepDaemon::start(&h1, &config(h1, "vm1", &extra))?;
     let warm = ping(&vm1, vm2.ipv4(), 3)?;
     ensure!(warm.all_received(), "warm-up ping:\n{}", warm.output);
-    new_macs(&vm3, vm1.mac(), MACS, 100, PING_INTERVAL)?;
+    new_macs(vm3, vm1.mac(), MACS, 100, PING_INTERVAL)?;
     let age_calls = |d: &VtepDaemon| -> Result<u64> {
         d.stats()?["plugins"][PLUGIN]["age_calls"]
             .as_u64()
