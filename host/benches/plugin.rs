@@ -7,20 +7,21 @@
 //! Then how the filter path scales with the workers: 1, 2 and 3 threads, each a worker with
 //! its own pipeline and its own copy of an uncached plugin (as the daemon runs them), against
 //! the same threads sharing one copy behind a mutex (as the daemon did before); the cost of one
-//! learn and one age decision; and the heap allocations a warm batch makes (a counting
-//! allocator wraps the system's for this bench).
+//! learn and one age decision; and the heap allocations a warm batch makes (counted on the
+//! calling thread by the allocator of `tests/plugins/counting.rs`; `tests/plugin_allocations.rs`
+//! asserts there are none).
 //!
 //! The frames are known unicast, switched to another local port: the cheapest path through
 //! the pipeline, so that the plugin's share stands out.
 
 #[path = "../tests/plugins/build.rs"]
 mod build;
+#[path = "../tests/plugins/counting.rs"]
+mod counting;
 #[path = "../tests/plugins/frames.rs"]
 mod frames;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,35 +30,6 @@ use wasm_vtep::fdb::{AgeEvent, AgePolicy, LearnEvent, LearnPolicy, Location, Por
 use wasm_vtep::plugin::{Plugin, PluginChain, PluginSpec, Runtime, Sandbox};
 use wasm_vtep::vtep::{FilterBatch, Hooks, Outbox, PortId, Verdict, Vtep};
 use wasm_vtep::wire::{MacAddr, Vni};
-
-/// The system allocator, counting allocations (for `allocations`).
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every call is passed on unchanged to the system allocator, which upholds
-// `GlobalAlloc`'s contract; the counter has no effect on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's contract for `alloc` is passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract for `dealloc` is passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller's contract for `realloc` is passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 const BATCH: u16 = 32;
 /// The MAC every frame goes to, learned behind port 1.
@@ -376,11 +348,11 @@ fn allocations(runtime: &Runtime) {
             once(&mut chain); // warm: vectors at their size
         }
         const BATCHES: u64 = 1000;
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
-        for _ in 0..BATCHES {
-            once(&mut chain);
-        }
-        let n = ALLOCATIONS.load(Ordering::Relaxed) - before;
+        let n = counting::allocations(|| {
+            for _ in 0..BATCHES {
+                once(&mut chain);
+            }
+        });
         println!(
             "allocations per warm batch of 32, {id}: {:.2}",
             n as f64 / BATCHES as f64

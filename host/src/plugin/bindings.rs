@@ -9,3 +9,19 @@ wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit",
     world: "plugin",
 });
+
+/// The interface version these bindings are generated from: the `package` line of the WIT.
+pub(crate) const INTERFACE_VERSION: &str = "0.1.0";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn interface_version_is_the_wits() {
+        let wit = include_str!("../../../plugin-sdk/wit/plugin.wit");
+        let package = format!("package wasm-vtep:plugin@{};", super::INTERFACE_VERSION);
+        assert!(
+            wit.lines().any(|l| l == package),
+            "{package} not in the WIT"
+        );
+    }
+}

@@ -9,7 +9,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::bindings::wasm_vtep::plugin::{host, types};
+use wasmtime::StoreContextMut;
+use wasmtime::component::{HasSelf, Linker, WasmStr};
+
+use super::bindings::INTERFACE_VERSION;
+use super::bindings::wasm_vtep::plugin::types;
 use super::ratelimit::RateLimit;
 use super::sandbox::Limiter;
 use super::stats::Tally;
@@ -96,15 +100,82 @@ impl HostState {
 
 impl types::Host for HostState {}
 
-impl host::Host for HostState {
-    fn log(&mut self, level: types::Level, message: String) {
+/// Defines the `host` interface in `linker`, by hand rather than through the bindings' trait,
+/// so that no call allocates: strings are read in place and `frame-bytes` lowers the lent
+/// frame straight into the plugin's memory (a generated import must return a `Vec`).
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    let mut host = linker.instance(&format!("wasm-vtep:plugin/host@{INTERFACE_VERSION}"))?;
+    host.func_wrap(
+        "log",
+        |mut store: StoreContextMut<'_, HostState>, (level, message): (types::Level, WasmStr)| {
+            // A suppressed line is not even read.
+            if let Some(suppressed) = store.data_mut().allow_log() {
+                let message = message.to_str(&store)?;
+                store.data().log(level, suppressed, &message);
+            }
+            Ok(())
+        },
+    )?;
+    host.func_wrap("now-ms", |store: StoreContextMut<'_, HostState>, (): ()| {
+        Ok((store.data().now_ms(),))
+    })?;
+    host.func_wrap(
+        "counter",
+        |store: StoreContextMut<'_, HostState>, (name,): (WasmStr,)| {
+            let name = name.to_str(&store)?;
+            Ok((store.data().counter(&name),))
+        },
+    )?;
+    host.func_wrap(
+        "counter-add",
+        |store: StoreContextMut<'_, HostState>, (id, delta): (u32, u64)| {
+            store.data().counter_add(id, delta);
+            Ok(())
+        },
+    )?;
+    host.func_wrap(
+        "frame-bytes",
+        |store: StoreContextMut<'_, HostState>, (index,): (u32,)| {
+            // SAFETY: wasmtime copies the returned slice into the plugin's memory as this
+            // host call returns, which is inside the filter call the frames are lent for.
+            Ok((unsafe { store.data().frames.get(index) },))
+        },
+    )?;
+    Ok(())
+}
+
+impl LentFrames {
+    /// The bytes of frame `index` (empty for an index out of range), with a lifetime of the
+    /// caller's choosing.
+    ///
+    /// # Safety
+    ///
+    /// The slice must not be used after the frames are taken back from the store (see
+    /// [`HostState::lend_frames`]).
+    unsafe fn get<'a>(&self, index: u32) -> &'a [u8] {
+        let Some(frame) = usize::try_from(index).ok().and_then(|i| self.0.get(i)) else {
+            return &[];
+        };
+        // SAFETY: frames are in a store only while lent for the filter call in progress
+        // (`lend_frames`), whose caller keeps the slices they were made from borrowed until it
+        // takes them back, and our caller uses the slice only until then; `RawFrame::new`
+        // took pointer and length from one such slice.
+        unsafe { core::slice::from_raw_parts(frame.ptr, frame.len) }
+    }
+}
+
+impl HostState {
+    /// Whether a log line may go out now, and how many were suppressed before it.
+    fn allow_log(&mut self) -> Option<u64> {
         let allowed = self.log.allow(Instant::now());
         self.tally
             .logs_suppressed
             .store(self.log.suppressed(), std::sync::atomic::Ordering::Relaxed);
-        let Some(suppressed) = allowed else {
-            return;
-        };
+        allowed
+    }
+
+    fn log(&self, level: types::Level, suppressed: u64, message: &str) {
         let mut end = message.len().min(MAX_LOG_MESSAGE);
         while !message.is_char_boundary(end) {
             end -= 1;
@@ -120,40 +191,26 @@ impl host::Host for HostState {
         }
     }
 
-    fn now_ms(&mut self) -> u64 {
+    fn now_ms(&self) -> u64 {
         u64::try_from(self.clock.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn counter(&mut self, name: String) -> u32 {
+    fn counter(&self, name: &str) -> u32 {
         let mut counters = self.tally.counters();
-        if let Some(i) = counters.iter().position(|(n, _)| *n == name) {
+        if let Some(i) = counters.iter().position(|(n, _)| n == name) {
             return u32::try_from(i).unwrap_or(NO_COUNTER);
         }
         if name.is_empty() || name.len() > MAX_COUNTER_NAME || counters.len() >= MAX_COUNTERS {
             return NO_COUNTER;
         }
-        counters.push((name, 0));
+        counters.push((name.to_owned(), 0));
         u32::try_from(counters.len() - 1).unwrap_or(NO_COUNTER)
     }
 
-    fn counter_add(&mut self, id: u32, delta: u64) {
+    fn counter_add(&self, id: u32, delta: u64) {
         let mut counters = self.tally.counters();
         if let Some((_, n)) = usize::try_from(id).ok().and_then(|i| counters.get_mut(i)) {
             *n = n.saturating_add(delta);
         }
-    }
-
-    fn frame_bytes(&mut self, index: u32) -> Vec<u8> {
-        let Some(frame) = usize::try_from(index)
-            .ok()
-            .and_then(|i| self.frames.0.get(i))
-        else {
-            return Vec::new();
-        };
-        // SAFETY: frames are in `self.frames` only while lent for the filter call in progress
-        // (`lend_frames`), whose caller keeps the slices they were made from borrowed until it
-        // takes them back; `RawFrame::new` took pointer and length from one such slice.
-        let bytes = unsafe { core::slice::from_raw_parts(frame.ptr, frame.len) };
-        bytes.to_vec()
     }
 }

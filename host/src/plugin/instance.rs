@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use wasmtime::component::Func;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::exports::wasm_vtep::plugin::hooks::Guest;
@@ -11,6 +12,8 @@ use super::bindings::wasm_vtep::plugin::types as wit;
 use super::bindings::{Plugin as Bindings, PluginPre};
 use super::error::CallError;
 use super::host::{HostState, RawFrame};
+use super::load::HOOKS_INTERFACE;
+use super::results::FilterResults;
 use super::runtime::Runtime;
 use super::sandbox::classify;
 use super::watchdog::Slot;
@@ -19,6 +22,9 @@ use super::watchdog::Slot;
 pub(crate) struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
+    /// The `filter` export, called with a result type of our own rather than through
+    /// `bindings` (whose `Vec` of results would be a heap allocation per call).
+    filter: Func,
     runtime: Runtime,
     /// Its calls, as the watchdog sees them.
     slot: std::sync::Arc<Slot>,
@@ -56,12 +62,19 @@ impl Instance {
         store.set_epoch_deadline(1);
         let slot = runtime.watchdog().slot();
         let call = runtime.watchdog().call(&slot, deadline);
-        let result = pre.instantiate(&mut store);
+        let result = pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .and_then(|instance| {
+                let bindings = Bindings::new(&mut store, &instance)?;
+                Ok((bindings, filter_export(&mut store, &instance)?))
+            });
         drop(call);
         match result {
-            Ok(bindings) => Ok(Instance {
+            Ok((bindings, filter)) => Ok(Instance {
                 store,
                 bindings,
+                filter,
                 runtime: runtime.clone(),
                 slot,
             }),
@@ -112,11 +125,17 @@ impl Instance {
         metas: &[wit::FrameMeta],
         frames: &mut Vec<RawFrame>,
         budget: Duration,
-    ) -> Result<Vec<wit::FilterResult>, CallError> {
+    ) -> Result<FilterResults, CallError> {
+        let filter = self.filter;
         // SAFETY: the caller keeps the slices borrowed for this whole function, and the frames
         // are taken back below, before it returns.
         unsafe { self.store.data_mut().lend_frames(frames) };
-        let result = self.call(budget, |store, guest| guest.call_filter(store, metas));
+        let result = self.call(budget, |store, _| {
+            // Type-checked again on every call (no allocation, a walk of the types) rather
+            // than trusted from instantiation, so that no `unsafe` is needed.
+            let typed = filter.typed::<(&[wit::FrameMeta],), (FilterResults,)>(&*store)?;
+            typed.call(store, (metas,)).map(|(results,)| results)
+        });
         // SAFETY: as above; this swaps the lent frames back out of the store.
         unsafe { self.store.data_mut().lend_frames(frames) };
         let results = result?;
@@ -147,4 +166,21 @@ impl Instance {
     ) -> Result<wit::AgeDecision, CallError> {
         self.call(budget, |store, guest| guest.call_age(store, event))
     }
+}
+
+/// The plugin's `filter` function, checked to have the type [`Instance::filter`] calls it with.
+fn filter_export(
+    store: &mut Store<HostState>,
+    instance: &wasmtime::component::Instance,
+) -> wasmtime::Result<Func> {
+    let version = super::bindings::INTERFACE_VERSION;
+    let hooks = instance
+        .get_export_index(&mut *store, None, &format!("{HOOKS_INTERFACE}@{version}"))
+        .ok_or_else(|| wasmtime::format_err!("no {HOOKS_INTERFACE}@{version} export"))?;
+    let filter = instance
+        .get_export_index(&mut *store, Some(&hooks), "filter")
+        .and_then(|index| instance.get_func(&mut *store, index))
+        .ok_or_else(|| wasmtime::format_err!("no filter function in {HOOKS_INTERFACE}"))?;
+    filter.typed::<(&[wit::FrameMeta],), (FilterResults,)>(&*store)?;
+    Ok(filter)
 }

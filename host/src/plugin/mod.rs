@@ -26,6 +26,7 @@ mod instance;
 pub mod load;
 mod loaded;
 mod ratelimit;
+mod results;
 mod runtime;
 mod sandbox;
 mod spec;

@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::sync::mpsc::{Sender, channel};
 use std::time::Instant;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine};
 
-use super::bindings;
 use super::error::RuntimeError;
-use super::host::HostState;
+use super::host::{self, HostState};
 use super::watchdog::Watchdog;
 
 /// Work for the preparing thread: making a plugin's replacement instance.
@@ -57,8 +56,7 @@ impl Runtime {
         config.wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        host::add_to_linker(&mut linker).map_err(|e| RuntimeError(format!("{e:#}")))?;
         let watchdog = Watchdog::start(engine.clone())
             .map_err(|e| RuntimeError(format!("the watchdog thread: {e}")))?;
         let (prepare, jobs) = channel::<Job>();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use wasmtime::{ResourceLimiter, Trap};
 
 use super::error::CallError;
+use super::results::TooManyResults;
 
 /// Table elements a plugin may have, at most (a Rust plugin has a few hundred).
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -92,6 +93,9 @@ impl ResourceLimiter for Limiter {
 
 /// What a failed call (or instantiation) was.
 pub(crate) fn classify(error: &wasmtime::Error, limiter: &Limiter, budget: Duration) -> CallError {
+    if let Some(answer) = error.downcast_ref::<TooManyResults>() {
+        return CallError::Invalid(answer.to_string());
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::Timeout(budget),
         _ if limiter.refused() => CallError::OutOfMemory(limiter.limit()),
