@@ -43,7 +43,7 @@ impl RawFrame {
     }
 }
 
-// SAFETY: a `RawFrame` is only dereferenced in `frame_bytes`, during the filter call for which
+// SAFETY: a `RawFrame` is only dereferenced in `LentFrames::get`, during the filter call for which
 // it was lent (see `HostState::lend_frames`), on the thread making that call; the bytes behind
 // it are immutable and outlive the call. Moving one to another thread between calls moves an
 // address that is never read again.
@@ -92,7 +92,7 @@ impl HostState {
     /// # Safety
     ///
     /// Every slice a [`RawFrame`] in `frames` was made from must stay borrowed (alive and
-    /// unmodified) until the frames are taken back: `frame_bytes` reads them.
+    /// unmodified) until the frames are taken back: `frame-bytes` reads them.
     pub(crate) unsafe fn lend_frames(&mut self, frames: &mut Vec<RawFrame>) {
         core::mem::swap(&mut self.frames.0, frames);
     }
@@ -109,10 +109,15 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     host.func_wrap(
         "log",
         |mut store: StoreContextMut<'_, HostState>, (level, message): (types::Level, WasmStr)| {
-            // A suppressed line is not even read.
+            // Read (checked: invalid UTF-8 traps) before the rate limit, so that whether a bad
+            // string traps does not depend on it. In place: a plugin's strings are UTF-8 (the
+            // SDK's encoding); only another encoding would be copied.
+            // (The rate limit needs the store mutably, so the string is read twice.)
+            message.to_str(&store)?;
             if let Some(suppressed) = store.data_mut().allow_log() {
-                let message = message.to_str(&store)?;
-                store.data().log(level, suppressed, &message);
+                store
+                    .data()
+                    .log(level, suppressed, &message.to_str(&store)?);
             }
             Ok(())
         },
@@ -137,8 +142,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     host.func_wrap(
         "frame-bytes",
         |store: StoreContextMut<'_, HostState>, (index,): (u32,)| {
-            // SAFETY: wasmtime copies the returned slice into the plugin's memory as this
-            // host call returns, which is inside the filter call the frames are lent for.
+            // SAFETY: `func_wrap` wants a `'static` result, but the slice does not live that
+            // long: a synchronous host function's result is lowered (copied into the plugin's
+            // memory) before the call returns to wasm, so inside the filter call the frames
+            // are lent for, and the slice is dropped then. Outside `filter` no frames are lent
+            // and the slice is empty.
             Ok((unsafe { store.data().frames.get(index) },))
         },
     )?;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::component::Func;
+use wasmtime::component::TypedFunc;
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::exports::wasm_vtep::plugin::hooks::Guest;
@@ -23,8 +23,10 @@ pub(crate) struct Instance {
     store: Store<HostState>,
     bindings: Bindings,
     /// The `filter` export, called with a result type of our own rather than through
-    /// `bindings` (whose `Vec` of results would be a heap allocation per call).
-    filter: Func,
+    /// `bindings` (whose `Vec` of results would be a heap allocation per call). Typed with
+    /// `'static` frames here; a call narrows it to the frames it has (`TypedFunc` is covariant
+    /// in its parameters).
+    filter: TypedFunc<(&'static [wit::FrameMeta],), (FilterResults,)>,
     runtime: Runtime,
     /// Its calls, as the watchdog sees them.
     slot: std::sync::Arc<Slot>,
@@ -131,10 +133,8 @@ impl Instance {
         // are taken back below, before it returns.
         unsafe { self.store.data_mut().lend_frames(frames) };
         let result = self.call(budget, |store, _| {
-            // Type-checked again on every call (no allocation, a walk of the types) rather
-            // than trusted from instantiation, so that no `unsafe` is needed.
-            let typed = filter.typed::<(&[wit::FrameMeta],), (FilterResults,)>(&*store)?;
-            typed.call(store, (metas,)).map(|(results,)| results)
+            let filter: TypedFunc<(&[wit::FrameMeta],), (FilterResults,)> = filter;
+            filter.call(store, (metas,)).map(|(results,)| results)
         });
         // SAFETY: as above; this swaps the lent frames back out of the store.
         unsafe { self.store.data_mut().lend_frames(frames) };
@@ -172,7 +172,7 @@ impl Instance {
 fn filter_export(
     store: &mut Store<HostState>,
     instance: &wasmtime::component::Instance,
-) -> wasmtime::Result<Func> {
+) -> wasmtime::Result<TypedFunc<(&'static [wit::FrameMeta],), (FilterResults,)>> {
     let version = super::bindings::INTERFACE_VERSION;
     let hooks = instance
         .get_export_index(&mut *store, None, &format!("{HOOKS_INTERFACE}@{version}"))
@@ -181,6 +181,5 @@ fn filter_export(
         .get_export_index(&mut *store, Some(&hooks), "filter")
         .and_then(|index| instance.get_func(&mut *store, index))
         .ok_or_else(|| wasmtime::format_err!("no filter function in {HOOKS_INTERFACE}"))?;
-    filter.typed::<(&[wit::FrameMeta],), (FilterResults,)>(&*store)?;
-    Ok(filter)
+    filter.typed(&*store)
 }
