@@ -11,12 +11,10 @@
 //! - [`io`]: the thin shell of sockets and threads around the pipeline.
 //! - [`control`]: the control socket, its protocol and the CLI client.
 //! - [`daemon`]: `vtep run`, the pipeline and sockets wired together.
-//! - [`demo`]: `vtep demo`, the seed walk-through on network namespaces.
 
 pub mod config;
 pub mod control;
 pub mod daemon;
-pub mod demo;
 pub mod fdb;
 pub mod io;
 pub mod offload;

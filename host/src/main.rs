@@ -1,15 +1,16 @@
 //! `vtep`: the wasm-vtep daemon and its command-line client. Parses the command line and wires
 //! the library's pieces together; nothing else.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use serde::de::DeserializeOwned;
 use tracing_subscriber::EnvFilter;
 use wasm_vtep::config::{Config, DEFAULT_SOCKET};
-use wasm_vtep::control::{self, FdbRow, Request, Response, StatsReport};
-use wasm_vtep::plugin::{Plugin, PluginReport, Runtime};
+use wasm_vtep::control::{self, Request, Response, render};
+use wasm_vtep::plugin::PluginReport;
 
 /// A programmable VXLAN tunnel endpoint (RFC 7348).
 #[derive(Debug, Parser)]
@@ -37,8 +38,6 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Build the two-host seed topology in network namespaces and walk through flood-and-learn.
-    Demo,
     /// The forwarding table.
     Fdb {
         #[command(subcommand)]
@@ -156,7 +155,8 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Check { config } => {
             let config = load(&config)?;
-            check_plugins(&config)?;
+            // Loaded and initialised as `vtep run` would, then dropped.
+            wasm_vtep::daemon::load_plugins(&config.plugins)?;
             println!(
                 "{}: ok ({} VNIs, {} ports, {} plugins)",
                 config_name(&config),
@@ -166,18 +166,8 @@ fn execute(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Demo => wasm_vtep::demo::run(),
         Command::Fdb { command } => fdb(&cli.socket, command),
-        Command::Stats { json } => {
-            let data = call(&cli.socket, &Request::Stats)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&data)?);
-            } else {
-                let report: StatsReport = serde_json::from_value(data)?;
-                print!("{}", control::render::stats(&report));
-            }
-            Ok(())
-        }
+        Command::Stats { json } => show(&cli.socket, &Request::Stats, json, render::stats),
         Command::Plugin { command } => plugin(&cli.socket, command),
         #[cfg(feature = "fault-injection")]
         Command::PanicWorker { worker } => {
@@ -186,37 +176,20 @@ fn execute(cli: Cli) -> Result<()> {
     }
 }
 
-/// Loads and initialises every plugin, as `vtep run` would, and drops them.
-fn check_plugins(config: &Config) -> Result<()> {
-    if config.plugins.is_empty() {
-        return Ok(());
-    }
-    let runtime = Runtime::new()?;
-    for spec in &config.plugins {
-        Plugin::load(&runtime, spec.clone()).with_context(|| format!("plugin {:?}", spec.name))?;
-    }
-    Ok(())
-}
-
-fn plugin(socket: &std::path::Path, command: PluginCommand) -> Result<()> {
+fn plugin(socket: &Path, command: PluginCommand) -> Result<()> {
     match command {
         PluginCommand::List { json } => {
-            let data = call(socket, &Request::PluginList)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&data)?);
-            } else {
-                let reports: Vec<PluginReport> = serde_json::from_value(data)?;
-                print!("{}", control::render::plugin_list(&reports));
-            }
+            show(socket, &Request::PluginList, json, |r: &Vec<_>| {
+                render::plugin_list(r)
+            })?;
         }
         PluginCommand::Show { name, json } => {
-            let data = call(socket, &Request::PluginShow { name })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&data)?);
-            } else {
-                let report: PluginReport = serde_json::from_value(data)?;
-                print!("{}", control::render::plugin_show(&report));
-            }
+            show(
+                socket,
+                &Request::PluginShow { name },
+                json,
+                render::plugin_show,
+            )?;
         }
         PluginCommand::Reload { name, path } => {
             // The daemon resolves nothing against the CLI's directory: send an absolute path.
@@ -243,22 +216,18 @@ fn config_name(config: &Config) -> String {
 }
 
 /// Loads, validates and checks interfaces; the error is the one line that names the field.
-fn load(path: &std::path::Path) -> Result<Config> {
+fn load(path: &Path) -> Result<Config> {
     let config = Config::load(path)?;
-    config.check_interfaces()?;
+    config.check_interfaces(|name| wasm_vtep::io::if_index(name).is_ok())?;
     Ok(config)
 }
 
-fn fdb(socket: &std::path::Path, command: FdbCommand) -> Result<()> {
+fn fdb(socket: &Path, command: FdbCommand) -> Result<()> {
     match command {
         FdbCommand::Show { vni, json } => {
-            let data = call(socket, &Request::FdbShow { vni })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&data)?);
-            } else {
-                let rows: Vec<FdbRow> = serde_json::from_value(data)?;
-                print!("{}", control::render::fdb(&rows));
-            }
+            show(socket, &Request::FdbShow { vni }, json, |r: &Vec<_>| {
+                render::fdb(r)
+            })?;
         }
         FdbCommand::Add {
             vni,
@@ -283,7 +252,24 @@ fn fdb(socket: &std::path::Path, command: FdbCommand) -> Result<()> {
     Ok(())
 }
 
-fn call(socket: &std::path::Path, request: &Request) -> Result<serde_json::Value> {
+/// Asks the daemon and prints its reply: as JSON (`--json`), or read as a `T` and rendered for
+/// people.
+fn show<T: DeserializeOwned>(
+    socket: &Path,
+    request: &Request,
+    json: bool,
+    render: impl Fn(&T) -> String,
+) -> Result<()> {
+    let data = call(socket, request)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&data)?);
+    } else {
+        print!("{}", render(&serde_json::from_value(data)?));
+    }
+    Ok(())
+}
+
+fn call(socket: &Path, request: &Request) -> Result<serde_json::Value> {
     let response = control::client::call(socket, request)
         .with_context(|| "is the daemon running? (vtep run --config FILE)")?;
     match response {

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 /// Locates the `vtep` daemon built from this workspace.
 ///
 /// In order: `$VTEP_BIN` if set; `vtep` in the profile directory of the running test
-/// executable; `$CARGO_TARGET_DIR` (or `<workspace>/target`) + `/debug/vtep` or `/release/vtep`
+/// executable (or beside the running binary, for the demo and netbench); `$CARGO_TARGET_DIR` (or `<workspace>/target`) + `/debug/vtep` or `/release/vtep`
 /// matching how the tests were built. Cargo does not build another package's binaries for a
 /// test run, so a missing binary is an error that says how to build it (and a stale one is
 /// possible: rebuild after changing the daemon).
@@ -104,13 +104,18 @@ fn remove_dead_runs(root: &Path) {
 fn profile_dir() -> PathBuf {
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
-        && matches!(
-            dir.file_name().and_then(|n| n.to_str()),
-            Some("deps" | "examples")
-        )
-        && let Some(profile) = dir.parent()
     {
-        return profile.to_path_buf();
+        // A test or example runs from `<profile>/deps` or `<profile>/examples`; a binary of
+        // this workspace (the demo, netbench) from `<profile>` itself, beside `vtep`.
+        match dir.file_name().and_then(|n| n.to_str()) {
+            Some("deps" | "examples") => {
+                if let Some(profile) = dir.parent() {
+                    return profile.to_path_buf();
+                }
+            }
+            _ if dir.join("vtep").is_file() => return dir.to_path_buf(),
+            _ => {}
+        }
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = match std::env::var_os("CARGO_TARGET_DIR") {

@@ -1,5 +1,6 @@
 //! The shipped example configurations pass `vtep check` on a host that has their interfaces,
-//! and `vtep demo` walks through the seed scenario and leaves nothing behind.
+//! and the demo (`cargo run -p wasm-vtep-tests --bin demo`) walks through the seed scenario and
+//! leaves nothing behind.
 
 use std::path::Path;
 
@@ -53,12 +54,11 @@ fn check_names_a_missing_interface() -> Result<()> {
 
 #[test]
 fn demo_walks_through_flood_and_learn_and_cleans_up() -> Result<()> {
-    let child = std::process::Command::new(vtep_bin()?)
-        .arg("demo")
+    let child = demo()?
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let prefix = format!("wv-demo-{}-", child.id());
+    let pid = child.id();
     let out = child.wait_with_output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -87,18 +87,28 @@ fn demo_walks_through_flood_and_learn_and_cleans_up() -> Result<()> {
         "{first}"
     );
     assert!(!first.contains("02:00:00:00:00:02"), "{first}");
-    assert_no_namespaces_left(&prefix)
+    assert_no_namespaces_left(pid)
 }
 
-fn assert_no_namespaces_left(prefix: &str) -> Result<()> {
+/// The demo binary, running the `vtep` this test run uses.
+fn demo() -> Result<std::process::Command> {
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_demo"));
+    demo.env("VTEP_BIN", vtep_bin()?);
+    Ok(demo)
+}
+
+/// No namespace of the demo process `pid` is left (the harness names them `wv-TAG-PID-N`).
+fn assert_no_namespaces_left(pid: u32) -> Result<()> {
     let list = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()?;
-    let left = String::from_utf8_lossy(&list.stdout);
-    assert!(
-        !left.contains(prefix),
-        "demo namespaces left behind: {left}"
-    );
+    let list = String::from_utf8_lossy(&list.stdout);
+    let ours = format!("-{pid}-");
+    let left: Vec<&str> = list
+        .lines()
+        .filter(|l| l.starts_with("wv-") && l.contains(&ours))
+        .collect();
+    assert!(left.is_empty(), "demo namespaces left behind: {left:?}");
     Ok(())
 }
 
@@ -107,12 +117,10 @@ fn assert_no_namespaces_left(prefix: &str) -> Result<()> {
 #[test]
 fn demo_interrupted_by_ctrl_c_cleans_up() -> Result<()> {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(vtep_bin()?)
-        .arg("demo")
+    let mut child = demo()?
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()?;
-    let prefix = format!("wv-demo-{}-", child.id());
     let stdout = child.stdout.take().expect("piped");
     let mut lines = std::io::BufReader::new(stdout).lines();
     let mut seen = String::new();
@@ -124,9 +132,9 @@ fn demo_interrupted_by_ctrl_c_cleans_up() -> Result<()> {
             break;
         }
     }
-    let pid = i32::try_from(child.id())?;
+    let pid = child.id();
     // SAFETY: kill(2) on our own child, not yet reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(i32::try_from(pid)?, libc::SIGINT) }, 0);
     let rest: Vec<String> = lines.collect::<Result<_, _>>()?;
     let status = child.wait()?;
     let rest = rest.join("\n");
@@ -136,5 +144,5 @@ fn demo_interrupted_by_ctrl_c_cleans_up() -> Result<()> {
         "{seen}{rest}"
     );
     assert!(!rest.contains("== Now both MACs are known"), "{rest}");
-    assert_no_namespaces_left(&prefix)
+    assert_no_namespaces_left(pid)
 }
