@@ -26,8 +26,9 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use wasm_vtep::config::{PluginSpec, Sandbox};
 use wasm_vtep::fdb::{AgeEvent, AgePolicy, LearnEvent, LearnPolicy, Location, PortId as FdbPort};
-use wasm_vtep::plugin::{Plugin, PluginChain, PluginSpec, Runtime, Sandbox};
+use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
 use wasm_vtep::vtep::{FilterBatch, Hooks, Outbox, PortId, Verdict, Vtep};
 use wasm_vtep::wire::{MacAddr, Vni};
 

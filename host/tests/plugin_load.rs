@@ -8,7 +8,8 @@ mod build;
 use std::path::Path;
 use std::process::Command;
 
-use wasm_vtep::plugin::{LoadError, Plugin, PluginSpec, Runtime, SUPPORTED_VERSIONS, load};
+use wasm_vtep::config::PluginSpec;
+use wasm_vtep::plugin::{LoadError, Plugin, Runtime, SUPPORTED_VERSIONS, load};
 use wit_component::{ComponentEncoder, StringEncoding, dummy_module, embed_component_metadata};
 use wit_parser::{ManglingAndAbi, Resolve};
 

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use frames::{REMOTE, batch, ip, port_batch, udp, vtep, vxlan};
-use wasm_vtep::plugin::{OnError, Plugin, PluginChain, PluginReport, PluginSpec, Runtime, Sandbox};
+use wasm_vtep::config::{OnError, PluginSpec, Sandbox};
+use wasm_vtep::plugin::{Plugin, PluginChain, PluginReport, Runtime};
 use wasm_vtep::vtep::{DropReason, Hooks, Location, Outbox, PortId, Vtep};
 use wasm_vtep::wire::Vni;
 

@@ -59,9 +59,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use wasm_vtep::config::{OnError, PluginSpec, Sandbox};
 use wasm_vtep::control::handler::{self, Counters};
 use wasm_vtep::control::{Request, Response, render};
-use wasm_vtep::plugin::{OnError, Plugin, PluginChain, PluginSpec, Runtime, Sandbox};
+use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
 use wasm_vtep::vtep::{DropReason, Outbox, PortId, VniSettings, Vtep, VtepSettings};
 use wasm_vtep::wire::{VirtioNetHdr, Vni};
 

@@ -4,6 +4,7 @@
 
 mod file;
 mod plugin;
+mod plugin_spec;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -12,9 +13,11 @@ use std::time::Duration;
 pub use file::{
     ControlSection, DatapathSection, PluginSection, StaticSection, UnderlaySection, VniSection,
 };
+pub use plugin_spec::{
+    DEFAULT_CACHE_ENTRIES, DEFAULT_INIT_BUDGET, DEFAULT_MAX_FAILURES, DEFAULT_MEMORY_LIMIT,
+    DEFAULT_TIME_BUDGET, OnError, PluginSpec, Sandbox,
+};
 
-use crate::io::Steering;
-use crate::plugin::PluginSpec;
 use crate::vtep::{
     DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_SRC_PORTS, DEFAULT_TTL, Location,
     PortId, SourcePorts, StaticEntry, VniSettings, VtepSettings,
@@ -84,6 +87,21 @@ pub struct DatapathSettings {
     pub steering: Steering,
 }
 
+/// How the workers share the traffic (`[datapath] steering`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Steering {
+    /// Both directions of a flow to one worker (by the BPF programs of `io::steering`): a
+    /// reply finds the worker that sent the request still polling, while a single flow's two
+    /// directions share that worker. netbench's `kernel-steering` case measures both modes
+    /// (docs/PERFORMANCE.md).
+    #[default]
+    Symmetric,
+    /// The kernel's own hashes: a port's frames by their flow hash, the underlay's datagrams
+    /// by their outer addresses and ports, so that a flow's two directions usually run on two
+    /// workers in parallel, and a reply usually wakes a sleeping one.
+    Kernel,
+}
+
 impl DatapathSettings {
     /// How many workers to run: the configured number, else the CPUs available (at least 1).
     pub fn worker_count(&self) -> usize {
@@ -117,10 +135,11 @@ impl Config {
     }
 
     /// Checks that every port and the underlay interface exist on this host (in this network
-    /// namespace), as `vtep check` and `vtep run` do.
-    pub fn check_interfaces(&self) -> Result<(), ConfigError> {
+    /// namespace), as `vtep check` and `vtep run` do, asking `exists` (the I/O layer's lookup:
+    /// configuration does no I/O of its own).
+    pub fn check_interfaces(&self, exists: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
         for (i, name) in self.ports.iter().enumerate() {
-            if !interface_exists(name) {
+            if !exists(name) {
                 let field = port_field(&self.settings, PortId(u16::try_from(i).unwrap_or(0)));
                 return Err(ConfigError::new(
                     field,
@@ -128,11 +147,7 @@ impl Config {
                 ));
             }
         }
-        if let Some(name) = self
-            .underlay_interface
-            .as_ref()
-            .filter(|n| !interface_exists(n))
-        {
+        if let Some(name) = self.underlay_interface.as_ref().filter(|n| !exists(n)) {
             return Err(ConfigError::new(
                 "underlay.interface",
                 format!("no such interface {name:?}"),
@@ -146,15 +161,6 @@ impl Config {
         let i = self.ports.iter().position(|p| p == name)?;
         u16::try_from(i).ok().map(PortId)
     }
-}
-
-fn interface_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call, and
-    // if_nametoindex only reads it.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
 
 /// The `vni[i].ports` field a port was configured in, for error messages.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::file::PluginSection;
-use crate::plugin::{DEFAULT_CACHE_ENTRIES, OnError, PluginSpec, Sandbox};
+use super::plugin_spec::{DEFAULT_CACHE_ENTRIES, OnError, PluginSpec, Sandbox};
 use crate::vtep::VniSettings;
 use crate::wire::Vni;
 

@@ -1,5 +1,6 @@
-//! What the configuration says about one plugin: where its module is, which VNIs it is
-//! attached to, what a failure means for the frames, its `config` table, and its sandbox.
+//! What the configuration says about one plugin, as plain settings the plugin host takes: where
+//! its module is, which VNIs it is attached to, what a failure means for the frames, its
+//! `config` table, and its sandbox.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use crate::wire::Vni;
 /// A plugin's linear memory, at most (all its memories together).
 pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
 /// How long one hook call may run. A plugin that loops is interrupted this long after the
-/// call starts, plus the watchdog's wake-up latency (see [`Runtime`](super::Runtime)).
+/// call starts, plus the watchdog's wake-up latency (see [`Runtime`](crate::plugin::Runtime)).
 pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_micros(500);
 /// How long `init` may run when a plugin is loaded or reloaded (off the data path).
 pub const DEFAULT_INIT_BUDGET: Duration = Duration::from_millis(100);
@@ -68,7 +69,7 @@ impl Sandbox {
     }
 
     /// Caps the plugin's linear memory at `bytes`; growing past it fails, and a plugin that
-    /// cannot cope (most abort) fails its call with [`CallError::OutOfMemory`](super::CallError).
+    /// cannot cope (most abort) fails its call with [`CallError::OutOfMemory`](crate::plugin::CallError).
     pub const fn with_memory_limit(mut self, bytes: usize) -> Sandbox {
         self.memory_limit = bytes;
         self

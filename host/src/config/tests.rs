@@ -151,7 +151,7 @@ fn unknown_fields_and_bad_toml_are_one_line_errors() {
 #[test]
 fn missing_interfaces_are_named() {
     let c = Config::parse(&with("id = 1\nports = [\"wv-none0\"]")).unwrap();
-    let e = c.check_interfaces().unwrap_err();
+    let e = c.check_interfaces(|name| name != "wv-none0").unwrap_err();
     assert_eq!(
         e.to_string(),
         "vni[0].ports: no such interface \"wv-none0\""
@@ -189,7 +189,7 @@ path = "/opt/learn_guard.wasm"
     let p = &c.plugins[0];
     assert_eq!(p.name, "vni-filter");
     assert_eq!(p.vnis, Some(vec![Vni::new(5002).unwrap()]));
-    assert_eq!(p.on_error, crate::plugin::OnError::Drop);
+    assert_eq!(p.on_error, OnError::Drop);
     assert_eq!(p.sandbox.memory_limit(), 8 << 20);
     assert_eq!(p.sandbox.time_budget(), Duration::from_micros(200));
     assert_eq!(p.sandbox.max_failures(), 3);
@@ -199,9 +199,9 @@ path = "/opt/learn_guard.wasm"
     assert_eq!(json["nested"]["deep"], true);
     let q = &c.plugins[1];
     assert_eq!(q.vnis, None);
-    assert_eq!(q.on_error, crate::plugin::OnError::Pass);
+    assert_eq!(q.on_error, OnError::Pass);
     assert_eq!(q.config, "{}");
-    assert_eq!(q.sandbox, crate::plugin::Sandbox::new());
+    assert_eq!(q.sandbox, Sandbox::new());
 }
 
 #[test]

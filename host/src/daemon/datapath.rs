@@ -2,7 +2,7 @@
 //! sockets: a share of every port's frames (`PACKET_FANOUT`) and a share of the underlay's
 //! unicast datagrams (`SO_REUSEPORT`; the groups' datagrams go to the first worker, whose socket
 //! joined them). With two or more workers, flows are spread over cores by a hash (see
-//! `io::Steering`: by default one that sends both directions of a flow to one worker); one flow
+//! `config::Steering`: by default one that sends both directions of a flow to one worker); one flow
 //! stays on one worker each way, in order.
 //!
 //! Each worker owns its pipeline, its plugins' copies, its receive buffers, outbox and
@@ -33,8 +33,9 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use super::plugins::{Caller, RecentOffers, WorkerHooks, hooked_vnis};
+use crate::config::Steering;
 use crate::io::{
-    DatagramBatch, MAX_BATCH, Port, RxBatch, Steering, TransmitCounts, Transmitter, UnderlayRx,
+    DatagramBatch, MAX_BATCH, Port, RxBatch, TransmitCounts, Transmitter, UnderlayRx,
     UnderlayRxCounts,
 };
 use crate::plugin::PluginChain;

@@ -27,13 +27,13 @@ use self::plugins::{Caller, LearnQueue, Plugins};
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::datapath::lock;
-use crate::config::Config;
+use crate::config::{Config, PluginSpec, Steering};
 use crate::control::{Request, Response, handler, server};
 use crate::io::{
-    Port, PortRxCounts, SetupError, Steering, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
+    Port, PortRxCounts, SetupError, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
     UnderlayTx, UnderlayTxConfig,
 };
-use crate::plugin::{LoadError, Plugin, PluginChain, PluginSpec, Runtime, RuntimeError};
+use crate::plugin::{LoadError, Plugin, PluginChain, Runtime, RuntimeError};
 use crate::vtep::{Drops, SettingsError, VniStats, Vtep};
 
 /// Why the daemon could not start or stopped with an error.
@@ -297,8 +297,9 @@ fn spawn<T: Send + 'static>(
         .map_err(DaemonError::Runtime)
 }
 
-/// Loads every configured plugin, in order; the first that fails stops the daemon.
-fn load_plugins(specs: &[PluginSpec]) -> Result<(Option<Runtime>, PluginChain), DaemonError> {
+/// Loads every configured plugin, in order, as `vtep run` does before it opens a socket (and
+/// `vtep check` to check them); the first that fails is the error. No plugins: no runtime.
+pub fn load_plugins(specs: &[PluginSpec]) -> Result<(Option<Runtime>, PluginChain), DaemonError> {
     let mut chain = PluginChain::new();
     if specs.is_empty() {
         return Ok((None, chain)); // no ticker, no engine: plugins cost nothing

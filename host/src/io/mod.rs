@@ -25,8 +25,7 @@ mod underlay_tx;
 
 pub use counts::{TxCounts, TxDrop};
 pub use port::{Port, PortRxCounts, RxBatch, RxFrame, kernel_takes_uso};
-pub use steering::Steering;
-pub use sys::{MAX_BATCH, SetupError};
+pub use sys::{MAX_BATCH, SetupError, if_index};
 pub use transmit::{TransmitCounts, Transmitter};
 pub use underlay_rx::{Datagram, DatagramBatch, UnderlayRx, UnderlayRxCounts};
 pub use underlay_tx::{UnderlayTx, UnderlayTxConfig};

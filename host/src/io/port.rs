@@ -30,11 +30,12 @@ use libc::c_int;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::counts::{TxCounts, TxDrop};
-use super::steering::{self, Steering};
+use super::steering;
 use super::sys::{
     EMPTY_IOVEC, MAX_BATCH, SetupError, abi, getsockopt, if_index, recv_mmsg, send_all, set_buffer,
     setsockopt, zeroed_mmsghdrs,
 };
+use crate::config::Steering;
 use crate::wire::VirtioNetHdr;
 
 /// Bytes of a frame a receive buffer holds: the largest GSO super-frame (an IPv4 packet of

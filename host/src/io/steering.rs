@@ -28,22 +28,6 @@ use std::os::fd::BorrowedFd;
 
 use super::sys::setsockopt;
 
-/// How the workers share the traffic (`[datapath] steering`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Steering {
-    /// Both directions of a flow to one worker, by the programs of this module: a reply finds
-    /// the worker that sent the request still polling (netbench, 2 workers, both modes in one
-    /// run: ping round trip p50 248 µs against 320, p99 417 against 645), while a single
-    /// flow's two directions share that worker (one TCP stream: 7.0/6.6 Gbit/s against
-    /// 6.5/6.8, within the run-to-run spread).
-    #[default]
-    Symmetric,
-    /// The kernel's own hashes: a port's frames by their flow hash, the underlay's datagrams
-    /// by their outer addresses and ports, so that a flow's two directions usually run on two
-    /// workers in parallel, and a reply usually wakes a sleeping one.
-    Kernel,
-}
-
 /// `SO_ATTACH_REUSEPORT_CBPF`, which the `libc` crate exports only for Android: 51 in
 /// `asm-generic/socket.h` (x86, ARM, RISC-V, MIPS, PowerPC); SPARC numbers it otherwise.
 #[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]

@@ -70,7 +70,7 @@ impl SetupError {
 }
 
 /// The index of the interface called `name` in the calling thread's network namespace.
-pub(super) fn if_index(name: &str) -> Result<u32, SetupError> {
+pub fn if_index(name: &str) -> Result<u32, SetupError> {
     let invalid = || SetupError::InvalidInterfaceName {
         name: name.to_owned(),
     };

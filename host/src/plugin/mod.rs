@@ -29,7 +29,6 @@ mod ratelimit;
 mod results;
 mod runtime;
 mod sandbox;
-mod spec;
 mod stats;
 mod watchdog;
 
@@ -38,8 +37,4 @@ pub use error::{CallError, LoadError, RuntimeError};
 pub use load::SUPPORTED_VERSIONS;
 pub use loaded::{MAX_FILTER_BATCH, Plugin};
 pub use runtime::Runtime;
-pub use spec::{
-    DEFAULT_CACHE_ENTRIES, DEFAULT_INIT_BUDGET, DEFAULT_MAX_FAILURES, DEFAULT_MEMORY_LIMIT,
-    DEFAULT_TIME_BUDGET, OnError, PluginSpec, Sandbox,
-};
 pub use stats::{CallReport, PluginReport};

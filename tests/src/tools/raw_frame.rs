@@ -2,7 +2,6 @@
 //! what a hypervisor sends for a migrated VM (a RARP announcement), a guest's gratuitous ARP,
 //! and 802.1Q-tagged frames, none of which the usual tools send on demand.
 
-use std::ffi::CString;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
@@ -35,12 +34,8 @@ impl PacketSocket {
     /// Opens a packet socket on `iface` inside `ns` (the socket stays in that namespace).
     pub fn open(ns: &impl AsRef<Netns>, iface: &str) -> Result<PacketSocket> {
         let _inside = ns.as_ref().enter()?;
-        let name = CString::new(iface).context("interface name with a NUL")?;
-        // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
-        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if index == 0 {
-            bail!("no interface {iface:?} in {}", ns.as_ref().name());
-        }
+        let index =
+            wasm_vtep::io::if_index(iface).with_context(|| format!("in {}", ns.as_ref().name()))?;
         let ifindex = libc::c_int::try_from(index).context("interface index out of range")?;
         // Protocol 0: the socket only sends; it receives nothing.
         // SAFETY: socket(2) takes no pointers.
