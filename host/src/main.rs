@@ -9,8 +9,7 @@ use clap::{Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use tracing_subscriber::EnvFilter;
 use wasm_vtep::config::{Config, DEFAULT_SOCKET};
-use wasm_vtep::control::{self, Request, Response, render};
-use wasm_vtep::plugin::PluginReport;
+use wasm_vtep::control::{self, PluginReport, Request, Response, render};
 
 /// A programmable VXLAN tunnel endpoint (RFC 7348).
 #[derive(Debug, Parser)]

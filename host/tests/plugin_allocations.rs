@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use counting::allocations;
 use wasm_vtep::config::{PluginSpec, Sandbox};
+use wasm_vtep::control::PluginReport;
 use wasm_vtep::fdb::{AgeEvent, LearnEvent, Location, PortId as FdbPort};
-use wasm_vtep::plugin::{Plugin, PluginChain, PluginReport, Runtime};
+use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
 use wasm_vtep::vtep::{Outbox, PortId, Vtep};
 use wasm_vtep::wire::{MacAddr, Vni};
 

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use frames::{REMOTE, batch, ip, port_batch, udp, vtep, vxlan};
 use wasm_vtep::config::{OnError, PluginSpec, Sandbox};
-use wasm_vtep::plugin::{Plugin, PluginChain, PluginReport, Runtime};
+use wasm_vtep::control::PluginReport;
+use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
 use wasm_vtep::vtep::{DropReason, Hooks, Location, Outbox, PortId, Vtep};
 use wasm_vtep::wire::Vni;
 

@@ -21,10 +21,10 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use wasm_vtep::control::handler::{self, Counters};
 use wasm_vtep::control::protocol::MAX_REQUEST;
-use wasm_vtep::control::{FdbRow, Request, Response, StatsReport, render};
-use wasm_vtep::plugin::{PluginChain, PluginReport};
+use wasm_vtep::control::{FdbRow, PluginReport, Request, Response, StatsReport, render};
+use wasm_vtep::daemon::answer::{self, Counters};
+use wasm_vtep::plugin::PluginChain;
 use wasm_vtep::vtep::{
     Dest, Location, Outbox, PortId, StaticEntry, VniSettings, Vtep, VtepSettings,
 };
@@ -116,7 +116,7 @@ fn handle(vtep: &Vtep, plugins: &PluginChain, request: Request, now: Instant) ->
     let io = [("underlay_send_errors".to_owned(), 1u64)];
     // As the daemon does: the plugins only for the requests that concern them.
     let plugins = request.concerns_plugins().then_some(plugins);
-    handler::handle(request, vtep, &counters, plugins, &ports, &io, now)
+    answer::handle(request, vtep, &counters, plugins, &ports, &io, now)
 }
 
 /// What the CLI does with the reply's data: reads it as the request's type and prints it.

@@ -60,8 +60,8 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use wasm_vtep::config::{OnError, PluginSpec, Sandbox};
-use wasm_vtep::control::handler::{self, Counters};
 use wasm_vtep::control::{Request, Response, render};
+use wasm_vtep::daemon::answer::{self, Counters};
 use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
 use wasm_vtep::vtep::{DropReason, Outbox, PortId, VniSettings, Vtep, VtepSettings};
 use wasm_vtep::wire::{VirtioNetHdr, Vni};
@@ -302,6 +302,6 @@ fuzz_target!(|data: &[u8]| {
         drops: *v.drops(),
     };
     let ports: Vec<String> = PORT_NAMES.iter().map(|&p| p.to_owned()).collect();
-    let reply = handler::handle(Request::Stats, &v, &stats, Some(&*plugins), &ports, &[], t3);
+    let reply = answer::handle(Request::Stats, &v, &stats, Some(&*plugins), &ports, &[], t3);
     assert!(matches!(reply, Response::Ok(_)), "stats failed: {reply:?}");
 });

@@ -1,5 +1,6 @@
 //! The messages. Requests are tagged by `cmd`; a response is `{"ok": DATA}` or
-//! `{"error": "why"}`. Addresses and MACs travel as strings, as people write them.
+//! `{"error": "why"}` whose data is one of the reports below. Addresses and MACs travel as
+//! strings, as people write them.
 
 use std::collections::BTreeMap;
 
@@ -132,4 +133,60 @@ pub struct StatsReport {
     /// plugin's own, prefixed `plugin.`.
     #[serde(default)]
     pub plugins: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// The call statistics part of a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallReport {
+    /// `filter_calls`, `frames`, `cache_hits`, `passed`, `dropped`, `traps`, `timeouts`, ...
+    pub counters: BTreeMap<String, u64>,
+    /// Frames dropped, by the plugin's reason code.
+    pub drops: BTreeMap<String, u64>,
+    /// Verdicts not cached because the cache was full.
+    pub cache_full: u64,
+    /// Mean time per call, all hooks, in nanoseconds.
+    pub avg_call_ns: u64,
+    /// The longest call.
+    pub max_call_ns: u64,
+    /// The last failure, with its hook.
+    pub last_error: Option<String>,
+}
+
+/// Everything `vtep plugin show` says about a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginReport {
+    /// Its configured name.
+    pub name: String,
+    /// The file it was loaded from.
+    pub path: String,
+    /// The interface version it was built for.
+    pub interface: String,
+    /// `"attached"` or `"detached"`.
+    pub state: String,
+    /// Why it was detached.
+    pub detached_reason: Option<String>,
+    /// The hooks it implements (`filter`, `learn`, `age`).
+    pub hooks: Vec<String>,
+    /// The VNIs it is attached to; `None`: all.
+    pub vnis: Option<Vec<u32>>,
+    /// `"pass"` or `"drop"`.
+    pub on_error: String,
+    /// Sandbox: memory cap, in bytes.
+    pub memory_limit: u64,
+    /// Sandbox: linear memory in use now.
+    pub memory_used: u64,
+    /// Sandbox: budget per call, in microseconds.
+    pub budget_us: u64,
+    /// Sandbox: consecutive failures before detachment.
+    pub max_failures: u32,
+    /// Consecutive failures now.
+    pub failures_in_row: u32,
+    /// Verdicts in the cache now.
+    pub cached_flows: u64,
+    /// Log lines refused by the rate limit, not yet reported.
+    pub logs_suppressed: u64,
+    /// Calls, drops, failures and timing.
+    pub calls: CallReport,
+    /// The counters the plugin declared.
+    pub plugin_counters: BTreeMap<String, u64>,
 }

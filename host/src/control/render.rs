@@ -3,8 +3,7 @@
 
 use std::fmt::Write;
 
-use super::protocol::{FdbRow, StatsReport};
-use crate::plugin::PluginReport;
+use super::protocol::{FdbRow, PluginReport, StatsReport};
 
 /// `02:00:00:00:00:02 vni 5001 dst 198.18.0.2 learned age 12s`, one line per entry.
 pub fn fdb(rows: &[FdbRow]) -> String {

@@ -11,6 +11,7 @@
 //! copies off the data path and each caller swaps its copy in between two batches (see
 //! [`plugins`]).
 
+pub mod answer;
 mod datapath;
 mod plugins;
 mod policy;
@@ -28,7 +29,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use self::datapath::lock;
 use crate::config::{Config, PluginSpec, Steering};
-use crate::control::{Request, Response, handler, server};
+use crate::control::{Request, Response, server};
 use crate::io::{
     Port, PortRxCounts, SetupError, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
     UnderlayTx, UnderlayTxConfig,
@@ -342,11 +343,11 @@ fn control_handler(shared: &Arc<Shared>) -> server::Handler {
         request => {
             let io = io_counters(&shared);
             let (vnis, drops) = pipeline_counters(&shared);
-            let counters = handler::Counters { vnis, drops };
+            let counters = answer::Counters { vnis, drops };
             let vtep = shared.control_vtep();
             // The catalog's plugins are never called, so its lock is never held long.
             let plugins = request.concerns_plugins().then(|| shared.plugins.catalog());
-            handler::handle(
+            answer::handle(
                 request,
                 &vtep,
                 &counters,

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use super::error::LoadError;
 use super::loaded::Plugin;
-use super::stats::PluginReport;
+use crate::control::PluginReport;
 use crate::fdb::{
     AgeDecision, AgeEvent, AgePolicy, Builtin, LearnDecision, LearnEvent, LearnPolicy,
 };

@@ -37,4 +37,3 @@ pub use error::{CallError, LoadError, RuntimeError};
 pub use load::SUPPORTED_VERSIONS;
 pub use loaded::{MAX_FILTER_BATCH, Plugin};
 pub use runtime::Runtime;
-pub use stats::{CallReport, PluginReport};

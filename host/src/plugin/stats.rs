@@ -1,5 +1,6 @@
-//! A plugin's counters, kept by the host, and [`PluginReport`]: what `vtep plugin show`,
-//! `vtep plugin list` and `vtep stats` print about it.
+//! A plugin's counters, kept by the host, from which its
+//! [`PluginReport`](crate::control::PluginReport) (what `vtep plugin show`, `vtep plugin list`
+//! and `vtep stats` print about it) is made.
 //!
 //! Each runner of a plugin (the instances one worker, or the learning and aging thread, calls)
 //! counts into a [`Tally`] of its own, which the control plane reads at any time and adds up:
@@ -11,9 +12,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::error::CallError;
+use crate::control::CallReport;
 
 /// Distinct drop reason codes counted apart; further codes share one counter.
 const MAX_REASONS: usize = 64;
@@ -191,60 +191,4 @@ impl Tally {
     pub(crate) fn failures_in_row(&self) -> u32 {
         self.failures_in_row.load(Ordering::Relaxed)
     }
-}
-
-/// The call statistics part of a report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallReport {
-    /// `filter_calls`, `frames`, `cache_hits`, `passed`, `dropped`, `traps`, `timeouts`, ...
-    pub counters: BTreeMap<String, u64>,
-    /// Frames dropped, by the plugin's reason code.
-    pub drops: BTreeMap<String, u64>,
-    /// Verdicts not cached because the cache was full.
-    pub cache_full: u64,
-    /// Mean time per call, all hooks, in nanoseconds.
-    pub avg_call_ns: u64,
-    /// The longest call.
-    pub max_call_ns: u64,
-    /// The last failure, with its hook.
-    pub last_error: Option<String>,
-}
-
-/// Everything `vtep plugin show` says about a plugin.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PluginReport {
-    /// Its configured name.
-    pub name: String,
-    /// The file it was loaded from.
-    pub path: String,
-    /// The interface version it was built for.
-    pub interface: String,
-    /// `"attached"` or `"detached"`.
-    pub state: String,
-    /// Why it was detached.
-    pub detached_reason: Option<String>,
-    /// The hooks it implements (`filter`, `learn`, `age`).
-    pub hooks: Vec<String>,
-    /// The VNIs it is attached to; `None`: all.
-    pub vnis: Option<Vec<u32>>,
-    /// `"pass"` or `"drop"`.
-    pub on_error: String,
-    /// Sandbox: memory cap, in bytes.
-    pub memory_limit: u64,
-    /// Sandbox: linear memory in use now.
-    pub memory_used: u64,
-    /// Sandbox: budget per call, in microseconds.
-    pub budget_us: u64,
-    /// Sandbox: consecutive failures before detachment.
-    pub max_failures: u32,
-    /// Consecutive failures now.
-    pub failures_in_row: u32,
-    /// Verdicts in the cache now.
-    pub cached_flows: u64,
-    /// Log lines refused by the rate limit, not yet reported.
-    pub logs_suppressed: u64,
-    /// Calls, drops, failures and timing.
-    pub calls: CallReport,
-    /// The counters the plugin declared.
-    pub plugin_counters: BTreeMap<String, u64>,
 }

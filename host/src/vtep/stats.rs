@@ -4,91 +4,69 @@
 
 use crate::wire::Vni;
 
-/// Why the pipeline dropped a frame or packet. Each has a counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
+/// Defines [`DropReason`] from one table: each reason's variant, its doc and its counter's name
+/// in `vtep stats` (adding a reason is one line here, and its count where it happens).
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// Why the pipeline dropped a frame or packet. Each has a counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum DropReason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: [DropReason; [$($name),*].len()] = [$(DropReason::$variant),*];
+
+            /// The counter's name in `vtep stats`.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
     /// A frame from a port that is on no VNI.
-    PortNotOnVni,
+    PortNotOnVni => "port_not_on_vni",
     /// Shorter than an Ethernet header.
-    FrameTooShort,
+    FrameTooShort => "frame_too_short",
     /// The source MAC is broadcast, multicast or all-zero: no bridge forwards such a frame.
-    InvalidSourceMac,
+    InvalidSourceMac => "invalid_source_mac",
     /// The destination is behind the port the frame came in on.
-    DestOnIngressPort,
+    DestOnIngressPort => "dest_on_ingress_port",
     /// The source MAC is a static entry elsewhere: a spoofed or misplaced frame.
-    StaticConflict,
+    StaticConflict => "static_conflict",
     /// The `virtio_net_hdr` asked for a checksum or segmentation that cannot be done.
-    BadOffload,
+    BadOffload => "bad_offload",
     /// The outer packet would exceed the underlay MTU.
-    MtuExceeded,
+    MtuExceeded => "mtu_exceeded",
     /// A VNI with no other port and no flood target: the frame has nowhere to go.
-    NoDestination,
+    NoDestination => "no_destination",
     /// From our own underlay address (a multicast flood looped back).
-    OwnPacket,
+    OwnPacket => "own_packet",
     /// Shorter than a VXLAN header.
-    VxlanTooShort,
+    VxlanTooShort => "vxlan_too_short",
     /// The VXLAN I flag is clear (RFC 7348 §5: "MUST be set to 1 for a valid VNI").
-    VxlanFlagClear,
+    VxlanFlagClear => "vxlan_flag_clear",
     /// Reserved VXLAN bits set on a VNI in strict mode.
-    VxlanReservedBits,
+    VxlanReservedBits => "vxlan_reserved_bits",
     /// A VNI this VTEP does not serve.
-    VniNotServed,
+    VniNotServed => "vni_not_served",
     /// The inner frame is shorter than an Ethernet header.
-    InnerFrameTooShort,
+    InnerFrameTooShort => "inner_frame_too_short",
     /// From the underlay to a MAC that is not local: never sent back into the underlay.
-    SplitHorizon,
+    SplitHorizon => "split_horizon",
     /// A filter hook (a plugin) said drop, or failed with `on_error = "drop"`.
-    Filtered,
+    Filtered => "filtered",
     /// The forwarding table pointed at a port of another VNI: never delivered there (a
     /// defence in depth; no entry should ever say so).
-    ForeignPort,
+    ForeignPort => "foreign_port",
 }
 
 impl DropReason {
-    /// Every reason, in counter order.
-    pub const ALL: [DropReason; 17] = [
-        DropReason::PortNotOnVni,
-        DropReason::FrameTooShort,
-        DropReason::InvalidSourceMac,
-        DropReason::DestOnIngressPort,
-        DropReason::StaticConflict,
-        DropReason::BadOffload,
-        DropReason::MtuExceeded,
-        DropReason::NoDestination,
-        DropReason::OwnPacket,
-        DropReason::VxlanTooShort,
-        DropReason::VxlanFlagClear,
-        DropReason::VxlanReservedBits,
-        DropReason::VniNotServed,
-        DropReason::InnerFrameTooShort,
-        DropReason::SplitHorizon,
-        DropReason::Filtered,
-        DropReason::ForeignPort,
-    ];
-
-    /// The counter's name in `vtep stats`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            DropReason::PortNotOnVni => "port_not_on_vni",
-            DropReason::FrameTooShort => "frame_too_short",
-            DropReason::InvalidSourceMac => "invalid_source_mac",
-            DropReason::DestOnIngressPort => "dest_on_ingress_port",
-            DropReason::StaticConflict => "static_conflict",
-            DropReason::BadOffload => "bad_offload",
-            DropReason::MtuExceeded => "mtu_exceeded",
-            DropReason::NoDestination => "no_destination",
-            DropReason::OwnPacket => "own_packet",
-            DropReason::VxlanTooShort => "vxlan_too_short",
-            DropReason::VxlanFlagClear => "vxlan_flag_clear",
-            DropReason::VxlanReservedBits => "vxlan_reserved_bits",
-            DropReason::VniNotServed => "vni_not_served",
-            DropReason::InnerFrameTooShort => "inner_frame_too_short",
-            DropReason::SplitHorizon => "split_horizon",
-            DropReason::Filtered => "filtered",
-            DropReason::ForeignPort => "foreign_port",
-        }
-    }
-
     const fn index(self) -> usize {
         self as usize
     }
@@ -157,6 +135,28 @@ impl core::ops::AddAssign for Counter {
 }
 
 impl VniStats {
+    /// Every counter with its name in `vtep stats`, in this order: the one table of names.
+    pub fn named(&self) -> [(&'static str, u64); 16] {
+        [
+            ("from_ports_frames", self.from_ports.frames),
+            ("from_ports_bytes", self.from_ports.bytes),
+            ("to_ports_frames", self.to_ports.frames),
+            ("to_ports_bytes", self.to_ports.bytes),
+            ("from_underlay_packets", self.from_underlay.frames),
+            ("from_underlay_bytes", self.from_underlay.bytes),
+            ("to_underlay_packets", self.to_underlay.frames),
+            ("to_underlay_bytes", self.to_underlay.bytes),
+            ("floods", self.floods),
+            ("learned", self.learned),
+            ("moved", self.moved),
+            ("expired", self.expired),
+            ("learn_limit", self.learn_limit),
+            ("learn_rejected", self.learn_rejected),
+            ("learn_deferred", self.learn_deferred),
+            ("filtered", self.filtered),
+        ]
+    }
+
     /// Adds another worker's counters of the same VNI.
     pub fn merge(&mut self, other: &VniStats) {
         self.from_ports += other.from_ports;

@@ -1,12 +1,12 @@
-//! Turns control requests into calls on the pipeline and its plugins. Runs under the control
-//! pipeline's and the plugins' locks, so it does no I/O and returns quickly; a plugin reload,
-//! which compiles a module, is done by the daemon outside the locks and only swapped in.
+//! The daemon's answers to the control protocol's requests: calls on the pipeline and its
+//! plugins, replies in the protocol's types. Runs under the control pipeline's and the plugin
+//! catalog's locks, so it does no I/O and returns quickly; a plugin reload, which compiles a
+//! module, is done by the daemon outside the locks and only swapped in.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use super::protocol::{FdbRow, Request, Response, StatsReport, VniStatsRow};
+use crate::control::{FdbRow, Request, Response, StatsReport, VniStatsRow};
 use crate::plugin::PluginChain;
 use crate::vtep::{Drops, Location, PortId, VniStats, Vtep};
 use crate::wire::{MacAddr, Vni};
@@ -149,29 +149,12 @@ fn parse_mac(s: &str) -> Result<MacAddr, String> {
 }
 
 fn vni_row(s: &VniStats) -> VniStatsRow {
-    let counters: BTreeMap<String, u64> = [
-        ("from_ports_frames", s.from_ports.frames),
-        ("from_ports_bytes", s.from_ports.bytes),
-        ("to_ports_frames", s.to_ports.frames),
-        ("to_ports_bytes", s.to_ports.bytes),
-        ("from_underlay_packets", s.from_underlay.frames),
-        ("from_underlay_bytes", s.from_underlay.bytes),
-        ("to_underlay_packets", s.to_underlay.frames),
-        ("to_underlay_bytes", s.to_underlay.bytes),
-        ("floods", s.floods),
-        ("learned", s.learned),
-        ("moved", s.moved),
-        ("expired", s.expired),
-        ("learn_limit", s.learn_limit),
-        ("learn_rejected", s.learn_rejected),
-        ("learn_deferred", s.learn_deferred),
-        ("filtered", s.filtered),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
     VniStatsRow {
         vni: s.vni.get(),
-        counters,
+        counters: s
+            .named()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
     }
 }
