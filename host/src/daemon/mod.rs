@@ -10,14 +10,21 @@
 //! that one that fails stops `vtep run` with its reason; a reload loads the new module and its
 //! copies off the data path and each caller swaps its copy in between two batches (see
 //! [`plugins`]).
+//!
+//! The control socket's requests are answered by [`control`] (the server's handler, reloads)
+//! and [`answer`] (reads and `fdb` edits on the control pipeline), with the counters
+//! [`counters`] gathers from the workers and the sockets.
 
 pub mod answer;
+mod control;
+mod counters;
 mod datapath;
 mod plugins;
+
+pub use plugins::load_plugins;
 mod policy;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,14 +35,11 @@ use self::plugins::{Caller, LearnQueue, Plugins};
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::datapath::lock;
-use crate::config::{Config, PluginSpec, Steering};
-use crate::control::{Request, Response, server};
-use crate::io::{
-    Port, PortRxCounts, SetupError, TransmitCounts, TxDrop, UnderlayRx, UnderlayRxCounts,
-    UnderlayTx, UnderlayTxConfig,
-};
-use crate::plugin::{LoadError, Plugin, PluginChain, Runtime, RuntimeError};
-use crate::vtep::{Drops, SettingsError, VniStats, Vtep};
+use crate::config::{Config, Steering};
+use crate::control::server;
+use crate::io::{Port, SetupError, UnderlayRx, UnderlayTx, UnderlayTxConfig};
+use crate::plugin::{LoadError, RuntimeError};
+use crate::vtep::{SettingsError, Vtep};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +250,7 @@ fn run_bound(
     let result = runtime.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
-        let control = tokio::spawn(server::serve(listener, control_handler(&shared)));
+        let control = tokio::spawn(server::serve(listener, control::handler(&shared)));
         let result = tokio::select! {
             _ = sigint.recv() => {
                 tracing::info!("SIGINT: stopping");
@@ -296,208 +300,4 @@ fn spawn<T: Send + 'static>(
         .name(name.to_owned())
         .spawn(f)
         .map_err(DaemonError::Runtime)
-}
-
-/// Loads every configured plugin, in order, as `vtep run` does before it opens a socket (and
-/// `vtep check` to check them); the first that fails is the error. No plugins: no runtime.
-pub fn load_plugins(specs: &[PluginSpec]) -> Result<(Option<Runtime>, PluginChain), DaemonError> {
-    let mut chain = PluginChain::new();
-    if specs.is_empty() {
-        return Ok((None, chain)); // no ticker, no engine: plugins cost nothing
-    }
-    let runtime = Runtime::new()?;
-    for spec in specs {
-        let name = spec.name.clone();
-        let started = Instant::now();
-        let plugin = Plugin::load(&runtime, spec.clone()).map_err(|error| DaemonError::Plugin {
-            name: name.clone(),
-            error,
-        })?;
-        let report = plugin.report();
-        tracing::info!(
-            plugin = name,
-            path = %spec.path.display(),
-            interface = report.interface,
-            hooks = ?report.hooks,
-            took_ms = started.elapsed().as_millis(),
-            "plugin attached"
-        );
-        // Names are unique: the configuration checked them.
-        let _ = chain.push(plugin);
-    }
-    Ok((Some(runtime), chain))
-}
-
-fn control_handler(shared: &Arc<Shared>) -> server::Handler {
-    let shared = Arc::clone(shared);
-    Arc::new(move |request| match request {
-        Request::PluginReload { name, path } => reload(&shared, &name, path),
-        #[cfg(feature = "fault-injection")]
-        Request::PanicWorker { worker } => match shared.faults.get(worker) {
-            Some(fault) => {
-                fault.store(true, Ordering::Relaxed);
-                Response::Ok(serde_json::Value::Null)
-            }
-            None => Response::Error(format!("no worker {worker}")),
-        },
-        request => {
-            let io = io_counters(&shared);
-            let (vnis, drops) = pipeline_counters(&shared);
-            let counters = answer::Counters { vnis, drops };
-            let vtep = shared.control_vtep();
-            // The catalog's plugins are never called, so its lock is never held long.
-            let plugins = request.concerns_plugins().then(|| shared.plugins.catalog());
-            answer::handle(
-                request,
-                &vtep,
-                &counters,
-                plugins.as_deref(),
-                &shared.port_names,
-                &io,
-                Instant::now(),
-            )
-        }
-    })
-}
-
-/// Every worker's pipeline counters as last published, and the learning and aging thread's
-/// (deferred learning, expiries), added up.
-fn pipeline_counters(shared: &Shared) -> (Vec<VniStats>, Drops) {
-    let policy = lock(&shared.policy);
-    let mut vnis = policy.vnis.clone();
-    let mut drops = policy.drops;
-    drop(policy);
-    for w in &shared.workers {
-        let w = lock(w);
-        if vnis.is_empty() {
-            vnis.clone_from(&w.vnis);
-            drops += &w.drops;
-            continue;
-        }
-        for (sum, s) in vnis.iter_mut().zip(&w.vnis) {
-            sum.merge(s);
-        }
-        drops += &w.drops;
-    }
-    (vnis, drops)
-}
-
-/// `vtep plugin reload`: loads the plugin anew (from `path`, or where it was loaded from) off
-/// the data path, so that traffic keeps flowing meanwhile; then swaps it in between two
-/// batches. If the new one fails to load, the running one stays.
-fn reload(shared: &Shared, name: &str, path: Option<String>) -> Response {
-    let no_such = || Response::Error(format!("no plugin named {name:?}"));
-    let Some(runtime) = shared.plugins.runtime() else {
-        return no_such();
-    };
-    let spec = shared.plugins.catalog().get(name).map(|p| p.spec().clone());
-    let Some(mut spec) = spec else {
-        return no_such();
-    };
-    if let Some(p) = path {
-        spec.path = PathBuf::from(p);
-    }
-    let started = Instant::now();
-    let path = spec.path.display().to_string();
-    let plugin = match Plugin::load(runtime, spec) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(plugin = name, path, error = %e, "plugin reload failed; the running one stays");
-            return Response::Error(format!(
-                "plugin {name:?} not reloaded (the running one stays): {e}"
-            ));
-        }
-    };
-    let report = plugin.report();
-    match shared.plugins.replace(plugin) {
-        Ok(old) => drop(old), // outside the lock
-        Err(e) => {
-            tracing::warn!(plugin = name, path, error = %e, "plugin reload failed; the running one stays");
-            return Response::Error(format!(
-                "plugin {name:?} not reloaded (the running one stays): {e}"
-            ));
-        }
-    }
-    tracing::info!(
-        plugin = name,
-        path,
-        took_ms = started.elapsed().as_millis(),
-        "plugin reloaded"
-    );
-    match serde_json::to_value(report) {
-        Ok(v) => Response::Ok(v),
-        Err(e) => Response::Error(e.to_string()),
-    }
-}
-
-/// The I/O shell's counters, added up over the workers and flattened for `vtep stats`.
-fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
-    let mut tx = TransmitCounts::default();
-    let mut rx = UnderlayRxCounts::default();
-    for w in &shared.workers {
-        let w = lock(w);
-        tx += w.tx;
-        rx.datagrams += w.rx.datagrams;
-        rx.coalesced += w.rx.coalesced;
-        rx.truncated += w.rx.truncated;
-    }
-    let mut ports = PortRxCounts::default();
-    for p in shared.ports.iter().flatten() {
-        // Frames the kernel dropped because the data path fell behind (PACKET_STATISTICS).
-        let _ = p.refresh_kernel_drops();
-        let c = p.rx_counts();
-        ports.frames += c.frames;
-        ports.truncated += c.truncated;
-        ports.rejected += c.rejected;
-        ports.malformed += c.malformed;
-        ports.link_down += c.link_down;
-        ports.kernel_drops += c.kernel_drops;
-        ports.gso += c.gso;
-        ports.csum_partial += c.csum_partial;
-    }
-    let mut out: Vec<(String, u64)> = [
-        ("port_rx_frames", ports.frames),
-        ("port_rx_truncated", ports.truncated),
-        ("port_rx_rejected", ports.rejected),
-        ("port_rx_malformed", ports.malformed),
-        ("port_link_down", ports.link_down),
-        ("port_rx_kernel_drops", ports.kernel_drops),
-        ("port_rx_gso", ports.gso),
-        ("port_rx_csum_partial", ports.csum_partial),
-        ("underlay_rx_datagrams", rx.datagrams),
-        ("underlay_rx_coalesced", rx.coalesced),
-        ("underlay_rx_truncated", rx.truncated),
-        ("port_tx_sent", tx.ports.sent),
-        ("port_tx_batched", tx.ports.batched),
-        ("underlay_tx_sent", tx.underlay.sent),
-        ("underlay_tx_batched", tx.underlay.batched),
-        ("learn_queue_full", shared.learn_queue.full()),
-        (
-            "worker_panics",
-            shared.worker_panics.load(Ordering::Relaxed),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    for reason in TxDrop::ALL {
-        out.push((
-            format!("port_tx_{}", reason.as_str()),
-            tx.ports.dropped(reason),
-        ));
-        out.push((
-            format!("underlay_tx_{}", reason.as_str()),
-            tx.underlay.dropped(reason),
-        ));
-    }
-    // Each worker's share of what was read, to see how steering spread the traffic.
-    for (i, (w, ports)) in shared.workers.iter().zip(&shared.ports).enumerate() {
-        let frames = ports.iter().map(|p| p.rx_counts().frames).sum();
-        out.push((format!("worker{i}_port_rx_frames"), frames));
-        out.push((
-            format!("worker{i}_underlay_rx_datagrams"),
-            lock(w).rx.datagrams,
-        ));
-    }
-    out
 }

@@ -21,6 +21,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use super::DaemonError;
+use crate::config::PluginSpec;
 use crate::fdb::{
     AgeDecision, AgeEvent, AgePolicy, Builtin, LearnDecision, LearnEvent, LearnPolicy, Tick,
 };
@@ -311,4 +313,34 @@ impl AgePolicy for WorkerHooks<'_> {
 /// elsewhere (a failed instance is replaced anyway).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Loads every configured plugin, in order, as `vtep run` does before it opens a socket (and
+/// `vtep check` to check them); the first that fails is the error. No plugins: no runtime.
+pub fn load_plugins(specs: &[PluginSpec]) -> Result<(Option<Runtime>, PluginChain), DaemonError> {
+    let mut chain = PluginChain::new();
+    if specs.is_empty() {
+        return Ok((None, chain)); // no ticker, no engine: plugins cost nothing
+    }
+    let runtime = Runtime::new()?;
+    for spec in specs {
+        let name = spec.name.clone();
+        let started = Instant::now();
+        let plugin = Plugin::load(&runtime, spec.clone()).map_err(|error| DaemonError::Plugin {
+            name: name.clone(),
+            error,
+        })?;
+        let report = plugin.report();
+        tracing::info!(
+            plugin = name,
+            path = %spec.path.display(),
+            interface = report.interface,
+            hooks = ?report.hooks,
+            took_ms = started.elapsed().as_millis(),
+            "plugin attached"
+        );
+        // Names are unique: the configuration checked them.
+        let _ = chain.push(plugin);
+    }
+    Ok((Some(runtime), chain))
 }
