@@ -6,6 +6,7 @@
 //! implementation); this module adds what smoltcp lacks: the 802.1Q tag, VXLAN, the
 //! `virtio_net_hdr` of packet sockets, and the per-frame metadata the pipeline and plugins read.
 
+mod bytes;
 mod error;
 mod frame;
 mod mac;
@@ -14,6 +15,7 @@ mod vlan;
 mod vni;
 mod vxlan;
 
+pub(crate) use bytes::{read_u16, read_u32};
 pub use error::WireError;
 pub(crate) use frame::walk_ipv6_extensions;
 pub use frame::{
