@@ -3,8 +3,8 @@
 use std::net::Ipv4Addr;
 
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol,
-    Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
 
 use crate::wire::MacAddr;
@@ -24,8 +24,8 @@ fn ethernet(
     payload_len: usize,
 ) -> Vec<u8> {
     let repr = EthernetRepr {
-        src_addr: src.into(),
-        dst_addr: dst.into(),
+        src_addr: EthernetAddress(src.0),
+        dst_addr: EthernetAddress(dst.0),
         ethertype,
     };
     let mut buf = vec![0u8; repr.buffer_len() + payload_len];
@@ -36,9 +36,9 @@ fn ethernet(
 fn arp(op: ArpOperation, src: u8, dst_mac: MacAddr, target_mac: MacAddr, target: u8) -> Vec<u8> {
     let repr = ArpRepr::EthernetIpv4 {
         operation: op,
-        source_hardware_addr: mac(src).into(),
+        source_hardware_addr: EthernetAddress(mac(src).0),
         source_protocol_addr: vm_ip(src),
-        target_hardware_addr: target_mac.into(),
+        target_hardware_addr: EthernetAddress(target_mac.0),
         target_protocol_addr: vm_ip(target),
     };
     let mut buf = ethernet(mac(src), dst_mac, EthernetProtocol::Arp, repr.buffer_len());
@@ -113,6 +113,6 @@ pub(super) fn udp(src: u8, dst: u8, sport: u16, dport: u16, len: usize) -> Vec<u
 /// The Ethernet source of a frame.
 pub(super) fn src_of(frame: &[u8]) -> MacAddr {
     EthernetFrame::new_checked(frame)
-        .map(|f| MacAddr::from(f.src_addr()))
+        .map(|f| MacAddr(f.src_addr().0))
         .unwrap_or_default()
 }
