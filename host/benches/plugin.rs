@@ -8,18 +8,16 @@
 //! its own pipeline and its own copy of an uncached plugin (as the daemon runs them), against
 //! the same threads sharing one copy behind a mutex (as the daemon did before); the cost of one
 //! learn and one age decision; and the heap allocations a warm batch makes (counted on the
-//! calling thread by the allocator of `tests/plugins/counting.rs`; `tests/plugin_allocations.rs`
+//! calling thread by `wasm_vtep_testkit::counting`; `tests/plugin_allocations.rs`
 //! asserts there are none).
 //!
 //! The frames are known unicast, switched to another local port: the cheapest path through
 //! the pipeline, so that the plugin's share stands out.
 
-#[path = "../tests/plugins/build.rs"]
-mod build;
-#[path = "../tests/plugins/counting.rs"]
-mod counting;
-#[path = "../tests/plugins/frames.rs"]
-mod frames;
+// The pipeline fixture of the plugin tests (it needs wasm-vtep's types, so it is not in the
+// test kit); a bench target has no other way to a module under tests/.
+#[path = "../tests/plugins/mod.rs"]
+mod plugins;
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier, Mutex};
@@ -31,6 +29,12 @@ use wasm_vtep::fdb::{AgeEvent, AgePolicy, LearnEvent, LearnPolicy, Location, Por
 use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
 use wasm_vtep::vtep::{FilterBatch, Hooks, Outbox, PortId, Verdict, Vtep};
 use wasm_vtep::wire::{MacAddr, Vni};
+use wasm_vtep_testkit::counting::{self, Counting};
+use wasm_vtep_testkit::plugins::wasm;
+use wasm_vtep_testkit::vm::udp_broadcast;
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 const BATCH: u16 = 32;
 /// The MAC every frame goes to, learned behind port 1.
@@ -38,8 +42,8 @@ const DST: [u8; 6] = [2, 0, 0, 0, 0xff, 0xfe];
 
 /// 32 frames from 32 MACs on port 0 to DST, and a pipeline that knows DST behind port 1.
 fn setup() -> (Vtep, Vec<Vec<u8>>) {
-    let mut v = frames::vtep();
-    let mut announce = frames::udp(0xfffe, 53, 18);
+    let mut v = plugins::vtep();
+    let mut announce = udp_broadcast(0xfffe, 53, 18);
     announce[..6].copy_from_slice(&[0xff; 6]);
     let mut out = Outbox::new();
     let _ = v.handle_port_frame(
@@ -51,7 +55,7 @@ fn setup() -> (Vtep, Vec<Vec<u8>>) {
     );
     let batch = (1..=BATCH)
         .map(|s| {
-            let mut f = frames::udp(s, 53, 18);
+            let mut f = udp_broadcast(s, 53, 18);
             f[..6].copy_from_slice(&DST);
             f
         })
@@ -60,7 +64,7 @@ fn setup() -> (Vtep, Vec<Vec<u8>>) {
 }
 
 fn plugin(runtime: &Runtime, name: &str, crate_name: &str, config: &str) -> PluginChain {
-    let mut spec = PluginSpec::new(name, build::wasm(crate_name));
+    let mut spec = PluginSpec::new(name, wasm(crate_name));
     spec.config = config.to_owned();
     spec.sandbox = Sandbox::new().with_max_failures(u32::MAX);
     let mut chain = PluginChain::new();
@@ -71,7 +75,7 @@ fn plugin(runtime: &Runtime, name: &str, crate_name: &str, config: &str) -> Plug
 
 fn run(c: &mut Criterion, group: &str, id: &str, hooks: &mut impl Hooks) {
     let (mut v, frames) = setup();
-    let batch = frames::port_batch(&frames);
+    let batch = plugins::port_batch(&frames);
     let mut out = Outbox::new();
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(u64::from(BATCH)));
@@ -122,7 +126,7 @@ fn failing(c: &mut Criterion, runtime: &Runtime) {
         ("loop_budget_100us", r#"{"mode":"loop"}"#, 100),
         ("loop_budget_500us", r#"{"mode":"loop"}"#, 500),
     ] {
-        let mut spec = PluginSpec::new(id, build::wasm("misbehave"));
+        let mut spec = PluginSpec::new(id, wasm("misbehave"));
         spec.config = config.to_owned();
         spec.sandbox = Sandbox::new()
             .with_max_failures(u32::MAX)
@@ -132,7 +136,7 @@ fn failing(c: &mut Criterion, runtime: &Runtime) {
             .push(Plugin::load(runtime, spec).expect("misbehave loads"))
             .expect("one plugin");
         let (mut v, frames) = setup();
-        let batch = frames::port_batch(&frames);
+        let batch = plugins::port_batch(&frames);
         let mut out = Outbox::new();
         let mut g = c.benchmark_group("failing_plugin_batch32");
         g.sample_size(20);
@@ -208,7 +212,7 @@ fn frames_per_sec(workers: usize, secs: f64, hooks: impl Fn(usize) -> WorkerPlug
             let (mut v, frames, start) = (v.worker(), Arc::clone(&frames), Arc::clone(&start));
             let mut hooks = hooks(i);
             std::thread::spawn(move || {
-                let batch = frames::port_batch(&frames);
+                let batch = plugins::port_batch(&frames);
                 let mut out = Outbox::new();
                 start.wait();
                 let began = Instant::now();
@@ -339,7 +343,7 @@ fn allocations(runtime: &Runtime) {
             plugin(runtime, id, crate_name, config)
         };
         let (mut v, frames) = setup();
-        let batch = frames::port_batch(&frames);
+        let batch = plugins::port_batch(&frames);
         let mut out = Outbox::new();
         let mut once = |chain: &mut PluginChain| {
             out.clear();

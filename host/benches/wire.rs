@@ -2,16 +2,13 @@
 //! same parse with etherparse, the alternative to smoltcp's views that was weighed), completing
 //! a checksum, segmenting a 64 KiB TSO super-frame.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use wasm_vtep::offload::{Segmenter, complete_checksum, segment};
 use wasm_vtep::wire::{FrameMeta, VirtioNetHdr};
 
-use common::{Csum, Flow, pattern, tcp_frame};
+use wasm_vtep_testkit::flow::{Csum, Flow, pattern, tcp_frame};
 
 const ACK: u8 = 0x10;
 

@@ -9,7 +9,8 @@ use proptest::prelude::*;
 use wasm_vtep::offload::{Run, segment};
 use wasm_vtep::wire::{FrameMeta, VirtioNetHdr};
 
-use common::{Csum, Flow, flow, gso_hdr, pattern, tcp_frame, udp_frame};
+use common::gso_hdr;
+use wasm_vtep_testkit::flow::{Csum, Flow, flow, pattern, tcp_frame, udp_frame};
 
 const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;

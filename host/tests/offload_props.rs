@@ -12,7 +12,8 @@ use smoltcp::wire::{IpAddress, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 use wasm_vtep::offload::{OffloadError, Segmenter, complete_checksum, segment};
 use wasm_vtep::wire::{FrameMeta, VirtioNetHdr};
 
-use common::{Csum, Flow, Layout, flow, gso_hdr, pattern, tcp_frame, udp_frame};
+use common::gso_hdr;
+use wasm_vtep_testkit::flow::{Csum, Flow, Layout, flow, pattern, tcp_frame, udp_frame};
 
 const FIN: u8 = 0x01;
 const PSH: u8 = 0x08;

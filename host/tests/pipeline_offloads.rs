@@ -3,12 +3,9 @@
 //! truncated, the payload intact in order, and the datagrams batched for UDP GSO (one flow,
 //! equal lengths but the last, within the kernel's limits).
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::Instant;
 
-use common::{Csum, Flow, pattern, tcp_frame};
 use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
 use wasm_vtep::fdb::Builtin;
 use wasm_vtep::offload::segment;
@@ -16,6 +13,7 @@ use wasm_vtep::vtep::{
     Dest, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, Outbox, PortId, VniSettings, Vtep, VtepSettings,
 };
 use wasm_vtep::wire::{VirtioNetHdr, Vni};
+use wasm_vtep_testkit::flow::{Csum, Flow, pattern, tcp_frame};
 
 #[test]
 fn tso_super_frame_is_segmented_and_encapsulated_whole() {

@@ -2,27 +2,27 @@
 //! without reading frame bytes), a cached filter whose full cache evicts on every batch, and a
 //! learn and an age decision make no heap allocation on the calling thread.
 //!
-//! Counted by the allocator of `plugins/counting.rs`, on the calling thread only.
+//! Counted by `wasm_vtep_testkit::counting`, on the calling thread only.
 
-#[path = "plugins/build.rs"]
-mod build;
-#[path = "plugins/counting.rs"]
-mod counting;
-#[path = "plugins/frames.rs"]
-mod frames;
+mod plugins;
 
 use std::time::{Duration, Instant};
 
-use counting::allocations;
 use wasm_vtep::config::{PluginSpec, Sandbox};
 use wasm_vtep::control::PluginReport;
 use wasm_vtep::fdb::{AgeEvent, LearnEvent, Location, PortId as FdbPort};
 use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
 use wasm_vtep::vtep::{Outbox, PortId, Vtep};
 use wasm_vtep::wire::{MacAddr, Vni};
+use wasm_vtep_testkit::counting::{Counting, allocations};
+use wasm_vtep_testkit::plugins::wasm;
+use wasm_vtep_testkit::vm::udp_broadcasts;
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 fn plugin(runtime: &Runtime, crate_name: &str, config: &str, cache_entries: usize) -> Plugin {
-    let mut spec = PluginSpec::new(crate_name, build::wasm(crate_name));
+    let mut spec = PluginSpec::new(crate_name, wasm(crate_name));
     spec.config = config.to_owned();
     spec.cache_entries = cache_entries;
     // Time is not the subject: a budget no debug build on a busy machine overruns, since a
@@ -45,9 +45,9 @@ fn batch_allocations(
     let name = plugin.name().to_owned();
     let mut chain = PluginChain::new();
     chain.push(plugin).expect("one plugin");
-    let mut v: Vtep = frames::vtep();
+    let mut v: Vtep = plugins::vtep();
     let mut out = Outbox::new();
-    let views: Vec<_> = batches.iter().map(|b| frames::port_batch(b)).collect();
+    let views: Vec<_> = batches.iter().map(|b| plugins::port_batch(b)).collect();
     let mut now = Instant::now();
     let mut run = |batch: &[_]| {
         out.clear();
@@ -82,7 +82,7 @@ fn assert_no_failure(report: &PluginReport) {
 
 /// 32 frames from the same 32 MACs and flows, `n` times.
 fn same_flows(n: usize) -> Vec<Vec<Vec<u8>>> {
-    vec![frames::batch(1, 32, 53); n]
+    vec![udp_broadcasts(1, 32, 53); n]
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn a_full_verdict_cache_evicts_and_refuses_without_allocating() {
     // that the forwarding table does not grow): the cache is full after the first half of a
     // batch and refuses the rest.
     let batches: Vec<_> = (0..200u16)
-        .map(|i| frames::batch(1, 32, 1000 + i))
+        .map(|i| udp_broadcasts(1, 32, 1000 + i))
         .collect();
     let config = r#"{"mode":"pass","cache_secs":1}"#;
     // Batches 2 s apart: every entry has expired by the next batch, which sweeps them all out

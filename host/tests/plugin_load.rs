@@ -2,14 +2,12 @@
 //! the host does not provide, and `init` that refuses its configuration (in the library and
 //! through `vtep run` / `vtep check`).
 
-#[path = "plugins/build.rs"]
-mod build;
-
 use std::path::Path;
 use std::process::Command;
 
 use wasm_vtep::config::PluginSpec;
 use wasm_vtep::plugin::{LoadError, Plugin, Runtime, SUPPORTED_VERSIONS, load};
+use wasm_vtep_testkit::plugins::wasm;
 use wit_component::{ComponentEncoder, StringEncoding, dummy_module, embed_component_metadata};
 use wit_parser::{ManglingAndAbi, Resolve};
 
@@ -42,7 +40,7 @@ fn load_bytes(bytes: &[u8]) -> Result<Plugin, LoadError> {
 }
 
 fn misbehave(config: &str) -> PluginSpec {
-    let mut spec = PluginSpec::new("m", build::wasm("misbehave"));
+    let mut spec = PluginSpec::new("m", wasm("misbehave"));
     spec.config = config.to_owned();
     spec
 }
@@ -86,7 +84,7 @@ fn bad_bytes_are_refused_with_a_reason() {
     let empty = load_bytes(b"\0asm\x01\0\0\0").unwrap_err();
     assert!(matches!(empty, LoadError::NotAPlugin), "{empty}");
     // A real plugin cut short.
-    let bytes = std::fs::read(build::wasm("misbehave")).unwrap();
+    let bytes = std::fs::read(wasm("misbehave")).unwrap();
     let cut = load_bytes(&bytes[..bytes.len() / 2]).unwrap_err();
     assert!(matches!(cut, LoadError::Componentize(_)), "{cut}");
     // A component cut short.
@@ -139,7 +137,7 @@ fn core_modules_and_components_both_load() {
     let module = Plugin::load(&runtime, misbehave(r#"{"mode":"pass"}"#)).unwrap();
     assert_eq!(module.report().hooks, ["filter", "learn", "age"]);
     assert_eq!(module.report().interface, "0.1.0");
-    let bytes = std::fs::read(build::wasm("misbehave")).unwrap();
+    let bytes = std::fs::read(wasm("misbehave")).unwrap();
     let component = load::componentize(&bytes).unwrap();
     let p = Plugin::from_bytes(&runtime, misbehave(r#"{"mode":"pass"}"#), &component).unwrap();
     assert_eq!(p.report().state, "attached");
@@ -153,7 +151,7 @@ fn the_example_plugins_load_with_their_hooks() {
         ("learn-guard", "learn"),
         ("adaptive-aging", "age"),
     ] {
-        let p = Plugin::load(&runtime, PluginSpec::new(name, build::wasm(name)))
+        let p = Plugin::load(&runtime, PluginSpec::new(name, wasm(name)))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(p.report().hooks, [hooks], "{name}");
     }
@@ -191,7 +189,7 @@ fn vtep_run_and_check_say_why_a_plugin_is_not_attached() {
     let dir = std::env::temp_dir().join(format!("wv-plugin-load-{}", std::process::id()));
     let plugin = format!(
         "[[plugin]]\nname = \"grumpy\"\npath = \"{}\"\nconfig = {{ mode = \"fail-init\" }}\n",
-        build::wasm("misbehave").display()
+        wasm("misbehave").display()
     );
     let file = config_file(&dir, &plugin);
     for cmd in ["check", "run"] {
@@ -211,7 +209,7 @@ fn vtep_run_and_check_say_why_a_plugin_is_not_attached() {
     }
     let good = format!(
         "[[plugin]]\nname = \"fine\"\npath = \"{}\"\nconfig = {{ mode = \"pass\" }}\n",
-        build::wasm("misbehave").display()
+        wasm("misbehave").display()
     );
     let file = config_file(&dir, &good);
     let out = Command::new(env!("CARGO_BIN_EXE_vtep"))

@@ -4,20 +4,20 @@
 //! visibly. Also: the verdict cache, `frame-bytes`, both directions, the learn and age hooks,
 //! and a reload under traffic that loses no frame.
 
-#[path = "plugins/build.rs"]
-mod build;
-#[path = "plugins/frames.rs"]
-mod frames;
+mod plugins;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use frames::{REMOTE, batch, ip, port_batch, udp, vtep, vxlan};
+use plugins::{REMOTE, port_batch, vtep};
 use wasm_vtep::config::{OnError, PluginSpec, Sandbox};
 use wasm_vtep::control::PluginReport;
 use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
 use wasm_vtep::vtep::{DropReason, Hooks, Location, Outbox, PortId, Vtep};
 use wasm_vtep::wire::Vni;
+use wasm_vtep_testkit::plugins::wasm;
+use wasm_vtep_testkit::vm::{udp_broadcast as udp, udp_broadcasts as batch};
+use wasm_vtep_testkit::vxlan::encapsulate as vxlan;
 
 /// A budget that a debug build of the host, sharing two cores with the other tests, never
 /// overruns when the plugin does not loop: a trap costs about 0.25 ms of host time there
@@ -47,7 +47,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn spec(name: &str, config: &str) -> PluginSpec {
-    let mut spec = PluginSpec::new(name, build::wasm("misbehave"));
+    let mut spec = PluginSpec::new(name, wasm("misbehave"));
     spec.config = config.to_owned();
     spec.sandbox = Sandbox::new().with_time_budget(GENEROUS);
     spec
@@ -413,7 +413,7 @@ fn filters_see_both_directions_and_only_their_vnis() {
     // From the underlay on 5001 (seen: the inner frame's bytes).
     let inner = udp(20, 53, 100);
     let d = vxlan(5001, &inner);
-    let remote = ip(REMOTE);
+    let remote = REMOTE;
     v.handle_underlay_batch(
         Instant::now(),
         &[(remote, d.as_slice())][..],
@@ -454,7 +454,7 @@ fn learn_and_age_hooks_decide_and_fail_safely() {
     assert!(v.fdb_entries(now).all(|(e, _)| e.is_sticky));
     // The same MAC from the underlay: the plugin is asked and accepts the move.
     let d = vxlan(5001, &f);
-    let remote = ip(REMOTE);
+    let remote = REMOTE;
     v.handle_underlay_batch(now, &[(remote, d.as_slice())][..], &mut out, &mut plugins);
     assert_eq!(
         v.fdb_entries(now).next().unwrap().0.location,

@@ -1,8 +1,6 @@
 //! Properties of the wire layer: parsers never panic on arbitrary bytes, and what is emitted
 //! parses back to the same value.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
@@ -11,7 +9,7 @@ use wasm_vtep::wire::{
     is_tag_tpid, pop_vlan_tag, push_vlan_tag,
 };
 
-use common::{Csum, Flow, pattern, tcp_frame, udp_frame};
+use wasm_vtep_testkit::flow::{Csum, Flow, pattern, tcp_frame, udp_frame};
 
 fn ip_pair() -> impl Strategy<Value = (IpAddr, IpAddr)> {
     prop_oneof![

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod host;
+mod mac;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod types;

@@ -4,93 +4,9 @@
 //! targets tests build them directly.
 
 use core::fmt;
-use core::str::FromStr;
 use std::net::IpAddr;
 
-/// An Ethernet MAC address (the WIT carries it as the low 48 bits of a `u64`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct MacAddr(pub [u8; 6]);
-
-/// Why a string is not a MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MacAddrParseError;
-
-impl fmt::Display for MacAddrParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not a MAC address (expected six hex octets such as 02:00:00:00:00:01)")
-    }
-}
-
-impl std::error::Error for MacAddrParseError {}
-
-impl MacAddr {
-    /// ff:ff:ff:ff:ff:ff.
-    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
-    /// 00:00:00:00:00:00.
-    pub const ZERO: MacAddr = MacAddr([0; 6]);
-
-    /// The group bit (I/G) is set: broadcast or multicast.
-    pub const fn is_multicast(&self) -> bool {
-        self.0[0] & 0x01 != 0
-    }
-
-    /// ff:ff:ff:ff:ff:ff.
-    pub fn is_broadcast(&self) -> bool {
-        *self == Self::BROADCAST
-    }
-
-    /// The address as the WIT carries it: the low 48 bits, first octet most significant.
-    pub const fn to_u64(self) -> u64 {
-        let b = self.0;
-        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
-    }
-
-    /// The inverse of [`MacAddr::to_u64`]; bits above 48 are ignored.
-    pub const fn from_u64(v: u64) -> MacAddr {
-        let b = v.to_be_bytes();
-        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
-    }
-}
-
-impl fmt::Display for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
-    }
-}
-
-impl fmt::Debug for MacAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl FromStr for MacAddr {
-    type Err = MacAddrParseError;
-
-    /// Accepts `02:00:00:00:00:01` and `02-00-00-00-00-01`, any case, one or two hex digits
-    /// per octet (as `bridge fdb` and `ip link` print them).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = [0u8; 6];
-        let mut parts = s.split([':', '-']);
-        for byte in &mut out {
-            let part = parts.next().ok_or(MacAddrParseError)?;
-            // `from_str_radix` alone would take a sign ("+f").
-            if part.is_empty() || part.len() > 2 || !part.bytes().all(|c| c.is_ascii_hexdigit()) {
-                return Err(MacAddrParseError);
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| MacAddrParseError)?;
-        }
-        if parts.next().is_some() {
-            return Err(MacAddrParseError);
-        }
-        Ok(MacAddr(out))
-    }
-}
+pub use crate::mac::{MacAddr, MacAddrParseError};
 
 /// Which way a frame is going through the VTEP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -346,33 +262,6 @@ impl fmt::Debug for Hooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mac_parses_prints_and_round_trips_through_u64() {
-        let m: MacAddr = "02:00:0A:ff:00:01".parse().unwrap();
-        assert_eq!(m.0, [0x02, 0x00, 0x0a, 0xff, 0x00, 0x01]);
-        assert_eq!(m.to_string(), "02:00:0a:ff:00:01");
-        assert_eq!("2-0-a-ff-0-1".parse::<MacAddr>().unwrap(), m);
-        assert_eq!(m.to_u64(), 0x0200_0aff_0001);
-        assert_eq!(MacAddr::from_u64(0xffff_0200_0aff_0001), m);
-        assert!(MacAddr::BROADCAST.is_broadcast() && MacAddr::BROADCAST.is_multicast());
-        assert!(!m.is_multicast());
-    }
-
-    #[test]
-    fn mac_rejects_malformed() {
-        for s in [
-            "",
-            "02:00:00:00:00",
-            "02:00:00:00:00:00:00",
-            "02:00:00:00:00:0g",
-            "020:0:0:0:0:0",
-            "+2:00:00:00:00:00",
-            "02::00:00:00:00",
-        ] {
-            assert_eq!(s.parse::<MacAddr>(), Err(MacAddrParseError), "{s}");
-        }
-    }
 
     #[test]
     fn hooks_combine_and_print() {

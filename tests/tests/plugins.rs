@@ -7,12 +7,10 @@
 //!   frame; a reload that fails (a module that refuses the configuration, a file that is not
 //!   wasm) leaves the running plugin in place and says why.
 
-#[path = "../../host/tests/plugins/build.rs"]
-mod build;
-
 use std::net::IpAddr;
 
 use anyhow::{Context, Result, ensure};
+use wasm_vtep_testkit::plugins::wasm;
 use wasm_vtep_tests::{Host, KernelVtep, Switch, Vm, VtepDaemon, ping};
 
 /// Host 1 (198.18.0.1, our vtep) and host 2 (198.18.0.2, the kernel's vxlan), VM1 and VM2 on
@@ -70,7 +68,7 @@ fn a_filter_plugin_drops_and_counts_on_a_real_network() -> Result<()> {
         // not budgets): a timed-out call would drop the ARP too, by `on_error`.
         "[[plugin]]\nname = \"no-icmp\"\npath = \"{}\"\non_error = \"drop\"\nbudget_us = 50000\n\
          config = {{ deny = [{{ ip_proto = \"icmp\" }}] }}\n",
-        build::wasm("vni-filter").display()
+        wasm("vni-filter").display()
     );
     let daemon = VtepDaemon::start(&lab.host1, &config(&plugin))?;
     let stats = ping(&lab.vm1, lab.vm2.ipv4(), 3)?;
@@ -101,7 +99,7 @@ fn a_filter_plugin_drops_and_counts_on_a_real_network() -> Result<()> {
 #[test]
 fn reloads_under_traffic_lose_no_frame_and_a_failed_one_changes_nothing() -> Result<()> {
     let lab = lab()?;
-    let misbehave = build::wasm("misbehave");
+    let misbehave = wasm("misbehave");
     let plugin = format!(
         "[[plugin]]\nname = \"gate\"\npath = \"{}\"\nconfig = {{ mode = \"pass\" }}\n",
         misbehave.display()
@@ -140,7 +138,7 @@ fn reloads_under_traffic_lose_no_frame_and_a_failed_one_changes_nothing() -> Res
     );
     // A module that refuses the configuration, then a file that is not wasm: refused, and
     // the running plugin stays.
-    let vni_filter = build::wasm("vni-filter");
+    let vni_filter = wasm("vni-filter");
     let bad = daemon.cli_output(&[
         "plugin",
         "reload",

@@ -11,13 +11,11 @@
 //!   daemon lives, the frames get the `on_error` verdict, the counters say what happened, and a
 //!   plugin that keeps failing is detached.
 
-#[path = "../../host/tests/plugins/build.rs"]
-mod build;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use wasm_vtep_testkit::plugins::wasm;
 use wasm_vtep_tests::{Host, KernelVtep, Switch, Vm, VtepDaemon, ping, wait_until};
 
 /// Host 1 (ours) with VM1; host 2 (kernel) with VMs 2, 3 and 4; host 3 (kernel) with VM5.
@@ -80,7 +78,7 @@ fn config(aging_secs: u32, extra: &str) -> String {
 fn plugin(name: &str, crate_name: &str, body: &str) -> String {
     format!(
         "[[plugin]]\nname = \"{name}\"\npath = \"{}\"\nbudget_us = 50000\n{body}\n",
-        build::wasm(crate_name).display()
+        wasm(crate_name).display()
     )
 }
 
@@ -264,7 +262,7 @@ fn contained(mode: &str, failure: &str, on_error: &str) -> Result<()> {
     let table = format!(
         "[[plugin]]\nname = \"bad\"\npath = \"{}\"\non_error = \"{on_error}\"\n\
          max_failures = 3\nmemory_mib = 4\nbudget_us = {budget}\nconfig = {{ mode = \"{mode}\" }}\n",
-        build::wasm("misbehave").display()
+        wasm("misbehave").display()
     );
     let daemon = VtepDaemon::start(&lab.host1, &config(300, &table))?;
     let pings = ping(&lab.vm1, vm2.ipv4(), 2)?;

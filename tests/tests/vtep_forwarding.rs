@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, UdpPacket};
 use wasm_vtep::wire::MacAddr;
+use wasm_vtep_testkit::vxlan::encapsulate;
 use wasm_vtep_tests::tools::vxlan_view::VXLAN_FLAG_I;
 use wasm_vtep_tests::*;
 
@@ -239,15 +240,13 @@ fn seed_walk_through_flood_and_learn() {
 /// A hand-built VXLAN datagram (RFC 7348 §5: I flag, VNI, reserved bits zero) carrying a
 /// broadcast ARP-like frame from `src`.
 fn vxlan_datagram(vni: u32, src: MacAddr) -> Vec<u8> {
-    let [_, v0, v1, v2] = vni.to_be_bytes();
-    let header = [VXLAN_FLAG_I, 0, 0, 0, v0, v1, v2, 0];
     let inner = [
         MacAddr::BROADCAST.0.as_slice(),
         &src.0,
         &ETH_ARP.to_be_bytes(),
         &[0; 46],
     ];
-    [header.as_slice(), &inner.concat()].concat()
+    encapsulate(vni, &inner.concat())
 }
 
 /// Two hosts serving VNIs 5001 and 5002 with one VM per VNI per host, all VMs in one IP

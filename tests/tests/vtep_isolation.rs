@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasm_vtep::wire::MacAddr;
+use wasm_vtep_testkit::vxlan::encapsulate;
 use wasm_vtep_tests::tools::raw_frame::{ETHERTYPE_EXPERIMENTAL, ethernet};
-use wasm_vtep_tests::tools::vxlan_view::VXLAN_FLAG_I;
 use wasm_vtep_tests::*;
 
 /// Host 1's first VNI: no local port, so its handle is 0 and the all-zero MAC in it was the
@@ -87,12 +87,6 @@ fn carrying<'a>(seen: &'a Captured, tag: &str) -> Vec<&'a CapturedPacket> {
 /// Sends `frame` out of the VM's `eth0`, as its guest would.
 fn send_from(vm: &Vm, frame: &[u8]) -> Result<()> {
     PacketSocket::open(vm, Vm::IFACE)?.send(frame)
-}
-
-/// A VXLAN datagram (I flag, `vni`) around `inner`.
-fn vxlan_datagram(vni: u32, inner: &[u8]) -> Vec<u8> {
-    let [_, v0, v1, v2] = vni.to_be_bytes();
-    [&[VXLAN_FLAG_I, 0, 0, 0, v0, v1, v2, 0][..], inner].concat()
 }
 
 /// Waits until `daemon`'s counter `name` of `vni` has grown past `before`.
@@ -422,7 +416,7 @@ fn frames_from_the_zero_mac_are_dropped_and_not_learned() {
         UdpSocket::bind(SocketAddr::new(to_h2, 0)).unwrap()
     };
     let inner = probe(MacAddr::BROADCAST, MacAddr::ZERO, "zero via underlay");
-    sock.send_to(&vxlan_datagram(VNI, &inner), SocketAddr::new(to_h1, 4789))
+    sock.send_to(&encapsulate(VNI, &inner), SocketAddr::new(to_h1, 4789))
         .unwrap();
     wait_until("host 1 to count the datagram", CROSSING, || {
         Ok(d1.drop_count("invalid_source_mac")? >= invalid + 3)

@@ -14,15 +14,13 @@
 //! The daemon under test is built with the `fault-injection` feature, which adds the hidden
 //! `vtep panic-worker N` (see `tests/run.sh`).
 
-#[path = "../../host/tests/plugins/build.rs"]
-mod build;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use wasm_vtep::control::Request;
 use wasm_vtep::wire::MacAddr;
+use wasm_vtep_testkit::plugins::wasm;
 use wasm_vtep_tests::tools::raw_frame::{ETHERTYPE_EXPERIMENTAL, ethernet};
 use wasm_vtep_tests::*;
 
@@ -347,7 +345,7 @@ fn a_slow_learn_plugin_stalls_neither_forwarding_nor_the_control_socket() -> Res
     let plugin = format!(
         "[[plugin]]\nname = \"{PLUGIN}\"\npath = \"{}\"\nvnis = [{VNI}]\nbudget_us = 5000\n\
          config = {{ mode = \"slow\", hook = \"learn\", slow_ms = 4 }}\n",
-        build::wasm("misbehave").display()
+        wasm("misbehave").display()
     );
     let d1 = VtepDaemon::start(&h1, &config(h1, "vm1", &plugin))?;
 
@@ -479,7 +477,7 @@ fn a_slow_age_plugin_stalls_neither_forwarding_nor_the_control_socket_nor_a_stop
     let extra = format!(
         "aging_secs = 1\n\n[[plugin]]\nname = \"{PLUGIN}\"\npath = \"{}\"\nvnis = [{VNI}]\n\
          budget_us = 5000\nconfig = {{ mode = \"slow\", hook = \"age\", slow_ms = 4, keep_secs = 1 }}\n",
-        build::wasm("misbehave").display()
+        wasm("misbehave").display()
     );
     let d1 = VtepDaemon::start(&h1, &config(h1, "vm1", &extra))?;
     let warm = ping(&vm1, vm2.ipv4(), 3)?;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use wasm_vtep::wire::MacAddr;
+use wasm_vtep_testkit::vxlan::encapsulate_with_flags;
 use wasm_vtep_tests::tools::raw_frame::{ETHERTYPE_EXPERIMENTAL, ETHERTYPE_VLAN, vlan_tagged};
 use wasm_vtep_tests::*;
 
@@ -391,14 +392,6 @@ fn frames_too_big_for_the_underlay_are_dropped_and_counted() {
     assert_eq!(largest, Some(14 + 1450), "the fitting pings crossed whole");
 }
 
-/// A raw VXLAN datagram: flags, VNI, then `inner`.
-fn vxlan(flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
-    let v = vni.to_be_bytes();
-    let mut d = vec![flags, 0, 0, 0, v[1], v[2], v[3], 0];
-    d.extend(inner);
-    d
-}
-
 /// An inner Ethernet frame of `len` bytes from a MAC nobody has, to VM1.
 fn inner_frame(to: MacAddr, len: usize) -> Vec<u8> {
     let mut f = vec![0u8; len.max(14)];
@@ -426,16 +419,19 @@ fn malformed_underlay_packets_are_counted_and_dropped() {
     let too_short: Vec<Vec<u8>> = vec![vec![], vec![0x08], vec![0x08, 0, 0, 0, 0x13]];
     let flag_clear: Vec<Vec<u8>> = [0x00, 0x80, 0x04]
         .iter()
-        .map(|&f| vxlan(f, VNI, &ok_inner))
+        .map(|&f| encapsulate_with_flags(f, VNI, &ok_inner))
         .collect();
     let short_inner: Vec<Vec<u8>> = [0, 1, 13]
         .iter()
-        .map(|&n| vxlan(0x08, VNI, &inner_frame(vm1, n)))
+        .map(|&n| encapsulate_with_flags(0x08, VNI, &inner_frame(vm1, n)))
         .collect();
-    let not_served = vec![vxlan(0x08, 5002, &ok_inner), vxlan(0x08, 0, &ok_inner)];
+    let not_served = vec![
+        encapsulate_with_flags(0x08, 5002, &ok_inner),
+        encapsulate_with_flags(0x08, 0, &ok_inner),
+    ];
     // Jumbo: a 9000-byte frame is whole and valid VXLAN (it arrives in fragments the kernel
     // reassembles), but VM1's port has MTU 1500: it cannot be delivered, only counted.
-    let jumbo = vec![vxlan(0x08, VNI, &inner_frame(vm1, 9014))];
+    let jumbo = vec![encapsulate_with_flags(0x08, VNI, &inner_frame(vm1, 9014))];
 
     let pinger = std::thread::scope(|s| {
         let pinger = s.spawn(|| ping(&t.vm1, t.vm2.ipv4(), 15));

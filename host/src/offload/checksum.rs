@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use smoltcp::wire::{IpAddress, IpProtocol, checksum::pseudo_header};
 
 use super::OffloadError;
-use crate::wire::{FrameMeta, VirtioNetHdr, ip_proto};
+use crate::wire::{FrameMeta, VirtioNetHdr, ip_proto, read_u16};
 
 /// Finishes the partial checksum of `frame` in place if `hdr` says `NEEDS_CSUM`; a frame without
 /// that flag is left as it is.
@@ -87,14 +87,14 @@ fn partial_checksum(frame: &[u8], meta: &FrameMeta) -> Option<(VirtioNetHdr, usi
     // The transport segment's length as the pseudo-header counts it: up to the IP packet's end
     // by its length field (Ethernet may pad the frame beyond it).
     let ip_end = match ip.src {
-        IpAddr::V4(_) => l3 + usize::from(be16(frame, l3 + 2)?),
-        IpAddr::V6(_) => l3 + 40 + usize::from(be16(frame, l3 + 4)?),
+        IpAddr::V4(_) => l3 + usize::from(read_u16(frame, l3 + 2)?),
+        IpAddr::V6(_) => l3 + 40 + usize::from(read_u16(frame, l3 + 4)?),
     };
     let l4_len = ip_end.checked_sub(ip.l4_offset)?;
     if ip_end > frame.len() || l4_len < usize::from(csum_offset) + 2 {
         return None;
     }
-    let field = be16(frame, ip.l4_offset + usize::from(csum_offset))?;
+    let field = read_u16(frame, ip.l4_offset + usize::from(csum_offset))?;
     let pseudo = pseudo_header(
         &IpAddress::from(ip.src),
         &IpAddress::from(ip.dst),
@@ -152,10 +152,6 @@ fn with_tso(
         gso_size,
         ..hdr
     })
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
 /// The RFC 1071 one's-complement sum of `data`, folded to 16 bits and not complemented, as a

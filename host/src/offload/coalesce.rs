@@ -30,9 +30,9 @@ use smoltcp::wire::{IpAddress, IpProtocol, checksum::pseudo_header};
 use super::checksum::ones_complement_sum;
 use super::fields::{
     IPV4_HEADER_LEN, IPV6_HEADER_LEN, L4, TCP_ACK, TCP_CHECKSUM_OFFSET, TCP_CWR, TCP_PSH,
-    UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN, be16, be32, put16,
+    UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN, put16,
 };
-use crate::wire::{FrameMeta, VirtioNetHdr, ip_proto};
+use crate::wire::{FrameMeta, VirtioNetHdr, ip_proto, read_u16, read_u32};
 
 /// The most segments one super-frame takes (the kernel's `MAX_GRO_SKBS` is 8 skbs of frags,
 /// its `gso_max_segs` far more; 64 keeps every receiver's segmentation cheap).
@@ -94,7 +94,7 @@ impl Segment {
                 if *frame.get(l3)? != 0x45 {
                     return None;
                 }
-                (true, l3 + usize::from(be16(frame, l3 + 2)))
+                (true, l3 + usize::from(read_u16(frame, l3 + 2)?))
             }
             IpAddr::V6(_) => {
                 if ip.l4_offset != l3 + IPV6_HEADER_LEN {
@@ -102,7 +102,7 @@ impl Segment {
                 }
                 (
                     false,
-                    l3 + IPV6_HEADER_LEN + usize::from(be16(frame, l3 + 4)),
+                    l3 + IPV6_HEADER_LEN + usize::from(read_u16(frame, l3 + 4)?),
                 )
             }
         };
@@ -122,7 +122,10 @@ impl Segment {
             }
             // The UDP length must cover exactly the rest of the packet: padding inside the IP
             // packet would otherwise become payload.
-            ip_proto::UDP if usize::from(be16(frame, l4_offset + 4)) == frame.len() - l4_offset => {
+            ip_proto::UDP
+                if read_u16(frame, l4_offset + 4).map(usize::from)
+                    == Some(frame.len() - l4_offset) =>
+            {
                 (L4::Udp, l4_offset + UDP_HEADER_LEN, 0)
             }
             _ => return None,
@@ -138,11 +141,11 @@ impl Segment {
             hdr_end,
             payload: frame.len() - hdr_end,
             seq: if l4 == L4::Tcp {
-                be32(frame, l4_offset + 4)
+                read_u32(frame, l4_offset + 4)?
             } else {
                 0
             },
-            id: if ipv4 { be16(frame, l3 + 4) } else { 0 },
+            id: if ipv4 { read_u16(frame, l3 + 4)? } else { 0 },
             flags,
         })
     }
@@ -156,7 +159,7 @@ fn checksum_ok(frame: &[u8], l4: L4, ipv4: bool, l3: usize, l4_offset: usize) ->
         L4::Udp => (IpProtocol::Udp, UDP_CHECKSUM_OFFSET),
     };
     // UDP over IPv4 may carry no checksum at all.
-    if l4 == L4::Udp && ipv4 && be16(frame, l4_offset + field) == 0 {
+    if l4 == L4::Udp && ipv4 && read_u16(frame, l4_offset + field) == Some(0) {
         return true;
     }
     let (src, dst) = addresses(frame, ipv4, l3);

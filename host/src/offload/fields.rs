@@ -1,6 +1,7 @@
 //! What segmentation and coalescing both read and write in IP, TCP and UDP headers: lengths,
-//! offsets, flag bits, and big-endian field access on a frame whose layout the caller has
-//! checked (the helpers index directly).
+//! offsets, flag bits, and the writer of a 16-bit field into headers the caller has checked or
+//! built itself (it indexes directly). Fields are read through the wire layer's checked
+//! readers ([`crate::wire::read_u16`]), since their offsets come from the frame.
 
 pub(super) const IPV4_HEADER_LEN: usize = 20;
 pub(super) const IPV6_HEADER_LEN: usize = 40;
@@ -20,14 +21,6 @@ pub(super) const TCP_CWR: u8 = 0x80;
 pub(super) enum L4 {
     Tcp,
     Udp,
-}
-
-pub(super) fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-pub(super) fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 pub(super) fn put16(b: &mut [u8], at: usize, v: u16) {

@@ -27,10 +27,11 @@ use super::OffloadError;
 use super::checksum::ones_complement_sum;
 use super::fields::{
     IPV6_HEADER_LEN, L4, TCP_CHECKSUM_OFFSET, TCP_CWR, TCP_FIN, TCP_MIN_HEADER_LEN, TCP_PSH,
-    UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN, be16, put16,
+    UDP_CHECKSUM_OFFSET, UDP_HEADER_LEN, put16,
 };
 use crate::wire::{
-    ETHERTYPE_IPV4, ETHERTYPE_IPV6, FrameMeta, VirtioNetHdr, ip_proto, walk_ipv6_extensions,
+    ETHERTYPE_IPV4, ETHERTYPE_IPV6, FrameMeta, VirtioNetHdr, ip_proto, read_u16,
+    walk_ipv6_extensions,
 };
 
 /// A validated plan for cutting one super-frame, handing out one segment at a time into buffers
@@ -113,10 +114,11 @@ impl<'a> Segmenter<'a> {
         }
 
         // The IP packet's end, from its length field (0: up to the frame's end).
+        let field = |at| read_u16(frame, at).ok_or(OffloadError::Truncated);
         let ip_len = if ipv4 {
-            usize::from(be16(frame, l3 + 2))
+            usize::from(field(l3 + 2)?)
         } else {
-            match usize::from(be16(frame, l3 + 4)) {
+            match usize::from(field(l3 + 4)?) {
                 0 => 0,
                 n => IPV6_HEADER_LEN + n,
             }
@@ -189,7 +191,7 @@ impl<'a> Segmenter<'a> {
             gso_size,
             next: hdr_end,
             index: 0,
-            ip_id: if ipv4 { be16(frame, l3 + 4) } else { 0 },
+            ip_id: if ipv4 { field(l3 + 4)? } else { 0 },
             count: payload.div_ceil(gso_size).max(1),
             src: IpAddress::from(ip.src),
             dst: IpAddress::from(ip.dst),

@@ -17,7 +17,7 @@ use core::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::vlan::{self, is_tag_tpid};
-use super::{MacAddr, WireError};
+use super::{MacAddr, WireError, read_u16};
 
 /// EtherType of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -103,10 +103,6 @@ pub struct L4Ports {
     pub src: u16,
     /// Destination port.
     pub dst: u16,
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
 impl FrameMeta {
@@ -226,8 +222,8 @@ fn ports(frame: &[u8], protocol: u8, at: usize, end: usize) -> Option<L4Ports> {
     }
     let l4 = frame.get(at..end)?;
     Some(L4Ports {
-        src: be16(l4, 0)?,
-        dst: be16(l4, 2)?,
+        src: read_u16(l4, 0)?,
+        dst: read_u16(l4, 2)?,
     })
 }
 

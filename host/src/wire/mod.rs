@@ -6,20 +6,22 @@
 //! implementation); this module adds what smoltcp lacks: the 802.1Q tag, VXLAN, the
 //! `virtio_net_hdr` of packet sockets, and the per-frame metadata the pipeline and plugins read.
 
+mod bytes;
 mod error;
 mod frame;
-mod mac;
 mod virtio_net;
 mod vlan;
 mod vni;
 mod vxlan;
 
+pub(crate) use bytes::{read_u16, read_u32};
 pub use error::WireError;
 pub(crate) use frame::walk_ipv6_extensions;
 pub use frame::{
     ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, FrameMeta, IpMeta, L4Ports, ip_proto,
 };
-pub use mac::{MacAddr, MacAddrParseError};
+// One MAC address type for the daemon and its plugins: the SDK's (it has no dependencies a
+// plugin would not have, and the WIT carries the same value).
 pub use virtio_net::VirtioNetHdr;
 pub use vlan::{
     HEADER_LEN as VLAN_HEADER_LEN, TPID_8021AD, TPID_8021Q, Tci, VlanPacket, VlanRepr,
@@ -27,3 +29,4 @@ pub use vlan::{
 };
 pub use vni::{Vni, VniRangeError};
 pub use vxlan::{FLAG_I as VXLAN_FLAG_I, HEADER_LEN as VXLAN_HEADER_LEN, VxlanPacket, VxlanRepr};
+pub use wasm_vtep_plugin_sdk::types::{MacAddr, MacAddrParseError};

@@ -12,6 +12,7 @@ use crate::vtep::{
     VniSettings, Vtep, VtepSettings,
 };
 use crate::wire::{VirtioNetHdr, Vni};
+use wasm_vtep_testkit::vxlan::encapsulate as vxlan;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -26,14 +27,6 @@ fn vtep() -> Vtep {
     let v2 = VniSettings::new(Vni::new(5002).unwrap(), vec![PortId(2)]);
     s.vnis = vec![v1, v2];
     Vtep::new(s, Instant::now()).unwrap()
-}
-
-fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
-    let mut d = vec![0x08, 0, 0, 0];
-    d.extend_from_slice(&vni.to_be_bytes()[1..]);
-    d.push(0);
-    d.extend_from_slice(frame);
-    d
 }
 
 /// Filters VNI 5001: drops UDP to port 22. Learns sticky if told to; keeps busy entries.

@@ -9,6 +9,7 @@ use super::sim::datagrams;
 use crate::fdb::Location;
 use crate::vtep::{Dest, DropReason, Outbox, PortId, StaticEntry, VniSettings, Vtep, VtepSettings};
 use crate::wire::{VirtioNetHdr, Vni};
+use wasm_vtep_testkit::vxlan::encapsulate as vxlan;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -27,21 +28,6 @@ fn vtep_with(edit: impl FnOnce(&mut VtepSettings)) -> Vtep {
 
 fn vtep() -> Vtep {
     vtep_with(|_| {})
-}
-
-fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
-    let mut d = vec![
-        0x08,
-        0,
-        0,
-        0,
-        (vni >> 16) as u8,
-        (vni >> 8) as u8,
-        vni as u8,
-        0,
-    ];
-    d.extend_from_slice(frame);
-    d
 }
 
 /// Where a frame went, without the flow's source port.

@@ -1,9 +1,13 @@
 //! A counting allocator for the tests and benches that measure heap allocations: it wraps the
 //! system's and counts only while the current thread asks it to ([`allocations`]), so that
 //! other threads (the plugin runtime's watchdog and preparing thread, other tests) do not blur
-//! the count. A test binary that includes this module makes it its global allocator.
-
-#![allow(dead_code, unreachable_pub)]
+//! the count. A binary that measures installs it itself (a library installing a global
+//! allocator would impose it on every test binary linking this crate):
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static GLOBAL: wasm_vtep_testkit::counting::Counting = wasm_vtep_testkit::counting::Counting;
+//! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -14,7 +18,9 @@ thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
 }
 
-struct Counting;
+/// The system allocator, counting this thread's allocations while [`allocations`] runs.
+#[derive(Debug)]
+pub struct Counting;
 
 impl Counting {
     fn note() {
@@ -49,10 +55,8 @@ unsafe impl GlobalAlloc for Counting {
     }
 }
 
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Heap allocations this thread makes in `f`.
+/// Heap allocations this thread makes in `f` (always 0 unless [`Counting`] is the global
+/// allocator).
 pub fn allocations(f: impl FnOnce()) -> u64 {
     let before = ALLOCATIONS.with(Cell::get);
     COUNTING.with(|on| on.set(true));

@@ -1,8 +1,7 @@
-//! The plugins the tests and benches load, built by the test run itself (never committed):
-//! `cargo build --target wasm32-unknown-unknown --release` once per test binary, into
-//! `target/plugins` so that it never waits on the lock of the build that runs the tests.
-
-#![allow(dead_code, unreachable_pub)]
+//! The example plugins the tests and benches load, built by the test run itself (never
+//! committed): `cargo build --target wasm32-unknown-unknown --release` once per test binary,
+//! into the workspace's `target/plugins` so that it never waits on the lock of the build that
+//! runs the tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,8 +12,9 @@ pub const PLUGINS: [&str; 4] = ["misbehave", "vni-filter", "learn-guard", "adapt
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ is inside the workspace")
+        .ancestors()
+        .nth(2)
+        .expect("tests/kit/ is inside the workspace")
         .to_path_buf()
 }
 

@@ -1,4 +1,7 @@
-//! `MacAddr`: a 48-bit IEEE 802 address, as carried in Ethernet headers and FDB keys.
+//! `MacAddr`: a 48-bit IEEE 802 address, as Ethernet headers, FDB keys and the plugin
+//! interface carry it (the WIT as the low 48 bits of a `u64`). The one definition: the host
+//! (`wasm_vtep::wire::MacAddr`) re-exports this type, so that the daemon, its configuration and
+//! plugins parse, print and classify addresses alike.
 
 use core::fmt;
 use core::str::FromStr;
@@ -8,9 +11,16 @@ use core::str::FromStr;
 pub struct MacAddr(pub [u8; 6]);
 
 /// Why a string is not a MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not a MAC address (expected six hex octets such as 02:00:00:00:00:01)")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MacAddrParseError;
+
+impl fmt::Display for MacAddrParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a MAC address (expected six hex octets such as 02:00:00:00:00:01)")
+    }
+}
+
+impl std::error::Error for MacAddrParseError {}
 
 impl MacAddr {
     /// ff:ff:ff:ff:ff:ff.
@@ -39,15 +49,11 @@ impl MacAddr {
         !self.is_multicast() && *self != Self::ZERO
     }
 
-    /// The address as the low 48 bits of a `u64`, for compact table keys.
+    /// The address as the low 48 bits of a `u64`, first octet most significant: how the WIT
+    /// carries it, and a compact table key.
     pub const fn to_u64(self) -> u64 {
         let b = self.0;
-        (b[0] as u64) << 40
-            | (b[1] as u64) << 32
-            | (b[2] as u64) << 24
-            | (b[3] as u64) << 16
-            | (b[4] as u64) << 8
-            | b[5] as u64
+        u64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
     }
 
     /// The inverse of [`MacAddr::to_u64`]; bits above 48 are ignored.
@@ -77,13 +83,16 @@ impl fmt::Debug for MacAddr {
 impl FromStr for MacAddr {
     type Err = MacAddrParseError;
 
-    /// Accepts `02:00:00:00:00:01` and `02-00-00-00-00-01`, any case.
+    /// Accepts `02:00:00:00:00:01` and `02-00-00-00-00-01`, any case, one or two hex digits
+    /// per octet (as `bridge fdb` and `ip link` print them), and nothing else: no sign, no
+    /// empty octet, no seventh one.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = [0u8; 6];
         let mut parts = s.split([':', '-']);
         for byte in &mut out {
             let part = parts.next().ok_or(MacAddrParseError)?;
-            if part.is_empty() || part.len() > 2 {
+            // `from_str_radix` alone would take a sign ("+f").
+            if part.is_empty() || part.len() > 2 || !part.bytes().all(|c| c.is_ascii_hexdigit()) {
                 return Err(MacAddrParseError);
             }
             *byte = u8::from_str_radix(part, 16).map_err(|_| MacAddrParseError)?;
@@ -92,18 +101,6 @@ impl FromStr for MacAddr {
             return Err(MacAddrParseError);
         }
         Ok(MacAddr(out))
-    }
-}
-
-impl From<smoltcp::wire::EthernetAddress> for MacAddr {
-    fn from(a: smoltcp::wire::EthernetAddress) -> Self {
-        MacAddr(a.0)
-    }
-}
-
-impl From<MacAddr> for smoltcp::wire::EthernetAddress {
-    fn from(a: MacAddr) -> Self {
-        smoltcp::wire::EthernetAddress(a.0)
     }
 }
 
@@ -116,19 +113,29 @@ mod tests {
         let m: MacAddr = "02:00:0A:ff:00:01".parse().unwrap();
         assert_eq!(m.0, [0x02, 0x00, 0x0a, 0xff, 0x00, 0x01]);
         assert_eq!(m.to_string(), "02:00:0a:ff:00:01");
+        assert_eq!(format!("{m:?}"), "02:00:0a:ff:00:01");
         assert_eq!("02-00-0a-ff-00-01".parse::<MacAddr>().unwrap(), m);
+        assert_eq!("2-0-a-ff-0-1".parse::<MacAddr>().unwrap(), m);
     }
 
+    /// The host's parser used to take a sign before an octet (`u8::from_str_radix` does):
+    /// "+2:00:00:00:00:00" was 02:00:00:00:00:00 to the daemon and an error to plugins. Neither
+    /// IEEE 802's notation nor iproute2 has a sign; both sides now refuse it.
     #[test]
-    fn rejects_malformed() {
+    fn rejects_malformed_and_signed_octets() {
         for s in [
             "",
             "02:00:00:00:00",
             "02:00:00:00:00:00:00",
             "02:00:00:00:00:0g",
             "020:0:0:0:0:0",
+            "+2:00:00:00:00:00",
+            "02:00:00:00:00:+1",
+            "-2:00:00:00:00:00",
+            "02::00:00:00:00",
+            " 2:00:00:00:00:00",
         ] {
-            assert!(s.parse::<MacAddr>().is_err(), "{s}");
+            assert_eq!(s.parse::<MacAddr>(), Err(MacAddrParseError), "{s}");
         }
     }
 
@@ -137,8 +144,11 @@ mod tests {
         assert!(MacAddr::BROADCAST.is_multicast());
         assert!(MacAddr::BROADCAST.is_broadcast());
         assert!(MacAddr([0x01, 0, 0x5e, 0, 0, 1]).is_multicast());
+        assert!(!MacAddr([0x01, 0, 0x5e, 0, 0, 1]).is_valid_unicast());
         assert!(!MacAddr::ZERO.is_valid_unicast());
         assert!(MacAddr([2, 0, 0, 0, 0, 1]).is_valid_unicast());
+        // Locally administered is still unicast.
+        assert!(MacAddr([0x02, 0, 0, 0, 0, 0]).is_valid_unicast());
     }
 
     #[test]
@@ -146,5 +156,18 @@ mod tests {
         let m = MacAddr([0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc]);
         assert_eq!(m.to_u64(), 0x1234_5678_9abc);
         assert_eq!(MacAddr::from_u64(m.to_u64()), m);
+        assert_eq!(
+            MacAddr::from_u64(0xffff_0200_0aff_0001),
+            MacAddr([2, 0, 0x0a, 0xff, 0, 1])
+        );
+    }
+
+    #[test]
+    fn from_bytes_needs_six() {
+        assert_eq!(MacAddr::from_bytes(&[1, 2, 3, 4, 5]), None);
+        assert_eq!(
+            MacAddr::from_bytes(&[1, 2, 3, 4, 5, 6, 7]),
+            Some(MacAddr([1, 2, 3, 4, 5, 6]))
+        );
     }
 }
