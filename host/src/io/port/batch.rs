@@ -37,8 +37,8 @@ pub(super) struct FrameMeta {
     pub(super) vnet: VirtioNetHdr,
 }
 
-/// Reusable receive buffers for [`Port::recv_batch`]: allocated once (about 64 KiB per frame),
-/// refilled by every call.
+/// Reusable receive buffers for [`Port::recv_batch`](super::Port::recv_batch): allocated once
+/// (about 64 KiB per frame), refilled by every call.
 pub struct RxBatch {
     pub(super) buf: Box<[u8]>,
     pub(super) control: Box<[Control]>,
