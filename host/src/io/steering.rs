@@ -3,10 +3,9 @@
 //! Each worker has its own socket on every port (a `PACKET_FANOUT` group) and its own underlay
 //! socket (a `SO_REUSEPORT` group). By default the kernel spreads the two groups by unrelated
 //! hashes (the port frame's flow hash; the outer UDP 4-tuple), so the request of a ping or a
-//! TCP segment may be read by one worker and its reply by another, which is asleep: a wakeup
-//! costs 60-120 µs on a virtual machine (measured with tcpdump at each hop, 2 workers: the
-//! reply's hop through the far VTEP took 113 µs at p50 where the worker that had just sent the
-//! request, still polling, takes 23).
+//! TCP segment may be read by one worker and its reply by another, which is asleep, and waking
+//! it adds to every round trip (netbench's `wasm-vtep(kernel-steering)` case measures that mode
+//! against the default).
 //!
 //! So both groups get a classic BPF program that picks the worker by one hash of the inner
 //! frame, symmetric in source and destination: the XOR of the IP addresses (for IPv6 their low
