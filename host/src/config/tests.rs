@@ -1,4 +1,6 @@
 use super::*;
+use crate::fdb::Location;
+use crate::wire::Vni;
 
 const SEED: &str = r#"
 [underlay]
@@ -78,6 +80,11 @@ fn errors_name_the_field() {
             &with("id = 1\nports = [\"a\"]\n[[vni]]\nid = 2\nports = [\"a\"]"),
             "vni[1].ports",
             "already on vni[0].ports",
+        ),
+        (
+            &with("id = 1\nports = [\"a\", \"a\"]"),
+            "vni[0].ports",
+            "port \"a\" is listed twice",
         ),
         (&with("id = 1\n[[vni]]\nid = 1"), "vni[1].id", "already"),
         (
