@@ -21,5 +21,6 @@ pub mod fdb;
 pub mod io;
 pub mod offload;
 pub mod plugin;
+mod sync;
 pub mod vtep;
 pub mod wire;
