@@ -20,11 +20,13 @@
 //! write to memory another worker writes. The thread reads every slot when it wakes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
+
+use crate::sync;
 
 /// How often a call still in flight past its deadline is poked again (it may be in host code,
 /// where the epoch is not checked, and will be interrupted when it is back in wasm).
@@ -61,7 +63,7 @@ struct Shared {
 
 impl Shared {
     fn slots(&self) -> MutexGuard<'_, Vec<Weak<Slot>>> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.slots)
     }
 
     fn nanos(&self, t: Instant) -> u64 {
