@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use common::{Csum, Flow, pattern, tcp_frame};
 use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
-use wasm_vtep::fdb::Builtin;
+use wasm_vtep::fdb::{Builtin, PortId};
 use wasm_vtep::offload::segment;
 use wasm_vtep::vtep::{
-    Dest, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, Outbox, PortId, VniSettings, Vtep, VtepSettings,
+    Dest, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, Outbox, VniSettings, Vtep, VtepSettings,
 };
 use wasm_vtep::wire::{VirtioNetHdr, Vni};
 

@@ -14,9 +14,9 @@ mod frames;
 use std::time::{Duration, Instant};
 
 use counting::allocations;
-use wasm_vtep::fdb::{AgeEvent, LearnEvent, Location, PortId as FdbPort};
+use wasm_vtep::fdb::{AgeEvent, LearnEvent, Location, PortId};
 use wasm_vtep::plugin::{Plugin, PluginChain, PluginReport, PluginSpec, Runtime, Sandbox};
-use wasm_vtep::vtep::{Outbox, PortId, Vtep};
+use wasm_vtep::vtep::{Outbox, Vtep};
 use wasm_vtep::wire::{MacAddr, Vni};
 
 fn plugin(runtime: &Runtime, crate_name: &str, config: &str, cache_entries: usize) -> Plugin {
@@ -152,7 +152,7 @@ fn learn_and_age_decisions_allocate_nothing() {
         vni,
         idx,
         mac: MacAddr::from_u64(0x0200_0000_0000 | n),
-        new: Location::Port(FdbPort(0)),
+        new: Location::Port(PortId(0)),
         current: None,
         current_sticky: false,
         vni_entries: 0,
@@ -163,7 +163,7 @@ fn learn_and_age_decisions_allocate_nothing() {
         mac: MacAddr::from_u64(0x0200_0000_0001),
         idle_ms: 300_000,
         hits: 100,
-        location: Location::Port(FdbPort(0)),
+        location: Location::Port(PortId(0)),
     };
     // Warm: the plugins' own tables grow to their size for these MACs.
     for n in 0..100 {

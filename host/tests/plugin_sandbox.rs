@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use frames::{REMOTE, batch, ip, port_batch, udp, vtep, vxlan};
+use wasm_vtep::fdb::{Location, PortId};
 use wasm_vtep::plugin::{OnError, Plugin, PluginChain, PluginReport, PluginSpec, Runtime, Sandbox};
-use wasm_vtep::vtep::{DropReason, Hooks, Location, Outbox, PortId, Vtep};
+use wasm_vtep::vtep::{DropReason, Hooks, Outbox, Vtep};
 use wasm_vtep::wire::Vni;
 
 /// A budget that a debug build of the host, sharing two cores with the other tests, never

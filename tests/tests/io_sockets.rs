@@ -17,11 +17,12 @@ use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, UdpPacket,
 };
+use wasm_vtep::fdb::PortId;
 use wasm_vtep::io::{
     DatagramBatch, Port, RxBatch, RxFrame, SetupError, Steering, Transmitter, TxCounts, TxDrop,
     UnderlayRx, UnderlayTx, UnderlayTxConfig,
 };
-use wasm_vtep::vtep::{Dest, Outbox, PortId, SourcePorts, UnderlayDest};
+use wasm_vtep::vtep::{Dest, Outbox, SourcePorts, UnderlayDest};
 use wasm_vtep::wire::VirtioNetHdr;
 use wasm_vtep_tests::Netns;
 

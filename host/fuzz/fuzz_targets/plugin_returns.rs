@@ -61,8 +61,9 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use wasm_vtep::control::handler::{self, Counters};
 use wasm_vtep::control::{Request, Response, render};
+use wasm_vtep::fdb::PortId;
 use wasm_vtep::plugin::{OnError, Plugin, PluginChain, PluginSpec, Runtime, Sandbox};
-use wasm_vtep::vtep::{DropReason, Outbox, PortId, VniSettings, Vtep, VtepSettings};
+use wasm_vtep::vtep::{DropReason, Outbox, VniSettings, Vtep, VtepSettings};
 use wasm_vtep::wire::{VirtioNetHdr, Vni};
 
 const NAME: &str = "script";

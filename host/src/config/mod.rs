@@ -13,11 +13,12 @@ pub use file::{
     ControlSection, DatapathSection, PluginSection, StaticSection, UnderlaySection, VniSection,
 };
 
+use crate::fdb::{Location, PortId};
 use crate::io::Steering;
 use crate::plugin::PluginSpec;
 use crate::vtep::{
-    DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_SRC_PORTS, DEFAULT_TTL, Location,
-    PortId, SourcePorts, StaticEntry, VniSettings, VtepSettings,
+    DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_SRC_PORTS, DEFAULT_TTL,
+    SourcePorts, StaticEntry, VniSettings, VtepSettings,
 };
 use crate::wire::{MacAddr, Vni};
 

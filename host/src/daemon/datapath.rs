@@ -33,12 +33,13 @@ use std::time::{Duration, Instant};
 
 use super::Shared;
 use super::plugins::{Caller, RecentOffers, WorkerHooks, hooked_vnis};
+use crate::fdb::PortId;
 use crate::io::{
     DatagramBatch, MAX_BATCH, Port, RxBatch, Steering, TransmitCounts, Transmitter, UnderlayRx,
     UnderlayRxCounts,
 };
 use crate::plugin::PluginChain;
-use crate::vtep::{Drops, Outbox, PortId, VniStats, Vtep};
+use crate::vtep::{Drops, Outbox, VniStats, Vtep};
 use crate::wire::Vni;
 
 /// How long a worker sleeps in `poll` before checking the stop flag.

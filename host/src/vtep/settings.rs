@@ -5,7 +5,7 @@ use core::time::Duration;
 use std::net::IpAddr;
 
 use super::source_ports::SourcePorts;
-pub use crate::fdb::{Location, PortId};
+use crate::fdb::{Location, PortId};
 use crate::wire::{MacAddr, Vni};
 
 /// A static FDB entry: never learned over, never aged.

@@ -6,7 +6,8 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use wasm_vtep::vtep::{PortId, VniSettings, Vtep, VtepSettings};
+use wasm_vtep::fdb::PortId;
+use wasm_vtep::vtep::{VniSettings, Vtep, VtepSettings};
 use wasm_vtep::wire::{VirtioNetHdr, Vni};
 
 pub const REMOTE: &str = "198.18.0.2";
