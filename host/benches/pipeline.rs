@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use wasm_vtep::fdb::{Builtin, Fdb, Location, VniTableSettings};
-use wasm_vtep::vtep::{Outbox, PortId, VniSettings, Vtep, VtepSettings};
+use wasm_vtep::fdb::{Builtin, Fdb, Location, PortId, VniTableSettings};
+use wasm_vtep::vtep::{Outbox, VniSettings, Vtep, VtepSettings};
 use wasm_vtep::wire::{MacAddr, VirtioNetHdr, Vni};
 
 const VM1: [u8; 6] = [2, 0, 0, 0, 0, 1];

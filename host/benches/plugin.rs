@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use wasm_vtep::config::{PluginSpec, Sandbox};
-use wasm_vtep::fdb::{AgeEvent, AgePolicy, LearnEvent, LearnPolicy, Location, PortId as FdbPort};
+use wasm_vtep::fdb::{AgeEvent, AgePolicy, LearnEvent, LearnPolicy, Location, PortId};
 use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
-use wasm_vtep::vtep::{FilterBatch, Hooks, Outbox, PortId, Verdict, Vtep};
+use wasm_vtep::vtep::{FilterBatch, Hooks, Outbox, Verdict, Vtep};
 use wasm_vtep::wire::{MacAddr, Vni};
 use wasm_vtep_testkit::counting::{self, Counting};
 use wasm_vtep_testkit::plugins::wasm;
@@ -297,7 +297,7 @@ fn decisions(c: &mut Criterion, runtime: &Runtime) {
                 vni,
                 idx: fdb_vni,
                 mac: MacAddr::from_u64(0x0200_0000_0000 | (n & 0xffff)),
-                new: Location::Port(FdbPort(0)),
+                new: Location::Port(PortId(0)),
                 current: None,
                 current_sticky: false,
                 vni_entries: 0,
@@ -313,7 +313,7 @@ fn decisions(c: &mut Criterion, runtime: &Runtime) {
                 mac: MacAddr::from_u64(0x0200_0000_0001),
                 idle_ms: 300_000,
                 hits: 100,
-                location: Location::Port(FdbPort(0)),
+                location: Location::Port(PortId(0)),
             };
             black_box(aging.decide_age(&event))
         });

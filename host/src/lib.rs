@@ -1,8 +1,9 @@
 //! wasm-vtep: a programmable VXLAN tunnel endpoint (RFC 7348).
 //!
 //! Layers, innermost first:
-//! - [`wire`]: pure packet views and representations (Ethernet/802.1Q, VXLAN, virtio-net header);
-//!   IPv4, IPv6, UDP, TCP and ARP come from `smoltcp::wire`.
+//! - [`wire`]: pure packet views and representations (802.1Q, VXLAN, virtio-net header), and
+//!   the one lenient parse of a frame's Ethernet, IP and TCP/UDP headers that the pipeline and
+//!   plugins read ([`wire::FrameMeta`]).
 //! - [`offload`]: what a VM's kernel leaves undone (partial checksums, GSO super-frames), as pure
 //!   functions over frames.
 //! - [`fdb`]: the per-VNI forwarding table with learning and aging.
@@ -19,5 +20,6 @@ pub mod fdb;
 pub mod io;
 pub mod offload;
 pub mod plugin;
+mod sync;
 pub mod vtep;
 pub mod wire;

@@ -7,10 +7,10 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket};
-use wasm_vtep::fdb::Builtin;
+use wasm_vtep::fdb::{Builtin, PortId};
 use wasm_vtep::offload::segment;
 use wasm_vtep::vtep::{
-    Dest, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, Outbox, PortId, VniSettings, Vtep, VtepSettings,
+    Dest, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, Outbox, VniSettings, Vtep, VtepSettings,
 };
 use wasm_vtep::wire::{VirtioNetHdr, Vni};
 use wasm_vtep_testkit::flow::{Csum, Flow, pattern, tcp_frame};

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use wasm_vtep::config::{PluginSpec, Sandbox};
 use wasm_vtep::control::PluginReport;
-use wasm_vtep::fdb::{AgeEvent, LearnEvent, Location, PortId as FdbPort};
+use wasm_vtep::fdb::{AgeEvent, LearnEvent, Location, PortId};
 use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
-use wasm_vtep::vtep::{Outbox, PortId, Vtep};
+use wasm_vtep::vtep::{Outbox, Vtep};
 use wasm_vtep::wire::{MacAddr, Vni};
 use wasm_vtep_testkit::counting::{Counting, allocations};
 use wasm_vtep_testkit::plugins::wasm;
@@ -154,7 +154,7 @@ fn learn_and_age_decisions_allocate_nothing() {
         vni,
         idx,
         mac: MacAddr::from_u64(0x0200_0000_0000 | n),
-        new: Location::Port(FdbPort(0)),
+        new: Location::Port(PortId(0)),
         current: None,
         current_sticky: false,
         vni_entries: 0,
@@ -165,7 +165,7 @@ fn learn_and_age_decisions_allocate_nothing() {
         mac: MacAddr::from_u64(0x0200_0000_0001),
         idle_ms: 300_000,
         hits: 100,
-        location: Location::Port(FdbPort(0)),
+        location: Location::Port(PortId(0)),
     };
     // Warm: the plugins' own tables grow to their size for these MACs.
     for n in 0..100 {

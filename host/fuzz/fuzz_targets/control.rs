@@ -24,10 +24,9 @@ use libfuzzer_sys::fuzz_target;
 use wasm_vtep::control::protocol::MAX_REQUEST;
 use wasm_vtep::control::{FdbRow, PluginReport, Request, Response, StatsReport, render};
 use wasm_vtep::daemon::answer::{self, Counters};
+use wasm_vtep::fdb::{Location, PortId};
 use wasm_vtep::plugin::PluginChain;
-use wasm_vtep::vtep::{
-    Dest, Location, Outbox, PortId, StaticEntry, VniSettings, Vtep, VtepSettings,
-};
+use wasm_vtep::vtep::{Dest, Outbox, StaticEntry, VniSettings, Vtep, VtepSettings};
 use wasm_vtep::wire::{MacAddr, VirtioNetHdr, Vni};
 
 /// Requests handled per input at most (a connection may send any number; this bounds a run).

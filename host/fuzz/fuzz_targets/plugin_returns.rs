@@ -62,8 +62,9 @@ use libfuzzer_sys::fuzz_target;
 use wasm_vtep::config::{OnError, PluginSpec, Sandbox};
 use wasm_vtep::control::{Request, Response, render};
 use wasm_vtep::daemon::answer::{self, Counters};
+use wasm_vtep::fdb::PortId;
 use wasm_vtep::plugin::{Plugin, PluginChain, Runtime};
-use wasm_vtep::vtep::{DropReason, Outbox, PortId, VniSettings, Vtep, VtepSettings};
+use wasm_vtep::vtep::{DropReason, Outbox, VniSettings, Vtep, VtepSettings};
 use wasm_vtep::wire::{VirtioNetHdr, Vni};
 
 const NAME: &str = "script";

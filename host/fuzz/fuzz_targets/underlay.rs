@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use wasm_vtep::vtep::{Outbox, PortId, VniSettings, Vtep, VtepSettings};
+use wasm_vtep::fdb::PortId;
+use wasm_vtep::vtep::{Outbox, VniSettings, Vtep, VtepSettings};
 use wasm_vtep::wire::{FrameMeta, VirtioNetHdr, Vni};
 
 struct State {

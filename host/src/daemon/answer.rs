@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use crate::control::{FdbRow, Request, Response, StatsReport, VniStatsRow};
+use crate::fdb::{Location, PortId};
 use crate::plugin::PluginChain;
-use crate::vtep::{Drops, Location, PortId, VniStats, Vtep};
+use crate::vtep::{Drops, VniStats, Vtep};
 use crate::wire::{MacAddr, Vni};
 
 /// The pipeline's counters, added up over the workers.

@@ -5,8 +5,8 @@
 use std::sync::atomic::Ordering;
 
 use super::Shared;
-use super::datapath::lock;
 use crate::io::{PortRxCounts, TransmitCounts, TxDrop, UnderlayRxCounts};
+use crate::sync::lock;
 use crate::vtep::{Drops, VniStats};
 
 /// Every worker's pipeline counters as last published, and the learning and aging thread's

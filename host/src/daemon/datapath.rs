@@ -28,18 +28,20 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Shared;
 use super::plugins::{Caller, RecentOffers, WorkerHooks, hooked_vnis};
 use crate::config::Steering;
+use crate::fdb::PortId;
 use crate::io::{
     DatagramBatch, MAX_BATCH, Port, RxBatch, TransmitCounts, Transmitter, UnderlayRx,
     UnderlayRxCounts,
 };
 use crate::plugin::PluginChain;
-use crate::vtep::{Drops, Outbox, PortId, VniStats, Vtep};
+use crate::sync::lock;
+use crate::vtep::{Drops, Outbox, VniStats, Vtep};
 use crate::wire::Vni;
 
 /// How long a worker sleeps in `poll` before checking the stop flag.
@@ -342,12 +344,6 @@ fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> bool {
     // duration of the call; poll writes only their `revents` fields.
     let rc = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
     rc > 0
-}
-
-/// Locks, ignoring poisoning: a panic elsewhere must not stop forwarding, and every value
-/// behind these locks is valid after any partial update (counters, the pipeline's tables).
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Opens each port once per worker; with more than one worker each port's sockets form a fanout

@@ -34,11 +34,11 @@ use self::plugins::{Caller, LearnQueue, Plugins};
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use self::datapath::lock;
 use crate::config::{Config, Steering};
 use crate::control::server;
 use crate::io::{Port, SetupError, UnderlayRx, UnderlayTx, UnderlayTxConfig};
 use crate::plugin::{LoadError, RuntimeError};
+use crate::sync::lock;
 use crate::vtep::{SettingsError, Vtep};
 
 /// Why the daemon could not start or stopped with an error.

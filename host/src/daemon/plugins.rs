@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::DaemonError;
@@ -27,6 +27,7 @@ use crate::fdb::{
     AgeDecision, AgeEvent, AgePolicy, Builtin, LearnDecision, LearnEvent, LearnPolicy, Tick,
 };
 use crate::plugin::{LoadError, Plugin, PluginChain, Runtime};
+use crate::sync::lock;
 use crate::vtep::{FilterBatch, Hooks, Verdict};
 use crate::wire::Vni;
 
@@ -307,12 +308,6 @@ impl AgePolicy for WorkerHooks<'_> {
     fn decide_age(&mut self, event: &AgeEvent) -> AgeDecision {
         Builtin.decide_age(event)
     }
-}
-
-/// Locks, ignoring poisoning: the plugins behind these locks stay usable after a panic
-/// elsewhere (a failed instance is replaced anyway).
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Loads every configured plugin, in order, as `vtep run` does before it opens a socket (and

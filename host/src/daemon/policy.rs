@@ -16,10 +16,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use super::datapath::{Panics, lock, panic_message};
+use super::datapath::{Panics, panic_message};
 use super::plugins::Caller;
 use crate::fdb::{AgeDecision, AgeEvent, AgePolicy, LearnDecision, LearnEvent, LearnPolicy};
 use crate::plugin::PluginChain;
+use crate::sync::lock;
 use crate::vtep::Vtep;
 
 /// The longest the thread waits before looking at the stop flag and the aging queue again.

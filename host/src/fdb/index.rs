@@ -154,8 +154,8 @@ fn prefetch_line(slot: &Slot) {
 
 /// Asks the kernel to back a large table's (still untouched) allocation with huge pages where
 /// it can: a lookup's random access into tens of MiB then misses the TLB far less often
-/// (measured: 1M-entry lookups 50 ns on 4 KiB pages). Only advice: with transparent huge pages
-/// off, or for a small table, nothing changes.
+/// (`fdb_1M/lookup` in `host/benches/pipeline.rs` measures such a lookup). Only advice: with
+/// transparent huge pages off, or for a small table, nothing changes.
 fn advise_huge_pages(v: &Vec<Slot>) {
     const HUGE: usize = 2 << 20;
     let bytes = v.capacity() * size_of::<Slot>();
@@ -207,10 +207,11 @@ pub(crate) struct Found {
 /// A reader's hold on the current table, for a batch of lookups and refreshes. Loading the
 /// table pointer is the one synchronizing step of a lookup (a sequentially consistent store),
 /// and it keeps the cache misses of consecutive lookups from overlapping: a batch loads it once
-/// and its prefetched lookups then cost 27-36 ns instead of 44-120 (criterion, a million
-/// entries). Once the table has grown, [`Reader::is_current`] says so and the caller takes a
-/// new reader; a refresh that lands on the old table while it is being copied is lost (the
-/// entry may then age out before its next refresh).
+/// and its prefetched lookups then overlap their cache misses (`fdb_1M/lookup_batch_32`
+/// against `fdb_1M/lookup` in `host/benches/pipeline.rs`). Once the table has grown,
+/// [`Reader::is_current`] says so and the caller takes a new reader; a refresh that lands on
+/// the old table while it is being copied is lost (the entry may then age out before its next
+/// refresh).
 pub(crate) struct Reader(arc_swap::Guard<Arc<Table>>);
 
 impl Reader {
@@ -230,9 +231,9 @@ impl Reader {
     }
 
     /// Starts loading the home slots of `keys` into the cache and returns at once. A lookup in
-    /// a large table is one cache miss (~90 ns from DRAM at a million entries); prefetching a
-    /// batch's keys first lets the memory system fetch them all at once. Only a hint: it
-    /// changes no state and nothing depends on it.
+    /// a large table is one cache miss (from DRAM, at a million entries: `fdb_1M/lookup` in
+    /// `host/benches/pipeline.rs`); prefetching a batch's keys first lets the memory system
+    /// fetch them all at once. Only a hint: it changes no state and nothing depends on it.
     pub(crate) fn prefetch(&self, keys: impl IntoIterator<Item = Key>) {
         for key in keys {
             prefetch_line(&self.0.slots[self.0.home(key)]);

@@ -8,7 +8,8 @@
 use super::counts::{TxCounts, TxDrop};
 use super::port::Port;
 use super::underlay_tx::UnderlayTx;
-use crate::vtep::{Dest, Outbox, PortId};
+use crate::fdb::PortId;
+use crate::vtep::{Dest, Outbox};
 
 /// The sort keys of underlay frames: after every port's, one per source port (a socket each).
 const UNDERLAY_KEYS: u32 = 1 << 16;

@@ -13,6 +13,9 @@ wasmtime::component::bindgen!({
 /// The interface version these bindings are generated from: the `package` line of the WIT.
 pub(crate) const INTERFACE_VERSION: &str = "0.1.0";
 
+/// The interface a plugin exports, without its version: what the host calls.
+pub(crate) const HOOKS_INTERFACE: &str = "wasm-vtep:plugin/hooks";
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
 
-use crate::vtep::{Direction, FilterFrame, Location};
+use crate::fdb::Location;
+use crate::vtep::{Direction, FilterFrame};
 use crate::wire::{L4Ports, MacAddr, Vni};
 
 /// The cache key of a frame.
@@ -116,7 +117,7 @@ impl VerdictCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vtep::PortId;
+    use crate::fdb::PortId;
     use crate::wire::FrameMeta;
 
     fn frame(n: u8) -> Vec<u8> {

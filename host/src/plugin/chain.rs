@@ -9,8 +9,10 @@
 //!
 //! Each caller has a chain of its own (a worker: the plugins that filter; the learning and
 //! aging thread: those that learn or age), made with [`PluginChain::copies`]: no lock is shared
-//! between callers on the way to a plugin. [`PluginChain::replace`] swaps a plugin between two
-//! batches, so that no frame sees half of a reload.
+//! between callers on the way to a plugin. A reload reaches a caller as a new copy that the
+//! caller puts in with [`PluginChain::set`] between two batches (on its own thread, so no frame
+//! sees half of a reload); [`PluginChain::replace`] is for a chain of
+//! [templates](Plugin::template), such as the daemon's catalog, which nothing calls.
 
 use std::collections::BTreeMap;
 use std::time::Instant;

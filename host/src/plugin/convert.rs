@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use super::bindings::wasm_vtep::plugin::types as wit;
-use crate::fdb::{AgeEvent, LearnDecision, LearnEvent};
-use crate::vtep::{Direction, FilterFrame, Location};
+use crate::fdb::{AgeEvent, LearnDecision, LearnEvent, Location};
+use crate::vtep::{Direction, FilterFrame};
 
 fn saturate(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)

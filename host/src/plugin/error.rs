@@ -47,7 +47,7 @@ pub enum LoadError {
     /// A component that exports no `wasm-vtep:plugin/hooks`.
     #[error(
         "not a wasm-vtep plugin: it exports no {} interface",
-        super::load::HOOKS_INTERFACE
+        super::bindings::HOOKS_INTERFACE
     )]
     NotAPlugin,
     /// Built for an interface version this host does not speak.

@@ -9,10 +9,9 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::exports::wasm_vtep::plugin::hooks::Guest;
 use super::bindings::wasm_vtep::plugin::types as wit;
-use super::bindings::{Plugin as Bindings, PluginPre};
+use super::bindings::{HOOKS_INTERFACE, Plugin as Bindings, PluginPre};
 use super::error::CallError;
 use super::host::{HostState, RawFrame};
-use super::load::HOOKS_INTERFACE;
 use super::results::FilterResults;
 use super::runtime::Runtime;
 use super::sandbox::classify;

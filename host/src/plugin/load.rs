@@ -12,13 +12,11 @@ use std::borrow::Cow;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::bindings::HOOKS_INTERFACE;
 use super::error::LoadError;
 
 /// The interface versions this host speaks (its bindings are generated from the newest).
 pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
-
-/// The interface a plugin exports, without its version.
-pub const HOOKS_INTERFACE: &str = "wasm-vtep:plugin/hooks";
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 

@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::error::CallError;
 use crate::control::CallReport;
+use crate::sync;
 
 /// Distinct drop reason codes counted apart; further codes share one counter.
 const MAX_REASONS: usize = 64;
@@ -179,12 +180,12 @@ pub(crate) struct Tally {
 impl Tally {
     /// The host's counters; a panic elsewhere leaves plain counters, so poisoning is ignored.
     pub(crate) fn stats(&self) -> MutexGuard<'_, PluginStats> {
-        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.stats)
     }
 
     /// The plugin's own counters.
     pub(crate) fn counters(&self) -> MutexGuard<'_, Vec<(String, u64)>> {
-        self.counters.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.counters)
     }
 
     /// Consecutive failures now.

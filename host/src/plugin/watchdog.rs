@@ -8,11 +8,12 @@
 //! go on until the next increment (an increment for another call's deadline). A call is thus
 //! interrupted within the thread's wake-up latency of its budget.
 //!
-//! Why not a periodic ticker: measured here (2-core VM), a thread that wakes every 100 µs costs
-//! 20% of a core all the time, and its period adds to every budget. This one sleeps until the
-//! earliest deadline in flight. While calls keep coming it lingers (sleeps one budget at a
-//! time) rather than waiting to be woken; after a while without calls it parks, and the next
-//! call unparks it.
+//! Why not a periodic ticker: a thread that wakes every 100 µs takes a share of a core all the
+//! time, and its period adds to every budget (`host/benches/plugin.rs` prints this thread's
+//! share of a core, busy and idle, to compare with). This one sleeps until the earliest
+//! deadline in flight. While calls keep coming it lingers (sleeps one budget at a time) rather
+//! than waiting to be woken; after a while without calls it parks, and the next call unparks
+//! it.
 //!
 //! Why a [`Slot`] per caller: the data path's workers call plugins at once, each its own
 //! instance. A call writes its deadline and counts itself in its own slot (its own cache
@@ -20,11 +21,13 @@
 //! write to memory another worker writes. The thread reads every slot when it wakes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
+
+use crate::sync;
 
 /// How often a call still in flight past its deadline is poked again (it may be in host code,
 /// where the epoch is not checked, and will be interrupted when it is back in wasm).
@@ -61,7 +64,7 @@ struct Shared {
 
 impl Shared {
     fn slots(&self) -> MutexGuard<'_, Vec<Weak<Slot>>> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.slots)
     }
 
     fn nanos(&self, t: Instant) -> u64 {

@@ -11,8 +11,9 @@ use super::encap::Encapsulator;
 use super::hooks::{Direction, Hooks, Verdict};
 use super::outbox::{Dest, Outbox};
 use super::stats::{DropReason, VniStats};
-use super::{Location, PortId, Shared, Vtep, count_learn, on_vni};
+use super::{Shared, Vtep, count_learn, on_vni};
 use crate::fdb::{Builtin, FdbReader, LearnPolicy, Tick, VniIdx};
+use crate::fdb::{Location, PortId};
 use crate::offload::{self, Segmenter};
 use crate::wire::{FrameMeta, VirtioNetHdr, Vni};
 

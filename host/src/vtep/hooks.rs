@@ -8,8 +8,7 @@
 
 use std::time::Instant;
 
-use crate::fdb::{AgePolicy, Builtin, LearnPolicy};
-use crate::vtep::Location;
+use crate::fdb::{AgePolicy, Builtin, LearnPolicy, Location};
 use crate::wire::{FrameMeta, Vni};
 
 /// Which way a frame is going through the VTEP.

@@ -29,17 +29,17 @@ pub use batch::{PortBatch, UnderlayBatch};
 pub use hooks::{Direction, FilterBatch, FilterFrame, Hooks, Verdict};
 pub use outbox::{Dest, MAX_GSO_BYTES, MAX_GSO_SEGMENTS, OutFrame, Outbox, UnderlayDest};
 pub use settings::{
-    DEFAULT_AGING, DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_SRC_PORTS,
-    DEFAULT_TTL, Location, PortId, SettingsError, StaticEntry, VniSettings, VtepSettings,
+    DEFAULT_AGING, DEFAULT_DST_PORT, DEFAULT_MAX_ENTRIES, DEFAULT_MTU, DEFAULT_TTL, SettingsError,
+    StaticEntry, VniSettings, VtepSettings,
 };
-pub use source_ports::SourcePorts;
+pub use source_ports::{DEFAULT_SRC_PORTS, SourcePorts, SourcePortsError};
 pub use stats::{Counter, DropReason, Drops, VniStats};
 
 use self::batch::Pending;
 use self::encap::Encapsulator;
 use crate::fdb::{
-    AgePolicy, Builtin, EntryView, Fdb, FdbError, LearnEvent, LearnOutcome, LearnPolicy, Tick,
-    VniIdx, VniTableSettings,
+    AgePolicy, Builtin, EntryView, Fdb, FdbError, LearnEvent, LearnOutcome, LearnPolicy, Location,
+    PortId, Tick, VniIdx, VniTableSettings,
 };
 use crate::wire::{MacAddr, Vni};
 

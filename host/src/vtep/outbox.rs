@@ -18,7 +18,7 @@
 
 use std::net::IpAddr;
 
-use super::settings::PortId;
+use crate::fdb::PortId;
 use crate::offload::Run;
 use crate::wire::{FrameMeta, VirtioNetHdr};
 

@@ -1,12 +1,11 @@
 //! The pipeline's settings: what the daemon's configuration file becomes once validated and
 //! once port names are resolved to [`PortId`]s. Plain data, no I/O.
 
-use core::ops::RangeInclusive;
 use core::time::Duration;
 use std::net::IpAddr;
 
 use super::source_ports::SourcePorts;
-pub use crate::fdb::{Location, PortId};
+use crate::fdb::{Location, PortId};
 use crate::wire::{MacAddr, Vni};
 
 /// A static FDB entry: never learned over, never aged.
@@ -24,9 +23,6 @@ pub const DEFAULT_AGING: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_ENTRIES: usize = 65_536;
 /// The IANA VXLAN port (RFC 7348 §5). The Linux kernel's own default is 8472.
 pub const DEFAULT_DST_PORT: u16 = 4789;
-/// RFC 7348 §5: "it is recommended that the UDP source port number be calculated using a hash
-/// of fields from the inner packet", within the dynamic/private range.
-pub const DEFAULT_SRC_PORTS: RangeInclusive<u16> = 49152..=65535;
 /// The default outer TTL / hop limit.
 pub const DEFAULT_TTL: u8 = 64;
 /// The default underlay MTU.
@@ -136,12 +132,6 @@ pub enum SettingsError {
     /// An MTU that cannot carry even an Ethernet header after encapsulation.
     #[error("underlay MTU {0} is too small for VXLAN (at least {1})")]
     MtuTooSmall(u16, u16),
-    /// An empty source port range.
-    #[error("source port range {0}-{1} is empty")]
-    EmptySourcePorts(u16, u16),
-    /// No source port at all.
-    #[error("at least one source port is needed")]
-    NoSourcePorts,
     /// A source port that is also the VXLAN port: its socket would take the VTEP's traffic.
     #[error("source port {0} is the VXLAN port")]
     SourcePortIsDstPort(u16),

@@ -11,7 +11,20 @@
 
 use core::ops::RangeInclusive;
 
-use super::settings::{DEFAULT_SRC_PORTS, SettingsError};
+/// RFC 7348 §5: "it is recommended that the UDP source port number be calculated using a hash
+/// of fields from the inner packet", within the dynamic/private range.
+pub const DEFAULT_SRC_PORTS: RangeInclusive<u16> = 49152..=65535;
+
+/// Why a set of source ports cannot be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SourcePortsError {
+    /// An empty source port range.
+    #[error("source port range {0}-{1} is empty")]
+    EmptyRange(u16, u16),
+    /// No source port at all.
+    #[error("at least one source port is needed")]
+    NoPorts,
+}
 
 /// The source ports of the outer UDP header, a non-empty sorted set within a range.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +39,16 @@ impl SourcePorts {
     pub const DEFAULT_COUNT: usize = 64;
 
     /// `count` ports spread evenly over `range` (every port of a smaller range).
-    pub fn spread(range: RangeInclusive<u16>, count: usize) -> Result<SourcePorts, SettingsError> {
+    pub fn spread(
+        range: RangeInclusive<u16>,
+        count: usize,
+    ) -> Result<SourcePorts, SourcePortsError> {
         let (lo, hi) = (*range.start(), *range.end());
         if lo > hi || lo == 0 {
-            return Err(SettingsError::EmptySourcePorts(lo, hi));
+            return Err(SourcePortsError::EmptyRange(lo, hi));
         }
         if count == 0 {
-            return Err(SettingsError::NoSourcePorts);
+            return Err(SourcePortsError::NoPorts);
         }
         Ok(SourcePorts {
             ports: evenly_spaced(lo, hi, count),
@@ -126,15 +142,15 @@ mod tests {
     fn bad_ranges_and_counts_are_refused() {
         assert_eq!(
             SourcePorts::spread(RangeInclusive::new(10, 5), 4),
-            Err(SettingsError::EmptySourcePorts(10, 5))
+            Err(SourcePortsError::EmptyRange(10, 5))
         );
         assert_eq!(
             SourcePorts::spread(0..=5, 4),
-            Err(SettingsError::EmptySourcePorts(0, 5))
+            Err(SourcePortsError::EmptyRange(0, 5))
         );
         assert_eq!(
             SourcePorts::spread(1..=5, 0),
-            Err(SettingsError::NoSourcePorts)
+            Err(SourcePortsError::NoPorts)
         );
     }
 

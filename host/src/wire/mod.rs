@@ -2,9 +2,12 @@
 //! the headers a VTEP reads and writes. Nothing here allocates, and nothing panics once a view
 //! has passed `new_checked`.
 //!
-//! Ethernet, ARP, IPv4, IPv6, UDP and TCP are `smoltcp::wire`'s (a fuzzed, zero-copy
-//! implementation); this module adds what smoltcp lacks: the 802.1Q tag, VXLAN, the
-//! `virtio_net_hdr` of packet sockets, and the per-frame metadata the pipeline and plugins read.
+//! Here: the 802.1Q tag, VXLAN, the `virtio_net_hdr` of packet sockets, MAC addresses, and
+//! [`FrameMeta`], the per-frame metadata the pipeline and plugins read, parsed by hand in one
+//! lenient pass over the Ethernet, IPv4/IPv6 and TCP/UDP headers (`frame.rs`). The outer IP and
+//! UDP headers are the underlay sockets' to write and read. `smoltcp::wire` is not used to parse
+//! frames here: the offloads take its pseudo-header checksum and address types, [`MacAddr`]
+//! converts to and from its `EthernetAddress`, and tests build frames with it.
 
 mod bytes;
 mod error;

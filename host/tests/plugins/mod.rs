@@ -6,7 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use wasm_vtep::vtep::{PortId, VniSettings, Vtep, VtepSettings};
+use wasm_vtep::fdb::PortId;
+use wasm_vtep::vtep::{VniSettings, Vtep, VtepSettings};
 use wasm_vtep::wire::{VirtioNetHdr, Vni};
 
 /// The one remote VTEP of VNI 5001.

@@ -4,8 +4,9 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::ControlFlow;
 
 use anyhow::Result;
+use wasm_vtep::fdb::PortId;
 use wasm_vtep::io::{Port, RxBatch, Transmitter, TxDrop};
-use wasm_vtep::vtep::{Dest, Outbox, PortId, UnderlayDest};
+use wasm_vtep::vtep::{Dest, Outbox, UnderlayDest};
 use wasm_vtep::wire::VirtioNetHdr;
 use wasm_vtep_tests::Netns;
 

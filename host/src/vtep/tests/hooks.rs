@@ -6,10 +6,12 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::frames::{arp_request, mac, udp};
-use crate::fdb::{AgeDecision, AgeEvent, AgePolicy, LearnDecision, LearnEvent, LearnPolicy};
+use crate::fdb::{
+    AgeDecision, AgeEvent, AgePolicy, LearnDecision, LearnEvent, LearnPolicy, Location, PortId,
+};
 use crate::vtep::{
-    Dest, Direction, DropReason, FilterBatch, Hooks, Location, Outbox, PortId, Verdict,
-    VniSettings, Vtep, VtepSettings,
+    Dest, Direction, DropReason, FilterBatch, Hooks, Outbox, Verdict, VniSettings, Vtep,
+    VtepSettings,
 };
 use crate::wire::{VirtioNetHdr, Vni};
 use wasm_vtep_testkit::vxlan::encapsulate as vxlan;

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use super::frames::{arp_request, mac, udp};
 use super::sim::datagrams;
-use crate::fdb::Location;
-use crate::vtep::{Dest, DropReason, Outbox, PortId, StaticEntry, VniSettings, Vtep, VtepSettings};
+use crate::fdb::{Location, PortId};
+use crate::vtep::{Dest, DropReason, Outbox, StaticEntry, VniSettings, Vtep, VtepSettings};
 use crate::wire::{VirtioNetHdr, Vni};
 use wasm_vtep_testkit::vxlan::encapsulate as vxlan;
 

@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::fdb::Location;
-use crate::vtep::{Dest, OutFrame, Outbox, PortId, SourcePorts, Vtep, VtepSettings};
+use crate::fdb::{Location, PortId};
+use crate::vtep::{Dest, OutFrame, Outbox, SourcePorts, Vtep, VtepSettings};
 use crate::wire::{MacAddr, VirtioNetHdr, Vni, VxlanPacket};
 
 /// An outer packet seen on the underlay.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::frames::{arp_reply, arp_request, mac, rarp, src_of, udp};
 use super::sim::Net;
-use crate::fdb::Location;
-use crate::vtep::{PortId, VniSettings, VtepSettings};
+use crate::fdb::{Location, PortId};
+use crate::vtep::{VniSettings, VtepSettings};
 use crate::wire::Vni;
 
 const VNI: u32 = 5001;
