@@ -254,8 +254,7 @@ fn worker_loop(shared: &Shared, index: usize, rx: &mut UnderlayRx, w: &mut Worke
         }
         // One batch from each readable socket, then poll again: a busy direction never holds
         // back the other (a TCP flow's ACKs behind its data, when both directions share this
-        // worker: in single netbench rounds one stream made 2.0 Gbit/s with eight batches a
-        // turn, 5.4 with one).
+        // worker; netbench's TCP cases show the difference).
         for (i, fd) in fds.iter().enumerate() {
             if fd.revents == 0 {
                 continue;
