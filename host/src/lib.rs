@@ -8,13 +8,17 @@
 //!   functions over frames.
 //! - [`fdb`]: the per-VNI forwarding table with learning and aging.
 //! - [`vtep`]: the sans-IO flood-and-learn pipeline: frames and an explicit `now` in, actions out.
-//! - [`config`]: the TOML configuration and its validation.
-//! - [`io`]: the thin shell of sockets and threads around the pipeline.
-//! - [`control`]: the control socket, its protocol and the CLI client.
-//! - [`daemon`]: `vtep run`, the pipeline and sockets wired together.
+//! - [`config`]: the TOML configuration and its validation into plain settings types.
+//! - The edges, which import the layers above but not each other: [`io`] (the sockets around
+//!   the pipeline), [`plugin`] (the wasm plugin host, the pipeline's hooks) and [`control`] (the
+//!   control socket's protocol, server, client and rendering).
+//! - [`daemon`]: `vtep run`, the pipeline, sockets, plugins and control plane wired together.
+//!
+//! `ARCHITECTURE.md` at the repository's root has the whole map.
 
 pub mod config;
 pub mod control;
+mod counters;
 pub mod daemon;
 pub mod fdb;
 pub mod io;

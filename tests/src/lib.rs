@@ -47,7 +47,8 @@ pub use tools::iperf::{IperfOptions, IperfReport, IperfServer, iperf3};
 pub use tools::nstat::NetCounters;
 pub use tools::pcap::CapturedPacket;
 pub use tools::ping::{
-    PingReply, PingStats, percentile, ping, ping_replies, ping_samples, ping_with,
+    PingReply, PingStats, assert_no_pings, assert_pings, percentile, ping, ping_replies,
+    ping_samples, ping_with,
 };
 pub use tools::raw_frame::PacketSocket;
 pub use tools::vxlan_view::VxlanPacket;

@@ -80,17 +80,6 @@ fn assert_bridge_learned(fdb: &[FdbEntry], mac: MacAddr, bridge: &str) {
     );
 }
 
-fn assert_pings(from: &Vm, to: impl Into<IpAddr>) {
-    let to = to.into();
-    let stats = ping(from, to, 3).expect("ping runs");
-    assert!(
-        stats.all_received(),
-        "ping {to} lost packets:\n{}",
-        stats.output
-    );
-    assert!(stats.rtt.is_some());
-}
-
 #[test]
 fn multicast_flood_and_learn_over_ipv4() {
     let t = two_hosts(1600, false).unwrap();

@@ -55,26 +55,6 @@ fn mac_str(vm: &Vm) -> String {
     vm.mac().to_string()
 }
 
-fn assert_pings(from: &Vm, to: impl Into<IpAddr>) {
-    let to = to.into();
-    let stats = ping(from, to, 3).expect("ping runs");
-    assert!(
-        stats.all_received(),
-        "ping {to} lost packets:\n{}",
-        stats.output
-    );
-}
-
-fn assert_no_pings(from: &Vm, to: impl Into<IpAddr>) {
-    let to = to.into();
-    let stats = ping(from, to, 2).expect("ping runs");
-    assert_eq!(
-        stats.received, 0,
-        "ping {to} got through:\n{}",
-        stats.output
-    );
-}
-
 /// The remote VTEP behind which daemon `d` learned `vm`'s MAC on `vni` (`None`: not known);
 /// fails if the entry is local or static.
 fn remote_of(d: &VtepDaemon, vni: u32, vm: &Vm) -> Option<String> {

@@ -96,16 +96,6 @@ fn interop(ipv6: bool, flood: Flood) -> Result<Interop> {
     })
 }
 
-fn assert_pings(from: &Vm, to: impl Into<IpAddr>) {
-    let to = to.into();
-    let stats = ping(from, to, 3).expect("ping runs");
-    assert!(
-        stats.all_received(),
-        "ping {to} lost packets:\n{}",
-        stats.output
-    );
-}
-
 impl Interop {
     /// Our table has VM2 behind host 2, learned; the kernel's has VM1 behind host 1, learned
     /// (its vxlan device's own entry, and its bridge's on the vxlan port).

@@ -98,16 +98,6 @@ fn wait_counter(daemon: &VtepDaemon, vni: u32, name: &str, before: u64) -> Resul
     )
 }
 
-fn assert_pings(from: &Vm, to: impl Into<IpAddr>) {
-    let to = to.into();
-    let stats = ping(from, to, 3).expect("ping runs");
-    assert!(
-        stats.all_received(),
-        "ping {to} lost packets:\n{}",
-        stats.output
-    );
-}
-
 /// Which VTEP encapsulates the probes on host 2.
 #[derive(Debug, Clone, Copy)]
 enum Sender {

@@ -51,16 +51,6 @@ fn remote(host: &Host) -> Option<String> {
     Some(format!("remote {}", host.ipv4()))
 }
 
-fn assert_pings(from: &Vm, to: impl Into<IpAddr>) {
-    let to = to.into();
-    let stats = ping(from, to, 3).expect("ping runs");
-    assert!(
-        stats.all_received(),
-        "ping {to} lost packets:\n{}",
-        stats.output
-    );
-}
-
 /// Sends `frame` out of the VM's `eth0`, as its guest would.
 fn send_from(vm: &Vm, frame: &[u8]) -> Result<()> {
     PacketSocket::open(vm, Vm::IFACE)?.send(frame)

@@ -69,16 +69,6 @@ fn vteps(t: &TwoHosts, mtu: u32) -> Result<(VtepDaemon, VtepDaemon)> {
     ))
 }
 
-fn assert_pings(from: &Vm, to: impl Into<IpAddr>) {
-    let to = to.into();
-    let stats = ping(from, to, 3).expect("ping runs");
-    assert!(
-        stats.all_received(),
-        "ping {to} lost packets:\n{}",
-        stats.output
-    );
-}
-
 /// UDP request/response: `a` sends 200 requests of sizes up to a full frame to an echo server
 /// in `b` (at `to`), one at a time; every answer must come back whole.
 fn udp_request_response(a: &Vm, b: &Vm, to: IpAddr) -> Result<()> {

@@ -28,6 +28,7 @@ use wasm_vtep::fdb::{Location, PortId};
 use wasm_vtep::plugin::PluginChain;
 use wasm_vtep::vtep::{Dest, Outbox, StaticEntry, VniSettings, Vtep, VtepSettings};
 use wasm_vtep::wire::{MacAddr, VirtioNetHdr, Vni};
+use wasm_vtep_testkit::vxlan::encapsulate as vxlan;
 
 /// Requests handled per input at most (a connection may send any number; this bounds a run).
 const MAX_LINES: usize = 32;
@@ -69,15 +70,6 @@ fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
     f
 }
 
-/// `frame` as the payload of a VXLAN packet on `vni`.
-fn vxlan(vni: u32, frame: &[u8]) -> Vec<u8> {
-    let mut d = vec![0x08, 0, 0, 0];
-    d.extend_from_slice(&vni.to_be_bytes()[1..]);
-    d.push(0);
-    d.extend_from_slice(frame);
-    d
-}
-
 /// Whether every frame in `out` for a port goes to a port of `vni`.
 fn check_ports(out: &Outbox, vni: u32, what: &str) {
     let ports = VNI_PORTS
@@ -114,7 +106,7 @@ fn handle(vtep: &Vtep, plugins: &PluginChain, request: Request, now: Instant) ->
     let ports: Vec<String> = PORTS.iter().map(|&p| p.to_owned()).collect();
     let io = [("underlay_send_errors".to_owned(), 1u64)];
     // As the daemon does: the plugins only for the requests that concern them.
-    let plugins = request.concerns_plugins().then_some(plugins);
+    let plugins = answer::needs_plugins(&request).then_some(plugins);
     answer::handle(request, vtep, &counters, plugins, &ports, &io, now)
 }
 

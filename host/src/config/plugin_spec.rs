@@ -10,7 +10,7 @@ use crate::wire::Vni;
 /// A plugin's linear memory, at most (all its memories together).
 pub const DEFAULT_MEMORY_LIMIT: usize = 16 << 20;
 /// How long one hook call may run. A plugin that loops is interrupted this long after the
-/// call starts, plus the watchdog's wake-up latency (see [`Runtime`](crate::plugin::Runtime)).
+/// call starts, plus the watchdog's wake-up latency (see `plugin::Runtime`).
 pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_micros(500);
 /// How long `init` may run when a plugin is loaded or reloaded (off the data path).
 pub const DEFAULT_INIT_BUDGET: Duration = Duration::from_millis(100);
@@ -69,7 +69,7 @@ impl Sandbox {
     }
 
     /// Caps the plugin's linear memory at `bytes`; growing past it fails, and a plugin that
-    /// cannot cope (most abort) fails its call with [`CallError::OutOfMemory`](crate::plugin::CallError).
+    /// cannot cope (most abort) fails its call with `plugin::CallError::OutOfMemory`.
     pub const fn with_memory_limit(mut self, bytes: usize) -> Sandbox {
         self.memory_limit = bytes;
         self

@@ -65,19 +65,6 @@ pub enum Request {
     },
 }
 
-impl Request {
-    /// Whether answering needs the plugins (their counters or reports).
-    pub fn concerns_plugins(&self) -> bool {
-        matches!(
-            self,
-            Request::Stats
-                | Request::PluginList
-                | Request::PluginShow { .. }
-                | Request::PluginReload { .. }
-        )
-    }
-}
-
 /// The daemon's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -26,6 +26,18 @@ pub fn fdb(rows: &[FdbRow]) -> String {
     out
 }
 
+/// The per-VNI counters `stats` lays out as a table of frames (or packets) and bytes.
+const TRAFFIC: [&str; 8] = [
+    "from_ports_frames",
+    "from_ports_bytes",
+    "to_underlay_packets",
+    "to_underlay_bytes",
+    "from_underlay_packets",
+    "from_underlay_bytes",
+    "to_ports_frames",
+    "to_ports_bytes",
+];
+
 /// Per-VNI counters, then drops and I/O counters that are not zero.
 pub fn stats(report: &StatsReport) -> String {
     let mut out = String::new();
@@ -35,27 +47,24 @@ pub fn stats(report: &StatsReport) -> String {
         let _ = writeln!(
             out,
             "    from ports    {:>12} frames {:>14} bytes\n    to underlay   {:>12} packets {:>13} bytes\n    from underlay {:>12} packets {:>13} bytes\n    to ports      {:>12} frames {:>14} bytes",
-            c("from_ports_frames"),
-            c("from_ports_bytes"),
-            c("to_underlay_packets"),
-            c("to_underlay_bytes"),
-            c("from_underlay_packets"),
-            c("from_underlay_bytes"),
-            c("to_ports_frames"),
-            c("to_ports_bytes"),
+            c(TRAFFIC[0]),
+            c(TRAFFIC[1]),
+            c(TRAFFIC[2]),
+            c(TRAFFIC[3]),
+            c(TRAFFIC[4]),
+            c(TRAFFIC[5]),
+            c(TRAFFIC[6]),
+            c(TRAFFIC[7]),
         );
-        let _ = writeln!(
-            out,
-            "    floods {}  learned {}  moved {}  expired {}  learn_limit {}  learn_rejected {}  learn_deferred {}  filtered {}",
-            c("floods"),
-            c("learned"),
-            c("moved"),
-            c("expired"),
-            c("learn_limit"),
-            c("learn_rejected"),
-            c("learn_deferred"),
-            c("filtered"),
-        );
+        // Every other counter on one line, by name: a counter the daemon adds shows up here
+        // without a change to this function.
+        let events: Vec<String> = v
+            .counters
+            .iter()
+            .filter(|(k, _)| !TRAFFIC.contains(&k.as_str()))
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(out, "    {}", events.join("  "));
     }
     let nonzero = |m: &std::collections::BTreeMap<String, u64>| {
         m.iter()

@@ -1,16 +1,105 @@
-//! The daemon's answers to the control protocol's requests: calls on the pipeline and its
-//! plugins, replies in the protocol's types. Runs under the control pipeline's and the plugin
-//! catalog's locks, so it does no I/O and returns quickly; a plugin reload, which compiles a
-//! module, is done by the daemon outside the locks and only swapped in.
+//! The daemon's answers to the control socket's requests, in the protocol's types. [`handler`]
+//! is what the server calls for each request: a plugin reload compiles the new module there,
+//! outside every lock the data path or the other requests need, and only swaps it in; every
+//! other request is answered by [`handle`] under the control pipeline's and the plugin
+//! catalog's locks, so it does no I/O and returns quickly (and, taking all it needs as
+//! arguments, is what the fuzz targets drive).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+#[cfg(feature = "fault-injection")]
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::control::{FdbRow, Request, Response, StatsReport, VniStatsRow};
+use super::Shared;
+use super::counters::{io_counters, pipeline_counters};
+use crate::control::{FdbRow, Request, Response, StatsReport, VniStatsRow, server};
 use crate::fdb::{Location, PortId};
-use crate::plugin::PluginChain;
+use crate::plugin::{Plugin, PluginChain};
 use crate::vtep::{Drops, VniStats, Vtep};
 use crate::wire::{MacAddr, Vni};
+
+/// The handler of `shared`'s control requests.
+pub(super) fn handler(shared: &Arc<Shared>) -> server::Handler {
+    let shared = Arc::clone(shared);
+    Arc::new(move |request| match request {
+        Request::PluginReload { name, path } => reload(&shared, &name, path),
+        #[cfg(feature = "fault-injection")]
+        Request::PanicWorker { worker } => match shared.faults.get(worker) {
+            Some(fault) => {
+                fault.store(true, Ordering::Relaxed);
+                Response::Ok(serde_json::Value::Null)
+            }
+            None => Response::Error(format!("no worker {worker}")),
+        },
+        request => {
+            let io = io_counters(&shared);
+            let (vnis, drops) = pipeline_counters(&shared);
+            let counters = Counters { vnis, drops };
+            let vtep = shared.control_vtep();
+            // The catalog's plugins are never called, so its lock is never held long.
+            let plugins = needs_plugins(&request).then(|| shared.plugins.catalog());
+            handle(
+                request,
+                &vtep,
+                &counters,
+                plugins.as_deref(),
+                &shared.port_names,
+                &io,
+                Instant::now(),
+            )
+        }
+    })
+}
+
+/// `vtep plugin reload`: loads the plugin anew (from `path`, or where it was loaded from) off
+/// the data path, so that traffic keeps flowing meanwhile; then swaps it in between two
+/// batches. If the new one fails to load, the running one stays.
+fn reload(shared: &Shared, name: &str, path: Option<String>) -> Response {
+    let no_such = || Response::Error(format!("no plugin named {name:?}"));
+    let Some(runtime) = shared.plugins.runtime() else {
+        return no_such();
+    };
+    let spec = shared.plugins.catalog().get(name).map(|p| p.spec().clone());
+    let Some(mut spec) = spec else {
+        return no_such();
+    };
+    if let Some(p) = path {
+        spec.path = PathBuf::from(p);
+    }
+    let started = Instant::now();
+    let path = spec.path.display().to_string();
+    let plugin = match Plugin::load(runtime, spec) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(plugin = name, path, error = %e, "plugin reload failed; the running one stays");
+            return Response::Error(format!(
+                "plugin {name:?} not reloaded (the running one stays): {e}"
+            ));
+        }
+    };
+    let report = plugin.report();
+    match shared.plugins.replace(plugin) {
+        Ok(old) => drop(old), // outside the lock
+        Err(e) => {
+            tracing::warn!(plugin = name, path, error = %e, "plugin reload failed; the running one stays");
+            return Response::Error(format!(
+                "plugin {name:?} not reloaded (the running one stays): {e}"
+            ));
+        }
+    }
+    tracing::info!(
+        plugin = name,
+        path,
+        took_ms = started.elapsed().as_millis(),
+        "plugin reloaded"
+    );
+    match serde_json::to_value(report) {
+        Ok(v) => Response::Ok(v),
+        Err(e) => Response::Error(e.to_string()),
+    }
+}
 
 /// The pipeline's counters, added up over the workers.
 #[derive(Debug, Clone, Default)]
@@ -21,8 +110,19 @@ pub struct Counters {
     pub drops: Drops,
 }
 
+/// Whether answering `request` needs the plugins (their counters or reports).
+pub fn needs_plugins(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Stats
+            | Request::PluginList
+            | Request::PluginShow { .. }
+            | Request::PluginReload { .. }
+    )
+}
+
 /// Answers `request` against `vtep` (the forwarding table) and `plugins` (needed by the
-/// requests that [concern plugins](Request::concerns_plugins)); `counters` and `io` (the I/O
+/// requests that [`needs_plugins`] says); `counters` and `io` (the I/O
 /// shell's counters) make up `stats`; `ports` names the ports by `PortId`.
 pub fn handle(
     request: Request,

@@ -38,36 +38,16 @@ pub(super) fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
     for w in &shared.workers {
         let w = lock(w);
         tx += w.tx;
-        rx.datagrams += w.rx.datagrams;
-        rx.coalesced += w.rx.coalesced;
-        rx.truncated += w.rx.truncated;
+        rx += w.rx;
     }
     let mut ports = PortRxCounts::default();
     for p in shared.ports.iter().flatten() {
         // Frames the kernel dropped because the data path fell behind (PACKET_STATISTICS).
         let _ = p.refresh_kernel_drops();
-        let c = p.rx_counts();
-        ports.frames += c.frames;
-        ports.truncated += c.truncated;
-        ports.rejected += c.rejected;
-        ports.malformed += c.malformed;
-        ports.link_down += c.link_down;
-        ports.kernel_drops += c.kernel_drops;
-        ports.gso += c.gso;
-        ports.csum_partial += c.csum_partial;
+        ports += p.rx_counts();
     }
+    let tables = ports.named().into_iter().chain(rx.named());
     let mut out: Vec<(String, u64)> = [
-        ("port_rx_frames", ports.frames),
-        ("port_rx_truncated", ports.truncated),
-        ("port_rx_rejected", ports.rejected),
-        ("port_rx_malformed", ports.malformed),
-        ("port_link_down", ports.link_down),
-        ("port_rx_kernel_drops", ports.kernel_drops),
-        ("port_rx_gso", ports.gso),
-        ("port_rx_csum_partial", ports.csum_partial),
-        ("underlay_rx_datagrams", rx.datagrams),
-        ("underlay_rx_coalesced", rx.coalesced),
-        ("underlay_rx_truncated", rx.truncated),
         ("port_tx_sent", tx.ports.sent),
         ("port_tx_batched", tx.ports.batched),
         ("underlay_tx_sent", tx.underlay.sent),
@@ -79,6 +59,7 @@ pub(super) fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
         ),
     ]
     .into_iter()
+    .chain(tables)
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     for reason in TxDrop::ALL {

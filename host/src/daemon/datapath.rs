@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Shared;
-use super::plugins::{Caller, RecentOffers, WorkerHooks, hooked_vnis};
+use super::plugins::Caller;
+use super::worker_hooks::{RecentOffers, WorkerHooks, hooked_vnis};
 use crate::config::Steering;
 use crate::fdb::PortId;
 use crate::io::{

@@ -11,18 +11,17 @@
 //! copies off the data path and each caller swaps its copy in between two batches (see
 //! [`plugins`]).
 //!
-//! The control socket's requests are answered by [`control`] (the server's handler, reloads)
-//! and [`answer`] (reads and `fdb` edits on the control pipeline), with the counters
-//! [`counters`] gathers from the workers and the sockets.
+//! The control socket's requests are answered by [`answer`], with the counters [`counters`]
+//! gathers from the workers and the sockets.
 
 pub mod answer;
-mod control;
 mod counters;
 mod datapath;
 mod plugins;
 
 pub use plugins::load_plugins;
 mod policy;
+mod worker_hooks;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,7 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use self::datapath::Published;
-use self::plugins::{Caller, LearnQueue, Plugins};
+use self::plugins::{Caller, Plugins};
+use self::worker_hooks::LearnQueue;
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -173,10 +173,8 @@ fn run_bound(
         },
         &mut settings.src_ports,
     )?;
+    // The probe says why when the answer is no.
     settings.merge_udp = crate::io::kernel_takes_uso();
-    if !settings.merge_udp {
-        tracing::info!("this kernel takes no UDP super-frames on ports: UDP is delivered unmerged");
-    }
     let vtep = Vtep::new(settings, Instant::now())?;
     let rxs = (0..workers)
         .map(|_| UnderlayRx::open(local, config.settings.dst_port, workers > 1))
@@ -250,7 +248,7 @@ fn run_bound(
     let result = runtime.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
-        let control = tokio::spawn(server::serve(listener, control::handler(&shared)));
+        let control = tokio::spawn(server::serve(listener, answer::handler(&shared)));
         let result = tokio::select! {
             _ = sigint.recv() => {
                 tracing::info!("SIGINT: stopping");

@@ -6,8 +6,8 @@
 //! [`FrameMeta`], the per-frame metadata the pipeline and plugins read, parsed by hand in one
 //! lenient pass over the Ethernet, IPv4/IPv6 and TCP/UDP headers (`frame.rs`). The outer IP and
 //! UDP headers are the underlay sockets' to write and read. `smoltcp::wire` is not used to parse
-//! frames here: the offloads take its pseudo-header checksum and address types, [`MacAddr`]
-//! converts to and from its `EthernetAddress`, and tests build frames with it.
+//! frames here: the offloads take its pseudo-header checksum and address types. [`MacAddr`] is
+//! the plugin SDK's (one type for the host and plugins).
 
 mod bytes;
 mod error;

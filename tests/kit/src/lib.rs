@@ -1,5 +1,5 @@
 //! Fixtures for the tests and benches of wasm-vtep, written once: frames as plain bytes
-//! ([`flow`] for TCP/UDP over IPv4/IPv6, optionally 802.1Q-tagged, with complete or partial
+//! ([`eth`] for Ethernet frames and ARP of any addresses; [`flow`] for TCP/UDP over IPv4/IPv6, optionally 802.1Q-tagged, with complete or partial
 //! checksums; [`vm`] for the ARP, RARP and UDP frames of numbered VMs; [`vxlan`] to wrap them
 //! for the underlay), the example plugins built to wasm ([`plugins`]) and an allocator that
 //! counts one thread's heap allocations ([`counting`]).
@@ -10,6 +10,7 @@
 //! long for its length field): they serve tests, never input.
 
 pub mod counting;
+pub mod eth;
 pub mod flow;
 pub mod plugins;
 pub mod vm;

@@ -4,11 +4,9 @@
 
 use std::net::Ipv4Addr;
 
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr,
-};
+use smoltcp::wire::ArpOperation;
 
+use crate::eth;
 use crate::flow::{Csum, Flow, udp_frame};
 
 /// VM `n`'s MAC address.
@@ -23,34 +21,9 @@ pub fn vm_ip(n: u8) -> Ipv4Addr {
 
 const BROADCAST: [u8; 6] = [0xff; 6];
 
-/// An Ethernet header with room for `payload_len` zero bytes after it.
-fn ethernet(
-    src: [u8; 6],
-    dst: [u8; 6],
-    ethertype: EthernetProtocol,
-    payload_len: usize,
-) -> Vec<u8> {
-    let repr = EthernetRepr {
-        src_addr: EthernetAddress(src),
-        dst_addr: EthernetAddress(dst),
-        ethertype,
-    };
-    let mut buf = vec![0u8; repr.buffer_len() + payload_len];
-    repr.emit(&mut EthernetFrame::new_unchecked(&mut buf));
-    buf
-}
-
 fn arp(op: ArpOperation, src: u8, dst_mac: [u8; 6], target_mac: [u8; 6], target: u8) -> Vec<u8> {
-    let repr = ArpRepr::EthernetIpv4 {
-        operation: op,
-        source_hardware_addr: EthernetAddress(mac(src)),
-        source_protocol_addr: vm_ip(src),
-        target_hardware_addr: EthernetAddress(target_mac),
-        target_protocol_addr: vm_ip(target),
-    };
-    let mut buf = ethernet(mac(src), dst_mac, EthernetProtocol::Arp, repr.buffer_len());
-    repr.emit(&mut ArpPacket::new_unchecked(&mut buf[14..]));
-    buf
+    let payload = eth::arp(op, mac(src), vm_ip(src), target_mac, vm_ip(target));
+    eth::frame(dst_mac, mac(src), 0x0806, &payload)
 }
 
 /// VM `src` asks who has VM `target`'s address: a broadcast.
@@ -66,7 +39,7 @@ pub fn arp_reply(src: u8, dst: u8) -> Vec<u8> {
 /// The RARP a hypervisor sends for a migrated VM (as QEMU's `qemu_announce_self` does):
 /// broadcast, source the VM's MAC, ethertype 0x8035, unpadded.
 pub fn rarp(src: u8) -> Vec<u8> {
-    let mut buf = ethernet(mac(src), BROADCAST, EthernetProtocol::Unknown(0x8035), 28);
+    let mut buf = eth::frame(BROADCAST, mac(src), 0x8035, &[0; 28]);
     buf[14..22].copy_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 3]);
     buf[22..28].copy_from_slice(&mac(src));
     buf[32..38].copy_from_slice(&mac(src));
@@ -143,11 +116,11 @@ mod tests {
             payload_len: udp_repr.header_len() + len,
             hop_limit: 64,
         };
-        let mut want = ethernet(
-            mac(src),
+        let mut want = eth::frame(
             mac(dst),
-            EthernetProtocol::Ipv4,
-            ip.buffer_len() + ip.payload_len,
+            mac(src),
+            0x0800,
+            &vec![0; ip.buffer_len() + ip.payload_len],
         );
         let caps = ChecksumCapabilities::default();
         ip.emit(&mut Ipv4Packet::new_unchecked(&mut want[14..34]), &caps);

@@ -53,6 +53,34 @@ pub fn ping(from: &impl AsRef<Netns>, to: impl Into<IpAddr>, count: u32) -> Resu
 
 /// [`ping`] with extra arguments, e.g. `&["-s", "1472", "-M", "do"]` for a full-size frame that
 /// must not be fragmented.
+/// Three pings from `from` to `to` all answered; panics (a test's assertion) saying which were
+/// lost, with ping's output.
+pub fn assert_pings(from: &impl AsRef<Netns>, to: impl Into<IpAddr>) {
+    let to = to.into();
+    let stats = ping(from, to, 3).expect("ping runs");
+    assert!(
+        stats.all_received(),
+        "ping {to} lost packets:\n{}",
+        stats.output
+    );
+    assert!(
+        stats.rtt.is_some(),
+        "no round trip times:\n{}",
+        stats.output
+    );
+}
+
+/// Two pings from `from` to `to`, none answered; panics (a test's assertion) otherwise.
+pub fn assert_no_pings(from: &impl AsRef<Netns>, to: impl Into<IpAddr>) {
+    let to = to.into();
+    let stats = ping(from, to, 2).expect("ping runs");
+    assert_eq!(
+        stats.received, 0,
+        "ping {to} got through:\n{}",
+        stats.output
+    );
+}
+
 pub fn ping_with(
     from: &impl AsRef<Netns>,
     to: impl Into<IpAddr>,

@@ -83,11 +83,7 @@ impl PacketSocket {
 
 /// An Ethernet frame: the header, the payload, and zero padding up to 60 bytes.
 pub fn ethernet(dst: MacAddr, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(14 + payload.len().max(46));
-    frame.extend(dst.0);
-    frame.extend(src.0);
-    frame.extend(ethertype.to_be_bytes());
-    frame.extend(payload);
+    let mut frame = wasm_vtep_testkit::eth::frame(dst.0, src.0, ethertype, payload);
     if frame.len() < MIN_FRAME {
         frame.resize(MIN_FRAME, 0);
     }

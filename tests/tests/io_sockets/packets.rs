@@ -1,16 +1,15 @@
 //! Frames and datagrams the tests send, and what they read back out of received ones.
 
 use std::io::{ErrorKind, Read};
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket,
-};
+use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket};
 use wasm_vtep::wire::VirtioNetHdr;
+// The kit's builders, under the names these tests use.
+pub(crate) use wasm_vtep_testkit::eth::{arp_request, frame as ethernet};
+pub(crate) use wasm_vtep_testkit::vxlan::encapsulate as vxlan;
 
 use crate::support::{ETHERTYPE_TEST, HOST_IP, HOST_MAC, TIMEOUT, VM_IP, VM_MAC};
 
@@ -37,46 +36,12 @@ pub(crate) fn udp_dst_port(frame: &[u8]) -> Option<u16> {
     Some(UdpPacket::new_checked(ip.payload()).ok()?.dst_port())
 }
 
-pub(crate) fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let repr = EthernetRepr {
-        src_addr: EthernetAddress(src),
-        dst_addr: EthernetAddress(dst),
-        ethertype: EthernetProtocol::from(ethertype),
-    };
-    let mut buf = vec![0; repr.buffer_len() + payload.len()];
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-    repr.emit(&mut frame);
-    frame.payload_mut().copy_from_slice(payload);
-    buf
-}
-
 /// `frame` with a tag (TPID, TCI) inserted after its MACs.
 pub(crate) fn tagged(frame: &[u8], tpid: u16, tci: u16) -> Vec<u8> {
     let mut out = frame[..12].to_vec();
     out.extend_from_slice(&tpid.to_be_bytes());
     out.extend_from_slice(&tci.to_be_bytes());
     out.extend_from_slice(&frame[12..]);
-    out
-}
-
-pub(crate) fn arp_request(src_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    let arp = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
-        source_hardware_addr: EthernetAddress(src_mac),
-        source_protocol_addr: sender,
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: target,
-    };
-    let mut payload = vec![0; arp.buffer_len()];
-    arp.emit(&mut ArpPacket::new_unchecked(&mut payload[..]));
-    ethernet([0xff; 6], src_mac, 0x0806, &payload)
-}
-
-/// A VXLAN header (I flag, `vni`) and an inner frame.
-pub(crate) fn vxlan(vni: u32, inner: &[u8]) -> Vec<u8> {
-    let v = vni.to_be_bytes();
-    let mut out = vec![0x08, 0, 0, 0, v[1], v[2], v[3], 0];
-    out.extend_from_slice(inner);
     out
 }
 

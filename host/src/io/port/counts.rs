@@ -6,30 +6,33 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Port;
+use crate::counters::named_counters;
 use crate::io::sys::getsockopt;
 
-/// What a port's receive side has seen, beyond the frames it delivered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PortRxCounts {
-    /// Frames delivered.
-    pub frames: u64,
-    /// Frames dropped because they did not fit a receive buffer (or their control data did not).
-    pub truncated: u64,
-    /// Frames the kernel dropped while reading them, e.g. a GSO type a `virtio_net_hdr` cannot
-    /// express (`EINVAL`).
-    pub rejected: u64,
-    /// Frames too short to hold their Ethernet addresses.
-    pub malformed: u64,
-    /// Times the kernel reported the interface down (`ENETDOWN`): at open if it was down, and
-    /// each time it goes down.
-    pub link_down: u64,
-    /// Frames the kernel dropped because the socket's receive buffer was full, as of the last
-    /// [`Port::refresh_kernel_drops`].
-    pub kernel_drops: u64,
-    /// Of the frames delivered, GSO super-frames (a VM's TSO or USO send).
-    pub gso: u64,
-    /// Of the frames delivered, frames whose checksum the VM's kernel left partial.
-    pub csum_partial: u64,
+named_counters! {
+    /// What a port's receive side has seen, beyond the frames it delivered.
+    pub struct PortRxCounts {
+        /// Frames delivered.
+        frames => "port_rx_frames",
+        /// Frames dropped because they did not fit a receive buffer (or their control data did
+        /// not).
+        truncated => "port_rx_truncated",
+        /// Frames the kernel dropped while reading them, e.g. a GSO type a `virtio_net_hdr`
+        /// cannot express (`EINVAL`).
+        rejected => "port_rx_rejected",
+        /// Frames too short to hold their Ethernet addresses.
+        malformed => "port_rx_malformed",
+        /// Times the kernel reported the interface down (`ENETDOWN`): at open if it was down,
+        /// and each time it goes down.
+        link_down => "port_link_down",
+        /// Frames the kernel dropped because the socket's receive buffer was full, as of the
+        /// last [`Port::refresh_kernel_drops`].
+        kernel_drops => "port_rx_kernel_drops",
+        /// Of the frames delivered, GSO super-frames (a VM's TSO or USO send).
+        gso => "port_rx_gso",
+        /// Of the frames delivered, frames whose checksum the VM's kernel left partial.
+        csum_partial => "port_rx_csum_partial",
+    }
 }
 
 /// The receive side's counters, shared between the reading thread and `rx_counts` callers.

@@ -11,9 +11,10 @@
 //! before it transmits, so the send succeeds exactly where the feature exists. The frame goes
 //! nowhere: its destination MAC is not loopback's (all zeros), so the receive side marks it
 //! `PACKET_OTHERHOST` and IP drops it (`ip_rcv_core`); only packet sockets on `lo` (a capture)
-//! see it, from and to TEST-NET addresses (RFC 5737) and the discard port. Any other failure
-//! (no `CAP_NET_RAW`, `lo` down) answers "no", which only costs merging. The answer is kept for
-//! the life of the process.
+//! see it, from and to TEST-NET addresses (RFC 5737) and the discard port. Only `EINVAL` is the
+//! kernel saying no; any other failure (no `CAP_NET_RAW`, `lo` down) leaves the question open
+//! and is logged as a warning, and merging stays off, which costs speed, never frames. The
+//! answer is kept for the life of the process.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -60,8 +61,18 @@ pub fn kernel_takes_uso() -> bool {
     static ANSWER: OnceLock<bool> = OnceLock::new();
     *ANSWER.get_or_init(|| match send_probe() {
         Ok(()) => true,
+        // The kernel's answer: it does not know the GSO type.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::info!("a packet socket refused a UDP super-frame on lo: no USO here");
+            false
+        }
+        // No answer (e.g. `lo` down, or raw sockets refused): merging stays off, said louder
+        // since the kernel may well have the feature.
         Err(e) => {
-            tracing::info!(error = %e, "a packet socket refused a UDP super-frame on lo");
+            tracing::warn!(
+                error = %e,
+                "could not probe for UDP super-frames on lo; UDP is delivered unmerged"
+            );
             false
         }
     })
