@@ -94,101 +94,88 @@ impl Counter {
     }
 }
 
-/// One VNI's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VniStats {
-    /// The VNI.
-    pub vni: Vni,
-    /// Frames received from local ports.
-    pub from_ports: Counter,
-    /// Frames delivered to local ports.
-    pub to_ports: Counter,
-    /// VXLAN packets received from the underlay.
-    pub from_underlay: Counter,
-    /// VXLAN packets sent into the underlay.
-    pub to_underlay: Counter,
-    /// Frames flooded (broadcast, multicast or unknown unicast).
-    pub floods: u64,
-    /// New FDB entries.
-    pub learned: u64,
-    /// Entries that moved (a VM migrated, or a MAC flapped).
-    pub moved: u64,
-    /// Entries aged out.
-    pub expired: u64,
-    /// New MACs not learned because the VNI's table was full.
-    pub learn_limit: u64,
-    /// New MACs or moves refused by the learning policy.
-    pub learn_rejected: u64,
-    /// Frames whose new MAC or move was left to the learning thread (a learn plugin decides it
-    /// there, off the data path): every such frame, while a worker offers each MAC at most
-    /// once per 100 ms; what the thread then does is counted as learned, moved or rejected.
-    pub learn_deferred: u64,
-    /// Frames a filter hook dropped (both directions).
-    pub filtered: u64,
+/// Defines [`VniStats`] from one table: the traffic counters (frames or packets, and bytes,
+/// each with its two names in `vtep stats`) and the event counters (each with its name), with
+/// `new`, `merge` and `named` (adding a counter is one line here, and its count where it
+/// happens).
+macro_rules! vni_stats {
+    (
+        traffic { $($(#[$tdoc:meta])* $traffic:ident => ($units:literal, $bytes:literal),)* }
+        events { $($(#[$edoc:meta])* $event:ident => $name:literal,)* }
+    ) => {
+        /// One VNI's counters.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct VniStats {
+            /// The VNI.
+            pub vni: Vni,
+            $($(#[$tdoc])* pub $traffic: Counter,)*
+            $($(#[$edoc])* pub $event: u64,)*
+        }
+
+        impl VniStats {
+            /// Every counter with its name in `vtep stats`, in the order of the table.
+            pub fn named(&self) -> [(&'static str, u64); [$($units, $bytes,)* $($name,)*].len()] {
+                [
+                    $(($units, self.$traffic.frames), ($bytes, self.$traffic.bytes),)*
+                    $(($name, self.$event),)*
+                ]
+            }
+
+            /// Adds another worker's counters of the same VNI.
+            pub fn merge(&mut self, other: &VniStats) {
+                $(self.$traffic += other.$traffic;)*
+                $(self.$event += other.$event;)*
+            }
+
+            pub(crate) fn new(vni: Vni) -> VniStats {
+                VniStats {
+                    vni,
+                    $($traffic: Counter::default(),)*
+                    $($event: 0,)*
+                }
+            }
+        }
+    };
+}
+
+vni_stats! {
+    traffic {
+        /// Frames received from local ports.
+        from_ports => ("from_ports_frames", "from_ports_bytes"),
+        /// Frames delivered to local ports.
+        to_ports => ("to_ports_frames", "to_ports_bytes"),
+        /// VXLAN packets received from the underlay.
+        from_underlay => ("from_underlay_packets", "from_underlay_bytes"),
+        /// VXLAN packets sent into the underlay.
+        to_underlay => ("to_underlay_packets", "to_underlay_bytes"),
+    }
+    events {
+        /// Frames flooded (broadcast, multicast or unknown unicast).
+        floods => "floods",
+        /// New FDB entries.
+        learned => "learned",
+        /// Entries that moved (a VM migrated, or a MAC flapped).
+        moved => "moved",
+        /// Entries aged out.
+        expired => "expired",
+        /// New MACs not learned because the VNI's table was full.
+        learn_limit => "learn_limit",
+        /// New MACs or moves refused by the learning policy.
+        learn_rejected => "learn_rejected",
+        /// Frames whose new MAC or move was left to the learning thread (a learn plugin decides
+        /// it there, off the data path): every such frame, while a worker offers each MAC at
+        /// most once per 100 ms; what the thread then does is counted as learned, moved or
+        /// rejected.
+        learn_deferred => "learn_deferred",
+        /// Frames a filter hook dropped (both directions).
+        filtered => "filtered",
+    }
 }
 
 impl core::ops::AddAssign for Counter {
     fn add_assign(&mut self, other: Counter) {
         self.frames += other.frames;
         self.bytes += other.bytes;
-    }
-}
-
-impl VniStats {
-    /// Every counter with its name in `vtep stats`, in this order: the one table of names.
-    pub fn named(&self) -> [(&'static str, u64); 16] {
-        [
-            ("from_ports_frames", self.from_ports.frames),
-            ("from_ports_bytes", self.from_ports.bytes),
-            ("to_ports_frames", self.to_ports.frames),
-            ("to_ports_bytes", self.to_ports.bytes),
-            ("from_underlay_packets", self.from_underlay.frames),
-            ("from_underlay_bytes", self.from_underlay.bytes),
-            ("to_underlay_packets", self.to_underlay.frames),
-            ("to_underlay_bytes", self.to_underlay.bytes),
-            ("floods", self.floods),
-            ("learned", self.learned),
-            ("moved", self.moved),
-            ("expired", self.expired),
-            ("learn_limit", self.learn_limit),
-            ("learn_rejected", self.learn_rejected),
-            ("learn_deferred", self.learn_deferred),
-            ("filtered", self.filtered),
-        ]
-    }
-
-    /// Adds another worker's counters of the same VNI.
-    pub fn merge(&mut self, other: &VniStats) {
-        self.from_ports += other.from_ports;
-        self.to_ports += other.to_ports;
-        self.from_underlay += other.from_underlay;
-        self.to_underlay += other.to_underlay;
-        self.floods += other.floods;
-        self.learned += other.learned;
-        self.moved += other.moved;
-        self.expired += other.expired;
-        self.learn_limit += other.learn_limit;
-        self.learn_rejected += other.learn_rejected;
-        self.learn_deferred += other.learn_deferred;
-        self.filtered += other.filtered;
-    }
-
-    pub(crate) fn new(vni: Vni) -> VniStats {
-        VniStats {
-            vni,
-            from_ports: Counter::default(),
-            to_ports: Counter::default(),
-            from_underlay: Counter::default(),
-            to_underlay: Counter::default(),
-            floods: 0,
-            learned: 0,
-            moved: 0,
-            expired: 0,
-            learn_limit: 0,
-            learn_rejected: 0,
-            learn_deferred: 0,
-            filtered: 0,
-        }
     }
 }
 
