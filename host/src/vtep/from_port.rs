@@ -187,15 +187,16 @@ impl Vtep {
                     deliver(out, stats, p, vnet, frame);
                     sent += 1;
                 }
-                if vni.flood.is_empty() {
-                    return if sent > 0 {
-                        Ok(())
-                    } else {
-                        Err(DropReason::NoDestination)
-                    };
-                }
-                let targets = &vni.flood;
-                encapsulate_all(encap, scratch, stats, targets, id, hash, vnet, frame, out)
+                vni.remotes.with_flood(|targets| {
+                    if targets.is_empty() {
+                        return if sent > 0 {
+                            Ok(())
+                        } else {
+                            Err(DropReason::NoDestination)
+                        };
+                    }
+                    encapsulate_all(encap, scratch, stats, targets, id, hash, vnet, frame, out)
+                })
             }
         }
     }

@@ -140,6 +140,9 @@ impl Vtep {
         if vni.settings.strict_reserved && packet.reserved_bits_set() {
             return Err(DropReason::VxlanReservedBits);
         }
+        if vni.settings.source_check && !vni.remotes.knows(src) {
+            return Err(DropReason::UnknownVtep);
+        }
         let inner = packet.payload();
         let meta = FrameMeta::parse(inner).map_err(|_| DropReason::InnerFrameTooShort)?;
         self.stats[idx.index()].from_underlay.add(datagram.len());

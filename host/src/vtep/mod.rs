@@ -14,6 +14,7 @@ mod from_port;
 mod from_underlay;
 mod hooks;
 mod outbox;
+mod remote_vteps;
 mod settings;
 mod source_ports;
 mod stats;
@@ -42,16 +43,18 @@ use crate::fdb::{
     PortId, Tick, VniIdx, VniTableSettings,
 };
 use crate::wire::{MacAddr, Vni};
+use remote_vteps::RemoteVteps;
 
 /// Largest frame a port hands over: a 64 KiB GSO super-frame plus link headers.
 const MAX_FRAME: usize = 65_536 + 64;
 
-/// One served VNI's configuration, fixed for the pipeline's life.
+/// One served VNI's configuration, fixed for the pipeline's life but for the remote VTEPs a
+/// control plane announces.
 #[derive(Debug)]
 struct VniConfig {
     settings: VniSettings,
-    /// Where BUM frames go: the group (only while the VNI has ports), then the remotes.
-    flood: Vec<IpAddr>,
+    /// Where BUM frames go (the group only while the VNI has ports), and which VTEPs are known.
+    remotes: RemoteVteps,
 }
 
 /// What every worker of one VTEP shares: its configuration and its forwarding table.
@@ -117,9 +120,12 @@ impl Vtep {
                 port_vni[i] = Some(idx);
             }
             let group = v.group.filter(|_| !v.ports.is_empty());
-            let flood = group.into_iter().chain(v.remotes.iter().copied()).collect();
+            let remotes = RemoteVteps::new(group, &v.remotes);
             by_vni.insert(v.vni, idx);
-            vnis.push(VniConfig { settings: v, flood });
+            vnis.push(VniConfig {
+                settings: v,
+                remotes,
+            });
         }
         let shared = Shared {
             epoch: now,
@@ -162,6 +168,44 @@ impl Vtep {
         fresh.stats = self.stats;
         fresh.drops = self.drops;
         fresh
+    }
+
+    /// Whether `ip` can be a remote VTEP's address here: the underlay's family, unicast, not ours.
+    fn check_remote(&self, ip: IpAddr) -> Result<(), FdbError> {
+        if ip.is_ipv4() != self.shared.local.is_ipv4() {
+            return Err(FdbError::FamilyMismatch(ip));
+        }
+        if ip.is_multicast() || ip.is_unspecified() || ip == self.shared.local {
+            return Err(FdbError::NotARemote(ip));
+        }
+        Ok(())
+    }
+
+    /// Replaces the remote VTEPs a control plane announces on `vni`, for every worker of this
+    /// VTEP: `flood` takes the VNI's BUM frames beside the configured group and remotes (EVPN
+    /// type 3 routes, RFC 8365 §5.1.3), `announced` are the other VTEPs that announce anything
+    /// on it (type 2 next hops), accepted as sources when the VNI checks them
+    /// ([`VniSettings::source_check`]). An empty list withdraws all; the configuration's own
+    /// remotes always stay. Refuses (changing nothing) a list with an address no remote VTEP
+    /// can have.
+    pub fn set_control_remotes(
+        &self,
+        vni: Vni,
+        flood: &[IpAddr],
+        announced: &[IpAddr],
+    ) -> Result<(), FdbError> {
+        let idx = self
+            .shared
+            .by_vni
+            .get(&vni)
+            .ok_or(FdbError::UnknownVni(vni))?;
+        for &ip in flood.iter().chain(announced) {
+            self.check_remote(ip)?;
+        }
+        self.shared.vnis[idx.index()]
+            .remotes
+            .set_control(flood, announced);
+        Ok(())
     }
 
     /// Learns what a learn policy deferred ([`LearnDecision::Defer`](crate::fdb::LearnDecision)):
@@ -248,15 +292,8 @@ impl Vtep {
             Location::Port(p) if !on_vni(&self.shared.port_vni, p, idx) => {
                 return Err(FdbError::PortNotOnVni(p, vni));
             }
-            Location::Remote(ip) if ip.is_ipv4() != self.shared.local.is_ipv4() => {
-                return Err(FdbError::FamilyMismatch(ip));
-            }
-            Location::Remote(ip)
-                if ip.is_multicast() || ip.is_unspecified() || ip == self.shared.local =>
-            {
-                return Err(FdbError::NotARemote(ip));
-            }
-            _ => {}
+            Location::Remote(ip) => self.check_remote(ip)?,
+            Location::Port(_) => {}
         }
         self.shared.fdb.insert_static(vni, mac, at)
     }

@@ -50,6 +50,12 @@ pub struct VniSettings {
     pub strict_reserved: bool,
     /// Static entries.
     pub statics: Vec<StaticEntry>,
+    /// Drop VXLAN packets from an underlay source that is neither a configured remote nor a
+    /// VTEP a control plane announces on this VNI (see
+    /// [`Vtep::set_control_remotes`](super::Vtep::set_control_remotes)): an outsider on the
+    /// underlay cannot inject frames. For VNIs whose VTEPs a control plane announces (EVPN);
+    /// with a multicast group, peers are not known in advance.
+    pub source_check: bool,
 }
 
 impl VniSettings {
@@ -65,6 +71,7 @@ impl VniSettings {
             max_entries: DEFAULT_MAX_ENTRIES,
             strict_reserved: false,
             statics: Vec::new(),
+            source_check: false,
         }
     }
 }

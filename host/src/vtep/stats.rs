@@ -64,6 +64,9 @@ drop_reasons! {
     /// The forwarding table pointed at a port of another VNI: never delivered there (a
     /// defence in depth; no entry should ever say so).
     ForeignPort => "foreign_port",
+    /// From an underlay source that the VNI's source check does not know (no configured
+    /// remote, no VTEP a control plane announces).
+    UnknownVtep => "unknown_vtep",
 }
 
 impl DropReason {

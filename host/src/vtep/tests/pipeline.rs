@@ -591,3 +591,123 @@ fn partial_checksums_from_the_underlay_are_delivered_with_needs_csum() {
         .unwrap();
     assert_eq!(out.frames()[0].vnet, VirtioNetHdr::NONE);
 }
+
+/// A control plane's VTEPs (EVPN type 3 routes) take a VNI's BUM frames beside the configured
+/// remote, on every worker at once, each once; withdrawn, they take nothing more.
+#[test]
+fn bum_frames_go_to_the_vteps_a_control_plane_announces() {
+    let v = vtep();
+    let mut other = v.worker();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    let vni = Vni::new(5001).unwrap();
+    let flood = [ip("198.18.0.3"), ip("198.18.0.2"), ip("198.18.0.4")];
+    v.set_control_remotes(vni, &flood, &[]).unwrap();
+    other
+        .handle_port_frame(
+            now,
+            PortId(0),
+            &VirtioNetHdr::NONE,
+            &arp_request(1, 9),
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(
+        dests(&out),
+        [
+            To::Port(PortId(1)),
+            To::Underlay(ip("198.18.0.2")),
+            To::Underlay(ip("198.18.0.3")),
+            To::Underlay(ip("198.18.0.4")),
+        ]
+    );
+    out.clear();
+    v.set_control_remotes(vni, &[], &[]).unwrap();
+    other
+        .handle_port_frame(
+            now,
+            PortId(0),
+            &VirtioNetHdr::NONE,
+            &arp_request(1, 9),
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(
+        dests(&out),
+        [To::Port(PortId(1)), To::Underlay(ip("198.18.0.2"))]
+    );
+}
+
+/// What a control plane may not announce: an address of the other family, a group, ours; an
+/// unserved VNI. Nothing changes.
+#[test]
+fn a_control_plane_cannot_announce_what_is_no_remote_vtep() {
+    let mut v = vtep();
+    let vni = Vni::new(5001).unwrap();
+    for bad in ["2001:db8::2", "239.1.1.1", "0.0.0.0", "198.18.0.1"] {
+        assert!(
+            v.set_control_remotes(vni, &[ip(bad)], &[]).is_err(),
+            "{bad}"
+        );
+        assert!(
+            v.set_control_remotes(vni, &[], &[ip(bad)]).is_err(),
+            "{bad}"
+        );
+    }
+    assert!(
+        v.set_control_remotes(Vni::new(7).unwrap(), &[ip("198.18.0.3")], &[])
+            .is_err()
+    );
+    let mut out = Outbox::new();
+    v.handle_port_frame(
+        Instant::now(),
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &arp_request(1, 9),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        dests(&out),
+        [To::Port(PortId(1)), To::Underlay(ip("198.18.0.2"))]
+    );
+}
+
+/// With the source check on, a datagram from a VTEP neither configured nor announced is
+/// dropped and counted, and never learned; once announced (by a type 3 or a type 2 route), it
+/// is accepted; the configured remote always is.
+#[test]
+fn the_source_check_accepts_only_known_vteps() {
+    let mut v = vtep_with(|s| s.vnis[0].source_check = true);
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    let vni = Vni::new(5001).unwrap();
+    let frame = vxlan(5001, &udp(7, 1, 1, 2, 100));
+    let r = v.handle_underlay(now, ip("198.18.0.9"), &frame, &mut out);
+    assert_eq!(r, Err(DropReason::UnknownVtep));
+    assert_eq!(v.drops().get(DropReason::UnknownVtep), 1);
+    assert!(out.frames().is_empty());
+    assert!(
+        v.fdb_entries(now).all(|(e, _)| e.mac != mac(7)),
+        "not learned"
+    );
+    // The configured remote is known.
+    v.handle_underlay(now, ip("198.18.0.2"), &frame, &mut out)
+        .unwrap();
+    out.clear();
+    // Announced by a type 2 route only (no type 3): known too.
+    v.set_control_remotes(vni, &[], &[ip("198.18.0.9")])
+        .unwrap();
+    v.handle_underlay(now, ip("198.18.0.9"), &frame, &mut out)
+        .unwrap();
+    assert_eq!(dests(&out), [To::Port(PortId(0)), To::Port(PortId(1))]);
+    // Withdrawn: dropped again. Another VNI without the check accepts anyone.
+    v.set_control_remotes(vni, &[], &[]).unwrap();
+    let r = v.handle_underlay(now, ip("198.18.0.9"), &frame, &mut out);
+    assert_eq!(r, Err(DropReason::UnknownVtep));
+    out.clear();
+    let frame = vxlan(5002, &udp(8, 2, 1, 2, 100));
+    v.handle_underlay(now, ip("198.18.0.9"), &frame, &mut out)
+        .unwrap();
+    assert_eq!(dests(&out), [To::Port(PortId(2))]);
+}
