@@ -82,7 +82,8 @@ pub struct FdbRow {
     pub vni: u32,
     /// The MAC, lower-case with colons.
     pub mac: String,
-    /// `"remote"` or `"local"`.
+    /// `"local"`, `"remote"`, or `"evpn"` (behind a remote VTEP, as a control plane's route
+    /// says: never aged nor moved by the underlay).
     pub kind: String,
     /// The remote VTEP's address, for remote entries.
     pub remote: Option<String>,

@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use super::protocol::{FdbRow, PluginReport, StatsReport};
 
-/// `02:00:00:00:00:02 vni 5001 dst 198.18.0.2 learned age 12s`, one line per entry.
+/// `02:00:00:00:00:02 vni 5001 dst 198.18.0.2 learned age 12s` (or `static`, or `evpn`), one
+/// line per entry.
 pub fn fdb(rows: &[FdbRow]) -> String {
     let mut out = String::new();
     for r in rows {
@@ -16,6 +17,8 @@ pub fn fdb(rows: &[FdbRow]) -> String {
         };
         let kind = if r.is_static {
             "static".to_owned()
+        } else if r.kind == "evpn" {
+            "evpn".to_owned()
         } else if r.sticky {
             format!("learned sticky age {}s", r.age_secs)
         } else {

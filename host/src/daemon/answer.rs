@@ -155,6 +155,7 @@ fn run(
                 .filter(|(e, _)| vni.is_none_or(|v| e.vni.get() == v))
                 .map(|(e, age)| {
                     let (kind, remote, port) = match e.location {
+                        Location::Remote(ip) if e.is_evpn => ("evpn", Some(ip.to_string()), None),
                         Location::Remote(ip) => ("remote", Some(ip.to_string()), None),
                         Location::Port(p) => ("local", None, Some(port_name(ports, p))),
                     };

@@ -572,3 +572,83 @@ fn an_entry_refreshed_while_its_expiry_is_decided_stays() {
     assert_eq!(fdb.expire(2 * AGING + 10, &mut Builtin, |_, _| {}), 1);
     assert!(fdb.is_empty());
 }
+
+/// A control plane's entry (EVPN): replaces a learned entry but not a static one, never ages,
+/// is never moved or refreshed by the underlay's frames, does not count as learned; a frame
+/// from a local port moves it (the MAC moved here) into an ordinary learned entry that ages;
+/// a withdrawal removes it only from the VTEP that has it.
+#[test]
+fn control_plane_entries() {
+    let (fdb, v) = fdb_with(5001, 100);
+    let vni = Vni::new(5001).unwrap();
+    let (a, b) = (ip("198.18.0.2"), ip("198.18.0.3"));
+    let port = Location::Port(PortId(0));
+    // Replaces what the data plane learned.
+    fdb.learn(v, mac(1), Location::Remote(b), 0, &mut Builtin);
+    assert_eq!(fdb.learned_in(v), 1);
+    fdb.insert_evpn(vni, mac(1), a).unwrap();
+    assert_eq!(fdb.lookup(v, mac(1)), Some(Location::Remote(a)));
+    assert_eq!(fdb.learned_in(v), 0, "not a learned entry");
+    let view = fdb.entries(0).find(|e| e.mac == mac(1)).unwrap();
+    assert!(view.is_evpn && !view.is_static);
+    // The underlay never moves it, from its own VTEP or another.
+    for from in [a, b] {
+        assert_eq!(
+            fdb.learn(v, mac(1), Location::Remote(from), 10, &mut Builtin),
+            LearnOutcome::Evpn
+        );
+    }
+    assert_eq!(fdb.lookup(v, mac(1)), Some(Location::Remote(a)));
+    // Never aged, however long.
+    assert_eq!(fdb.expire(AGING * 10, &mut Builtin, |_, _| {}), 0);
+    assert_eq!(fdb.lookup(v, mac(1)), Some(Location::Remote(a)));
+    // A withdrawal from another VTEP removes nothing; from its own, the entry.
+    assert_eq!(fdb.remove_evpn(vni, mac(1), b), Ok(false));
+    assert_eq!(fdb.remove_evpn(vni, mac(1), a), Ok(true));
+    assert_eq!(fdb.lookup(v, mac(1)), None);
+    assert_eq!(fdb.remove_evpn(vni, mac(1), a), Ok(false));
+    // A static entry wins over the control plane; its withdrawal does not remove the static.
+    fdb.insert_static(vni, mac(2), port).unwrap();
+    assert_eq!(
+        fdb.insert_evpn(vni, mac(2), a),
+        Err(FdbError::StaticEntry(vni, mac(2)))
+    );
+    assert_eq!(fdb.remove_evpn(vni, mac(2), a), Ok(false));
+    assert_eq!(fdb.lookup(v, mac(2)), Some(port));
+    assert_eq!(
+        fdb.insert_evpn(vni, MacAddr([0xff; 6]), a),
+        Err(FdbError::NotUnicast(MacAddr([0xff; 6])))
+    );
+    assert_eq!(
+        fdb.insert_evpn(Vni::new(7).unwrap(), mac(3), a),
+        Err(FdbError::UnknownVni(Vni::new(7).unwrap()))
+    );
+}
+
+/// The MAC of an EVPN entry that a local port sends from has moved here: it becomes a learned
+/// local entry that counts and ages like any other; a later withdrawal of the old route does
+/// not remove it.
+#[test]
+fn a_control_plane_entry_moves_to_a_local_port() {
+    let (fdb, v) = fdb_with(5001, 100);
+    let vni = Vni::new(5001).unwrap();
+    let a = ip("198.18.0.2");
+    let port = Location::Port(PortId(0));
+    fdb.insert_evpn(vni, mac(1), a).unwrap();
+    assert_eq!(
+        fdb.learn(v, mac(1), port, 100, &mut Builtin),
+        LearnOutcome::Moved {
+            from: Location::Remote(a)
+        }
+    );
+    assert_eq!(fdb.lookup(v, mac(1)), Some(port));
+    assert_eq!(fdb.learned_in(v), 1);
+    let view = fdb.entries(100).find(|e| e.mac == mac(1)).unwrap();
+    assert!(!view.is_evpn);
+    assert_eq!(fdb.remove_evpn(vni, mac(1), a), Ok(false));
+    assert_eq!(fdb.lookup(v, mac(1)), Some(port));
+    // It ages as a learned entry does.
+    assert_eq!(fdb.expire(100 + AGING + 1, &mut Builtin, |_, _| {}), 1);
+    assert_eq!(fdb.lookup(v, mac(1)), None);
+    assert_eq!(fdb.learned_in(v), 0);
+}

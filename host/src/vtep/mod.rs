@@ -170,6 +170,22 @@ impl Vtep {
         fresh
     }
 
+    /// Installs a control plane's entry (an EVPN type 2 route): `mac` on `vni` is behind the
+    /// remote VTEP `remote`, for every worker, until [`Vtep::remove_evpn`]. It replaces a
+    /// learned entry, never a static one; it is never aged, and frames from the underlay never
+    /// move it; a frame from a local port does (the MAC moved here: `moved` counts it).
+    pub fn install_evpn(&self, vni: Vni, mac: MacAddr, remote: IpAddr) -> Result<(), FdbError> {
+        self.check_remote(remote)?;
+        self.shared.fdb.insert_evpn(vni, mac, remote)
+    }
+
+    /// Removes a control plane's entry for `mac` on `vni` if it is still the one behind
+    /// `remote` (the withdrawal of a route the MAC has since left removes nothing); whether
+    /// there was one.
+    pub fn remove_evpn(&self, vni: Vni, mac: MacAddr, remote: IpAddr) -> Result<bool, FdbError> {
+        self.shared.fdb.remove_evpn(vni, mac, remote)
+    }
+
     /// Whether `ip` can be a remote VTEP's address here: the underlay's family, unicast, not ours.
     fn check_remote(&self, ip: IpAddr) -> Result<(), FdbError> {
         if ip.is_ipv4() != self.shared.local.is_ipv4() {
@@ -336,6 +352,7 @@ fn count_learn(stats: &mut VniStats, outcome: LearnOutcome) -> Result<(), DropRe
         LearnOutcome::StaticConflict => return Err(DropReason::StaticConflict),
         LearnOutcome::Refreshed
         | LearnOutcome::Static
+        | LearnOutcome::Evpn
         | LearnOutcome::UnknownVni
         | LearnOutcome::Superseded => {}
     }

@@ -16,16 +16,18 @@ pub(super) enum Slot {
 }
 
 /// An entry in one `u64`: bits 0-15 the port or remote id, 16 remote (else port), 17 static,
-/// 18 sticky, 19-31 hits (saturating), 32-63 last seen in hundredths of a second since the
-/// epoch (wrapping after 497 days: ages are computed against `now` with wrapping arithmetic).
+/// 18 sticky, 19 installed by a control plane (EVPN), 20-31 hits (saturating), 32-63 last seen
+/// in hundredths of a second since the epoch (wrapping after 497 days: ages are computed
+/// against `now` with wrapping arithmetic).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Packed(pub(super) u64);
 
 const REMOTE_BIT: u64 = 1 << 16;
 const STATIC_BIT: u64 = 1 << 17;
 const STICKY_BIT: u64 = 1 << 18;
-const HITS_SHIFT: u32 = 19;
-const HITS_MAX: u64 = (1 << 13) - 1;
+const EVPN_BIT: u64 = 1 << 19;
+const HITS_SHIFT: u32 = 20;
+const HITS_MAX: u64 = (1 << 12) - 1;
 const SEEN_SHIFT: u32 = 32;
 
 /// A tick in the 32-bit wrapping hundredths that entries store.
@@ -54,6 +56,12 @@ impl Packed {
         )
     }
 
+    /// A control plane's entry (EVPN): at a remote VTEP, never aged, never moved by what the
+    /// underlay's frames say.
+    pub(super) fn evpn(slot: Slot, now: Tick) -> Packed {
+        Packed(Packed::new(slot, false, false, 0, now).0 | EVPN_BIT)
+    }
+
     pub(super) fn slot(self) -> Slot {
         // The low 16 bits are the id.
         let id = (self.0 & 0xffff) as u16;
@@ -72,8 +80,12 @@ impl Packed {
         self.0 & STICKY_BIT != 0
     }
 
+    pub(super) fn is_evpn(self) -> bool {
+        self.0 & EVPN_BIT != 0
+    }
+
     pub(super) fn hits(self) -> u32 {
-        // 13 bits.
+        // 12 bits.
         ((self.0 >> HITS_SHIFT) & HITS_MAX) as u32
     }
 
@@ -96,7 +108,7 @@ impl Packed {
     /// Seen again at `now`: one more hit.
     pub(super) fn refreshed(self, now: Tick) -> Packed {
         let hits = (u64::from(self.hits()) + 1).min(HITS_MAX);
-        let kept = self.0 & (REMOTE_BIT | STATIC_BIT | STICKY_BIT | 0xffff);
+        let kept = self.0 & (REMOTE_BIT | STATIC_BIT | STICKY_BIT | EVPN_BIT | 0xffff);
         Packed(kept | (hits << HITS_SHIFT) | (u64::from(centis(now)) << SEEN_SHIFT))
     }
 }
@@ -132,7 +144,12 @@ mod tests {
         let s = Packed::new(Slot::Port(PortId(7)), true, false, 1 << 20, 0);
         assert_eq!(s.slot(), Slot::Port(PortId(7)));
         assert!(s.is_static());
-        assert_eq!(s.hits(), 8191, "saturates");
+        assert_eq!(s.hits(), 4095, "saturates");
+        assert!(!s.is_evpn());
+        let e = Packed::evpn(Slot::Remote(RemoteId(9)), 500);
+        assert!(e.is_evpn() && !e.is_static() && !e.is_sticky());
+        assert_eq!(e.slot(), Slot::Remote(RemoteId(9)));
+        assert!(e.refreshed(600).is_evpn(), "a refresh keeps the kind");
         // 497 days on, the 32-bit hundredths have wrapped; ages stay right.
         let later: Tick = (1 << 32) * 10 + 50_000;
         let seen = Packed::new(Slot::Port(PortId(1)), false, false, 1, later - 30_000);

@@ -99,7 +99,7 @@ impl Fdb {
                 continue;
             };
             let entry = Packed(found.value);
-            if found.deadline != centis(deadline) || entry.is_static() {
+            if found.deadline != centis(deadline) || entry.is_static() || entry.is_evpn() {
                 continue; // a stale item: the entry was replaced or re-queued since
             }
             let idle_deadline = self.idle_deadline(w, k, entry, now);

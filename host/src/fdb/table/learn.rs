@@ -27,6 +27,10 @@ pub enum LearnOutcome {
     Static,
     /// A static entry has the MAC elsewhere: the frame claiming it must be dropped.
     StaticConflict,
+    /// A control plane's entry (EVPN) has the MAC, and the frame came from the underlay: what
+    /// the underlay's frames say never moves it (the control plane does). A frame from a local
+    /// port does move it: the MAC moved here, which the control plane then announces.
+    Evpn,
     /// The VNI holds `max_entries` learned entries (or the table every remote it can): not
     /// learned.
     LimitReached,
@@ -48,6 +52,7 @@ struct Place {
     location: Location,
     is_static: bool,
     is_sticky: bool,
+    is_evpn: bool,
 }
 
 /// How many times a learn decision is taken again when the entry changed while it was being
@@ -108,6 +113,9 @@ impl Fdb {
                     LearnOutcome::StaticConflict
                 });
             }
+            if p.is_evpn() && (here || matches!(from, Location::Remote(_))) {
+                return Err(LearnOutcome::Evpn);
+            }
             if here {
                 self.index.update(k, |v| Some(Packed(v).refreshed(now).0));
                 return Err(LearnOutcome::Refreshed);
@@ -158,6 +166,20 @@ impl Fdb {
         };
         let value = Packed::new(slot, false, is_sticky, 1, now).0;
         Some(match (found, seen) {
+            // A control plane's entry had no aging item and did not count as learned: the MAC
+            // moved here is learned anew.
+            (Some(old), Some(seen)) if seen.is_evpn => {
+                let deadline = now.saturating_add(table.settings.aging_ms);
+                self.index.insert(k, value, centis(deadline));
+                w.aging.push(deadline, k);
+                self.release(&mut w.interning, Packed(old.value).slot());
+                if let Some(t) = w.vnis.get_mut(vni.index()) {
+                    t.learned += 1;
+                }
+                LearnOutcome::Moved {
+                    from: seen.location,
+                }
+            }
             (Some(old), Some(seen)) => {
                 // The entry keeps its one live aging item.
                 self.index.insert(k, value, old.deadline);
@@ -184,6 +206,7 @@ impl Fdb {
             location: self.location(entry.slot()),
             is_static: entry.is_static(),
             is_sticky: entry.is_sticky(),
+            is_evpn: entry.is_evpn(),
         }
     }
 }

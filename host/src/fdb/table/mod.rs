@@ -24,6 +24,7 @@ mod learn;
 mod reader;
 mod view;
 
+use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use self::entry::{Packed, Slot, key, split_key};
@@ -89,6 +90,9 @@ pub enum FdbError {
     /// Every remote id is in use.
     #[error("the table already holds 65536 remote VTEPs")]
     TooManyRemotes,
+    /// A static entry has the MAC: configuration wins over a control plane.
+    #[error("{1} in VNI {0} is a static entry")]
+    StaticEntry(Vni, MacAddr),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -175,6 +179,47 @@ impl Fdb {
         Ok(())
     }
 
+    /// Installs or replaces a control plane's entry (an EVPN route): `mac` on `vni` is behind
+    /// the remote VTEP `remote`. It replaces a learned entry (the control plane decided, e.g.
+    /// by MAC mobility sequence numbers) but not a static one, never ages and does not count
+    /// toward the VNI's learned entries.
+    pub fn insert_evpn(&self, vni: Vni, mac: MacAddr, remote: IpAddr) -> Result<(), FdbError> {
+        let idx = self.vni_idx(vni).ok_or(FdbError::UnknownVni(vni))?;
+        if !mac.is_valid_unicast() {
+            return Err(FdbError::NotUnicast(mac));
+        }
+        let k = key(idx, mac);
+        let mut w = self.writer();
+        let w = &mut *w;
+        if self
+            .index
+            .lookup(k)
+            .is_some_and(|f| Packed(f.value).is_static())
+        {
+            return Err(FdbError::StaticEntry(vni, mac));
+        }
+        let slot = self
+            .acquire(&mut w.interning, Location::Remote(remote))
+            .ok_or(FdbError::TooManyRemotes)?;
+        self.remove_entry(w, k);
+        self.index.insert(k, Packed::evpn(slot, 0).0, 0);
+        Ok(())
+    }
+
+    /// Removes a control plane's entry for `mac` on `vni` if it is still the one behind
+    /// `remote` (a withdrawal from a VTEP the MAC has since left removes nothing); `false` if
+    /// there was none.
+    pub fn remove_evpn(&self, vni: Vni, mac: MacAddr, remote: IpAddr) -> Result<bool, FdbError> {
+        let idx = self.vni_idx(vni).ok_or(FdbError::UnknownVni(vni))?;
+        let k = key(idx, mac);
+        let mut w = self.writer();
+        let theirs = self.index.lookup(k).is_some_and(|f| {
+            let p = Packed(f.value);
+            p.is_evpn() && self.is_at(p.slot(), Location::Remote(remote))
+        });
+        Ok(theirs && self.remove_entry(&mut w, k))
+    }
+
     /// Removes the entry for `mac` on `vni`, learned or static.
     pub fn remove(&self, vni: Vni, mac: MacAddr) -> Result<(), FdbError> {
         let idx = self.vni_idx(vni).ok_or(FdbError::UnknownVni(vni))?;
@@ -191,7 +236,7 @@ impl Fdb {
         };
         let entry = Packed(v);
         self.release(&mut w.interning, entry.slot());
-        if !entry.is_static() {
+        if !entry.is_static() && !entry.is_evpn() {
             let (idx, _) = split_key(k);
             if let Some(t) = w.vnis.get_mut(idx.index()) {
                 t.learned = t.learned.saturating_sub(1);

@@ -59,9 +59,15 @@ impl FdbReader<'_> {
         self.index.update(k, |v| {
             let p = Packed(v);
             let here = fdb.is_at(p.slot(), from);
+            let from_underlay = matches!(from, Location::Remote(_));
             match (p.is_static(), here) {
                 (true, true) => outcome = Some(LearnOutcome::Static),
                 (true, false) => outcome = Some(LearnOutcome::StaticConflict),
+                // A control plane's entry: left as it is, unless a local port now has the MAC
+                // (the slow path moves it here).
+                (false, _) if p.is_evpn() && (here || from_underlay) => {
+                    outcome = Some(LearnOutcome::Evpn);
+                }
                 (false, true) => {
                     outcome = Some(LearnOutcome::Refreshed);
                     // Nothing to write once the hit count is saturated within the same 10 ms:

@@ -19,9 +19,11 @@ pub struct EntryView {
     pub is_static: bool,
     /// Learned as sticky: it moves only if a learn policy explicitly accepts the move.
     pub is_sticky: bool,
+    /// Installed by a control plane (an EVPN route): never aged, never moved by the underlay.
+    pub is_evpn: bool,
     /// When it was learned or last refreshed (to 10 ms).
     pub last_seen: Tick,
-    /// Frames from the MAC at this location (saturating at 8191).
+    /// Frames from the MAC at this location (saturating at 4095).
     pub hits: u32,
 }
 
@@ -37,6 +39,7 @@ impl Fdb {
                 location: self.location(p.slot()),
                 is_static: p.is_static(),
                 is_sticky: p.is_sticky(),
+                is_evpn: p.is_evpn(),
                 last_seen: if p.is_static() { 0 } else { p.last_seen(now) },
                 hits: p.hits(),
             }

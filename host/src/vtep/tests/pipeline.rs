@@ -711,3 +711,56 @@ fn the_source_check_accepts_only_known_vteps() {
         .unwrap();
     assert_eq!(dests(&out), [To::Port(PortId(2))]);
 }
+
+/// A control plane's entry steers unicast to its VTEP on every worker; the underlay's frames
+/// never move it (a frame from another VTEP claiming the MAC is delivered, not learned); a
+/// frame from a local port does (the MAC moved here); bad addresses are refused.
+#[test]
+fn evpn_entries_steer_unicast_and_move_only_to_a_local_port() {
+    let v = vtep();
+    let mut w = v.worker();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    let vni = Vni::new(5001).unwrap();
+    v.install_evpn(vni, mac(7), ip("198.18.0.3")).unwrap();
+    w.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &udp(1, 7, 1, 2, 100),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(dests(&out), [To::Underlay(ip("198.18.0.3"))]);
+    out.clear();
+    // From the configured remote, claiming MAC 7: delivered, not learned.
+    w.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(5001, &udp(7, 1, 1, 2, 100)),
+        &mut out,
+    )
+    .unwrap();
+    let entry = |w: &Vtep| w.fdb_entries(now).find(|(e, _)| e.mac == mac(7)).unwrap().0;
+    assert_eq!(entry(&w).location, Location::Remote(ip("198.18.0.3")));
+    assert!(entry(&w).is_evpn);
+    out.clear();
+    // MAC 7 sends from port 1: it moved here.
+    w.handle_port_frame(
+        now,
+        PortId(1),
+        &VirtioNetHdr::NONE,
+        &udp(7, 1, 1, 2, 100),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(entry(&w).location, Location::Port(PortId(1)));
+    assert!(!entry(&w).is_evpn);
+    assert_eq!(w.vni_stats().next().unwrap().moved, 1);
+    // The old route's withdrawal leaves the local entry.
+    assert_eq!(v.remove_evpn(vni, mac(7), ip("198.18.0.3")), Ok(false));
+    assert_eq!(entry(&w).location, Location::Port(PortId(1)));
+    for bad in ["198.18.0.1", "239.1.1.1", "2001:db8::3"] {
+        assert!(v.install_evpn(vni, mac(8), ip(bad)).is_err(), "{bad}");
+    }
+}
