@@ -14,8 +14,8 @@ pub use policy::{
     AgeDecision, AgeEvent, AgePolicy, Builtin, LearnDecision, LearnEvent, LearnPolicy,
 };
 pub use table::{
-    EXPIRE_BATCH, EntryView, Fdb, FdbError, FdbReader, LearnOutcome, MAX_VNIS, VniIdx,
-    VniTableSettings,
+    EXPIRE_BATCH, EntryView, Fdb, FdbError, FdbReader, JOURNAL_CAPACITY, LearnOutcome,
+    LocalChanges, MAX_VNIS, VniIdx, VniTableSettings,
 };
 
 /// Milliseconds since the pipeline's epoch.

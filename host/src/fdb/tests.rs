@@ -652,3 +652,66 @@ fn a_control_plane_entry_moves_to_a_local_port() {
     assert_eq!(fdb.lookup(v, mac(1)), None);
     assert_eq!(fdb.learned_in(v), 0);
 }
+
+/// The journal names every (VNI, MAC) whose local entry changed: learned on a port, moved
+/// away or here, expired, removed, made static; not refreshes, not remote entries; each once
+/// per take. Off until asked for.
+#[test]
+fn the_journal_names_changed_local_entries() {
+    let (fdb, v) = fdb_with(5001, 100);
+    let vni = Vni::new(5001).unwrap();
+    let port = Location::Port(PortId(0));
+    let remote = Location::Remote(ip("198.18.0.2"));
+    let take = |fdb: &Fdb| {
+        let mut keys = Vec::new();
+        assert_eq!(fdb.take_local_changes(&mut keys), LocalChanges::Keys);
+        keys.into_iter().map(|(_, m)| m).collect::<Vec<_>>()
+    };
+    fdb.learn(v, mac(9), port, 0, &mut Builtin);
+    assert_eq!(take(&fdb), [], "off until asked for");
+    fdb.journal_local_changes(true);
+    fdb.learn(v, mac(1), port, 0, &mut Builtin);
+    fdb.learn(v, mac(1), port, 10, &mut Builtin); // a refresh: no change
+    fdb.learn(v, mac(2), remote, 0, &mut Builtin); // remote: not ours to announce
+    fdb.learn(v, mac(3), port, 0, &mut Builtin);
+    fdb.learn(v, mac(3), remote, 20, &mut Builtin); // moved away
+    assert_eq!(take(&fdb), [mac(1), mac(3)]);
+    assert_eq!(take(&fdb), []);
+    fdb.learn(v, mac(2), port, 30, &mut Builtin); // moved here
+    fdb.insert_static(vni, mac(4), port).unwrap();
+    fdb.remove(vni, mac(1)).unwrap();
+    fdb.insert_evpn(vni, mac(9), ip("198.18.0.3")).unwrap(); // replaces a local entry
+    // In key order: MACs 1, 2, 4, 9.
+    assert_eq!(take(&fdb), [mac(1), mac(2), mac(4), mac(9)]);
+    // Aged out.
+    fdb.expire(AGING * 10, &mut Builtin, |_, _| {});
+    assert_eq!(take(&fdb), [mac(2)]);
+    assert_eq!(
+        fdb.entry(vni, mac(4), 0).map(|e| (e.location, e.is_static)),
+        Some((port, true))
+    );
+    assert_eq!(fdb.entry(vni, mac(2), 0), None);
+}
+
+/// Past its capacity the journal forgets and says so, once; then it notes again.
+#[test]
+fn a_full_journal_says_read_everything() {
+    let (fdb, v) = fdb_with(5001, 1 << 20);
+    fdb.journal_local_changes(true);
+    for n in 0..=JOURNAL_CAPACITY as u64 {
+        fdb.learn(
+            v,
+            MacAddr::from_u64(0x0200_0000_0000 | n),
+            Location::Port(PortId(0)),
+            0,
+            &mut Builtin,
+        );
+    }
+    let mut keys = Vec::new();
+    assert_eq!(fdb.take_local_changes(&mut keys), LocalChanges::Overflowed);
+    assert!(keys.is_empty());
+    fdb.remove(Vni::new(5001).unwrap(), MacAddr::from_u64(0x0200_0000_0000))
+        .unwrap();
+    assert_eq!(fdb.take_local_changes(&mut keys), LocalChanges::Keys);
+    assert_eq!(keys.len(), 1);
+}

@@ -39,8 +39,8 @@ pub use stats::{Counter, DropReason, Drops, VniStats};
 use self::batch::Pending;
 use self::encap::Encapsulator;
 use crate::fdb::{
-    AgePolicy, Builtin, EntryView, Fdb, FdbError, LearnEvent, LearnOutcome, LearnPolicy, Location,
-    PortId, Tick, VniIdx, VniTableSettings,
+    AgePolicy, Builtin, EntryView, Fdb, FdbError, LearnEvent, LearnOutcome, LearnPolicy,
+    LocalChanges, Location, PortId, Tick, VniIdx, VniTableSettings,
 };
 use crate::wire::{MacAddr, Vni};
 use remote_vteps::RemoteVteps;
@@ -287,14 +287,33 @@ impl Vtep {
     /// Every FDB entry with its age at `now` (zero for static entries).
     pub fn fdb_entries(&self, now: Instant) -> impl Iterator<Item = (EntryView, Duration)> + '_ {
         let tick = self.tick(now);
-        self.shared.fdb.entries(tick).map(move |e| {
-            let age = if e.is_static {
-                0
-            } else {
-                tick.saturating_sub(e.last_seen)
-            };
-            (e, Duration::from_millis(age))
-        })
+        self.shared
+            .fdb
+            .entries(tick)
+            .map(move |e| with_age(e, tick))
+    }
+
+    /// The entry for `mac` on `vni`, if any, with its age at `now`.
+    pub fn fdb_entry(&self, vni: Vni, mac: MacAddr, now: Instant) -> Option<(EntryView, Duration)> {
+        let tick = self.tick(now);
+        self.shared
+            .fdb
+            .entry(vni, mac, tick)
+            .map(|e| with_age(e, tick))
+    }
+
+    /// Starts (or stops) noting which local entries change, for a control plane that announces
+    /// them (EVPN type 2 routes): see [`Vtep::take_local_changes`].
+    pub fn journal_local_changes(&self, on: bool) {
+        self.shared.fdb.journal_local_changes(on);
+    }
+
+    /// The (VNI, MAC) keys whose local entry changed (learned on a port, moved here or away,
+    /// expired, removed, made static) since the last call, appended to `into`, each once; read
+    /// each with [`Vtep::fdb_entry`]. [`LocalChanges::Overflowed`]: more changed than the
+    /// journal holds, read every entry anew.
+    pub fn take_local_changes(&self, into: &mut Vec<(Vni, MacAddr)>) -> LocalChanges {
+        self.shared.fdb.take_local_changes(into)
     }
 
     /// Adds a static entry at run time (`vtep fdb add`).
@@ -339,6 +358,16 @@ impl Vtep {
 /// Whether `port` carries `vni`: a frame of one VNI never leaves by a port of another.
 fn on_vni(port_vni: &[Option<VniIdx>], port: PortId, vni: VniIdx) -> bool {
     port_vni.get(usize::from(port.0)) == Some(&Some(vni))
+}
+
+/// An entry with its age at `tick` (none for a static one).
+fn with_age(e: EntryView, tick: Tick) -> (EntryView, Duration) {
+    let age = if e.is_static {
+        0
+    } else {
+        tick.saturating_sub(e.last_seen)
+    };
+    (e, Duration::from_millis(age))
 }
 
 /// Counts a learning outcome; `Err` when the frame must be dropped.

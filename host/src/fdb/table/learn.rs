@@ -165,6 +165,12 @@ impl Fdb {
             return Some(LearnOutcome::LimitReached);
         };
         let value = Packed::new(slot, false, is_sticky, 1, now).0;
+        // A local entry gained, or lost to a remote: the control plane announces it.
+        if matches!(from, Location::Port(_))
+            || seen.is_some_and(|s| matches!(s.location, Location::Port(_)))
+        {
+            w.journal.note(k);
+        }
         Some(match (found, seen) {
             // A control plane's entry had no aging item and did not count as learned: the MAC
             // moved here is learned anew.

@@ -20,6 +20,7 @@
 
 mod entry;
 mod expire;
+mod journal;
 mod learn;
 mod reader;
 mod view;
@@ -36,6 +37,7 @@ use crate::sync;
 use crate::wire::{MacAddr, Vni};
 
 pub use expire::EXPIRE_BATCH;
+pub use journal::{JOURNAL_CAPACITY, LocalChanges};
 pub use learn::LearnOutcome;
 pub use reader::FdbReader;
 pub use view::EntryView;
@@ -110,6 +112,8 @@ struct Writer {
     aging: AgingQueue,
     /// The last aging pass's due entries: kept to reuse their memory.
     due: Vec<expire::Due>,
+    /// Which local entries changed, for a control plane (off unless asked for).
+    journal: journal::Journal,
 }
 
 /// The forwarding table.
@@ -176,6 +180,9 @@ impl Fdb {
         self.remove_entry(w, key(idx, mac));
         self.index
             .insert(key(idx, mac), Packed::new(slot, true, false, 0, 0).0, 0);
+        if matches!(slot, Slot::Port(_)) {
+            w.journal.note(key(idx, mac));
+        }
         Ok(())
     }
 
@@ -235,6 +242,9 @@ impl Fdb {
             return false;
         };
         let entry = Packed(v);
+        if matches!(entry.slot(), Slot::Port(_)) {
+            w.journal.note(k);
+        }
         self.release(&mut w.interning, entry.slot());
         if !entry.is_static() && !entry.is_evpn() {
             let (idx, _) = split_key(k);

@@ -1,8 +1,9 @@
 //! The table as the control plane sees it: every entry as an [`EntryView`], and sizes. Reads
 //! only; nothing here is for the data path.
 
-use super::entry::{Packed, split_key};
+use super::entry::{Packed, key, split_key};
 use super::{Fdb, VniIdx};
+use crate::fdb::index::Key;
 use crate::fdb::{Location, Tick};
 use crate::wire::{MacAddr, Vni};
 
@@ -30,20 +31,32 @@ pub struct EntryView {
 impl Fdb {
     /// Every entry, in no particular order, with times as of `now`.
     pub fn entries(&self, now: Tick) -> impl Iterator<Item = EntryView> + '_ {
-        self.index.entries().into_iter().map(move |(k, v)| {
-            let (idx, mac) = split_key(k);
-            let p = Packed(v);
-            EntryView {
-                vni: self.vni_id(idx),
-                mac,
-                location: self.location(p.slot()),
-                is_static: p.is_static(),
-                is_sticky: p.is_sticky(),
-                is_evpn: p.is_evpn(),
-                last_seen: if p.is_static() { 0 } else { p.last_seen(now) },
-                hits: p.hits(),
-            }
-        })
+        self.index
+            .entries()
+            .into_iter()
+            .map(move |(k, v)| self.view(k, Packed(v), now))
+    }
+
+    /// The entry for `mac` on `vni`, if any, with times as of `now` (what a control plane reads
+    /// of a key the journal names).
+    pub fn entry(&self, vni: Vni, mac: MacAddr, now: Tick) -> Option<EntryView> {
+        let k = key(self.vni_idx(vni)?, mac);
+        let found = self.index.lookup(k)?;
+        Some(self.view(k, Packed(found.value), now))
+    }
+
+    fn view(&self, k: Key, p: Packed, now: Tick) -> EntryView {
+        let (idx, mac) = split_key(k);
+        EntryView {
+            vni: self.vni_id(idx),
+            mac,
+            location: self.location(p.slot()),
+            is_static: p.is_static(),
+            is_sticky: p.is_sticky(),
+            is_evpn: p.is_evpn(),
+            last_seen: if p.is_static() { 0 } else { p.last_seen(now) },
+            hits: p.hits(),
+        }
     }
 
     /// Number of entries, learned and static, across all VNIs.

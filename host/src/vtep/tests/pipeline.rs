@@ -764,3 +764,38 @@ fn evpn_entries_steer_unicast_and_move_only_to_a_local_port() {
         assert!(v.install_evpn(vni, mac(8), ip(bad)).is_err(), "{bad}");
     }
 }
+
+/// What a control plane reads to announce local MACs: the keys whose local entry changed, and
+/// each entry as it is now, through the pipeline's own learning (both workers).
+#[test]
+fn a_control_plane_reads_the_local_changes() {
+    let v = vtep();
+    let mut w = v.worker();
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    let vni = Vni::new(5001).unwrap();
+    v.journal_local_changes(true);
+    w.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &arp_request(1, 9),
+        &mut out,
+    )
+    .unwrap();
+    w.handle_underlay(
+        now,
+        ip("198.18.0.2"),
+        &vxlan(5001, &udp(5, 1, 1, 2, 60)),
+        &mut out,
+    )
+    .unwrap();
+    let mut keys = Vec::new();
+    assert_eq!(
+        v.take_local_changes(&mut keys),
+        crate::fdb::LocalChanges::Keys
+    );
+    assert_eq!(keys, [(vni, mac(1))], "the remote MAC 5 is not local");
+    let (entry, _) = v.fdb_entry(vni, mac(1), now).unwrap();
+    assert_eq!(entry.location, Location::Port(PortId(0)));
+}
