@@ -154,6 +154,7 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Check { config } => {
             let config = load(&config)?;
+            wasm_vtep::daemon::check_supported(&config)?;
             // Loaded and initialised as `vtep run` would, then dropped.
             wasm_vtep::daemon::load_plugins(&config.plugins)?;
             println!(

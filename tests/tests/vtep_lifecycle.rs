@@ -478,6 +478,11 @@ fn bad_configurations_are_refused_with_the_field_named() {
             &["vni[0].ports", "vm9", "no such interface"],
         ),
         (
+            "EVPN, not part of vtep run yet",
+            format!("{head}[evpn]\n[[vni]]\nid = 5001\nports = [\"vm1\"]\n"),
+            &["evpn", "not part of vtep run yet"],
+        ),
+        (
             "bad local address",
             "[underlay]\nlocal = \"198.18.0.300\"\n[[vni]]\nid = 5001\nports = [\"vm1\"]\n"
                 .to_owned(),

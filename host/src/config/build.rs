@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::file::{ConfigFile, DatapathSection, StaticSection, UnderlaySection, VniSection};
 use super::{
-    Config, ConfigError, DEFAULT_BUSY_POLL, DEFAULT_SOCKET, DatapathSettings, MAX_BUSY_POLL,
-    MAX_SOURCE_PORT_COUNT, MAX_WORKERS, Steering, plugin,
+    Config, ConfigError, DEFAULT_BUSY_POLL, DEFAULT_SOCKET, DatapathSettings, Evpn, MAX_BUSY_POLL,
+    MAX_SOURCE_PORT_COUNT, MAX_WORKERS, Steering, evpn, plugin,
 };
 use crate::fdb::{Location, PortId};
 use crate::vtep::{
@@ -37,9 +37,11 @@ pub(super) fn build(file: ConfigFile) -> Result<Config, ConfigError> {
         .map_err(|e| ConfigError::new("config", e.to_string()))?;
     let plugins = plugin::build(&file.plugin, &settings.vnis)?;
     let datapath = datapath(file.datapath.as_ref())?;
+    let evpn = evpn_settings(&file, &mut settings)?;
     Ok(Config {
         plugins,
         datapath,
+        evpn,
         settings,
         ports,
         underlay_interface: file.underlay.interface.clone(),
@@ -48,6 +50,35 @@ pub(super) fn build(file: ConfigFile) -> Result<Config, ConfigError> {
             .and_then(|c| c.socket)
             .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from),
     })
+}
+
+/// `[evpn]` and each VNI's `[vni.evpn]`, which set the VNI's data-plane learning from the
+/// underlay and its source check; a `[vni.evpn]` without `[evpn]` is an error.
+fn evpn_settings(
+    file: &ConfigFile,
+    settings: &mut VtepSettings,
+) -> Result<Option<Evpn>, ConfigError> {
+    let Some(section) = &file.evpn else {
+        if let Some(i) = file.vni.iter().position(|v| v.evpn.is_some()) {
+            return Err(ConfigError::new(
+                format!("vni[{i}].evpn"),
+                "needs an [evpn] section",
+            ));
+        }
+        return Ok(None);
+    };
+    let global = evpn::build(section, settings.local)?;
+    let mut vnis = Vec::with_capacity(file.vni.len());
+    for (i, (v, s)) in file.vni.iter().zip(&mut settings.vnis).enumerate() {
+        let e = evpn::build_vni(i, v.evpn.as_ref())?;
+        s.learn_from_underlay = e.learn_from_underlay;
+        s.source_check = e.source_check;
+        vnis.push(e);
+    }
+    Ok(Some(Evpn {
+        settings: global,
+        vnis,
+    }))
 }
 
 /// `[underlay]`: the pipeline's settings without VNIs.

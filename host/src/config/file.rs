@@ -14,6 +14,7 @@ pub(super) struct ConfigFile {
     pub(super) vni: Vec<VniSection>,
     #[serde(default)]
     pub(super) plugin: Vec<PluginSection>,
+    pub(super) evpn: Option<EvpnSection>,
 }
 
 /// `[underlay]`.
@@ -82,6 +83,41 @@ pub struct VniSection {
     /// `[[vni.static]]` entries.
     #[serde(default, rename = "static")]
     pub statics: Vec<StaticSection>,
+    /// `[vni.evpn]`: this VNI's EVPN settings (with `[evpn]` only).
+    pub evpn: Option<VniEvpnSection>,
+}
+
+/// `[evpn]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvpnSection {
+    /// gobgpd's gRPC API, `ADDRESS:PORT`, default `127.0.0.1:50051`.
+    pub gobgp: Option<String>,
+    /// The AS for automatic route targets; default: gobgpd's.
+    pub asn: Option<u32>,
+    /// The router id for automatic route distinguishers; default: the underlay's local
+    /// address (IPv4).
+    pub router_id: Option<String>,
+}
+
+/// `[vni.evpn]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VniEvpnSection {
+    /// Route distinguisher, `ADMIN:NUMBER`; default automatic.
+    pub rd: Option<String>,
+    /// Route targets imported; default automatic (`ASN:VNI`).
+    #[serde(default)]
+    pub import_rt: Vec<String>,
+    /// Route targets exported; default automatic.
+    #[serde(default)]
+    pub export_rt: Vec<String>,
+    /// Learn from VXLAN packets too, default false.
+    pub learn_from_underlay: Option<bool>,
+    /// Drop VXLAN packets from VTEPs no route announces, default true.
+    pub source_check: Option<bool>,
+    /// Answer ARP/ND for addresses MAC/IP routes resolve, default true.
+    pub arp_suppress: Option<bool>,
 }
 
 /// `[[vni.static]]`.

@@ -3,6 +3,7 @@
 //! [`PortId`]s. Every error names the field it is about, on one line.
 
 mod build;
+mod evpn;
 mod file;
 mod plugin;
 mod plugin_spec;
@@ -13,8 +14,10 @@ use std::time::Duration;
 use crate::fdb::PortId;
 use crate::vtep::VtepSettings;
 
+pub use evpn::{AdminNumber, DEFAULT_GOBGP, EvpnSettings, VniEvpnSettings};
 pub use file::{
-    ControlSection, DatapathSection, PluginSection, StaticSection, UnderlaySection, VniSection,
+    ControlSection, DatapathSection, EvpnSection, PluginSection, StaticSection, UnderlaySection,
+    VniEvpnSection, VniSection,
 };
 pub use plugin_spec::{
     DEFAULT_CACHE_ENTRIES, DEFAULT_INIT_BUDGET, DEFAULT_MAX_FAILURES, DEFAULT_MEMORY_LIMIT,
@@ -69,6 +72,18 @@ pub struct Config {
     pub plugins: Vec<PluginSpec>,
     /// How the data path runs.
     pub datapath: DatapathSettings,
+    /// BGP EVPN, if `[evpn]` is there.
+    pub evpn: Option<Evpn>,
+}
+
+/// `[evpn]` and every VNI's `[vni.evpn]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evpn {
+    /// `[evpn]`.
+    pub settings: EvpnSettings,
+    /// Per VNI, in the order of `Config::settings.vnis` (defaults where `[vni.evpn]` is
+    /// omitted).
+    pub vnis: Vec<VniEvpnSettings>,
 }
 
 /// `[datapath]`, validated.

@@ -303,3 +303,109 @@ fn datapath_settings() {
         );
     }
 }
+
+/// `[evpn]` with FRR's defaults: no group or remotes needed; the VNIs learn remote MACs only
+/// from routes and check their sources; the router id is the underlay address.
+#[test]
+fn evpn_defaults() {
+    let text = "[underlay]\nlocal = \"198.18.0.1\"\n[evpn]\n\
+                [[vni]]\nid = 5001\nports = [\"vm1\"]\n[[vni]]\nid = 5002\nports = [\"vm2\"]\n";
+    let c = Config::parse(text).unwrap();
+    let e = c.evpn.unwrap();
+    assert_eq!(e.settings.gobgp, DEFAULT_GOBGP.parse().unwrap());
+    assert_eq!(e.settings.asn, None);
+    assert_eq!(
+        e.settings.router_id,
+        Some(std::net::Ipv4Addr::new(198, 18, 0, 1))
+    );
+    assert_eq!(
+        e.vnis,
+        [VniEvpnSettings::default(), VniEvpnSettings::default()]
+    );
+    for v in &c.settings.vnis {
+        assert!(v.source_check && !v.learn_from_underlay && v.learning);
+    }
+    // Without [evpn], nothing changes for flood-and-learn.
+    let c = Config::parse(SEED).unwrap();
+    assert!(c.evpn.is_none());
+    assert!(
+        c.settings
+            .vnis
+            .iter()
+            .all(|v| !v.source_check && v.learn_from_underlay)
+    );
+}
+
+#[test]
+fn evpn_per_vni_settings() {
+    let text = "[underlay]\nlocal = \"2001:db8::1\"\n\
+                [evpn]\ngobgp = \"[::1]:50052\"\nasn = 4200000000\nrouter_id = \"198.18.0.9\"\n\
+                [[vni]]\nid = 5001\nports = [\"vm1\"]\n\
+                [vni.evpn]\nrd = \"198.18.0.9:7\"\nimport_rt = [\"65000:5001\", \"65001:1\"]\n\
+                export_rt = [\"4200000000:9\"]\nlearn_from_underlay = true\n\
+                source_check = false\narp_suppress = false\n";
+    let c = Config::parse(text).unwrap();
+    let e = c.evpn.unwrap();
+    assert_eq!(e.settings.gobgp, "[::1]:50052".parse().unwrap());
+    assert_eq!(e.settings.asn, Some(4_200_000_000));
+    let v = &e.vnis[0];
+    assert_eq!(v.rd.unwrap().to_string(), "198.18.0.9:7");
+    assert_eq!(
+        v.import_rt
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["65000:5001", "65001:1"]
+    );
+    assert_eq!(v.export_rt[0].to_string(), "4200000000:9");
+    assert!(v.learn_from_underlay && !v.source_check && !v.arp_suppress);
+    let s = &c.settings.vnis[0];
+    assert!(s.learn_from_underlay && !s.source_check);
+}
+
+#[test]
+fn evpn_errors_name_the_field() {
+    let base = "[underlay]\nlocal = \"198.18.0.1\"\n";
+    let vni = "[[vni]]\nid = 5001\nports = [\"vm1\"]\n";
+    for (text, field, problem) in [
+        (
+            format!("{base}{vni}[vni.evpn]\nrd = \"1:1\"\n"),
+            "vni[0].evpn",
+            "needs an [evpn] section",
+        ),
+        (
+            format!("{base}[evpn]\n{vni}[vni.evpn]\nrd = \"x\"\n"),
+            "vni[0].evpn.rd",
+            "not ADMIN:NUMBER",
+        ),
+        (
+            format!("{base}[evpn]\n{vni}[vni.evpn]\nimport_rt = [\"1:1\", \"1\"]\n"),
+            "vni[0].evpn.import_rt",
+            "not ADMIN:NUMBER",
+        ),
+        (
+            format!("{base}[evpn]\ngobgp = \"localhost\"\n{vni}"),
+            "evpn.gobgp",
+            "not ADDRESS:PORT",
+        ),
+        (
+            format!("{base}[evpn]\nasn = 0\n{vni}"),
+            "evpn.asn",
+            "not an AS",
+        ),
+        (
+            format!("{base}[evpn]\nrouter_id = \"2001:db8::1\"\n{vni}"),
+            "evpn.router_id",
+            "not an IPv4",
+        ),
+        (
+            format!("[underlay]\nlocal = \"2001:db8::1\"\n[evpn]\n{vni}"),
+            "evpn.router_id",
+            "required with an IPv6 underlay",
+        ),
+    ] {
+        let e = err(&text);
+        assert_eq!(e.field, field, "{text}");
+        assert!(e.problem.contains(problem), "{e}");
+    }
+}

@@ -78,6 +78,21 @@ pub enum DaemonError {
     /// A worker kept panicking: the daemon stopped so that a service manager restarts it.
     #[error("{0}")]
     Worker(String),
+    /// The configuration asks for what this daemon cannot run yet.
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+/// Refuses a configuration that asks for what this daemon cannot run yet, rather than run it
+/// without: BGP EVPN is configured (`[evpn]`) and its forwarding state built, but the
+/// connection to gobgpd is not part of `vtep run` yet.
+pub fn check_supported(config: &Config) -> Result<(), DaemonError> {
+    if config.evpn.is_some() {
+        return Err(DaemonError::Unsupported(
+            "evpn: BGP EVPN is not part of vtep run yet (remove the [evpn] section)",
+        ));
+    }
+    Ok(())
 }
 
 /// What the workers, the learning and aging thread and the control plane share.
@@ -123,6 +138,7 @@ impl Shared {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), DaemonError> {
+    check_supported(&config)?;
     let settings = config.settings.clone();
     settings.validate()?;
     let (plugin_runtime, chain) = load_plugins(&config.plugins)?;

@@ -176,7 +176,7 @@ impl Vtep {
         let max_inner = encap.max_inner();
         let vni = &vnis[idx.index()];
         let stats = &mut self.stats[idx.index()];
-        if vni.settings.learning {
+        if vni.settings.learning && vni.settings.learn_from_underlay {
             let outcome = fdb.learn(idx, meta.src, Location::Remote(src), tick, policy);
             count_learn(stats, outcome)?;
         }

@@ -43,6 +43,9 @@ pub struct VniSettings {
     pub aging: Duration,
     /// Learn from traffic (false: only static entries and flooding).
     pub learning: bool,
+    /// With `learning`, learn remote MACs from VXLAN packets too (false: only local ports are
+    /// learned from; a control plane says where remote MACs are, as EVPN does by default).
+    pub learn_from_underlay: bool,
     /// At most this many learned entries; past it new MACs are flooded to, not learned.
     pub max_entries: usize,
     /// Drop VXLAN packets whose reserved bits are not zero (Linux and VPP do; RFC 7348 says to
@@ -68,6 +71,7 @@ impl VniSettings {
             remotes: Vec::new(),
             aging: DEFAULT_AGING,
             learning: true,
+            learn_from_underlay: true,
             max_entries: DEFAULT_MAX_ENTRIES,
             strict_reserved: false,
             statics: Vec::new(),
