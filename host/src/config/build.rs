@@ -73,6 +73,7 @@ fn evpn_settings(
         let e = evpn::build_vni(i, v.evpn.as_ref())?;
         s.learn_from_underlay = e.learn_from_underlay;
         s.source_check = e.source_check;
+        s.arp_suppress = e.arp_suppress;
         vnis.push(e);
     }
     Ok(Some(Evpn {

@@ -323,7 +323,7 @@ fn evpn_defaults() {
         [VniEvpnSettings::default(), VniEvpnSettings::default()]
     );
     for v in &c.settings.vnis {
-        assert!(v.source_check && !v.learn_from_underlay && v.learning);
+        assert!(v.source_check && v.arp_suppress && !v.learn_from_underlay && v.learning);
     }
     // Without [evpn], nothing changes for flood-and-learn.
     let c = Config::parse(SEED).unwrap();
@@ -332,7 +332,7 @@ fn evpn_defaults() {
         c.settings
             .vnis
             .iter()
-            .all(|v| !v.source_check && v.learn_from_underlay)
+            .all(|v| !v.source_check && !v.arp_suppress && v.learn_from_underlay)
     );
 }
 
@@ -360,7 +360,7 @@ fn evpn_per_vni_settings() {
     assert_eq!(v.export_rt[0].to_string(), "4200000000:9");
     assert!(v.learn_from_underlay && !v.source_check && !v.arp_suppress);
     let s = &c.settings.vnis[0];
-    assert!(s.learn_from_underlay && !s.source_check);
+    assert!(s.learn_from_underlay && !s.source_check && !s.arp_suppress);
 }
 
 #[test]

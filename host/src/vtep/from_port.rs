@@ -162,6 +162,13 @@ impl Vtep {
             let outcome = fdb.learn(idx, meta.src, Location::Port(port), tick, policy);
             count_learn(stats, outcome)?;
         }
+        if vni.settings.arp_suppress
+            && let Some(answer) = vni.neighbors.answer_arp(meta, frame)
+        {
+            stats.arp_suppressed += 1;
+            deliver(out, stats, port, &VirtioNetHdr::NONE, answer.bytes());
+            return Ok(());
+        }
         let hash = meta.flow_hash();
         let id = vni.settings.vni;
         let known = if meta.dst.is_multicast() {

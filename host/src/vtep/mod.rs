@@ -13,6 +13,7 @@ mod encap;
 mod from_port;
 mod from_underlay;
 mod hooks;
+mod neighbors;
 mod outbox;
 mod remote_vteps;
 mod settings;
@@ -43,6 +44,7 @@ use crate::fdb::{
     LocalChanges, Location, PortId, Tick, VniIdx, VniTableSettings,
 };
 use crate::wire::{MacAddr, Vni};
+use neighbors::Neighbors;
 use remote_vteps::RemoteVteps;
 
 /// Largest frame a port hands over: a 64 KiB GSO super-frame plus link headers.
@@ -55,6 +57,8 @@ struct VniConfig {
     settings: VniSettings,
     /// Where BUM frames go (the group only while the VNI has ports), and which VTEPs are known.
     remotes: RemoteVteps,
+    /// IP -> MAC bindings a control plane knows, for ARP suppression.
+    neighbors: Neighbors,
 }
 
 /// What every worker of one VTEP shares: its configuration and its forwarding table.
@@ -125,6 +129,7 @@ impl Vtep {
             vnis.push(VniConfig {
                 settings: v,
                 remotes,
+                neighbors: Neighbors::default(),
             });
         }
         let shared = Shared {
@@ -184,6 +189,30 @@ impl Vtep {
     /// there was one.
     pub fn remove_evpn(&self, vni: Vni, mac: MacAddr, remote: IpAddr) -> Result<bool, FdbError> {
         self.shared.fdb.remove_evpn(vni, mac, remote)
+    }
+
+    /// Binds `ip` to `mac` on `vni` (an EVPN MAC/IP route, remote or local), for ARP
+    /// suppression ([`VniSettings::arp_suppress`]) on every worker.
+    pub fn set_neighbor(&self, vni: Vni, ip: IpAddr, mac: MacAddr) -> Result<(), FdbError> {
+        if !mac.is_valid_unicast() {
+            return Err(FdbError::NotUnicast(mac));
+        }
+        self.vni_config(vni)?.neighbors.set(ip, mac);
+        Ok(())
+    }
+
+    /// Unbinds `ip` on `vni` if it is bound to `mac`; whether it was.
+    pub fn remove_neighbor(&self, vni: Vni, ip: IpAddr, mac: MacAddr) -> Result<bool, FdbError> {
+        Ok(self.vni_config(vni)?.neighbors.remove(ip, mac))
+    }
+
+    fn vni_config(&self, vni: Vni) -> Result<&VniConfig, FdbError> {
+        let idx = self
+            .shared
+            .by_vni
+            .get(&vni)
+            .ok_or(FdbError::UnknownVni(vni))?;
+        Ok(&self.shared.vnis[idx.index()])
     }
 
     /// Whether `ip` can be a remote VTEP's address here: the underlay's family, unicast, not ours.

@@ -59,6 +59,9 @@ pub struct VniSettings {
     /// underlay cannot inject frames. For VNIs whose VTEPs a control plane announces (EVPN);
     /// with a multicast group, peers are not known in advance.
     pub source_check: bool,
+    /// Answer a port's ARP requests for addresses a control plane binds to a MAC (see
+    /// [`Vtep::set_neighbor`](super::Vtep::set_neighbor)) on the port, rather than flood them.
+    pub arp_suppress: bool,
 }
 
 impl VniSettings {
@@ -76,6 +79,7 @@ impl VniSettings {
             strict_reserved: false,
             statics: Vec::new(),
             source_check: false,
+            arp_suppress: false,
         }
     }
 }

@@ -799,3 +799,94 @@ fn a_control_plane_reads_the_local_changes() {
     let (entry, _) = v.fdb_entry(vni, mac(1), now).unwrap();
     assert_eq!(entry.location, Location::Port(PortId(0)));
 }
+
+/// ARP suppression: a request for an address a control plane binds is answered on the asking
+/// port (its tag kept, padded to 60 bytes) and not flooded; other requests, a probe from
+/// 0.0.0.0, or the VNI without suppression flood as before; a stale withdrawal leaves the
+/// binding.
+#[test]
+fn arp_requests_for_bound_addresses_are_answered_on_the_port() {
+    let mut v = vtep_with(|s| s.vnis[0].arp_suppress = true);
+    let mut out = Outbox::new();
+    let now = Instant::now();
+    let vni = Vni::new(5001).unwrap();
+    let (vm9, ip9) = (mac(9), ip("192.0.2.9"));
+    v.set_neighbor(vni, ip9, vm9).unwrap();
+    v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &arp_request(1, 9),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(dests(&out), [To::Port(PortId(0))]);
+    let answer = out.frames()[0].bytes.clone();
+    assert_eq!(answer.len(), 60);
+    let want_arp = wasm_vtep_testkit::vm::arp_reply(9, 1);
+    assert_eq!(&answer[..42], &want_arp[..42], "VM 9's own reply to VM 1");
+    assert!(answer[42..].iter().all(|&b| b == 0), "padding");
+    assert_eq!(v.vni_stats().next().unwrap().arp_suppressed, 1);
+    out.clear();
+    // Tagged: the answer carries the same tag.
+    let mut tagged = arp_request(1, 9);
+    crate::wire::insert_vlan_tag(&mut tagged, crate::wire::TPID_8021Q, 42).unwrap();
+    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &tagged, &mut out)
+        .unwrap();
+    let mut want = want_arp.clone();
+    crate::wire::insert_vlan_tag(&mut want, crate::wire::TPID_8021Q, 42).unwrap();
+    assert_eq!(&out.frames()[0].bytes[..46], &want[..46]);
+    out.clear();
+    // Unbound: flooded.
+    v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &arp_request(1, 8),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(
+        dests(&out),
+        [To::Port(PortId(1)), To::Underlay(ip("198.18.0.2"))]
+    );
+    out.clear();
+    // A duplicate-address probe (sender 0.0.0.0) is flooded, for the owner to answer.
+    let mut probe = arp_request(1, 9);
+    probe[28..32].copy_from_slice(&[0, 0, 0, 0]);
+    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &probe, &mut out)
+        .unwrap();
+    assert_eq!(out.frames().len(), 2);
+    out.clear();
+    // A withdrawal of another MAC's binding leaves it; its own removes it.
+    assert_eq!(v.remove_neighbor(vni, ip9, mac(8)), Ok(false));
+    assert_eq!(v.remove_neighbor(vni, ip9, vm9), Ok(true));
+    v.handle_port_frame(
+        now,
+        PortId(0),
+        &VirtioNetHdr::NONE,
+        &arp_request(1, 9),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(out.frames().len(), 2, "flooded once unbound");
+    out.clear();
+    // Without suppression on the VNI, a bound address is flooded too.
+    let mut plain = vtep();
+    plain.set_neighbor(vni, ip9, vm9).unwrap();
+    plain
+        .handle_port_frame(
+            now,
+            PortId(0),
+            &VirtioNetHdr::NONE,
+            &arp_request(1, 9),
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(out.frames().len(), 2);
+    assert!(
+        plain
+            .set_neighbor(vni, ip9, crate::wire::MacAddr([0xff; 6]))
+            .is_err()
+    );
+}

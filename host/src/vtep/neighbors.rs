@@ -1,0 +1,109 @@
+//! [`Neighbors`]: one VNI's IP -> MAC bindings that a control plane knows (EVPN MAC/IP routes,
+//! RFC 7432 §7.2, remote or local), and ARP suppression (RFC 7432 §10): a VM's ARP request for
+//! an address bound here is answered by the VTEP on the VM's port instead of being flooded.
+//!
+//! Contract: the control plane sets and removes bindings; a worker reads them only for ARP
+//! requests from its ports (a read lock, uncontended but for the control plane's brief
+//! writes; never taken for other traffic). An answer is built from the request (its VLAN tag
+//! kept) and padded to the Ethernet minimum.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::RwLock;
+
+use foldhash::fast::RandomState;
+use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
+
+use crate::wire::{ETHERTYPE_ARP, FrameMeta, MacAddr};
+
+/// The shortest Ethernet frame, without its FCS: an answer is padded to it.
+const MIN_FRAME: usize = 60;
+
+/// One VNI's IP -> MAC bindings.
+#[derive(Debug, Default)]
+pub(super) struct Neighbors {
+    bindings: RwLock<HashMap<IpAddr, MacAddr, RandomState>>,
+}
+
+impl Neighbors {
+    /// Binds `ip` to `mac` (replacing another binding of `ip`).
+    pub(super) fn set(&self, ip: IpAddr, mac: MacAddr) {
+        crate::sync::write(&self.bindings).insert(ip, mac);
+    }
+
+    /// Unbinds `ip` if it is bound to `mac` (a withdrawal of an older binding leaves a newer
+    /// one); whether it was.
+    pub(super) fn remove(&self, ip: IpAddr, mac: MacAddr) -> bool {
+        let mut b = crate::sync::write(&self.bindings);
+        if b.get(&ip) == Some(&mac) {
+            b.remove(&ip);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn resolve(&self, ip: IpAddr) -> Option<MacAddr> {
+        crate::sync::read(&self.bindings).get(&ip).copied()
+    }
+
+    /// The answer to `frame` if it is an ARP request for a bound address other than the
+    /// asker's own (built on the stack: nothing allocated per frame).
+    pub(super) fn answer_arp(&self, meta: &FrameMeta, frame: &[u8]) -> Option<Answer> {
+        if meta.ethertype != ETHERTYPE_ARP {
+            return None;
+        }
+        let request = frame
+            .get(meta.l3_offset..)
+            .and_then(|b| ArpPacket::new_checked(b).ok())
+            .and_then(|p| ArpRepr::parse(&p).ok())?;
+        let ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr,
+            source_protocol_addr,
+            target_protocol_addr,
+            ..
+        } = request
+        else {
+            return None;
+        };
+        let mac = self.resolve(IpAddr::V4(target_protocol_addr))?;
+        // A duplicate-address probe (from 0.0.0.0) or a VM asking for itself is not answered
+        // for it: the flood lets the owner answer.
+        if mac == meta.src || source_protocol_addr == Ipv4Addr::UNSPECIFIED {
+            return None;
+        }
+        let reply = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: EthernetAddress(mac.0),
+            source_protocol_addr: target_protocol_addr,
+            target_hardware_addr: source_hardware_addr,
+            target_protocol_addr: source_protocol_addr,
+        };
+        // The tag (if any) and the EtherType, as the request had them.
+        let tag_and_type = frame.get(12..meta.l3_offset)?;
+        let mut answer = Answer([0; MAX_ANSWER], 0);
+        let arp_at = 12 + tag_and_type.len();
+        let end = arp_at + reply.buffer_len();
+        let buf = answer.0.get_mut(..end)?;
+        buf[..6].copy_from_slice(&meta.src.0);
+        buf[6..12].copy_from_slice(&mac.0);
+        buf[12..arp_at].copy_from_slice(tag_and_type);
+        reply.emit(&mut ArpPacket::new_unchecked(&mut buf[arp_at..]));
+        answer.1 = end.max(MIN_FRAME);
+        Some(answer)
+    }
+}
+
+/// The longest answer: Ethernet, one tag, an ARP reply, padded to 60 bytes at least.
+const MAX_ANSWER: usize = 64;
+
+/// A frame the VTEP answers with, on the stack.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Answer([u8; MAX_ANSWER], usize);
+
+impl Answer {
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
+}
