@@ -592,6 +592,18 @@ fn partial_checksums_from_the_underlay_are_delivered_with_needs_csum() {
     assert_eq!(out.frames()[0].vnet, VirtioNetHdr::NONE);
 }
 
+/// Frame `frame` from port `port` at once; it must not be dropped.
+fn send(v: &mut Vtep, port: u16, frame: &[u8], out: &mut Outbox) {
+    v.handle_port_frame(
+        Instant::now(),
+        PortId(port),
+        &VirtioNetHdr::NONE,
+        frame,
+        out,
+    )
+    .unwrap();
+}
+
 /// A control plane's VTEPs (EVPN type 3 routes) take a VNI's BUM frames beside the configured
 /// remote, on every worker at once, each once; withdrawn, they take nothing more.
 #[test]
@@ -599,19 +611,10 @@ fn bum_frames_go_to_the_vteps_a_control_plane_announces() {
     let v = vtep();
     let mut other = v.worker();
     let mut out = Outbox::new();
-    let now = Instant::now();
     let vni = Vni::new(5001).unwrap();
     let flood = [ip("198.18.0.3"), ip("198.18.0.2"), ip("198.18.0.4")];
     v.set_control_remotes(vni, &flood, &[]).unwrap();
-    other
-        .handle_port_frame(
-            now,
-            PortId(0),
-            &VirtioNetHdr::NONE,
-            &arp_request(1, 9),
-            &mut out,
-        )
-        .unwrap();
+    send(&mut other, 0, &arp_request(1, 9), &mut out);
     assert_eq!(
         dests(&out),
         [
@@ -623,15 +626,7 @@ fn bum_frames_go_to_the_vteps_a_control_plane_announces() {
     );
     out.clear();
     v.set_control_remotes(vni, &[], &[]).unwrap();
-    other
-        .handle_port_frame(
-            now,
-            PortId(0),
-            &VirtioNetHdr::NONE,
-            &arp_request(1, 9),
-            &mut out,
-        )
-        .unwrap();
+    send(&mut other, 0, &arp_request(1, 9), &mut out);
     assert_eq!(
         dests(&out),
         [To::Port(PortId(1)), To::Underlay(ip("198.18.0.2"))]
@@ -723,14 +718,7 @@ fn evpn_entries_steer_unicast_and_move_only_to_a_local_port() {
     let now = Instant::now();
     let vni = Vni::new(5001).unwrap();
     v.install_evpn(vni, mac(7), ip("198.18.0.3")).unwrap();
-    w.handle_port_frame(
-        now,
-        PortId(0),
-        &VirtioNetHdr::NONE,
-        &udp(1, 7, 1, 2, 100),
-        &mut out,
-    )
-    .unwrap();
+    send(&mut w, 0, &udp(1, 7, 1, 2, 100), &mut out);
     assert_eq!(dests(&out), [To::Underlay(ip("198.18.0.3"))]);
     out.clear();
     // From the configured remote, claiming MAC 7: delivered, not learned.
@@ -746,14 +734,7 @@ fn evpn_entries_steer_unicast_and_move_only_to_a_local_port() {
     assert!(entry(&w).is_evpn);
     out.clear();
     // MAC 7 sends from port 1: it moved here.
-    w.handle_port_frame(
-        now,
-        PortId(1),
-        &VirtioNetHdr::NONE,
-        &udp(7, 1, 1, 2, 100),
-        &mut out,
-    )
-    .unwrap();
+    send(&mut w, 1, &udp(7, 1, 1, 2, 100), &mut out);
     assert_eq!(entry(&w).location, Location::Port(PortId(1)));
     assert!(!entry(&w).is_evpn);
     assert_eq!(w.vni_stats().next().unwrap().moved, 1);
@@ -775,14 +756,7 @@ fn a_control_plane_reads_the_local_changes() {
     let now = Instant::now();
     let vni = Vni::new(5001).unwrap();
     v.journal_local_changes(true);
-    w.handle_port_frame(
-        now,
-        PortId(0),
-        &VirtioNetHdr::NONE,
-        &arp_request(1, 9),
-        &mut out,
-    )
-    .unwrap();
+    send(&mut w, 0, &arp_request(1, 9), &mut out);
     w.handle_underlay(
         now,
         ip("198.18.0.2"),
@@ -808,18 +782,10 @@ fn a_control_plane_reads_the_local_changes() {
 fn arp_requests_for_bound_addresses_are_answered_on_the_port() {
     let mut v = vtep_with(|s| s.vnis[0].arp_suppress = true);
     let mut out = Outbox::new();
-    let now = Instant::now();
     let vni = Vni::new(5001).unwrap();
     let (vm9, ip9) = (mac(9), ip("192.0.2.9"));
     v.set_neighbor(vni, ip9, vm9).unwrap();
-    v.handle_port_frame(
-        now,
-        PortId(0),
-        &VirtioNetHdr::NONE,
-        &arp_request(1, 9),
-        &mut out,
-    )
-    .unwrap();
+    send(&mut v, 0, &arp_request(1, 9), &mut out);
     assert_eq!(dests(&out), [To::Port(PortId(0))]);
     let answer = out.frames()[0].bytes.clone();
     assert_eq!(answer.len(), 60);
@@ -831,21 +797,13 @@ fn arp_requests_for_bound_addresses_are_answered_on_the_port() {
     // Tagged: the answer carries the same tag.
     let mut tagged = arp_request(1, 9);
     crate::wire::insert_vlan_tag(&mut tagged, crate::wire::TPID_8021Q, 42).unwrap();
-    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &tagged, &mut out)
-        .unwrap();
+    send(&mut v, 0, &tagged, &mut out);
     let mut want = want_arp.clone();
     crate::wire::insert_vlan_tag(&mut want, crate::wire::TPID_8021Q, 42).unwrap();
     assert_eq!(&out.frames()[0].bytes[..46], &want[..46]);
     out.clear();
     // Unbound: flooded.
-    v.handle_port_frame(
-        now,
-        PortId(0),
-        &VirtioNetHdr::NONE,
-        &arp_request(1, 8),
-        &mut out,
-    )
-    .unwrap();
+    send(&mut v, 0, &arp_request(1, 8), &mut out);
     assert_eq!(
         dests(&out),
         [To::Port(PortId(1)), To::Underlay(ip("198.18.0.2"))]
@@ -854,35 +812,19 @@ fn arp_requests_for_bound_addresses_are_answered_on_the_port() {
     // A duplicate-address probe (sender 0.0.0.0) is flooded, for the owner to answer.
     let mut probe = arp_request(1, 9);
     probe[28..32].copy_from_slice(&[0, 0, 0, 0]);
-    v.handle_port_frame(now, PortId(0), &VirtioNetHdr::NONE, &probe, &mut out)
-        .unwrap();
+    send(&mut v, 0, &probe, &mut out);
     assert_eq!(out.frames().len(), 2);
     out.clear();
     // A withdrawal of another MAC's binding leaves it; its own removes it.
     assert_eq!(v.remove_neighbor(vni, ip9, mac(8)), Ok(false));
     assert_eq!(v.remove_neighbor(vni, ip9, vm9), Ok(true));
-    v.handle_port_frame(
-        now,
-        PortId(0),
-        &VirtioNetHdr::NONE,
-        &arp_request(1, 9),
-        &mut out,
-    )
-    .unwrap();
+    send(&mut v, 0, &arp_request(1, 9), &mut out);
     assert_eq!(out.frames().len(), 2, "flooded once unbound");
     out.clear();
     // Without suppression on the VNI, a bound address is flooded too.
     let mut plain = vtep();
     plain.set_neighbor(vni, ip9, vm9).unwrap();
-    plain
-        .handle_port_frame(
-            now,
-            PortId(0),
-            &VirtioNetHdr::NONE,
-            &arp_request(1, 9),
-            &mut out,
-        )
-        .unwrap();
+    send(&mut plain, 0, &arp_request(1, 9), &mut out);
     assert_eq!(out.frames().len(), 2);
     assert!(
         plain
