@@ -163,7 +163,10 @@ impl Vtep {
             count_learn(stats, outcome)?;
         }
         if vni.settings.arp_suppress
-            && let Some(answer) = vni.neighbors.answer_arp(meta, frame)
+            && let Some(answer) = vni
+                .neighbors
+                .answer_arp(meta, frame)
+                .or_else(|| vni.neighbors.answer_nd(meta, frame))
         {
             stats.arp_suppressed += 1;
             deliver(out, stats, port, &VirtioNetHdr::NONE, answer.bytes());

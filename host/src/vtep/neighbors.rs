@@ -1,6 +1,8 @@
 //! [`Neighbors`]: one VNI's IP -> MAC bindings that a control plane knows (EVPN MAC/IP routes,
-//! RFC 7432 §7.2, remote or local), and ARP suppression (RFC 7432 §10): a VM's ARP request for
-//! an address bound here is answered by the VTEP on the VM's port instead of being flooded.
+//! RFC 7432 §7.2, remote or local), and ARP and ND suppression (RFC 7432 §10): a VM's ARP
+//! request or IPv6 neighbour solicitation for an address bound here is answered by the VTEP on
+//! the VM's port (a solicited, overriding neighbour advertisement with the target's link-layer
+//! address, RFC 4861 §7.2.4) instead of being flooded.
 //!
 //! Contract: the control plane sets and removes bindings; a worker reads them only for ARP
 //! requests from its ports (a read lock, uncontended but for the control plane's brief
@@ -12,9 +14,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::RwLock;
 
 use foldhash::fast::RandomState;
-use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, Icmpv6Packet, Icmpv6Repr, IpProtocol,
+    Ipv6Packet, Ipv6Repr, NdiscNeighborFlags, NdiscRepr, RawHardwareAddress,
+};
 
-use crate::wire::{ETHERTYPE_ARP, FrameMeta, MacAddr};
+use crate::wire::{ETHERTYPE_ARP, ETHERTYPE_IPV6, FrameMeta, MacAddr, ip_proto};
 
 /// The shortest Ethernet frame, without its FCS: an answer is padded to it.
 const MIN_FRAME: usize = 60;
@@ -95,8 +101,68 @@ impl Neighbors {
     }
 }
 
-/// The longest answer: Ethernet, one tag, an ARP reply, padded to 60 bytes at least.
-const MAX_ANSWER: usize = 64;
+/// The longest answer: Ethernet and one tag (18), an IPv6 header (40), a neighbour
+/// advertisement with its target link-layer address option (32).
+const MAX_ANSWER: usize = 96;
+
+impl Neighbors {
+    /// The answer to `frame` if it is an IPv6 neighbour solicitation for a bound address other
+    /// than the asker's own (not a duplicate-address probe, whose source is `::`).
+    pub(super) fn answer_nd(&self, meta: &FrameMeta, frame: &[u8]) -> Option<Answer> {
+        let ip = meta.ip?;
+        let (IpAddr::V6(asker), IpAddr::V6(dst)) = (ip.src, ip.dst) else {
+            return None;
+        };
+        if meta.ethertype != ETHERTYPE_IPV6 || ip.protocol != ip_proto::ICMPV6 || ip.fragment {
+            return None;
+        }
+        let icmp = Icmpv6Packet::new_checked(frame.get(ip.l4_offset..)?).ok()?;
+        // The checksum is the asker's business: a malformed one costs it an answer it would
+        // have dropped anyway.
+        let caps = ChecksumCapabilities::ignored();
+        let Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit { target_addr, .. }) =
+            Icmpv6Repr::parse(&asker, &dst, &icmp, &caps).ok()?
+        else {
+            return None;
+        };
+        if asker.is_unspecified() {
+            return None;
+        }
+        let mac = self.resolve(IpAddr::V6(target_addr))?;
+        if mac == meta.src {
+            return None;
+        }
+        let advert = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+            flags: NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE,
+            target_addr,
+            lladdr: Some(RawHardwareAddress::from_bytes(&mac.0)),
+        });
+        let ipv6 = Ipv6Repr {
+            src_addr: target_addr,
+            dst_addr: asker,
+            next_header: IpProtocol::Icmpv6,
+            payload_len: advert.buffer_len(),
+            hop_limit: 255,
+        };
+        let tag_and_type = frame.get(12..meta.l3_offset)?;
+        let l3 = 12 + tag_and_type.len();
+        let l4 = l3 + ipv6.buffer_len();
+        let end = l4 + advert.buffer_len();
+        let mut answer = Answer([0; MAX_ANSWER], end.max(MIN_FRAME));
+        let buf = answer.0.get_mut(..end)?;
+        buf[..6].copy_from_slice(&meta.src.0);
+        buf[6..12].copy_from_slice(&mac.0);
+        buf[12..l3].copy_from_slice(tag_and_type);
+        ipv6.emit(&mut Ipv6Packet::new_unchecked(&mut buf[l3..l4]));
+        advert.emit(
+            &target_addr,
+            &asker,
+            &mut Icmpv6Packet::new_unchecked(&mut buf[l4..]),
+            &ChecksumCapabilities::default(),
+        );
+        Some(answer)
+    }
+}
 
 /// A frame the VTEP answers with, on the stack.
 #[derive(Debug, Clone, Copy)]

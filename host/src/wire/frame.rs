@@ -38,6 +38,8 @@ pub mod ip_proto {
     pub const ROUTING: u8 = 43;
     /// IPv6 fragment header.
     pub const FRAGMENT: u8 = 44;
+    /// ICMPv6 (neighbour discovery among its messages).
+    pub const ICMPV6: u8 = 58;
     /// IPv6 destination options.
     pub const DSTOPTS: u8 = 60;
     /// SCTP.

@@ -832,3 +832,93 @@ fn arp_requests_for_bound_addresses_are_answered_on_the_port() {
             .is_err()
     );
 }
+
+/// A neighbour solicitation from VM 1 (`asker`) for `target`, to its solicited-node group.
+fn neighbour_solicitation(asker: std::net::Ipv6Addr, target: std::net::Ipv6Addr) -> Vec<u8> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetAddress, Icmpv6Packet, Icmpv6Repr, IpProtocol, Ipv6Packet, Ipv6Repr, NdiscRepr,
+        RawHardwareAddress,
+    };
+    let t = target.octets();
+    let group = std::net::Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | u16::from(t[13]),
+        u16::from_be_bytes([t[14], t[15]]),
+    );
+    let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit {
+        target_addr: target,
+        lladdr: Some(RawHardwareAddress::from(EthernetAddress(mac(1).0))),
+    });
+    let ip6 = Ipv6Repr {
+        src_addr: asker,
+        dst_addr: group,
+        next_header: IpProtocol::Icmpv6,
+        payload_len: ns.buffer_len(),
+        hop_limit: 255,
+    };
+    let mut f = vec![0u8; 14 + 40 + ns.buffer_len()];
+    f[..6].copy_from_slice(&[0x33, 0x33, 0xff, t[13], t[14], t[15]]);
+    f[6..12].copy_from_slice(&mac(1).0);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    ip6.emit(&mut Ipv6Packet::new_unchecked(&mut f[14..54]));
+    let caps = ChecksumCapabilities::default();
+    ns.emit(
+        &asker,
+        &group,
+        &mut Icmpv6Packet::new_unchecked(&mut f[54..]),
+        &caps,
+    );
+    f
+}
+
+/// ND suppression: a solicitation for an address a control plane binds is answered on the
+/// port with a solicited, overriding advertisement carrying the target's MAC (a checksum that
+/// verifies); a duplicate-address probe (from `::`) and an unbound target flood.
+#[test]
+fn neighbour_solicitations_for_bound_addresses_are_answered_on_the_port() {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetFrame, Icmpv6Packet, Icmpv6Repr, Ipv6Packet, NdiscNeighborFlags, NdiscRepr,
+        RawHardwareAddress,
+    };
+    let mut v = vtep_with(|s| s.vnis[0].arp_suppress = true);
+    let mut out = Outbox::new();
+    let vni = Vni::new(5001).unwrap();
+    let asker: std::net::Ipv6Addr = "2001:db8:100::1".parse().unwrap();
+    let target: std::net::Ipv6Addr = "2001:db8:100::9".parse().unwrap();
+    v.set_neighbor(vni, IpAddr::V6(target), mac(9)).unwrap();
+    send(&mut v, 0, &neighbour_solicitation(asker, target), &mut out);
+    assert_eq!(dests(&out), [To::Port(PortId(0))]);
+    assert_eq!(v.vni_stats().next().unwrap().arp_suppressed, 1);
+    let eth = EthernetFrame::new_checked(&out.frames()[0].bytes[..]).unwrap();
+    assert_eq!((eth.dst_addr().0, eth.src_addr().0), (mac(1).0, mac(9).0));
+    let ip6 = Ipv6Packet::new_checked(eth.payload()).unwrap();
+    assert_eq!(
+        (ip6.src_addr(), ip6.dst_addr(), ip6.hop_limit()),
+        (target, asker, 255)
+    );
+    let icmp = Icmpv6Packet::new_checked(ip6.payload()).unwrap();
+    let na = Icmpv6Repr::parse(&target, &asker, &icmp, &ChecksumCapabilities::default())
+        .expect("a valid advertisement, checksum included");
+    assert_eq!(
+        na,
+        Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
+            flags: NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE,
+            target_addr: target,
+            lladdr: Some(RawHardwareAddress::from_bytes(&mac(9).0)),
+        })
+    );
+    out.clear();
+    // A duplicate-address probe and an unbound target are flooded.
+    let probe = neighbour_solicitation(std::net::Ipv6Addr::UNSPECIFIED, target);
+    send(&mut v, 0, &probe, &mut out);
+    let other: std::net::Ipv6Addr = "2001:db8:100::8".parse().unwrap();
+    send(&mut v, 0, &neighbour_solicitation(asker, other), &mut out);
+    assert_eq!(out.frames().len(), 4, "two floods of two copies each");
+}
