@@ -162,6 +162,7 @@ impl Vtep {
             let outcome = fdb.learn(idx, meta.src, Location::Port(port), tick, policy);
             count_learn(stats, outcome)?;
         }
+        vni.local_ips.snoop(meta, frame);
         if vni.settings.arp_suppress
             && let Some(answer) = vni
                 .neighbors

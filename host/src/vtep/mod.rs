@@ -13,6 +13,7 @@ mod encap;
 mod from_port;
 mod from_underlay;
 mod hooks;
+mod local_ips;
 mod neighbors;
 mod outbox;
 mod remote_vteps;
@@ -44,6 +45,7 @@ use crate::fdb::{
     LocalChanges, Location, PortId, Tick, VniIdx, VniTableSettings,
 };
 use crate::wire::{MacAddr, Vni};
+use local_ips::LocalIps;
 use neighbors::Neighbors;
 use remote_vteps::RemoteVteps;
 
@@ -59,6 +61,8 @@ struct VniConfig {
     remotes: RemoteVteps,
     /// IP -> MAC bindings a control plane knows, for ARP suppression.
     neighbors: Neighbors,
+    /// The addresses local VMs use, for a control plane to announce.
+    local_ips: LocalIps,
 }
 
 /// What every worker of one VTEP shares: its configuration and its forwarding table.
@@ -130,6 +134,7 @@ impl Vtep {
                 settings: v,
                 remotes,
                 neighbors: Neighbors::default(),
+                local_ips: LocalIps::default(),
             });
         }
         let shared = Shared {
@@ -335,6 +340,39 @@ impl Vtep {
     /// them (EVPN type 2 routes): see [`Vtep::take_local_changes`].
     pub fn journal_local_changes(&self, on: bool) {
         self.shared.fdb.journal_local_changes(on);
+        for v in &self.shared.vnis {
+            v.local_ips.set_on(on);
+        }
+    }
+
+    /// The addresses local VMs on `vni` use whose binding to a MAC changed since the last
+    /// call (seen in their ARP and neighbour discovery while the journal is on: see
+    /// [`Vtep::journal_local_changes`]), with the MAC now, appended to `into`.
+    /// [`LocalChanges::Overflowed`]: more changed than the journal holds; `into` then has every
+    /// binding known.
+    pub fn take_local_ips(
+        &self,
+        vni: Vni,
+        into: &mut Vec<(IpAddr, MacAddr)>,
+    ) -> Result<LocalChanges, FdbError> {
+        let ips = &self.vni_config(vni)?.local_ips;
+        let changes = ips.take_changes(into);
+        if changes == LocalChanges::Overflowed {
+            ips.all(into);
+        }
+        Ok(changes)
+    }
+
+    /// Forgets the local addresses bound to `mac` on `vni` (its entry is no longer local: the
+    /// control plane withdraws its MAC/IP routes), appending them to `into`.
+    pub fn forget_local_ips(
+        &self,
+        vni: Vni,
+        mac: MacAddr,
+        into: &mut Vec<IpAddr>,
+    ) -> Result<(), FdbError> {
+        self.vni_config(vni)?.local_ips.forget_mac(mac, into);
+        Ok(())
     }
 
     /// The (VNI, MAC) keys whose local entry changed (learned on a port, moved here or away,

@@ -922,3 +922,47 @@ fn neighbour_solicitations_for_bound_addresses_are_answered_on_the_port() {
     send(&mut v, 0, &neighbour_solicitation(asker, other), &mut out);
     assert_eq!(out.frames().len(), 4, "two floods of two copies each");
 }
+
+/// While the journal is on, the addresses local VMs use (their ARP sender, their ND source)
+/// are noted with their MAC, each change once; an ARP whose sender is not the frame's source is
+/// not believed; a MAC no longer local has its addresses forgotten.
+#[test]
+fn the_addresses_local_vms_use_are_noted() {
+    let mut v = vtep();
+    let mut out = Outbox::new();
+    let vni = Vni::new(5001).unwrap();
+    let take = |v: &Vtep| {
+        let mut ips = Vec::new();
+        assert_eq!(
+            v.take_local_ips(vni, &mut ips),
+            Ok(crate::fdb::LocalChanges::Keys)
+        );
+        ips
+    };
+    send(&mut v, 0, &arp_request(1, 9), &mut out);
+    assert_eq!(take(&v), [], "off until asked for");
+    v.journal_local_changes(true);
+    send(&mut v, 0, &arp_request(1, 9), &mut out);
+    send(&mut v, 0, &arp_request(1, 8), &mut out); // the same binding again
+    let v6: std::net::Ipv6Addr = "2001:db8:100::1".parse().unwrap();
+    send(
+        &mut v,
+        0,
+        &neighbour_solicitation(v6, "2001:db8:100::9".parse().unwrap()),
+        &mut out,
+    );
+    assert_eq!(
+        take(&v),
+        [(ip("192.0.2.1"), mac(1)), (IpAddr::V6(v6), mac(1))]
+    );
+    assert_eq!(take(&v), []);
+    // A frame from MAC 2 carrying MAC 1's ARP: not believed.
+    let mut spoof = arp_request(1, 9);
+    spoof[6..12].copy_from_slice(&mac(2).0);
+    send(&mut v, 1, &spoof, &mut out);
+    assert_eq!(take(&v), []);
+    let mut gone = Vec::new();
+    v.forget_local_ips(vni, mac(1), &mut gone).unwrap();
+    gone.sort_unstable();
+    assert_eq!(gone, [ip("192.0.2.1"), IpAddr::V6(v6)]);
+}
