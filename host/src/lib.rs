@@ -20,6 +20,7 @@ pub mod config;
 pub mod control;
 mod counters;
 pub mod daemon;
+pub mod evpn;
 pub mod fdb;
 pub mod io;
 pub mod offload;
