@@ -139,3 +139,66 @@ fn gobgpd_and_frr_exchange_routes_and_frr_programs_the_kernel() -> Result<()> {
     }
     Ok(())
 }
+
+/// Host 1 and host 2 on a switch, peered: gobgpd on h1, FRR on h2 (no kernel VTEP: sessions
+/// only).
+fn peered_pair(underlay: &Switch) -> Result<(Host, Host, GobgpdBuilder, Gobgpd, Frr)> {
+    let (h1, h2) = (Host::numbered(underlay, 1)?, Host::numbered(underlay, 2)?);
+    let (a1, a2) = (IpAddr::V4(h1.ipv4()), IpAddr::V4(h2.ipv4()));
+    let builder = Gobgpd::builder(ASN).neighbor(a2);
+    let mut gobgpd = builder.start(&h1)?;
+    let mut frr = Frr::builder(ASN).neighbor(a1).start(&h2)?;
+    gobgpd.wait_established(a2, SESSION_UP)?;
+    frr.wait_established(a1, SESSION_UP)?;
+    Ok((h1, h2, builder, gobgpd, frr))
+}
+
+#[test]
+fn gobgpd_restarts_from_the_same_builder_and_frr_reconnects() -> Result<()> {
+    let underlay = Switch::new(1600)?;
+    let (h1, h2, builder, mut gobgpd, mut frr) = peered_pair(&underlay)?;
+    let (a1, a2) = (IpAddr::V4(h1.ipv4()), IpAddr::V4(h2.ipv4()));
+    gobgpd.add_multicast(VNI, a1)?;
+
+    gobgpd.process().stop()?;
+    wait_until("FRR to see the session drop", SESSION_UP, || {
+        Ok(!frr.established(a1)?)
+    })?;
+    drop(gobgpd);
+    let mut gobgpd = builder.start(&h1)?;
+    gobgpd.wait_established(a2, SESSION_UP)?;
+    frr.wait_established(a1, SESSION_UP)?;
+    // A restarted gobgpd starts empty: what it advertised before is gone from FRR.
+    wait_until("FRR to forget the old type 3", ROUTES_SEEN, || {
+        Ok(find_multicast(&frr.rib()?, a1).is_none())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_failing_test_leaves_no_daemon_or_path_space_behind() {
+    let started = std::thread::spawn(|| {
+        let underlay = Switch::new(1600).unwrap();
+        let (_h1, _h2, _builder, mut gobgpd, mut frr) = peered_pair(&underlay).unwrap();
+        let pids = [gobgpd.process().pid(), frr.zebra().pid(), frr.bgpd().pid()];
+        std::fs::write(
+            format!("/tmp/wv-evpn-panic-{}", std::process::id()),
+            format!("{} {} {} {}", frr.name(), pids[0], pids[1], pids[2]),
+        )
+        .unwrap();
+        panic!("a test failing with gobgpd and FRR running");
+    })
+    .join();
+    assert!(started.is_err(), "the thread was meant to panic");
+    let note = format!("/tmp/wv-evpn-panic-{}", std::process::id());
+    let text = std::fs::read_to_string(&note).unwrap();
+    let _ = std::fs::remove_file(&note);
+    let mut fields = text.split_whitespace();
+    let name = fields.next().unwrap();
+    for pid in fields {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "pid {pid}");
+    }
+    for root in ["/etc/frr", "/var/run/frr"] {
+        assert!(!Path::new(root).join(name).exists(), "{root}/{name}");
+    }
+}

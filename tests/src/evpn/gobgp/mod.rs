@@ -262,9 +262,9 @@ impl GobgpdBuilder {
     }
 
     /// Writes the configuration into the run's artifacts, starts `gobgpd -f CONFIG
-    /// --api-hosts 127.0.0.1:PORT` in `host`'s namespace (logs beside the config) and waits
-    /// until its API answers (`gobgp global`). Sessions come up later: see
-    /// [`Gobgpd::wait_established`].
+    /// --api-hosts 127.0.0.1:PORT --pprof-disable --log-plain` in `host`'s namespace (logs
+    /// beside the config) and waits until its API answers (`gobgp global`). Sessions come up
+    /// later: see [`Gobgpd::wait_established`].
     pub fn start(&self, host: &Host) -> Result<Gobgpd> {
         let ns: &Netns = host.netns();
         let label = format!("{}-gobgpd", ns.name());
@@ -272,9 +272,12 @@ impl GobgpdBuilder {
         let text = config::render(self, host.ipv4(), host.ipv6().map(IpAddr::V6));
         std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
         let mut cmd = ns.command("gobgpd");
+        // No profiling listener (nothing but BGP and the API in the namespace), and logs as
+        // text, for people reading the artifacts.
         cmd.arg("-f")
             .arg(&config)
-            .args(["--api-hosts", &format!("127.0.0.1:{}", self.api_port)]);
+            .args(["--api-hosts", &format!("127.0.0.1:{}", self.api_port)])
+            .args(["--pprof-disable", "--log-plain"]);
         let process = Process::spawn(&label, cmd)?;
         let mut daemon = Gobgpd {
             process,
