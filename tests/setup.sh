@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what wasm-vtep's demo, tests and benchmarks need on a Debian machine (run as root):
-# the network tools the tests drive and the wasm targets the plugins are built for.
+# the network tools the tests drive, the BGP speakers the EVPN tests run (GoBGP, and FRR as the
+# reference Linux EVPN VTEP), the protobuf compiler and GoBGP's .proto files the daemon's gRPC
+# client is generated from, and the wasm targets the plugins are built for.
 set -euo pipefail
 
 # The network tools the tests drive, and a C++ compiler for the fuzz target's libFuzzer.
@@ -12,6 +14,43 @@ if [ "$need_apt" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq iproute2 iputils-ping tcpdump iperf3 arping ethtool g++ >/dev/null
+fi
+
+# EVPN: gobgpd and its CLI, GoBGP's API definitions (package golang-github-osrg-gobgp-dev,
+# checked by a file it ships), protoc, and FRR. The tests start gobgpd and FRR's zebra and bgpd
+# themselves, inside their namespaces (FRR with a path space of its own per test, `-N`), so
+# nothing here may leave them running as system services: during the install policy-rc.d
+# answers 101 ("action forbidden") so the packages start nothing (unless the machine has a
+# policy-rc.d of its own, which is left alone), and the services the packages enable for the
+# next boot are disabled again, for the packages this script installed only.
+evpn_packages=()
+command -v gobgpd >/dev/null 2>&1 || evpn_packages+=(gobgpd)
+[ -f /usr/share/gocode/src/github.com/osrg/gobgp/api/gobgp.proto ] ||
+  evpn_packages+=(golang-github-osrg-gobgp-dev)
+command -v protoc >/dev/null 2>&1 || evpn_packages+=(protobuf-compiler)
+[ -x /usr/lib/frr/bgpd ] || evpn_packages+=(frr)
+if [ "${#evpn_packages[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    own_policy=1
+    trap 'rm -f "$policy"' EXIT
+  fi
+  apt-get update -qq
+  apt-get install -y -qq "${evpn_packages[@]}" >/dev/null
+  if [ "$own_policy" = 1 ]; then
+    rm -f "$policy"
+    trap - EXIT
+  fi
+  for service in gobgpd frr; do
+    if [[ " ${evpn_packages[*]} " == *" $service "* ]]; then
+      deb-systemd-helper disable "$service.service" >/dev/null 2>&1 || true
+      update-rc.d "$service" disable >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 if command -v rustup >/dev/null 2>&1; then

@@ -9,6 +9,8 @@
 //! - [`process`]: background programs (tcpdump, iperf3, the `vtep` daemon) as guards.
 //! - [`paths`]: where the `vtep` binary and the run's logs are.
 //! - [`vtep`]: the real `vtep` daemon in a host namespace ([`VtepDaemon`]) and its CLI.
+//! - [`evpn`]: the BGP EVPN speakers in host namespaces ([`Gobgpd`], FRR's zebra and bgpd as
+//!   [`Frr`]) and their RIBs as [`EvpnRoute`] rows.
 //!
 //! A two-host overlay with the kernel as data plane:
 //!
@@ -27,8 +29,10 @@
 //! # }
 //! ```
 //!
-//! Needs root and iproute2, tcpdump, iperf3, iputils-ping and nstat on the PATH.
+//! Needs root and iproute2, tcpdump, iperf3, iputils-ping and nstat on the PATH; the EVPN
+//! pieces need gobgpd and FRR (`tests/setup.sh` installs everything).
 
+pub mod evpn;
 pub mod netns;
 pub mod paths;
 pub mod process;
@@ -36,6 +40,10 @@ pub mod tools;
 pub mod topology;
 pub mod vtep;
 
+pub use evpn::{
+    EvpnRoute, Frr, FrrBuilder, Gobgpd, GobgpdBuilder, MacMobility, RouteType, find_mac,
+    find_multicast,
+};
 pub use netns::Netns;
 pub use paths::vtep_bin;
 pub use process::{Process, wait_until};
