@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 use wasm_vtep::evpn::{
-    Gobgp, Import, LocalRoute, MacMobility, RemoteEvent, RemoteRoute, RouteTarget,
-    VniExport, Watch,
+    Gobgp, Import, LocalRoute, MacMobility, RemoteEvent, RemoteRoute, RouteTarget, VniExport, Watch,
 };
 use wasm_vtep::wire::Vni;
 use wasm_vtep_plugin_sdk::MacAddr;
@@ -32,19 +31,24 @@ struct Gobgpd {
 impl Gobgpd {
     fn start() -> Result<Self> {
         let port = free_port()?;
-        let dir = std::env::temp_dir().join(format!("wv-evpn-gobgpd-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("wv-evpn-gobgpd-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("gobgpd.toml");
         // `port = -1`: no BGP listener, so nothing else on this host is disturbed.
-        let toml = format!(
-            "[global.config]\n  as = 65000\n  router-id = \"{OUR_VTEP}\"\n  port = -1\n"
-        );
+        let toml =
+            format!("[global.config]\n  as = 65000\n  router-id = \"{OUR_VTEP}\"\n  port = -1\n");
         std::fs::write(&config, toml)?;
         let log = std::fs::File::create(dir.join("gobgpd.log"))?;
         let child = Command::new("gobgpd")
             .arg("-f")
             .arg(&config)
-            .args(["--api-hosts", &format!("127.0.0.1:{port}"), "--pprof-disable", "-p"])
+            .args([
+                "--api-hosts",
+                &format!("127.0.0.1:{port}"),
+                "--pprof-disable",
+                "-p",
+            ])
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -59,12 +63,25 @@ impl Gobgpd {
     /// `gobgp -u 127.0.0.1 -p PORT global rib -a evpn ARGS...`: stdout, or its stderr as error.
     fn cli(&self, args: &[&str]) -> Result<String> {
         let out = Command::new("gobgp")
-            .args(["-u", "127.0.0.1", "-p", &self.port.to_string(), "global", "rib", "-a", "evpn"])
+            .args([
+                "-u",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "global",
+                "rib",
+                "-a",
+                "evpn",
+            ])
             .args(args)
             .stdin(Stdio::null())
             .output()
             .context("running the gobgp CLI")?;
-        ensure!(out.status.success(), "gobgp {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "gobgp {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(String::from_utf8(out.stdout)?)
     }
 
@@ -87,7 +104,9 @@ impl Drop for Gobgpd {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }
 
 async fn connect(gobgpd: &Gobgpd) -> Result<Gobgp> {
@@ -120,13 +139,19 @@ async fn next_remote(watch: &mut Watch, import: &Import) -> Result<RemoteEvent> 
 }
 
 fn destination<'a>(rib: &'a serde_json::Map<String, Value>, prefix: &str) -> Result<&'a Value> {
-    let found = rib.iter().find(|(key, _)| key.starts_with(prefix)).map(|(_, paths)| &paths[0]);
+    let found = rib
+        .iter()
+        .find(|(key, _)| key.starts_with(prefix))
+        .map(|(_, paths)| &paths[0]);
     found.with_context(|| format!("{prefix} not in the RIB: {rib:?}"))
 }
 
 fn attribute(path: &Value, code: u64) -> Result<&Value> {
     let attrs = path["attrs"].as_array().context("attrs")?;
-    attrs.iter().find(|a| a["type"] == code).with_context(|| format!("no attribute {code}"))
+    attrs
+        .iter()
+        .find(|a| a["type"] == code)
+        .with_context(|| format!("no attribute {code}"))
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -136,12 +161,19 @@ async fn routes_go_to_and_come_from_a_real_gobgpd() -> Result<()> {
     let export = VniExport::auto(VNI, OUR_VTEP, 65000, IpAddr::V4(OUR_VTEP))?;
     let mut import = Import::default();
     import.insert(RouteTarget::auto(65000, VNI), VNI)?;
-    let mut watch = client.watch(false).await?;
+    let mut watch = client.watch(false);
 
     // Ours, through the API: a MAC/IP that moved twice, and our membership of the VNI.
     let mac = MacAddr([2, 0, 0, 0, 0, 0x0a]);
-    let mobility = MacMobility { seq: 2, sticky: false };
-    let mac_route = LocalRoute::MacIp { mac, ip: Some("192.0.2.10".parse()?), mobility };
+    let mobility = MacMobility {
+        seq: 2,
+        sticky: false,
+    };
+    let mac_route = LocalRoute::MacIp {
+        mac,
+        ip: Some("192.0.2.10".parse()?),
+        mobility,
+    };
     client.add(&export, &mac_route).await?;
     client.add(&export, &LocalRoute::InclusiveMulticast).await?;
 
@@ -152,18 +184,37 @@ async fn routes_go_to_and_come_from_a_real_gobgpd() -> Result<()> {
     assert_eq!(attribute(type2, 14)?["nexthop"], "198.18.0.9");
     let communities = attribute(type2, 16)?["value"].to_string();
     for expected in ["\"65000:5001\"", "\"tunnel_type\":8", "\"sequence\":2"] {
-        ensure!(communities.contains(expected), "{expected} not in {communities}");
+        ensure!(
+            communities.contains(expected),
+            "{expected} not in {communities}"
+        );
     }
-    let type3 = destination(&rib, "[type:multicast][rd:198.18.0.9:5001][etag:0][ip:198.18.0.9]")?;
+    let type3 = destination(
+        &rib,
+        "[type:multicast][rd:198.18.0.9:5001][etag:0][ip:198.18.0.9]",
+    )?;
     let pmsi = attribute(type3, 22)?;
-    assert_eq!((&pmsi["tunnel-type"], &pmsi["label"]), (&Value::from(6), &Value::from(5001)));
+    assert_eq!(
+        (&pmsi["tunnel-type"], &pmsi["label"]),
+        (&Value::from(6), &Value::from(5001))
+    );
     assert_eq!(pmsi["tunnel-id"], "198.18.0.9");
     assert_eq!(attribute(type3, 14)?["nexthop"], "198.18.0.9");
 
     // Theirs, through the CLI: arrives as a typed event, then its withdrawal.
     let macadv = [
-        "02:00:00:00:00:01", "192.0.2.1", "etag", "0", "label", "5001", "rd", "198.18.0.1:5001",
-        "rt", "65000:5001", "encap", "vxlan",
+        "02:00:00:00:00:01",
+        "192.0.2.1",
+        "etag",
+        "0",
+        "label",
+        "5001",
+        "rd",
+        "198.18.0.1:5001",
+        "rt",
+        "65000:5001",
+        "encap",
+        "vxlan",
     ];
     gobgpd.cli(&[&["add", "macadv"][..], &macadv, &["nexthop", THEIR_VTEP]].concat())?;
     let theirs = RemoteRoute::Mac {
@@ -173,29 +224,67 @@ async fn routes_go_to_and_come_from_a_real_gobgpd() -> Result<()> {
         vtep: THEIR_VTEP.parse()?,
         mobility: MacMobility::default(),
     };
-    assert_eq!(next_remote(&mut watch, &import).await?, RemoteEvent::Advertised(theirs));
+    assert_eq!(
+        next_remote(&mut watch, &import).await?,
+        RemoteEvent::Advertised(theirs)
+    );
     let multicast = [
-        "add", "multicast", THEIR_VTEP, "etag", "0", "rd", "198.18.0.1:5001", "rt", "65000:5001",
-        "encap", "vxlan", "pmsi", "ingress-repl", "5001", THEIR_VTEP, "nexthop", THEIR_VTEP,
+        "add",
+        "multicast",
+        THEIR_VTEP,
+        "etag",
+        "0",
+        "rd",
+        "198.18.0.1:5001",
+        "rt",
+        "65000:5001",
+        "encap",
+        "vxlan",
+        "pmsi",
+        "ingress-repl",
+        "5001",
+        THEIR_VTEP,
+        "nexthop",
+        THEIR_VTEP,
     ];
     gobgpd.cli(&multicast)?;
-    let their_vtep = RemoteRoute::Vtep { vni: VNI, vtep: THEIR_VTEP.parse()? };
-    assert_eq!(next_remote(&mut watch, &import).await?, RemoteEvent::Advertised(their_vtep));
+    let their_vtep = RemoteRoute::Vtep {
+        vni: VNI,
+        vtep: THEIR_VTEP.parse()?,
+    };
+    assert_eq!(
+        next_remote(&mut watch, &import).await?,
+        RemoteEvent::Advertised(their_vtep)
+    );
 
     gobgpd.cli(&[&["del", "macadv"][..], &macadv].concat())?;
-    assert_eq!(next_remote(&mut watch, &import).await?, RemoteEvent::Withdrawn(theirs));
+    assert_eq!(
+        next_remote(&mut watch, &import).await?,
+        RemoteEvent::Withdrawn(theirs)
+    );
 
     // The RIB read back: ours and their type 3, all usable.
-    let listed: Vec<RemoteEvent> =
-        client.list(&import).await?.into_iter().collect::<Result<_, _>>()?;
+    let listed: Vec<RemoteEvent> = client
+        .list(&import)
+        .await?
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     assert_eq!(listed.len(), 3, "{listed:?}");
-    assert!(listed.contains(&RemoteEvent::Advertised(their_vtep)), "{listed:?}");
+    assert!(
+        listed.contains(&RemoteEvent::Advertised(their_vtep)),
+        "{listed:?}"
+    );
 
     // Our deletes empty the RIB of our routes.
     client.delete(&export, &mac_route).await?;
-    client.delete(&export, &LocalRoute::InclusiveMulticast).await?;
+    client
+        .delete(&export, &LocalRoute::InclusiveMulticast)
+        .await?;
     let rib = gobgpd.rib()?;
-    ensure!(rib.keys().all(|k| !k.contains("198.18.0.9:5001")), "ours still there: {rib:?}");
+    ensure!(
+        rib.keys().all(|k| !k.contains("198.18.0.9:5001")),
+        "ours still there: {rib:?}"
+    );
     ensure!(rib.len() == 1, "their type 3 only: {rib:?}");
     Ok(())
 }

@@ -9,7 +9,10 @@ const TYPE_DOMAIN: &str = "type.googleapis.com/";
 
 /// Packs `message` under `type.googleapis.com/apipb.<Name>`.
 pub(super) fn pack<M: Message + Name>(message: &M) -> Any {
-    Any { type_url: format!("{TYPE_DOMAIN}{}", M::full_name()), value: message.encode_to_vec() }
+    Any {
+        type_url: format!("{TYPE_DOMAIN}{}", M::full_name()),
+        value: message.encode_to_vec(),
+    }
 }
 
 /// The full name of the packed message: what follows the URL's last `/` (the domain is

@@ -17,6 +17,7 @@ use gobgp_api::apipb::{
 };
 use gobgp_api::tonic::transport::{Channel, Endpoint};
 use gobgp_api::tonic::{self, Streaming};
+use tokio::task::JoinHandle;
 
 use super::parse::{Import, RouteError, decode};
 use super::path::{emit, evpn_family};
@@ -29,9 +30,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to gobgpd's API at {addr}: {source}")]
-    Connect { addr: SocketAddr, source: tonic::transport::Error },
+    Connect {
+        addr: SocketAddr,
+        source: tonic::transport::Error,
+    },
     #[error("gobgpd's {call} failed: {status}")]
-    Call { call: &'static str, status: Box<tonic::Status> },
+    Call {
+        call: &'static str,
+        status: Box<tonic::Status>,
+    },
 }
 
 /// A connection to gobgpd's API.
@@ -53,7 +60,9 @@ impl Gobgp {
             .connect()
             .await
             .map_err(connect_error)?;
-        Ok(Gobgp { api: GobgpApiClient::new(channel) })
+        Ok(Gobgp {
+            api: GobgpApiClient::new(channel),
+        })
     }
 
     /// Advertises `route` on `export`'s VNI (again: gobgpd replaces a path with the same NLRI).
@@ -63,7 +72,10 @@ impl Gobgp {
             path: Some(emit(export, route)),
             ..AddPathRequest::default()
         };
-        self.api.add_path(request).await.map_err(call_error("AddPath"))?;
+        self.api
+            .add_path(request)
+            .await
+            .map_err(call_error("AddPath"))?;
         Ok(())
     }
 
@@ -79,7 +91,10 @@ impl Gobgp {
             path: Some(emit(export, route)),
             ..DeletePathRequest::default()
         };
-        self.api.delete_path(request).await.map_err(call_error("DeletePath"))?;
+        self.api
+            .delete_path(request)
+            .await
+            .map_err(call_error("DeletePath"))?;
         Ok(())
     }
 
@@ -91,8 +106,12 @@ impl Gobgp {
             family: Some(evpn_family()),
             ..ListPathRequest::default()
         };
-        let mut stream =
-            self.api.list_path(request).await.map_err(call_error("ListPath"))?.into_inner();
+        let mut stream = self
+            .api
+            .list_path(request)
+            .await
+            .map_err(call_error("ListPath"))?
+            .into_inner();
         let mut received = Vec::new();
         while let Some(reply) = stream.message().await.map_err(call_error("ListPath"))? {
             let paths = reply.destination.map(|d| d.paths).unwrap_or_default();
@@ -101,21 +120,42 @@ impl Gobgp {
         Ok(received)
     }
 
-    /// Follows the changes of the best paths; with `init`, the current best paths come first.
-    pub async fn watch(&mut self, init: bool) -> Result<Watch, ClientError> {
+    /// Follows the changes of the best paths; with `init`, the current best paths come first
+    /// (what a VTEP that (re)connects wants: no gap between reading the RIB and following it).
+    ///
+    /// gobgpd sends the response headers of `WatchEvent` only with its first event, so the call
+    /// cannot be awaited here: it is started on the runtime at once (gobgpd watches from when the
+    /// request arrives) and [`Watch::next`] takes the stream when it comes. Call it within a
+    /// tokio runtime.
+    pub fn watch(&self, init: bool) -> Watch {
         let request = WatchEventRequest {
-            table: Some(Table { filters: vec![Filter { r#type: Type::Best.into(), init }] }),
+            table: Some(Table {
+                filters: vec![Filter {
+                    r#type: Type::Best.into(),
+                    init,
+                }],
+            }),
             ..WatchEventRequest::default()
         };
-        let stream = self.api.watch_event(request).await.map_err(call_error("WatchEvent"))?;
-        Ok(Watch { stream: stream.into_inner() })
+        let mut api = self.api.clone();
+        let call = tokio::spawn(async move { api.watch_event(request).await });
+        Watch {
+            state: WatchState::Starting(call),
+        }
     }
 }
 
 /// The stream of best-path changes of [`Gobgp::watch`].
 #[derive(Debug)]
 pub struct Watch {
-    stream: Streaming<WatchEventResponse>,
+    state: WatchState,
+}
+
+#[derive(Debug)]
+enum WatchState {
+    Starting(JoinHandle<Result<tonic::Response<Streaming<WatchEventResponse>>, tonic::Status>>),
+    // Boxed: one allocation per watch, and the enum stays a pointer wide while starting.
+    Streaming(Box<Streaming<WatchEventResponse>>),
 }
 
 impl Watch {
@@ -124,12 +164,26 @@ impl Watch {
     /// Paths of other families are not ours to follow and are skipped.
     pub async fn next(&mut self, import: &Import) -> Result<Option<Vec<Received>>, ClientError> {
         loop {
-            let Some(reply) = self.stream.message().await.map_err(call_error("WatchEvent"))?
-            else {
+            let stream = match &mut self.state {
+                WatchState::Streaming(stream) => stream,
+                WatchState::Starting(call) => {
+                    let response = call.await.map_err(|e| ClientError::Call {
+                        call: "WatchEvent",
+                        status: Box::new(tonic::Status::cancelled(e.to_string())),
+                    })?;
+                    let stream = response.map_err(call_error("WatchEvent"))?.into_inner();
+                    self.state = WatchState::Streaming(Box::new(stream));
+                    continue;
+                }
+            };
+            let Some(reply) = stream.message().await.map_err(call_error("WatchEvent"))? else {
                 return Ok(None);
             };
             if let Some(Event::Table(table)) = reply.event {
-                let evpn = table.paths.iter().filter(|p| p.family == Some(evpn_family()));
+                let evpn = table
+                    .paths
+                    .iter()
+                    .filter(|p| p.family == Some(evpn_family()));
                 let received: Vec<Received> = evpn.map(|p| decode(p, import)).collect();
                 if !received.is_empty() {
                     return Ok(Some(received));
@@ -140,5 +194,8 @@ impl Watch {
 }
 
 fn call_error(call: &'static str) -> impl Fn(tonic::Status) -> ClientError {
-    move |status| ClientError::Call { call, status: Box::new(status) }
+    move |status| ClientError::Call {
+        call,
+        status: Box::new(status),
+    }
 }

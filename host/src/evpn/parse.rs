@@ -80,7 +80,11 @@ impl Import {
     /// `vni` imports routes carrying `rt`.
     pub fn insert(&mut self, rt: RouteTarget, vni: Vni) -> Result<(), ImportConflict> {
         match self.by_rt.insert(rt, vni) {
-            Some(first) if first != vni => Err(ImportConflict { rt, first, second: vni }),
+            Some(first) if first != vni => Err(ImportConflict {
+                rt,
+                first,
+                second: vni,
+            }),
             _ => Ok(()),
         }
     }
@@ -95,7 +99,10 @@ impl Import {
 pub fn decode(path: &Path, import: &Import) -> Result<RemoteEvent, RouteError> {
     let family = path.family.unwrap_or_default();
     if family != evpn_family() {
-        return Err(RouteError::WrongFamily { afi: family.afi, safi: family.safi });
+        return Err(RouteError::WrongFamily {
+            afi: family.afi,
+            safi: family.safi,
+        });
     }
     let nlri = path.nlri.as_ref().ok_or(RouteError::MissingNlri)?;
     let attrs = Attributes::collect(&path.pattrs)?;
@@ -107,7 +114,11 @@ pub fn decode(path: &Path, import: &Import) -> Result<RemoteEvent, RouteError> {
     } else {
         return Err(RouteError::UnsupportedRoute(type_name(nlri).to_owned()));
     };
-    Ok(if path.is_withdraw { RemoteEvent::Withdrawn(route) } else { RemoteEvent::Advertised(route) })
+    Ok(if path.is_withdraw {
+        RemoteEvent::Withdrawn(route)
+    } else {
+        RemoteEvent::Advertised(route)
+    })
 }
 
 fn mac_route(
@@ -115,13 +126,21 @@ fn mac_route(
     attrs: &Attributes,
     import: &Import,
 ) -> Result<RemoteRoute, RouteError> {
-    let mac: MacAddr =
-        nlri.mac_address.parse().map_err(|_| RouteError::BadMac(nlri.mac_address.clone()))?;
+    let mac: MacAddr = nlri
+        .mac_address
+        .parse()
+        .map_err(|_| RouteError::BadMac(nlri.mac_address.clone()))?;
     let ip = parse_optional_ip(&nlri.ip_address)?;
     let label = *nlri.labels.first().ok_or(RouteError::MissingLabel)?;
     let vni = attrs.import(label, import)?;
     let vtep = attrs.next_hop.ok_or(RouteError::MissingNextHop)?;
-    Ok(RemoteRoute::Mac { vni, mac, ip, vtep, mobility: attrs.mobility })
+    Ok(RemoteRoute::Mac {
+        vni,
+        mac,
+        ip,
+        vtep,
+        mobility: attrs.mobility,
+    })
 }
 
 fn vtep_route(attrs: &Attributes, import: &Import) -> Result<RemoteRoute, RouteError> {
@@ -140,7 +159,9 @@ fn parse_optional_ip(text: &str) -> Result<Option<IpAddr>, RouteError> {
     if text.is_empty() || text == "<nil>" {
         return Ok(None);
     }
-    let ip: IpAddr = text.parse().map_err(|_| RouteError::BadIp(text.to_owned()))?;
+    let ip: IpAddr = text
+        .parse()
+        .map_err(|_| RouteError::BadIp(text.to_owned()))?;
     Ok((!ip.is_unspecified()).then_some(ip))
 }
 
@@ -148,7 +169,9 @@ fn ip_from_octets(octets: &[u8]) -> Option<IpAddr> {
     if let Ok(v4) = <[u8; 4]>::try_from(octets) {
         Some(Ipv4Addr::from(v4).into())
     } else {
-        <[u8; 16]>::try_from(octets).ok().map(|v6| Ipv6Addr::from(v6).into())
+        <[u8; 16]>::try_from(octets)
+            .ok()
+            .map(|v6| Ipv6Addr::from(v6).into())
     }
 }
 
@@ -191,23 +214,32 @@ impl Attributes {
             let c = malformed(c)?;
             // A 2-octet AS in a u32 field: anything wider is not this community.
             if let (RT, Ok(asn)) = (c.sub_type, u16::try_from(c.asn)) {
-                self.route_targets.push(RouteTarget::TwoOctetAs { asn, value: c.local_admin });
+                self.route_targets.push(RouteTarget::TwoOctetAs {
+                    asn,
+                    value: c.local_admin,
+                });
             }
         } else if let Some(c) = unpack::<apipb::IPv4AddressSpecificExtended>(any) {
             let c = malformed(c)?;
-            if let (RT, Ok(addr), Ok(value)) =
-                (c.sub_type, c.address.parse::<Ipv4Addr>(), u16::try_from(c.local_admin))
-            {
+            if let (RT, Ok(addr), Ok(value)) = (
+                c.sub_type,
+                c.address.parse::<Ipv4Addr>(),
+                u16::try_from(c.local_admin),
+            ) {
                 self.route_targets.push(RouteTarget::Ipv4 { addr, value });
             }
         } else if let Some(c) = unpack::<apipb::FourOctetAsSpecificExtended>(any) {
             let c = malformed(c)?;
             if let (RT, Ok(value)) = (c.sub_type, u16::try_from(c.local_admin)) {
-                self.route_targets.push(RouteTarget::FourOctetAs { asn: c.asn, value });
+                self.route_targets
+                    .push(RouteTarget::FourOctetAs { asn: c.asn, value });
             }
         } else if let Some(c) = unpack::<apipb::MacMobilityExtended>(any) {
             let c = malformed(c)?;
-            self.mobility = MacMobility { seq: c.sequence_num, sticky: c.is_sticky };
+            self.mobility = MacMobility {
+                seq: c.sequence_num,
+                sticky: c.is_sticky,
+            };
         } else if let Some(c) = unpack::<apipb::EncapExtended>(any) {
             // RFC 8365 §5.1.3: a route without it is taken as VXLAN, as FRR does.
             let tunnel_type = malformed(c)?.tunnel_type;
@@ -221,7 +253,9 @@ impl Attributes {
     /// The VNI that imports the route, which must be its label.
     fn import(&self, label: u32, import: &Import) -> Result<Vni, RouteError> {
         let label_vni = Vni::new(label).map_err(|_| RouteError::BadVni(label))?;
-        let vni = import.vni(&self.route_targets).ok_or(RouteError::NotImported { label })?;
+        let vni = import
+            .vni(&self.route_targets)
+            .ok_or(RouteError::NotImported { label })?;
         if vni != label_vni {
             return Err(RouteError::LabelMismatch { vni, label });
         }
@@ -235,5 +269,8 @@ fn parse_next_hop(text: &str) -> Result<IpAddr, RouteError> {
 
 /// A message of a known type whose bytes do not decode.
 fn malformed<M: Name>(decoded: Result<M, DecodeError>) -> Result<M, RouteError> {
-    decoded.map_err(|e| RouteError::MalformedMessage { name: M::NAME, reason: e.to_string() })
+    decoded.map_err(|e| RouteError::MalformedMessage {
+        name: M::NAME,
+        reason: e.to_string(),
+    })
 }

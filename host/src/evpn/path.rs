@@ -28,7 +28,10 @@ const ORIGIN_IGP: u32 = 0;
 
 /// L2VPN EVPN: AFI 25, SAFI 70 (RFC 7432 §3).
 pub fn evpn_family() -> Family {
-    Family { afi: family::Afi::L2vpn.into(), safi: family::Safi::Evpn.into() }
+    Family {
+        afi: family::Afi::L2vpn.into(),
+        safi: family::Safi::Evpn.into(),
+    }
 }
 
 /// The path that advertises `route` on `export`'s VNI: label = VNI, next hop = our VTEP, the
@@ -37,10 +40,14 @@ pub fn emit(export: &VniExport, route: &LocalRoute) -> Path {
     let vni = export.vni.get();
     let rd = Some(pack_rd(export.rd));
     let mut communities: Vec<Any> = export.route_targets.iter().map(|rt| pack_rt(*rt)).collect();
-    communities.push(pack(&apipb::EncapExtended { tunnel_type: TUNNEL_TYPE_VXLAN }));
+    communities.push(pack(&apipb::EncapExtended {
+        tunnel_type: TUNNEL_TYPE_VXLAN,
+    }));
     let mut pattrs = vec![
         pack(&OriginAttribute { origin: ORIGIN_IGP }),
-        pack(&NextHopAttribute { next_hop: export.vtep.to_string() }),
+        pack(&NextHopAttribute {
+            next_hop: export.vtep.to_string(),
+        }),
     ];
     let nlri = match *route {
         LocalRoute::MacIp { mac, ip, mobility } => {
@@ -50,7 +57,10 @@ pub fn emit(export: &VniExport, route: &LocalRoute) -> Path {
             pack(&EvpnmacipAdvertisementRoute {
                 rd,
                 // gobgpd dereferences the ESI unchecked: always send one (0, single-homed).
-                esi: Some(EthernetSegmentIdentifier { r#type: 0, value: vec![0; 9] }),
+                esi: Some(EthernetSegmentIdentifier {
+                    r#type: 0,
+                    value: vec![0; 9],
+                }),
                 ethernet_tag: 0,
                 mac_address: mac.to_string(),
                 // An empty string is "no IP" to gobgpd (a zero IP length in the NLRI).
@@ -73,20 +83,31 @@ pub fn emit(export: &VniExport, route: &LocalRoute) -> Path {
         }
     };
     pattrs.push(pack(&ExtendedCommunitiesAttribute { communities }));
-    Path { nlri: Some(nlri), pattrs, family: Some(evpn_family()), ..Path::default() }
+    Path {
+        nlri: Some(nlri),
+        pattrs,
+        family: Some(evpn_family()),
+        ..Path::default()
+    }
 }
 
 fn pack_rd(rd: RouteDistinguisher) -> Any {
     match rd {
         RouteDistinguisher::TwoOctetAs { asn, assigned } => {
-            pack(&apipb::RouteDistinguisherTwoOctetAsn { admin: asn.into(), assigned })
+            pack(&apipb::RouteDistinguisherTwoOctetAsn {
+                admin: asn.into(),
+                assigned,
+            })
         }
         RouteDistinguisher::Ipv4 { addr, assigned } => pack(&apipb::RouteDistinguisherIpAddress {
             admin: addr.to_string(),
             assigned: assigned.into(),
         }),
         RouteDistinguisher::FourOctetAs { asn, assigned } => {
-            pack(&apipb::RouteDistinguisherFourOctetAsn { admin: asn, assigned: assigned.into() })
+            pack(&apipb::RouteDistinguisherFourOctetAsn {
+                admin: asn,
+                assigned: assigned.into(),
+            })
         }
     }
 }
@@ -116,7 +137,10 @@ fn pack_rt(rt: RouteTarget) -> Any {
 }
 
 fn pack_mobility(mobility: MacMobility) -> Any {
-    pack(&apipb::MacMobilityExtended { is_sticky: mobility.sticky, sequence_num: mobility.seq })
+    pack(&apipb::MacMobilityExtended {
+        is_sticky: mobility.sticky,
+        sequence_num: mobility.seq,
+    })
 }
 
 /// The PMSI tunnel identifier of ingress replication: the VTEP's address, 4 or 16 octets.

@@ -33,7 +33,10 @@ impl RouteDistinguisher {
     /// automatic RD and must be given one in its configuration.
     pub fn auto(router_id: Ipv4Addr, vni: Vni) -> Result<Self, AutoRdError> {
         let assigned = u16::try_from(vni.get()).map_err(|_| AutoRdError(vni))?;
-        Ok(RouteDistinguisher::Ipv4 { addr: router_id, assigned })
+        Ok(RouteDistinguisher::Ipv4 {
+            addr: router_id,
+            assigned,
+        })
     }
 }
 
@@ -74,7 +77,10 @@ impl RouteTarget {
     pub fn auto(asn: u32, vni: Vni) -> Self {
         // Truncation is FRR's rule for 4-octet ASNs, not an accident.
         let asn = (asn & 0xffff) as u16;
-        RouteTarget::TwoOctetAs { asn, value: vni.get() }
+        RouteTarget::TwoOctetAs {
+            asn,
+            value: vni.get(),
+        }
     }
 }
 
@@ -117,7 +123,12 @@ pub struct VniExport {
 impl VniExport {
     /// FRR's defaults for `vni`: RD `router-id:VNI` (see [`RouteDistinguisher::auto`]), RT
     /// `ASN:VNI`.
-    pub fn auto(vni: Vni, router_id: Ipv4Addr, asn: u32, vtep: IpAddr) -> Result<Self, AutoRdError> {
+    pub fn auto(
+        vni: Vni,
+        router_id: Ipv4Addr,
+        asn: u32,
+        vtep: IpAddr,
+    ) -> Result<Self, AutoRdError> {
         Ok(VniExport {
             vni,
             rd: RouteDistinguisher::auto(router_id, vni)?,
@@ -131,7 +142,11 @@ impl VniExport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalRoute {
     /// Type 2 (RFC 7432 §7.2): a local MAC, with its IP when known.
-    MacIp { mac: MacAddr, ip: Option<IpAddr>, mobility: MacMobility },
+    MacIp {
+        mac: MacAddr,
+        ip: Option<IpAddr>,
+        mobility: MacMobility,
+    },
     /// Type 3 (RFC 8365 §5.1.3): we take part in the VNI's BUM traffic, ingress replication.
     InclusiveMulticast,
 }
@@ -140,7 +155,13 @@ pub enum LocalRoute {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemoteRoute {
     /// Type 2: `mac` (and `ip`) on `vni` is behind `vtep`.
-    Mac { vni: Vni, mac: MacAddr, ip: Option<IpAddr>, vtep: IpAddr, mobility: MacMobility },
+    Mac {
+        vni: Vni,
+        mac: MacAddr,
+        ip: Option<IpAddr>,
+        vtep: IpAddr,
+        mobility: MacMobility,
+    },
     /// Type 3: `vtep` takes part in `vni` (BUM traffic goes to it, head-end replicated).
     Vtep { vni: Vni, vtep: IpAddr },
 }
@@ -195,6 +216,9 @@ mod tests {
         let vni = Vni::from_u24(5001);
         assert_eq!(RouteTarget::auto(65000, vni).to_string(), "65000:5001");
         // 4200000001 = 0xfa56_ea01: FRR keeps 0xea01 = 59905.
-        assert_eq!(RouteTarget::auto(4_200_000_001, vni).to_string(), "59905:5001");
+        assert_eq!(
+            RouteTarget::auto(4_200_000_001, vni).to_string(),
+            "59905:5001"
+        );
     }
 }
