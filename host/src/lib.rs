@@ -10,8 +10,9 @@
 //! - [`vtep`]: the sans-IO flood-and-learn pipeline: frames and an explicit `now` in, actions out.
 //! - [`config`]: the TOML configuration and its validation into plain settings types.
 //! - The edges, which import the layers above but not each other: [`io`] (the sockets around
-//!   the pipeline), [`plugin`] (the wasm plugin host, the pipeline's hooks) and [`control`] (the
-//!   control socket's protocol, server, client and rendering).
+//!   the pipeline), [`plugin`] (the wasm plugin host, the pipeline's hooks), [`control`] (the
+//!   control socket's protocol, server, client and rendering) and [`evpn`] (BGP EVPN routes
+//!   to and from GoBGP's gRPC API).
 //! - [`daemon`]: `vtep run`, the pipeline, sockets, plugins and control plane wired together.
 //!
 //! `ARCHITECTURE.md` at the repository's root has the whole map.

@@ -1,0 +1,201 @@
+//! The edge to gobgpd: its gRPC API over plain HTTP/2 (gobgpd listens on loopback, no TLS).
+//! Adds and deletes our routes, lists the EVPN RIB and follows its best-path changes, each path
+//! translated by [`super::path`] and [`super::parse`].
+//!
+//! Contract: every failure of gobgpd or of the connection is a [`ClientError`]; a route that
+//! cannot be used is a [`RouteError`] beside the others, never a failure of the call.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gobgp_api::apipb::gobgp_api_client::GobgpApiClient;
+use gobgp_api::apipb::watch_event_request::{Table, table::Filter, table::filter::Type};
+use gobgp_api::apipb::watch_event_response::Event;
+use gobgp_api::apipb::{
+    AddPathRequest, DeletePathRequest, ListPathRequest, TableType, WatchEventRequest,
+    WatchEventResponse,
+};
+use gobgp_api::tonic::transport::{Channel, Endpoint};
+use gobgp_api::tonic::{self, Streaming};
+use tokio::task::JoinHandle;
+
+use super::parse::{Import, RouteError, decode};
+use super::path::{emit, evpn_family};
+use super::route::{LocalRoute, RemoteEvent, VniExport};
+
+/// How long a connection attempt may take: gobgpd is on this host, it answers at once or not.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What went wrong talking to gobgpd.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to gobgpd's API at {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: tonic::transport::Error,
+    },
+    #[error("gobgpd's {call} failed: {status}")]
+    Call {
+        call: &'static str,
+        status: Box<tonic::Status>,
+    },
+}
+
+/// A connection to gobgpd's API.
+#[derive(Debug, Clone)]
+pub struct Gobgp {
+    api: GobgpApiClient<Channel>,
+}
+
+/// One routing change, or a path that could not be used (to be counted).
+pub type Received = Result<RemoteEvent, RouteError>;
+
+impl Gobgp {
+    /// Connects to gobgpd's API at `addr` (`--api-hosts`, 127.0.0.1:50051 by default).
+    pub async fn connect(addr: SocketAddr) -> Result<Self, ClientError> {
+        let connect_error = |source| ClientError::Connect { addr, source };
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(connect_error)?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .connect()
+            .await
+            .map_err(connect_error)?;
+        Ok(Gobgp {
+            api: GobgpApiClient::new(channel),
+        })
+    }
+
+    /// Advertises `route` on `export`'s VNI (again: gobgpd replaces a path with the same NLRI).
+    pub async fn add(&mut self, export: &VniExport, route: &LocalRoute) -> Result<(), ClientError> {
+        let request = AddPathRequest {
+            table_type: TableType::Global.into(),
+            path: Some(emit(export, route)),
+            ..AddPathRequest::default()
+        };
+        self.api
+            .add_path(request)
+            .await
+            .map_err(call_error("AddPath"))?;
+        Ok(())
+    }
+
+    /// Withdraws `route` from `export`'s VNI (by its NLRI; a route not advertised is no error).
+    pub async fn delete(
+        &mut self,
+        export: &VniExport,
+        route: &LocalRoute,
+    ) -> Result<(), ClientError> {
+        let request = DeletePathRequest {
+            table_type: TableType::Global.into(),
+            family: Some(evpn_family()),
+            path: Some(emit(export, route)),
+            ..DeletePathRequest::default()
+        };
+        self.api
+            .delete_path(request)
+            .await
+            .map_err(call_error("DeletePath"))?;
+        Ok(())
+    }
+
+    /// The best path of every EVPN destination in the global RIB, ours included (the caller
+    /// tells them apart by their VTEP), as advertisements.
+    pub async fn list(&mut self, import: &Import) -> Result<Vec<Received>, ClientError> {
+        let request = ListPathRequest {
+            table_type: TableType::Global.into(),
+            family: Some(evpn_family()),
+            ..ListPathRequest::default()
+        };
+        let mut stream = self
+            .api
+            .list_path(request)
+            .await
+            .map_err(call_error("ListPath"))?
+            .into_inner();
+        let mut received = Vec::new();
+        while let Some(reply) = stream.message().await.map_err(call_error("ListPath"))? {
+            let paths = reply.destination.map(|d| d.paths).unwrap_or_default();
+            received.extend(paths.iter().filter(|p| p.best).map(|p| decode(p, import)));
+        }
+        Ok(received)
+    }
+
+    /// Follows the changes of the best paths; with `init`, the current best paths come first
+    /// (what a VTEP that (re)connects wants: no gap between reading the RIB and following it).
+    ///
+    /// gobgpd sends the response headers of `WatchEvent` only with its first event, so the call
+    /// cannot be awaited here: it is started on the runtime at once (gobgpd watches from when the
+    /// request arrives) and [`Watch::next`] takes the stream when it comes. Call it within a
+    /// tokio runtime.
+    pub fn watch(&self, init: bool) -> Watch {
+        let request = WatchEventRequest {
+            table: Some(Table {
+                filters: vec![Filter {
+                    r#type: Type::Best.into(),
+                    init,
+                }],
+            }),
+            ..WatchEventRequest::default()
+        };
+        let mut api = self.api.clone();
+        let call = tokio::spawn(async move { api.watch_event(request).await });
+        Watch {
+            state: WatchState::Starting(call),
+        }
+    }
+}
+
+/// The stream of best-path changes of [`Gobgp::watch`].
+#[derive(Debug)]
+pub struct Watch {
+    state: WatchState,
+}
+
+#[derive(Debug)]
+enum WatchState {
+    Starting(JoinHandle<Result<tonic::Response<Streaming<WatchEventResponse>>, tonic::Status>>),
+    // Boxed: one allocation per watch, and the enum stays a pointer wide while starting.
+    Streaming(Box<Streaming<WatchEventResponse>>),
+}
+
+impl Watch {
+    /// The EVPN paths of the next table event, in gobgpd's order (a move's withdrawal before
+    /// the new advertisement when gobgpd sends both); `None` when gobgpd ends the stream.
+    /// Paths of other families are not ours to follow and are skipped.
+    pub async fn next(&mut self, import: &Import) -> Result<Option<Vec<Received>>, ClientError> {
+        loop {
+            let stream = match &mut self.state {
+                WatchState::Streaming(stream) => stream,
+                WatchState::Starting(call) => {
+                    let response = call.await.map_err(|e| ClientError::Call {
+                        call: "WatchEvent",
+                        status: Box::new(tonic::Status::cancelled(e.to_string())),
+                    })?;
+                    let stream = response.map_err(call_error("WatchEvent"))?.into_inner();
+                    self.state = WatchState::Streaming(Box::new(stream));
+                    continue;
+                }
+            };
+            let Some(reply) = stream.message().await.map_err(call_error("WatchEvent"))? else {
+                return Ok(None);
+            };
+            if let Some(Event::Table(table)) = reply.event {
+                let evpn = table
+                    .paths
+                    .iter()
+                    .filter(|p| p.family == Some(evpn_family()));
+                let received: Vec<Received> = evpn.map(|p| decode(p, import)).collect();
+                if !received.is_empty() {
+                    return Ok(Some(received));
+                }
+            }
+        }
+    }
+}
+
+fn call_error(call: &'static str) -> impl Fn(tonic::Status) -> ClientError {
+    move |status| ClientError::Call {
+        call,
+        status: Box::new(status),
+    }
+}
