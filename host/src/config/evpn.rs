@@ -100,7 +100,8 @@ pub struct VniEvpnSettings {
     /// Learn remote MACs from VXLAN packets too, beside the routes (default false: only the
     /// routes say where a remote MAC is).
     pub learn_from_underlay: bool,
-    /// Drop VXLAN packets from VTEPs no route announces (default true).
+    /// Drop VXLAN packets from VTEPs no route announces (default true, false when the VNI
+    /// also has a multicast group).
     pub source_check: bool,
     /// Answer ARP requests and IPv6 neighbour solicitations for addresses a MAC/IP route
     /// resolves, instead of flooding them (default true).
@@ -156,12 +157,17 @@ pub(super) fn build(e: &EvpnSection, local: IpAddr) -> Result<EvpnSettings, Conf
     })
 }
 
-/// `vni[i].evpn`.
+/// `vni[i].evpn`; `has_group`: the VNI floods to a multicast group too, whose peers no route
+/// announces, so its source check is off unless asked for.
 pub(super) fn build_vni(
     i: usize,
     v: Option<&VniEvpnSection>,
+    has_group: bool,
 ) -> Result<VniEvpnSettings, ConfigError> {
-    let defaults = VniEvpnSettings::default();
+    let defaults = VniEvpnSettings {
+        source_check: !has_group,
+        ..VniEvpnSettings::default()
+    };
     let Some(v) = v else {
         return Ok(defaults);
     };

@@ -325,6 +325,12 @@ fn evpn_defaults() {
     for v in &c.settings.vnis {
         assert!(v.source_check && v.arp_suppress && !v.learn_from_underlay && v.learning);
     }
+    // A VNI that also floods to a group does not check sources unless asked.
+    let text = "[underlay]\nlocal = \"198.18.0.1\"\n[evpn]\n\
+                [[vni]]\nid = 5001\nports = [\"vm1\"]\ngroup = \"239.1.1.1\"\n";
+    let c = Config::parse(text).unwrap();
+    assert!(!c.settings.vnis[0].source_check);
+    assert!(!c.evpn.unwrap().vnis[0].source_check);
     // Without [evpn], nothing changes for flood-and-learn.
     let c = Config::parse(SEED).unwrap();
     assert!(c.evpn.is_none());

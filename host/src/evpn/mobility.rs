@@ -8,10 +8,13 @@
 //!   learned here while a remote route has it, with that route's number plus one.
 //! - A remote route wins over the local one when its number is higher, or equal and its VTEP's
 //!   address lower than ours (§15.1's tie-break); the local MAC is then withdrawn after the
-//!   remote entry is installed (forwarding follows the MAC at once). A sticky route (a static
-//!   MAC) is never displaced by a non-sticky one, and a sticky local MAC never moves away.
-//! - Among remote routes, the best is the highest number, then sticky, then the lowest VTEP
-//!   address; withdrawing it falls back to the next best, or removes the entry.
+//!   remote entry is installed (forwarding follows the MAC at once).
+//! - Sticky routes (static MACs, §15.2) come first: a sticky local MAC never moves away, a
+//!   sticky remote route displaces a non-sticky local MAC whatever its number, and a MAC that a
+//!   sticky remote route holds is not taken over by local learning (the data plane drops its
+//!   frames as it does for a static entry's).
+//! - Among remote routes, the best is sticky first, then the highest number, then the lowest
+//!   VTEP address; withdrawing it falls back to the next best, or removes the entry.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -61,14 +64,15 @@ impl MacState {
         self.local
     }
 
-    /// The best remote route: highest number, then sticky, then lowest VTEP address.
+    /// The best remote route: sticky first, then the highest number, then the lowest VTEP
+    /// address.
     fn best_remote(&self) -> Option<(IpAddr, Seq)> {
         self.remotes
             .iter()
             .map(|(&ip, &s)| (ip, s))
             .max_by(|(a_ip, a), (b_ip, b)| {
-                (a.seq, a.sticky)
-                    .cmp(&(b.seq, b.sticky))
+                (a.sticky, a.seq)
+                    .cmp(&(b.sticky, b.seq))
                     .then_with(|| b_ip.cmp(a_ip))
             })
     }
@@ -76,14 +80,22 @@ impl MacState {
     /// Whether remote route `r` from `vtep` displaces the local announcement `l` of this
     /// VTEP (at `us`).
     fn displaces(r: Seq, vtep: IpAddr, l: Seq, us: IpAddr) -> bool {
-        if l.sticky != r.sticky {
-            return r.sticky;
+        if l.sticky {
+            // Static here: a route elsewhere, sticky or not, is a misconfiguration or a spoof.
+            return false;
+        }
+        if r.sticky {
+            return true;
         }
         r.seq > l.seq || (r.seq == l.seq && vtep < us)
     }
 
-    /// The MAC was learned (or made static: `sticky`) on a local port.
+    /// The MAC was learned (or made static: `sticky`) on a local port. A MAC a sticky remote
+    /// route holds is not taken over unless it is made static here.
     pub fn learned_locally(&mut self, sticky: bool, out: &mut Vec<Action>) {
+        if !sticky && self.best_remote().is_some_and(|(_, r)| r.sticky) {
+            return;
+        }
         let seq = match (self.local, self.best_remote()) {
             // Already ours: announce again only if stickiness changed.
             (Some(l), _) if l.sticky == sticky => return,
@@ -277,12 +289,34 @@ mod tests {
             []
         );
         assert_eq!(m.local(), Some(sticky(0)));
-        // A sticky route elsewhere displaces a non-sticky local MAC.
+        // ... or a sticky one (two static announcements: a misconfiguration, not a move).
+        assert_eq!(
+            run(|o| m.announced(ip("198.18.0.3"), sticky(5), ip(US), o)),
+            []
+        );
+        assert_eq!(m.local(), Some(sticky(0)));
+        // A sticky route elsewhere displaces a non-sticky local MAC, whatever the numbers.
         let mut m = MacState::default();
         run(|o| m.learned_locally(false, o));
         assert_eq!(
-            run(|o| m.announced(ip("198.18.0.2"), sticky(0), ip(US), o)),
-            [Action::Install(ip("198.18.0.2")), Action::Withdraw]
+            run(|o| m.announced(ip("198.18.0.7"), sticky(0), ip(US), o)),
+            [Action::Install(ip("198.18.0.7")), Action::Withdraw]
+        );
+        // A MAC a sticky route holds is not taken over by local learning; made static here, it
+        // is (and announced past the route's number).
+        let mut m = MacState::default();
+        run(|o| m.announced(ip("198.18.0.2"), sticky(2), ip(US), o));
+        assert_eq!(run(|o| m.learned_locally(false, o)), []);
+        assert_eq!(
+            run(|o| m.learned_locally(true, o)),
+            [Action::Advertise(sticky(3))]
+        );
+        // Best remote: sticky first, whatever the numbers.
+        let mut m = MacState::default();
+        run(|o| m.announced(ip("198.18.0.2"), seq(7), ip(US), o));
+        assert_eq!(
+            run(|o| m.announced(ip("198.18.0.3"), sticky(0), ip(US), o)),
+            [Action::Install(ip("198.18.0.3"))]
         );
     }
 }

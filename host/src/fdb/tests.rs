@@ -586,7 +586,7 @@ fn control_plane_entries() {
     // Replaces what the data plane learned.
     fdb.learn(v, mac(1), Location::Remote(b), 0, &mut Builtin);
     assert_eq!(fdb.learned_in(v), 1);
-    fdb.insert_evpn(vni, mac(1), a).unwrap();
+    fdb.insert_evpn(vni, mac(1), a, false).unwrap();
     assert_eq!(fdb.lookup(v, mac(1)), Some(Location::Remote(a)));
     assert_eq!(fdb.learned_in(v), 0, "not a learned entry");
     let view = fdb.entries(0).find(|e| e.mac == mac(1)).unwrap();
@@ -610,17 +610,17 @@ fn control_plane_entries() {
     // A static entry wins over the control plane; its withdrawal does not remove the static.
     fdb.insert_static(vni, mac(2), port).unwrap();
     assert_eq!(
-        fdb.insert_evpn(vni, mac(2), a),
+        fdb.insert_evpn(vni, mac(2), a, false),
         Err(FdbError::StaticEntry(vni, mac(2)))
     );
     assert_eq!(fdb.remove_evpn(vni, mac(2), a), Ok(false));
     assert_eq!(fdb.lookup(v, mac(2)), Some(port));
     assert_eq!(
-        fdb.insert_evpn(vni, MacAddr([0xff; 6]), a),
+        fdb.insert_evpn(vni, MacAddr([0xff; 6]), a, false),
         Err(FdbError::NotUnicast(MacAddr([0xff; 6])))
     );
     assert_eq!(
-        fdb.insert_evpn(Vni::new(7).unwrap(), mac(3), a),
+        fdb.insert_evpn(Vni::new(7).unwrap(), mac(3), a, false),
         Err(FdbError::UnknownVni(Vni::new(7).unwrap()))
     );
 }
@@ -634,7 +634,7 @@ fn a_control_plane_entry_moves_to_a_local_port() {
     let vni = Vni::new(5001).unwrap();
     let a = ip("198.18.0.2");
     let port = Location::Port(PortId(0));
-    fdb.insert_evpn(vni, mac(1), a).unwrap();
+    fdb.insert_evpn(vni, mac(1), a, false).unwrap();
     assert_eq!(
         fdb.learn(v, mac(1), port, 100, &mut Builtin),
         LearnOutcome::Moved {
@@ -680,7 +680,8 @@ fn the_journal_names_changed_local_entries() {
     fdb.learn(v, mac(2), port, 30, &mut Builtin); // moved here
     fdb.insert_static(vni, mac(4), port).unwrap();
     fdb.remove(vni, mac(1)).unwrap();
-    fdb.insert_evpn(vni, mac(9), ip("198.18.0.3")).unwrap(); // replaces a local entry
+    fdb.insert_evpn(vni, mac(9), ip("198.18.0.3"), false)
+        .unwrap(); // replaces a local entry
     // In key order: MACs 1, 2, 4, 9.
     assert_eq!(take(&fdb), [mac(1), mac(2), mac(4), mac(9)]);
     // Aged out.
@@ -714,4 +715,50 @@ fn a_full_journal_says_read_everything() {
         .unwrap();
     assert_eq!(fdb.take_local_changes(&mut keys), LocalChanges::Keys);
     assert_eq!(keys.len(), 1);
+}
+
+/// A sticky control-plane entry (a static MAC behind another VTEP) is not moved by a local
+/// frame either: the frame is a conflict, as with a static entry. Installing the same entry
+/// again changes nothing.
+#[test]
+fn a_sticky_control_plane_entry_does_not_move() {
+    let (fdb, v) = fdb_with(5001, 100);
+    let vni = Vni::new(5001).unwrap();
+    let a = ip("198.18.0.2");
+    fdb.insert_evpn(vni, mac(1), a, true).unwrap();
+    assert_eq!(
+        fdb.learn(v, mac(1), Location::Port(PortId(0)), 10, &mut Builtin),
+        LearnOutcome::StaticConflict
+    );
+    assert_eq!(fdb.lookup(v, mac(1)), Some(Location::Remote(a)));
+    let view = fdb.entries(0).find(|e| e.mac == mac(1)).unwrap();
+    assert!(view.is_evpn && view.is_sticky);
+    fdb.insert_evpn(vni, mac(1), a, true).unwrap();
+    assert_eq!(fdb.len(), 1);
+    // Made non-sticky by a new route: a local frame moves it again.
+    fdb.insert_evpn(vni, mac(1), a, false).unwrap();
+    assert_eq!(
+        fdb.learn(v, mac(1), Location::Port(PortId(0)), 20, &mut Builtin),
+        LearnOutcome::Moved {
+            from: Location::Remote(a)
+        }
+    );
+}
+
+/// One MAC flapping more often than the journal holds notes is still one key, not an overflow.
+#[test]
+fn a_flapping_mac_does_not_fill_the_journal() {
+    let (fdb, v) = fdb_with(5001, 100);
+    fdb.journal_local_changes(true);
+    let (port, remote) = (
+        Location::Port(PortId(0)),
+        Location::Remote(ip("198.18.0.2")),
+    );
+    for n in 0..(JOURNAL_CAPACITY as u64 / 2 + 10) {
+        fdb.learn(v, mac(1), port, n * 2, &mut Builtin);
+        fdb.learn(v, mac(1), remote, n * 2 + 1, &mut Builtin);
+    }
+    let mut keys = Vec::new();
+    assert_eq!(fdb.take_local_changes(&mut keys), LocalChanges::Keys);
+    assert_eq!(keys, [(Vni::new(5001).unwrap(), mac(1))]);
 }

@@ -12,7 +12,7 @@ use super::hooks::{Direction, Hooks, Verdict};
 use super::outbox::{Dest, Outbox};
 use super::stats::{DropReason, VniStats};
 use super::{Shared, Vtep, count_learn, on_vni};
-use crate::fdb::{Builtin, FdbReader, LearnPolicy, Tick, VniIdx};
+use crate::fdb::{Builtin, FdbReader, LearnOutcome, LearnPolicy, Tick, VniIdx};
 use crate::fdb::{Location, PortId};
 use crate::offload::{self, Segmenter};
 use crate::wire::{FrameMeta, VirtioNetHdr, Vni};
@@ -160,9 +160,20 @@ impl Vtep {
         let stats = &mut stats[idx.index()];
         if vni.settings.learning {
             let outcome = fdb.learn(idx, meta.src, Location::Port(port), tick, policy);
+            // The addresses of a MAC the table holds here (not one a policy rejected, or left
+            // to decide later): what a control plane may announce with it.
+            let local = matches!(
+                outcome,
+                LearnOutcome::Learned
+                    | LearnOutcome::Refreshed
+                    | LearnOutcome::Moved { .. }
+                    | LearnOutcome::Static
+            );
             count_learn(stats, outcome)?;
+            if local {
+                vni.local_ips.snoop(meta, frame);
+            }
         }
-        vni.local_ips.snoop(meta, frame);
         if vni.settings.arp_suppress
             && let Some(answer) = vni
                 .neighbors

@@ -4,14 +4,16 @@
 //! MAC/IP routes, RFC 7432 §7.2), and a journal of the addresses whose binding changed.
 //!
 //! Contract: off until a control plane asks ([`LocalIps::set_on`]); then only ARP and ND
-//! frames from local ports are read, under a lock held for one map update (never for other
-//! traffic). The journal is bounded like the forwarding table's: past
-//! [`JOURNAL_CAPACITY`](crate::fdb::JOURNAL_CAPACITY) addresses not yet taken it says
+//! frames from MACs the table holds at a local port are read: a known binding costs a read
+//! lock, a new one the write lock for one map update (never for other traffic). At most
+//! [`MAX_BINDINGS`] bindings per VNI (a VM inventing sender addresses cannot grow it past
+//! that: further addresses are not noted). The journal is bounded like the forwarding table's:
+//! past [`JOURNAL_CAPACITY`](crate::fdb::JOURNAL_CAPACITY) addresses not yet taken it says
 //! "read everything" once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use foldhash::fast::RandomState;
@@ -21,6 +23,9 @@ use smoltcp::wire::{ArpPacket, ArpRepr, Icmpv6Packet, Icmpv6Repr, NdiscRepr};
 use crate::fdb::{JOURNAL_CAPACITY, LocalChanges};
 use crate::sync;
 use crate::wire::{ETHERTYPE_ARP, ETHERTYPE_IPV6, FrameMeta, MacAddr, ip_proto};
+
+/// Bindings per VNI, at most.
+pub(super) const MAX_BINDINGS: usize = 65_536;
 
 #[derive(Debug, Default)]
 struct State {
@@ -33,13 +38,13 @@ struct State {
 #[derive(Debug, Default)]
 pub(super) struct LocalIps {
     on: AtomicBool,
-    state: Mutex<State>,
+    state: RwLock<State>,
 }
 
 impl LocalIps {
     /// Starts (or stops) snooping; starting forgets what was known.
     pub(super) fn set_on(&self, on: bool) {
-        *sync::lock(&self.state) = State::default();
+        *sync::write(&self.state) = State::default();
         self.on.store(on, Ordering::Relaxed);
     }
 
@@ -54,7 +59,13 @@ impl LocalIps {
         if ip.is_unspecified() || ip.is_multicast() {
             return;
         }
-        let mut s = sync::lock(&self.state);
+        if sync::read(&self.state).bindings.get(&ip) == Some(&meta.src) {
+            return; // known: the common case, under the read lock
+        }
+        let mut s = sync::write(&self.state);
+        if !s.bindings.contains_key(&ip) && s.bindings.len() >= MAX_BINDINGS {
+            return;
+        }
         if s.bindings.insert(ip, meta.src) == Some(meta.src) {
             return;
         }
@@ -72,7 +83,7 @@ impl LocalIps {
     /// Appends the addresses whose binding changed since the last call, with their MAC now,
     /// to `into`, each once; or says that more changed than the journal holds.
     pub(super) fn take_changes(&self, into: &mut Vec<(IpAddr, MacAddr)>) -> LocalChanges {
-        let mut s = sync::lock(&self.state);
+        let mut s = sync::write(&self.state);
         if core::mem::take(&mut s.overflowed) {
             return LocalChanges::Overflowed;
         }
@@ -90,7 +101,7 @@ impl LocalIps {
     /// Every binding known, appended to `into` (after an overflow).
     pub(super) fn all(&self, into: &mut Vec<(IpAddr, MacAddr)>) {
         into.extend(
-            sync::lock(&self.state)
+            sync::read(&self.state)
                 .bindings
                 .iter()
                 .map(|(&i, &m)| (i, m)),
@@ -100,7 +111,7 @@ impl LocalIps {
     /// Forgets the bindings of `mac` (a MAC that is no longer local); the addresses forgotten
     /// are appended to `into`.
     pub(super) fn forget_mac(&self, mac: MacAddr, into: &mut Vec<IpAddr>) {
-        let mut s = sync::lock(&self.state);
+        let mut s = sync::write(&self.state);
         let start = into.len();
         into.extend(
             s.bindings

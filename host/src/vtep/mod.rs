@@ -183,10 +183,17 @@ impl Vtep {
     /// Installs a control plane's entry (an EVPN type 2 route): `mac` on `vni` is behind the
     /// remote VTEP `remote`, for every worker, until [`Vtep::remove_evpn`]. It replaces a
     /// learned entry, never a static one; it is never aged, and frames from the underlay never
-    /// move it; a frame from a local port does (the MAC moved here: `moved` counts it).
-    pub fn install_evpn(&self, vni: Vni, mac: MacAddr, remote: IpAddr) -> Result<(), FdbError> {
+    /// move it; a frame from a local port does (the MAC moved here: `moved` counts it), unless
+    /// it is `sticky` (a static MAC there: such frames are dropped as `static_conflict`).
+    pub fn install_evpn(
+        &self,
+        vni: Vni,
+        mac: MacAddr,
+        remote: IpAddr,
+        sticky: bool,
+    ) -> Result<(), FdbError> {
         self.check_remote(remote)?;
-        self.shared.fdb.insert_evpn(vni, mac, remote)
+        self.shared.fdb.insert_evpn(vni, mac, remote, sticky)
     }
 
     /// Removes a control plane's entry for `mac` on `vni` if it is still the one behind
@@ -429,7 +436,7 @@ fn on_vni(port_vni: &[Option<VniIdx>], port: PortId, vni: VniIdx) -> bool {
 
 /// An entry with its age at `tick` (none for a static one).
 fn with_age(e: EntryView, tick: Tick) -> (EntryView, Duration) {
-    let age = if e.is_static {
+    let age = if e.is_static || e.is_evpn {
         0
     } else {
         tick.saturating_sub(e.last_seen)

@@ -74,9 +74,13 @@ impl Neighbors {
             return None;
         };
         let mac = self.resolve(IpAddr::V4(target_protocol_addr))?;
-        // A duplicate-address probe (from 0.0.0.0) or a VM asking for itself is not answered
-        // for it: the flood lets the owner answer.
-        if mac == meta.src || source_protocol_addr == Ipv4Addr::UNSPECIFIED {
+        // A duplicate-address probe (from 0.0.0.0), a gratuitous ARP (a new owner announcing
+        // the address: sender = target) or a VM asking for itself is not answered: the flood
+        // lets the owner answer, or the others hear the announcement.
+        if mac == meta.src
+            || source_protocol_addr == Ipv4Addr::UNSPECIFIED
+            || source_protocol_addr == target_protocol_addr
+        {
             return None;
         }
         let reply = ArpRepr::EthernetIpv4 {
@@ -114,6 +118,10 @@ impl Neighbors {
             return None;
         };
         if meta.ethertype != ETHERTYPE_IPV6 || ip.protocol != ip_proto::ICMPV6 || ip.fragment {
+            return None;
+        }
+        // RFC 4861 §7.1.1: a solicitation whose hop limit is not 255 came through a router.
+        if frame.get(meta.l3_offset + 7) != Some(&255) {
             return None;
         }
         let icmp = Icmpv6Packet::new_checked(frame.get(ip.l4_offset..)?).ok()?;

@@ -57,9 +57,9 @@ impl Packed {
     }
 
     /// A control plane's entry (EVPN): at a remote VTEP, never aged, never moved by what the
-    /// underlay's frames say.
-    pub(super) fn evpn(slot: Slot, now: Tick) -> Packed {
-        Packed(Packed::new(slot, false, false, 0, now).0 | EVPN_BIT)
+    /// underlay's frames say; `sticky` (a static MAC there) not moved by local frames either.
+    pub(super) fn evpn(slot: Slot, sticky: bool, now: Tick) -> Packed {
+        Packed(Packed::new(slot, false, sticky, 0, now).0 | EVPN_BIT)
     }
 
     pub(super) fn slot(self) -> Slot {
@@ -146,7 +146,7 @@ mod tests {
         assert!(s.is_static());
         assert_eq!(s.hits(), 4095, "saturates");
         assert!(!s.is_evpn());
-        let e = Packed::evpn(Slot::Remote(RemoteId(9)), 500);
+        let e = Packed::evpn(Slot::Remote(RemoteId(9)), false, 500);
         assert!(e.is_evpn() && !e.is_static() && !e.is_sticky());
         assert_eq!(e.slot(), Slot::Remote(RemoteId(9)));
         assert!(e.refreshed(600).is_evpn(), "a refresh keeps the kind");

@@ -41,9 +41,15 @@ impl Journal {
             return;
         }
         if self.keys.len() >= JOURNAL_CAPACITY {
-            self.keys = Vec::new();
-            self.overflowed = true;
-            return;
+            // Full of notes, perhaps of few keys (one MAC flapping): keep each key once, and
+            // give up only if that is still too many.
+            self.keys.sort_unstable();
+            self.keys.dedup();
+            if self.keys.len() >= JOURNAL_CAPACITY {
+                self.keys = Vec::new();
+                self.overflowed = true;
+                return;
+            }
         }
         self.keys.push(k);
     }

@@ -116,6 +116,9 @@ impl Fdb {
             if p.is_evpn() && (here || matches!(from, Location::Remote(_))) {
                 return Err(LearnOutcome::Evpn);
             }
+            if p.is_evpn() && p.is_sticky() {
+                return Err(LearnOutcome::StaticConflict);
+            }
             if here {
                 self.index.update(k, |v| Some(Packed(v).refreshed(now).0));
                 return Err(LearnOutcome::Refreshed);
@@ -174,6 +177,12 @@ impl Fdb {
         Some(match (found, seen) {
             // A control plane's entry had no aging item and did not count as learned: the MAC
             // moved here is learned anew.
+            (Some(_), Some(seen))
+                if seen.is_evpn && table.learned >= table.settings.max_entries =>
+            {
+                self.release(&mut w.interning, slot);
+                LearnOutcome::LimitReached
+            }
             (Some(old), Some(seen)) if seen.is_evpn => {
                 let deadline = now.saturating_add(table.settings.aging_ms);
                 self.index.insert(k, value, centis(deadline));

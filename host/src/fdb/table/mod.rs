@@ -189,8 +189,16 @@ impl Fdb {
     /// Installs or replaces a control plane's entry (an EVPN route): `mac` on `vni` is behind
     /// the remote VTEP `remote`. It replaces a learned entry (the control plane decided, e.g.
     /// by MAC mobility sequence numbers) but not a static one, never ages and does not count
-    /// toward the VNI's learned entries.
-    pub fn insert_evpn(&self, vni: Vni, mac: MacAddr, remote: IpAddr) -> Result<(), FdbError> {
+    /// toward the VNI's learned entries. A `sticky` one (a static MAC there, RFC 7432 §15.2)
+    /// is not moved by local frames either: they are dropped as a static entry's are.
+    /// Installing what is there already changes nothing (readers never miss the entry).
+    pub fn insert_evpn(
+        &self,
+        vni: Vni,
+        mac: MacAddr,
+        remote: IpAddr,
+        sticky: bool,
+    ) -> Result<(), FdbError> {
         let idx = self.vni_idx(vni).ok_or(FdbError::UnknownVni(vni))?;
         if !mac.is_valid_unicast() {
             return Err(FdbError::NotUnicast(mac));
@@ -198,18 +206,22 @@ impl Fdb {
         let k = key(idx, mac);
         let mut w = self.writer();
         let w = &mut *w;
-        if self
-            .index
-            .lookup(k)
-            .is_some_and(|f| Packed(f.value).is_static())
-        {
-            return Err(FdbError::StaticEntry(vni, mac));
+        if let Some(found) = self.index.lookup(k).map(|f| Packed(f.value)) {
+            if found.is_static() {
+                return Err(FdbError::StaticEntry(vni, mac));
+            }
+            if found.is_evpn()
+                && found.is_sticky() == sticky
+                && self.is_at(found.slot(), Location::Remote(remote))
+            {
+                return Ok(());
+            }
         }
         let slot = self
             .acquire(&mut w.interning, Location::Remote(remote))
             .ok_or(FdbError::TooManyRemotes)?;
         self.remove_entry(w, k);
-        self.index.insert(k, Packed::evpn(slot, 0).0, 0);
+        self.index.insert(k, Packed::evpn(slot, sticky, 0).0, 0);
         Ok(())
     }
 

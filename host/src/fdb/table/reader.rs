@@ -68,6 +68,10 @@ impl FdbReader<'_> {
                 (false, _) if p.is_evpn() && (here || from_underlay) => {
                     outcome = Some(LearnOutcome::Evpn);
                 }
+                // A sticky route's MAC on a local port: as for a static entry elsewhere.
+                (false, false) if p.is_evpn() && p.is_sticky() => {
+                    outcome = Some(LearnOutcome::StaticConflict);
+                }
                 (false, true) => {
                     outcome = Some(LearnOutcome::Refreshed);
                     // Nothing to write once the hit count is saturated within the same 10 ms:

@@ -717,7 +717,8 @@ fn evpn_entries_steer_unicast_and_move_only_to_a_local_port() {
     let mut out = Outbox::new();
     let now = Instant::now();
     let vni = Vni::new(5001).unwrap();
-    v.install_evpn(vni, mac(7), ip("198.18.0.3")).unwrap();
+    v.install_evpn(vni, mac(7), ip("198.18.0.3"), false)
+        .unwrap();
     send(&mut w, 0, &udp(1, 7, 1, 2, 100), &mut out);
     assert_eq!(dests(&out), [To::Underlay(ip("198.18.0.3"))]);
     out.clear();
@@ -742,7 +743,10 @@ fn evpn_entries_steer_unicast_and_move_only_to_a_local_port() {
     assert_eq!(v.remove_evpn(vni, mac(7), ip("198.18.0.3")), Ok(false));
     assert_eq!(entry(&w).location, Location::Port(PortId(1)));
     for bad in ["198.18.0.1", "239.1.1.1", "2001:db8::3"] {
-        assert!(v.install_evpn(vni, mac(8), ip(bad)).is_err(), "{bad}");
+        assert!(
+            v.install_evpn(vni, mac(8), ip(bad), false).is_err(),
+            "{bad}"
+        );
     }
 }
 
@@ -809,10 +813,16 @@ fn arp_requests_for_bound_addresses_are_answered_on_the_port() {
         [To::Port(PortId(1)), To::Underlay(ip("198.18.0.2"))]
     );
     out.clear();
-    // A duplicate-address probe (sender 0.0.0.0) is flooded, for the owner to answer.
+    // A duplicate-address probe (sender 0.0.0.0) is flooded, for the owner to answer; so is
+    // a gratuitous ARP (a new owner announcing 192.0.2.9: sender = target).
     let mut probe = arp_request(1, 9);
     probe[28..32].copy_from_slice(&[0, 0, 0, 0]);
     send(&mut v, 0, &probe, &mut out);
+    assert_eq!(out.frames().len(), 2);
+    out.clear();
+    let mut gratuitous = arp_request(1, 9);
+    gratuitous[28..32].copy_from_slice(&[192, 0, 2, 9]);
+    send(&mut v, 0, &gratuitous, &mut out);
     assert_eq!(out.frames().len(), 2);
     out.clear();
     // A withdrawal of another MAC's binding leaves it; its own removes it.
@@ -915,12 +925,16 @@ fn neighbour_solicitations_for_bound_addresses_are_answered_on_the_port() {
         })
     );
     out.clear();
-    // A duplicate-address probe and an unbound target are flooded.
+    // A duplicate-address probe, an unbound target and a solicitation that crossed a router
+    // (hop limit 254) are flooded.
     let probe = neighbour_solicitation(std::net::Ipv6Addr::UNSPECIFIED, target);
     send(&mut v, 0, &probe, &mut out);
     let other: std::net::Ipv6Addr = "2001:db8:100::8".parse().unwrap();
     send(&mut v, 0, &neighbour_solicitation(asker, other), &mut out);
-    assert_eq!(out.frames().len(), 4, "two floods of two copies each");
+    let mut routed = neighbour_solicitation(asker, target);
+    routed[14 + 7] = 254;
+    send(&mut v, 0, &routed, &mut out);
+    assert_eq!(out.frames().len(), 6, "three floods of two copies each");
 }
 
 /// While the journal is on, the addresses local VMs use (their ARP sender, their ND source)
@@ -961,6 +975,13 @@ fn the_addresses_local_vms_use_are_noted() {
     spoof[6..12].copy_from_slice(&mac(2).0);
     send(&mut v, 1, &spoof, &mut out);
     assert_eq!(take(&v), []);
+    // Without learning, the table holds no MAC here, and nothing is noted.
+    let mut unlearned = vtep_with(|s| s.vnis[0].learning = false);
+    unlearned.journal_local_changes(true);
+    send(&mut unlearned, 0, &arp_request(3, 9), &mut out);
+    let mut ips = Vec::new();
+    unlearned.take_local_ips(vni, &mut ips).unwrap();
+    assert_eq!(ips, []);
     let mut gone = Vec::new();
     v.forget_local_ips(vni, mac(1), &mut gone).unwrap();
     gone.sort_unstable();
