@@ -59,10 +59,12 @@ struct VniConfig {
     settings: VniSettings,
     /// Where BUM frames go (the group only while the VNI has ports), and which VTEPs are known.
     remotes: RemoteVteps,
-    /// IP -> MAC bindings a control plane knows, for ARP suppression.
-    neighbors: Neighbors,
+    /// IP -> MAC bindings a control plane knows, for ARP suppression. Boxed, as `local_ips`:
+    /// their lock words are written on ARP frames and must not share a cache line with what
+    /// every frame reads here.
+    neighbors: Box<Neighbors>,
     /// The addresses local VMs use, for a control plane to announce.
-    local_ips: LocalIps,
+    local_ips: Box<LocalIps>,
 }
 
 /// What every worker of one VTEP shares: its configuration and its forwarding table.
@@ -133,8 +135,8 @@ impl Vtep {
             vnis.push(VniConfig {
                 settings: v,
                 remotes,
-                neighbors: Neighbors::default(),
-                local_ips: LocalIps::default(),
+                neighbors: Box::default(),
+                local_ips: Box::default(),
             });
         }
         let shared = Shared {
@@ -203,13 +205,20 @@ impl Vtep {
         self.shared.fdb.remove_evpn(vni, mac, remote)
     }
 
-    /// Binds `ip` to `mac` on `vni` (an EVPN MAC/IP route, remote or local), for ARP
-    /// suppression ([`VniSettings::arp_suppress`]) on every worker.
-    pub fn set_neighbor(&self, vni: Vni, ip: IpAddr, mac: MacAddr) -> Result<(), FdbError> {
+    /// Binds `ip` to `mac` on `vni` (an EVPN MAC/IP route, remote or local), for ARP and ND
+    /// suppression ([`VniSettings::arp_suppress`]) on every worker; `router`: the address is a
+    /// router's (RFC 9161's flag, said in IPv6 answers).
+    pub fn set_neighbor(
+        &self,
+        vni: Vni,
+        ip: IpAddr,
+        mac: MacAddr,
+        router: bool,
+    ) -> Result<(), FdbError> {
         if !mac.is_valid_unicast() {
             return Err(FdbError::NotUnicast(mac));
         }
-        self.vni_config(vni)?.neighbors.set(ip, mac);
+        self.vni_config(vni)?.neighbors.set(ip, mac, router);
         Ok(())
     }
 

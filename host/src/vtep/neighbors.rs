@@ -25,23 +25,32 @@ use crate::wire::{ETHERTYPE_ARP, ETHERTYPE_IPV6, FrameMeta, MacAddr, ip_proto};
 /// The shortest Ethernet frame, without its FCS: an answer is padded to it.
 const MIN_FRAME: usize = 60;
 
+/// What an address is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Binding {
+    mac: MacAddr,
+    /// The address is a router's (RFC 9161's flag): an IPv6 answer says so, or the asker
+    /// would drop the router from its default router list (RFC 4861 §7.2.5).
+    router: bool,
+}
+
 /// One VNI's IP -> MAC bindings.
 #[derive(Debug, Default)]
 pub(super) struct Neighbors {
-    bindings: RwLock<HashMap<IpAddr, MacAddr, RandomState>>,
+    bindings: RwLock<HashMap<IpAddr, Binding, RandomState>>,
 }
 
 impl Neighbors {
-    /// Binds `ip` to `mac` (replacing another binding of `ip`).
-    pub(super) fn set(&self, ip: IpAddr, mac: MacAddr) {
-        crate::sync::write(&self.bindings).insert(ip, mac);
+    /// Binds `ip` to `mac` (replacing another binding of `ip`); `router`: it is a router's.
+    pub(super) fn set(&self, ip: IpAddr, mac: MacAddr, router: bool) {
+        crate::sync::write(&self.bindings).insert(ip, Binding { mac, router });
     }
 
     /// Unbinds `ip` if it is bound to `mac` (a withdrawal of an older binding leaves a newer
     /// one); whether it was.
     pub(super) fn remove(&self, ip: IpAddr, mac: MacAddr) -> bool {
         let mut b = crate::sync::write(&self.bindings);
-        if b.get(&ip) == Some(&mac) {
+        if b.get(&ip).is_some_and(|b| b.mac == mac) {
             b.remove(&ip);
             true
         } else {
@@ -49,7 +58,7 @@ impl Neighbors {
         }
     }
 
-    fn resolve(&self, ip: IpAddr) -> Option<MacAddr> {
+    fn resolve(&self, ip: IpAddr) -> Option<Binding> {
         crate::sync::read(&self.bindings).get(&ip).copied()
     }
 
@@ -73,7 +82,7 @@ impl Neighbors {
         else {
             return None;
         };
-        let mac = self.resolve(IpAddr::V4(target_protocol_addr))?;
+        let mac = self.resolve(IpAddr::V4(target_protocol_addr))?.mac;
         // A duplicate-address probe (from 0.0.0.0), a gratuitous ARP (a new owner announcing
         // the address: sender = target) or a VM asking for itself is not answered: the flood
         // lets the owner answer, or the others hear the announcement.
@@ -136,12 +145,16 @@ impl Neighbors {
         if asker.is_unspecified() {
             return None;
         }
-        let mac = self.resolve(IpAddr::V6(target_addr))?;
+        let Binding { mac, router } = self.resolve(IpAddr::V6(target_addr))?;
         if mac == meta.src {
             return None;
         }
+        let mut flags = NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE;
+        if router {
+            flags |= NdiscNeighborFlags::ROUTER;
+        }
         let advert = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
-            flags: NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE,
+            flags,
             target_addr,
             lladdr: Some(RawHardwareAddress::from_bytes(&mac.0)),
         });

@@ -172,8 +172,8 @@ vni_stats! {
         learn_deferred => "learn_deferred",
         /// Frames a filter hook dropped (both directions).
         filtered => "filtered",
-        /// ARP requests the VTEP answered on the port from what a control plane knows (EVPN
-        /// MAC/IP routes), instead of flooding them.
+        /// ARP requests and IPv6 neighbour solicitations the VTEP answered on the port from
+        /// what a control plane knows (EVPN MAC/IP routes), instead of flooding them.
         arp_suppressed => "arp_suppressed",
     }
 }

@@ -788,7 +788,7 @@ fn arp_requests_for_bound_addresses_are_answered_on_the_port() {
     let mut out = Outbox::new();
     let vni = Vni::new(5001).unwrap();
     let (vm9, ip9) = (mac(9), ip("192.0.2.9"));
-    v.set_neighbor(vni, ip9, vm9).unwrap();
+    v.set_neighbor(vni, ip9, vm9, false).unwrap();
     send(&mut v, 0, &arp_request(1, 9), &mut out);
     assert_eq!(dests(&out), [To::Port(PortId(0))]);
     let answer = out.frames()[0].bytes.clone();
@@ -833,12 +833,12 @@ fn arp_requests_for_bound_addresses_are_answered_on_the_port() {
     out.clear();
     // Without suppression on the VNI, a bound address is flooded too.
     let mut plain = vtep();
-    plain.set_neighbor(vni, ip9, vm9).unwrap();
+    plain.set_neighbor(vni, ip9, vm9, false).unwrap();
     send(&mut plain, 0, &arp_request(1, 9), &mut out);
     assert_eq!(out.frames().len(), 2);
     assert!(
         plain
-            .set_neighbor(vni, ip9, crate::wire::MacAddr([0xff; 6]))
+            .set_neighbor(vni, ip9, crate::wire::MacAddr([0xff; 6]), false)
             .is_err()
     );
 }
@@ -902,7 +902,8 @@ fn neighbour_solicitations_for_bound_addresses_are_answered_on_the_port() {
     let vni = Vni::new(5001).unwrap();
     let asker: std::net::Ipv6Addr = "2001:db8:100::1".parse().unwrap();
     let target: std::net::Ipv6Addr = "2001:db8:100::9".parse().unwrap();
-    v.set_neighbor(vni, IpAddr::V6(target), mac(9)).unwrap();
+    v.set_neighbor(vni, IpAddr::V6(target), mac(9), false)
+        .unwrap();
     send(&mut v, 0, &neighbour_solicitation(asker, target), &mut out);
     assert_eq!(dests(&out), [To::Port(PortId(0))]);
     assert_eq!(v.vni_stats().next().unwrap().arp_suppressed, 1);
@@ -935,6 +936,21 @@ fn neighbour_solicitations_for_bound_addresses_are_answered_on_the_port() {
     routed[14 + 7] = 254;
     send(&mut v, 0, &routed, &mut out);
     assert_eq!(out.frames().len(), 6, "three floods of two copies each");
+    out.clear();
+    // A router's address is answered with the router flag (else the asker would drop it from
+    // its default routers).
+    v.set_neighbor(vni, IpAddr::V6(target), mac(9), true)
+        .unwrap();
+    send(&mut v, 0, &neighbour_solicitation(asker, target), &mut out);
+    let eth = EthernetFrame::new_checked(&out.frames()[0].bytes[..]).unwrap();
+    let ip6 = Ipv6Packet::new_checked(eth.payload()).unwrap();
+    let icmp = Icmpv6Packet::new_checked(ip6.payload()).unwrap();
+    let Ok(Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { flags, .. })) =
+        Icmpv6Repr::parse(&target, &asker, &icmp, &ChecksumCapabilities::default())
+    else {
+        panic!("an advertisement");
+    };
+    assert!(flags.contains(NdiscNeighborFlags::ROUTER));
 }
 
 /// While the journal is on, the addresses local VMs use (their ARP sender, their ND source)
