@@ -16,7 +16,7 @@ pub const DEFAULT_GOBGP: &str = "127.0.0.1:50051";
 
 /// The value of a route distinguisher or route target, as written `ADMIN:NUMBER` (RFC 4364
 /// §4.2's types 0, 1 and 2; RFC 4360 and RFC 5668 for route targets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AdminNumber {
     /// Type 0: a 2-octet AS and a 4-octet number (`65000:5001`).
     As2 {

@@ -24,6 +24,7 @@ use wasm_vtep_plugin_sdk::MacAddr;
 use super::any::{type_name, unpack};
 use super::path::{PMSI_INGRESS_REPLICATION, TUNNEL_TYPE_VXLAN, evpn_family};
 use super::route::{MacMobility, RemoteEvent, RemoteRoute, RouteTarget};
+use crate::config::AdminNumber;
 use crate::wire::Vni;
 
 /// Why a path from GoBGP's RIB is not used. Each is counted by the caller, none is fatal.
@@ -214,10 +215,10 @@ impl Attributes {
             let c = malformed(c)?;
             // A 2-octet AS in a u32 field: anything wider is not this community.
             if let (RT, Ok(asn)) = (c.sub_type, u16::try_from(c.asn)) {
-                self.route_targets.push(RouteTarget::TwoOctetAs {
+                self.route_targets.push(RouteTarget(AdminNumber::As2 {
                     asn,
-                    value: c.local_admin,
-                });
+                    number: c.local_admin,
+                }));
             }
         } else if let Some(c) = unpack::<apipb::IPv4AddressSpecificExtended>(any) {
             let c = malformed(c)?;
@@ -226,13 +227,18 @@ impl Attributes {
                 c.address.parse::<Ipv4Addr>(),
                 u16::try_from(c.local_admin),
             ) {
-                self.route_targets.push(RouteTarget::Ipv4 { addr, value });
+                self.route_targets.push(RouteTarget(AdminNumber::Ipv4 {
+                    addr,
+                    number: value,
+                }));
             }
         } else if let Some(c) = unpack::<apipb::FourOctetAsSpecificExtended>(any) {
             let c = malformed(c)?;
             if let (RT, Ok(value)) = (c.sub_type, u16::try_from(c.local_admin)) {
-                self.route_targets
-                    .push(RouteTarget::FourOctetAs { asn: c.asn, value });
+                self.route_targets.push(RouteTarget(AdminNumber::As4 {
+                    asn: c.asn,
+                    number: value,
+                }));
             }
         } else if let Some(c) = unpack::<apipb::MacMobilityExtended>(any) {
             let c = malformed(c)?;

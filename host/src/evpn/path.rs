@@ -16,6 +16,7 @@ use gobgp_api::prost_types::Any;
 
 use super::any::pack;
 use super::route::{LocalRoute, MacMobility, RouteDistinguisher, RouteTarget, VniExport};
+use crate::config::AdminNumber;
 
 /// The BGP tunnel type of VXLAN (RFC 8365 §5.1.3, the encapsulation extended community).
 pub const TUNNEL_TYPE_VXLAN: u32 = 8;
@@ -92,46 +93,42 @@ pub fn emit(export: &VniExport, route: &LocalRoute) -> Path {
 }
 
 fn pack_rd(rd: RouteDistinguisher) -> Any {
-    match rd {
-        RouteDistinguisher::TwoOctetAs { asn, assigned } => {
-            pack(&apipb::RouteDistinguisherTwoOctetAsn {
-                admin: asn.into(),
-                assigned,
-            })
-        }
-        RouteDistinguisher::Ipv4 { addr, assigned } => pack(&apipb::RouteDistinguisherIpAddress {
-            admin: addr.to_string(),
-            assigned: assigned.into(),
+    match rd.0 {
+        AdminNumber::As2 { asn, number } => pack(&apipb::RouteDistinguisherTwoOctetAsn {
+            admin: asn.into(),
+            assigned: number,
         }),
-        RouteDistinguisher::FourOctetAs { asn, assigned } => {
-            pack(&apipb::RouteDistinguisherFourOctetAsn {
-                admin: asn,
-                assigned: assigned.into(),
-            })
-        }
+        AdminNumber::Ipv4 { addr, number } => pack(&apipb::RouteDistinguisherIpAddress {
+            admin: addr.to_string(),
+            assigned: number.into(),
+        }),
+        AdminNumber::As4 { asn, number } => pack(&apipb::RouteDistinguisherFourOctetAsn {
+            admin: asn,
+            assigned: number.into(),
+        }),
     }
 }
 
 fn pack_rt(rt: RouteTarget) -> Any {
     let (is_transitive, sub_type) = (true, SUBTYPE_ROUTE_TARGET);
-    match rt {
-        RouteTarget::TwoOctetAs { asn, value } => pack(&apipb::TwoOctetAsSpecificExtended {
+    match rt.0 {
+        AdminNumber::As2 { asn, number } => pack(&apipb::TwoOctetAsSpecificExtended {
             is_transitive,
             sub_type,
             asn: asn.into(),
-            local_admin: value,
+            local_admin: number,
         }),
-        RouteTarget::Ipv4 { addr, value } => pack(&apipb::IPv4AddressSpecificExtended {
+        AdminNumber::Ipv4 { addr, number } => pack(&apipb::IPv4AddressSpecificExtended {
             is_transitive,
             sub_type,
             address: addr.to_string(),
-            local_admin: value.into(),
+            local_admin: number.into(),
         }),
-        RouteTarget::FourOctetAs { asn, value } => pack(&apipb::FourOctetAsSpecificExtended {
+        AdminNumber::As4 { asn, number } => pack(&apipb::FourOctetAsSpecificExtended {
             is_transitive,
             sub_type,
             asn,
-            local_admin: value.into(),
+            local_admin: number.into(),
         }),
     }
 }

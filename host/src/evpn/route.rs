@@ -10,18 +10,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use wasm_vtep_plugin_sdk::MacAddr;
 
+use crate::config::AdminNumber;
 use crate::wire::Vni;
 
-/// A route distinguisher (RFC 4364 §4.2), as GoBGP's API carries it.
+/// A route distinguisher (RFC 4364 §4.2): the value the configuration writes as
+/// `ADMIN:NUMBER` ([`AdminNumber`], one type for both), as a route carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RouteDistinguisher {
-    /// Type 0: a 2-octet AS and a 4-octet number.
-    TwoOctetAs { asn: u16, assigned: u32 },
-    /// Type 1: an IPv4 address and a 2-octet number (FRR's automatic `router-id:N`).
-    Ipv4 { addr: Ipv4Addr, assigned: u16 },
-    /// Type 2: a 4-octet AS and a 2-octet number.
-    FourOctetAs { asn: u32, assigned: u16 },
-}
+pub struct RouteDistinguisher(pub AdminNumber);
 
 impl RouteDistinguisher {
     /// Our automatic RD for `vni`: `router-id:VNI` (type 1).
@@ -32,11 +27,11 @@ impl RouteDistinguisher {
     /// across restarts and readable. A type 1 RD has 16 bits for N, so a VNI above 65535 has no
     /// automatic RD and must be given one in its configuration.
     pub fn auto(router_id: Ipv4Addr, vni: Vni) -> Result<Self, AutoRdError> {
-        let assigned = u16::try_from(vni.get()).map_err(|_| AutoRdError(vni))?;
-        Ok(RouteDistinguisher::Ipv4 {
+        let number = u16::try_from(vni.get()).map_err(|_| AutoRdError(vni))?;
+        Ok(RouteDistinguisher(AdminNumber::Ipv4 {
             addr: router_id,
-            assigned,
-        })
+            number,
+        }))
     }
 }
 
@@ -51,24 +46,14 @@ pub struct AutoRdError(pub Vni);
 impl fmt::Display for RouteDistinguisher {
     /// As GoBGP and FRR print it: `admin:assigned`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RouteDistinguisher::TwoOctetAs { asn, assigned } => write!(f, "{asn}:{assigned}"),
-            RouteDistinguisher::Ipv4 { addr, assigned } => write!(f, "{addr}:{assigned}"),
-            RouteDistinguisher::FourOctetAs { asn, assigned } => write!(f, "{asn}:{assigned}"),
-        }
+        self.0.fmt(f)
     }
 }
 
-/// A route target extended community (RFC 4360 §4, sub-type 0x02).
+/// A route target extended community (RFC 4360 §4, sub-type 0x02): the same `ADMIN:NUMBER`
+/// value as the configuration writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RouteTarget {
-    /// A 2-octet AS and a 4-octet number (FRR's automatic `ASN:VNI`).
-    TwoOctetAs { asn: u16, value: u32 },
-    /// An IPv4 address and a 2-octet number.
-    Ipv4 { addr: Ipv4Addr, value: u16 },
-    /// A 4-octet AS and a 2-octet number (RFC 5668).
-    FourOctetAs { asn: u32, value: u16 },
-}
+pub struct RouteTarget(pub AdminNumber);
 
 impl RouteTarget {
     /// FRR's automatic route target for `vni`: `ASN:VNI` as a 2-octet-AS community, with only
@@ -77,20 +62,16 @@ impl RouteTarget {
     pub fn auto(asn: u32, vni: Vni) -> Self {
         // Truncation is FRR's rule for 4-octet ASNs, not an accident.
         let asn = (asn & 0xffff) as u16;
-        RouteTarget::TwoOctetAs {
+        RouteTarget(AdminNumber::As2 {
             asn,
-            value: vni.get(),
-        }
+            number: vni.get(),
+        })
     }
 }
 
 impl fmt::Display for RouteTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RouteTarget::TwoOctetAs { asn, value } => write!(f, "{asn}:{value}"),
-            RouteTarget::Ipv4 { addr, value } => write!(f, "{addr}:{value}"),
-            RouteTarget::FourOctetAs { asn, value } => write!(f, "{asn}:{value}"),
-        }
+        self.0.fmt(f)
     }
 }
 
