@@ -1,4 +1,4 @@
-//! The daemon's answers to the control socket's requests, in the protocol's types. [`handler`]
+//! The daemon's answers to the control socket's requests, in the protocol's types. `handler`
 //! is what the server calls for each request: a plugin reload compiles the new module there,
 //! outside every lock the data path or the other requests need, and only swaps it in; every
 //! other request is answered by [`handle`] under the control pipeline's and the plugin

@@ -1,7 +1,7 @@
 //! `vtep run`: wires the pipeline, the sockets and the control plane together.
 //!
-//! The data path runs on worker threads (see [`datapath`]), learning decisions of plugins and
-//! aging on a thread of their own (see [`policy`]); tokio, on the main thread, runs the
+//! The data path runs on worker threads (see `datapath`), learning decisions of plugins and
+//! aging on a thread of their own (see `policy`); tokio, on the main thread, runs the
 //! control socket and the signal handlers, and never waits for a plugin. SIGINT and SIGTERM
 //! stop the threads, leave the multicast groups, close every socket and remove the control
 //! socket; a worker that keeps panicking stops the daemon with an error.
@@ -9,9 +9,9 @@
 //! Plugins are loaded (compiled, instantiated, initialised) before any socket is opened, so
 //! that one that fails stops `vtep run` with its reason; a reload loads the new module and its
 //! copies off the data path and each caller swaps its copy in between two batches (see
-//! [`plugins`]).
+//! `plugins`).
 //!
-//! The control socket's requests are answered by [`answer`], with the counters [`counters`]
+//! The control socket's requests are answered by [`answer`], with the counters `counters`
 //! gathers from the workers and the sockets.
 
 pub mod answer;

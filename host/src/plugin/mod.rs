@@ -5,7 +5,7 @@
 //! - [`load`]: bytes to a compiled component of a supported interface version.
 //! - [`Runtime`]: the engine, the linker (host functions only, no WASI) and the watchdog that
 //!   interrupts calls past their budget.
-//! - [`Sandbox`], [`CallError`]: memory cap, time budget, failures; typed.
+//! - [`Sandbox`](crate::config::Sandbox), [`CallError`]: memory cap, time budget, failures; typed.
 //! - [`Plugin`]: one plugin as one caller uses it: its instance and a spare, verdict cache and
 //!   counters, and its failure policy; [`Plugin::another`] makes another caller's copy.
 //! - [`PluginChain`]: one caller's plugins in order, implementing the pipeline's hooks.

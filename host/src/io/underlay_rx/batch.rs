@@ -52,7 +52,7 @@ pub(super) struct DatagramMeta {
     pub(super) source_port: u16,
 }
 
-/// Reusable receive buffers for [`UnderlayRx::recv_batch`], allocated once.
+/// Reusable receive buffers for [`UnderlayRx::recv_batch`](super::UnderlayRx::recv_batch), allocated once.
 pub struct DatagramBatch {
     pub(super) buf: Box<[u8]>,
     pub(super) slot_len: usize,
