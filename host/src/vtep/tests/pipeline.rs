@@ -654,14 +654,7 @@ fn a_control_plane_cannot_announce_what_is_no_remote_vtep() {
             .is_err()
     );
     let mut out = Outbox::new();
-    v.handle_port_frame(
-        Instant::now(),
-        PortId(0),
-        &VirtioNetHdr::NONE,
-        &arp_request(1, 9),
-        &mut out,
-    )
-    .unwrap();
+    send(&mut v, 0, &arp_request(1, 9), &mut out);
     assert_eq!(
         dests(&out),
         [To::Port(PortId(1)), To::Underlay(ip("198.18.0.2"))]
