@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// BGP EVPN (through gobgpd).
+    Evpn {
+        #[command(subcommand)]
+        command: EvpnCommand,
+    },
     /// Make worker N panic at its next turn, to test supervision (builds with the
     /// `fault-injection` feature only).
     #[cfg(feature = "fault-injection")]
@@ -60,6 +65,17 @@ enum Command {
     PanicWorker {
         /// The worker's index.
         worker: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvpnCommand {
+    /// The session to gobgpd, and per VNI: RD and route targets, routes announced, remote
+    /// VTEPs, MAC/IP bindings, ARP/ND answered; routes refused by reason.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -154,7 +170,6 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Check { config } => {
             let config = load(&config)?;
-            wasm_vtep::daemon::check_supported(&config)?;
             // Loaded and initialised as `vtep run` would, then dropped.
             wasm_vtep::daemon::load_plugins(&config.plugins)?;
             println!(
@@ -169,6 +184,9 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Fdb { command } => fdb(&cli.socket, command),
         Command::Stats { json } => show(&cli.socket, &Request::Stats, json, render::stats),
         Command::Plugin { command } => plugin(&cli.socket, command),
+        Command::Evpn {
+            command: EvpnCommand::Show { json },
+        } => show(&cli.socket, &Request::EvpnShow, json, render::evpn),
         #[cfg(feature = "fault-injection")]
         Command::PanicWorker { worker } => {
             call(&cli.socket, &Request::PanicWorker { worker }).map(drop)

@@ -70,7 +70,7 @@ fn evpn_settings(
     let global = evpn::build(section, settings.local)?;
     let mut vnis = Vec::with_capacity(file.vni.len());
     for (i, (v, s)) in file.vni.iter().zip(&mut settings.vnis).enumerate() {
-        let e = evpn::build_vni(i, v.evpn.as_ref(), s.group.is_some())?;
+        let e = evpn::build_vni(i, s.vni, v.evpn.as_ref(), s.group.is_some())?;
         s.learn_from_underlay = e.learn_from_underlay;
         s.source_check = e.source_check;
         s.arp_suppress = e.arp_suppress;

@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use super::ConfigError;
+use crate::wire::Vni;
 use super::file::{EvpnSection, VniEvpnSection};
 
 /// Where gobgpd's gRPC API listens unless the file says otherwise (gobgpd's own default).
@@ -84,8 +85,8 @@ pub struct EvpnSettings {
     /// connection.
     pub asn: Option<u32>,
     /// The router id for automatic route distinguishers (`ROUTER-ID:N`): the underlay's local
-    /// address when it is IPv4 and this is omitted.
-    pub router_id: Option<Ipv4Addr>,
+    /// address when it is IPv4 and `router_id` is omitted (required with an IPv6 underlay).
+    pub router_id: Ipv4Addr,
 }
 
 /// `[vni.evpn]`, checked; defaults when the table is omitted.
@@ -134,14 +135,14 @@ pub(super) fn build(e: &EvpnSection, local: IpAddr) -> Result<EvpnSettings, Conf
         return Err(ConfigError::new("evpn.asn", "0 is not an AS number"));
     }
     let router_id = match &e.router_id {
-        Some(r) => Some(r.parse::<Ipv4Addr>().map_err(|_| {
+        Some(r) => r.parse::<Ipv4Addr>().map_err(|_| {
             ConfigError::new(
                 "evpn.router_id",
                 format!("{r:?} is not an IPv4 address (BGP router ids are)"),
             )
-        })?),
+        })?,
         None => match local {
-            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V4(v4) => v4,
             IpAddr::V6(_) => {
                 return Err(ConfigError::new(
                     "evpn.router_id",
@@ -161,6 +162,7 @@ pub(super) fn build(e: &EvpnSection, local: IpAddr) -> Result<EvpnSettings, Conf
 /// announces, so its source check is off unless asked for.
 pub(super) fn build_vni(
     i: usize,
+    vni: Vni,
     v: Option<&VniEvpnSection>,
     has_group: bool,
 ) -> Result<VniEvpnSettings, ConfigError> {
@@ -168,9 +170,23 @@ pub(super) fn build_vni(
         source_check: !has_group,
         ..VniEvpnSettings::default()
     };
-    let Some(v) = v else {
-        return Ok(defaults);
+    // The automatic RD is `router-id:VNI`, whose number has 16 bits.
+    let needs_rd = || {
+        ConfigError::new(
+            format!("vni[{i}].evpn.rd"),
+            format!("required: VNI {vni} is above 65535, the largest automatic `router-id:VNI`"),
+        )
     };
+    let Some(v) = v else {
+        return if vni.get() > 0xffff {
+            Err(needs_rd())
+        } else {
+            Ok(defaults)
+        };
+    };
+    if v.rd.is_none() && vni.get() > 0xffff {
+        return Err(needs_rd());
+    }
     let field = |name: &str| format!("vni[{i}].evpn.{name}");
     let parse = |name: &str, s: &str| {
         s.parse::<AdminNumber>()

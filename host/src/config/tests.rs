@@ -316,7 +316,7 @@ fn evpn_defaults() {
     assert_eq!(e.settings.asn, None);
     assert_eq!(
         e.settings.router_id,
-        Some(std::net::Ipv4Addr::new(198, 18, 0, 1))
+        std::net::Ipv4Addr::new(198, 18, 0, 1)
     );
     assert_eq!(
         e.vnis,
@@ -408,6 +408,11 @@ fn evpn_errors_name_the_field() {
             format!("[underlay]\nlocal = \"2001:db8::1\"\n[evpn]\n{vni}"),
             "evpn.router_id",
             "required with an IPv6 underlay",
+        ),
+        (
+            format!("{base}[evpn]\n[[vni]]\nid = 70000\nports = [\"vm1\"]\n"),
+            "vni[0].evpn.rd",
+            "above 65535",
         ),
     ] {
         let e = err(&text);

@@ -13,4 +13,7 @@ pub mod protocol;
 pub mod render;
 pub mod server;
 
-pub use protocol::{CallReport, FdbRow, PluginReport, Request, Response, StatsReport, VniStatsRow};
+pub use protocol::{
+    CallReport, EvpnPeerRow, EvpnReport, EvpnVniRow, FdbRow, PluginReport, Request, Response,
+    StatsReport, VniStatsRow,
+};

@@ -56,6 +56,9 @@ pub enum Request {
         #[serde(default)]
         path: Option<String>,
     },
+    /// The BGP EVPN control plane: the session to gobgpd, per VNI what is announced and
+    /// held.
+    EvpnShow,
     /// Makes a worker panic at its next turn (tests of supervision; only in builds with the
     /// `fault-injection` feature).
     #[cfg(feature = "fault-injection")]
@@ -177,4 +180,66 @@ pub struct PluginReport {
     pub calls: CallReport,
     /// The counters the plugin declared.
     pub plugin_counters: BTreeMap<String, u64>,
+}
+
+/// `vtep evpn show --json`: the BGP EVPN control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvpnReport {
+    /// gobgpd's API address.
+    pub gobgp: String,
+    /// `"connected"`, `"connecting"` (never reached yet) or `"unreachable"` (retrying).
+    pub session: String,
+    /// Seconds in that state.
+    pub session_secs: u64,
+    /// Why the last connection failed or ended, if one did.
+    pub last_error: Option<String>,
+    /// The AS automatic route targets derive from (unknown until gobgpd says, when not
+    /// configured).
+    pub asn: Option<u32>,
+    /// The router id automatic RDs derive from.
+    pub router_id: String,
+    /// gobgpd's BGP sessions, as it last said.
+    pub peers: Vec<EvpnPeerRow>,
+    /// Per EVPN VNI.
+    pub vnis: Vec<EvpnVniRow>,
+    /// Remote route changes applied.
+    pub routes_received: u64,
+    /// Our own routes read back from the RIB (skipped).
+    pub own_routes_read: u64,
+    /// Routes refused, by reason.
+    pub refused: BTreeMap<String, u64>,
+}
+
+/// One of gobgpd's BGP sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvpnPeerRow {
+    pub address: String,
+    /// As GoBGP says: `established`, `active`, `idle`, ...
+    pub state: String,
+}
+
+/// One EVPN VNI in `vtep evpn show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvpnVniRow {
+    pub vni: u32,
+    /// Route distinguisher.
+    pub rd: String,
+    pub import_rt: Vec<String>,
+    pub export_rt: Vec<String>,
+    /// A type 3 route is announced (the VNI has local ports).
+    pub inclusive_multicast: bool,
+    /// Our routes on it (type 3, MAC, MAC/IP).
+    pub local_routes: usize,
+    /// Local MACs announced.
+    pub local_macs: usize,
+    /// Remote VTEPs BUM frames go to (their type 3 routes).
+    pub flood: Vec<String>,
+    /// Remote VTEPs with any route on it (accepted as sources).
+    pub remote_vteps: Vec<String>,
+    /// Remote MACs.
+    pub remote_macs: usize,
+    /// MAC/IP bindings (remote and local) ARP and ND suppression answer from.
+    pub mac_ips: usize,
+    /// ARP requests and neighbour solicitations answered here rather than flooded.
+    pub suppressed: u64,
 }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::protocol::{FdbRow, PluginReport, StatsReport};
+use super::protocol::{EvpnReport, FdbRow, PluginReport, StatsReport};
 
 /// `02:00:00:00:00:02 vni 5001 dst 198.18.0.2 learned age 12s` (or `static`, or `evpn`), one
 /// line per entry.
@@ -217,4 +217,62 @@ fn vnis(list: Option<&[u32]>) -> String {
         None => "all".to_owned(),
         Some(v) => v.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
     }
+}
+
+/// `vtep evpn show`: the session, then one block per VNI, then refusals if any.
+pub fn evpn(r: &EvpnReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "gobgpd {}: {} for {}s",
+        r.gobgp, r.session, r.session_secs
+    );
+    if let Some(e) = &r.last_error {
+        let _ = writeln!(out, "    last error: {e}");
+    }
+    let asn = r.asn.map_or("(gobgpd's, not known yet)".to_owned(), |a| a.to_string());
+    let _ = writeln!(out, "    asn {asn} router-id {}", r.router_id);
+    for p in &r.peers {
+        let _ = writeln!(out, "    peer {} {}", p.address, p.state);
+    }
+    let list = |l: &[String]| {
+        if l.is_empty() {
+            "-".to_owned()
+        } else {
+            l.join(" ")
+        }
+    };
+    for v in &r.vnis {
+        let _ = writeln!(out, "vni {}:", v.vni);
+        let _ = writeln!(
+            out,
+            "    rd {} import-rt {} export-rt {}",
+            v.rd,
+            list(&v.import_rt),
+            list(&v.export_rt)
+        );
+        let _ = writeln!(
+            out,
+            "    local: {} routes ({} MACs{})",
+            v.local_routes,
+            v.local_macs,
+            if v.inclusive_multicast { ", type 3" } else { "" }
+        );
+        let _ = writeln!(out, "    flood to: {}", list(&v.flood));
+        let _ = writeln!(out, "    remote VTEPs: {}", list(&v.remote_vteps));
+        let _ = writeln!(
+            out,
+            "    remote MACs {}  MAC/IP bindings {}  ARP/ND answered {}",
+            v.remote_macs, v.mac_ips, v.suppressed
+        );
+    }
+    let _ = writeln!(
+        out,
+        "routes received {}  own read back {}",
+        r.routes_received, r.own_routes_read
+    );
+    for (reason, n) in &r.refused {
+        let _ = writeln!(out, "    refused {reason}: {n}");
+    }
+    out
 }

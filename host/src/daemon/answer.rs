@@ -25,6 +25,7 @@ pub(super) fn handler(shared: &Arc<Shared>) -> server::Handler {
     let shared = Arc::clone(shared);
     Arc::new(move |request| match request {
         Request::PluginReload { name, path } => reload(&shared, &name, path),
+        Request::EvpnShow => evpn_show(&shared),
         #[cfg(feature = "fault-injection")]
         Request::PanicWorker { worker } => match shared.faults.get(worker) {
             Some(fault) => {
@@ -51,6 +52,19 @@ pub(super) fn handler(shared: &Arc<Shared>) -> server::Handler {
             )
         }
     })
+}
+
+/// `vtep evpn show`: the session and the routes, from the EVPN thread's state (its own
+/// lock, not the pipeline's).
+fn evpn_show(shared: &Shared) -> Response {
+    let Some(evpn) = &shared.evpn else {
+        return Response::Error("BGP EVPN is not configured here (no [evpn] section)".to_owned());
+    };
+    let (vnis, _) = pipeline_counters(shared);
+    match serde_json::to_value(evpn.report(&vnis)) {
+        Ok(value) => Response::Ok(value),
+        Err(e) => Response::Error(e.to_string()),
+    }
 }
 
 /// `vtep plugin reload`: loads the plugin anew (from `path`, or where it was loaded from) off
@@ -220,6 +234,7 @@ pub fn handle(
             }
             #[cfg(feature = "fault-injection")]
             Request::PanicWorker { .. } => Err("a fault is injected by the daemon".to_owned()),
+            Request::EvpnShow => Err("the EVPN state is the daemon's EVPN thread's".to_owned()),
         }
     };
     match answer() {

@@ -17,6 +17,7 @@
 pub mod answer;
 mod counters;
 mod datapath;
+mod evpn;
 mod plugins;
 
 pub use plugins::load_plugins;
@@ -78,21 +79,6 @@ pub enum DaemonError {
     /// A worker kept panicking: the daemon stopped so that a service manager restarts it.
     #[error("{0}")]
     Worker(String),
-    /// The configuration asks for what this daemon cannot run yet.
-    #[error("{0}")]
-    Unsupported(&'static str),
-}
-
-/// Refuses a configuration that asks for what this daemon cannot run yet, rather than run it
-/// without: BGP EVPN is configured (`[evpn]`) and its forwarding state built, but the
-/// connection to gobgpd is not part of `vtep run` yet.
-pub fn check_supported(config: &Config) -> Result<(), DaemonError> {
-    if config.evpn.is_some() {
-        return Err(DaemonError::Unsupported(
-            "evpn: BGP EVPN is not part of vtep run yet (remove the [evpn] section)",
-        ));
-    }
-    Ok(())
 }
 
 /// What the workers, the learning and aging thread and the control plane share.
@@ -105,6 +91,8 @@ struct Shared {
     /// The pipeline as the control plane uses it (the same tables): `fdb show/add/del`.
     control: Mutex<Vtep>,
     plugins: Plugins,
+    /// BGP EVPN, when configured: the session to gobgpd and the routes.
+    evpn: Option<Arc<evpn::EvpnShared>>,
     /// Learn events the workers hand to the learning thread.
     learn_queue: LearnQueue,
     /// Each worker's sockets on the ports, indexed by worker, then `PortId`.
@@ -138,7 +126,6 @@ impl Shared {
 
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(config: Config) -> Result<(), DaemonError> {
-    check_supported(&config)?;
     let settings = config.settings.clone();
     settings.validate()?;
     let (plugin_runtime, chain) = load_plugins(&config.plugins)?;
@@ -217,12 +204,17 @@ fn run_bound(
         .copies(Caller::Policy)
         .map_err(DaemonError::PluginCopies)?;
     let policy_vtep = vtep.worker();
+    let evpn_vtep = vtep.worker();
     let (learn_queue, learn_events) = LearnQueue::new();
     let shared = Arc::new(Shared {
         workers: (0..workers).map(|_| Mutex::default()).collect(),
         policy: Mutex::default(),
         control: Mutex::new(vtep),
         plugins,
+        evpn: config
+            .evpn
+            .as_ref()
+            .map(|e| Arc::new(evpn::EvpnShared::new(e, &config.settings))),
         learn_queue,
         ports,
         port_names: config.ports.clone(),
@@ -252,6 +244,15 @@ fn run_bound(
         spawn("vtep-learn-age", move || {
             policy::policy_thread(shared, policy_vtep, policy_plugins, learn_events);
         })?
+    };
+    let evpn_thread = match &shared.evpn {
+        Some(evpn) => {
+            let (shared, evpn) = (Arc::clone(&shared), Arc::clone(evpn));
+            Some(spawn("vtep-evpn", move || {
+                evpn::evpn_thread(shared, evpn, evpn_vtep)
+            })?)
+        }
+        None => None,
     };
     tracing::info!(
         local = %local,
@@ -284,6 +285,12 @@ fn run_bound(
     });
 
     shared.stop.store(true, Ordering::Relaxed);
+    // First: it withdraws our routes while the data path still forwards.
+    if let Some(thread) = evpn_thread
+        && thread.join().is_err()
+    {
+        tracing::error!("the EVPN thread panicked");
+    }
     if policy.join().is_err() {
         tracing::error!("the learning and aging thread panicked");
     }

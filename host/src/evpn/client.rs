@@ -11,9 +11,10 @@ use std::time::Duration;
 use gobgp_api::apipb::gobgp_api_client::GobgpApiClient;
 use gobgp_api::apipb::watch_event_request::{Table, table::Filter, table::filter::Type};
 use gobgp_api::apipb::watch_event_response::Event;
+use gobgp_api::apipb::peer_state::SessionState;
 use gobgp_api::apipb::{
-    AddPathRequest, DeletePathRequest, ListPathRequest, TableType, WatchEventRequest,
-    WatchEventResponse,
+    AddPathRequest, DeletePathRequest, GetBgpRequest, ListPathRequest, ListPeerRequest,
+    TableType, WatchEventRequest, WatchEventResponse,
 };
 use gobgp_api::tonic::transport::{Channel, Endpoint};
 use gobgp_api::tonic::{self, Streaming};
@@ -45,6 +46,15 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct Gobgp {
     api: GobgpApiClient<Channel>,
+}
+
+/// One of gobgpd's BGP sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSession {
+    /// The neighbour's address.
+    pub address: String,
+    /// The session's state, as GoBGP names it, lower case (`established`, `active`, ...).
+    pub state: String,
 }
 
 /// One routing change, or a path that could not be used (to be counted).
@@ -118,6 +128,45 @@ impl Gobgp {
             received.extend(paths.iter().filter(|p| p.best).map(|p| decode(p, import)));
         }
         Ok(received)
+    }
+
+    /// gobgpd's own AS (`[global.config] as`): what automatic route targets derive from when
+    /// `[evpn] asn` is omitted.
+    pub async fn asn(&mut self) -> Result<u32, ClientError> {
+        let reply = self
+            .api
+            .get_bgp(GetBgpRequest::default())
+            .await
+            .map_err(call_error("GetBgp"))?
+            .into_inner();
+        Ok(reply.global.map(|g| g.asn).unwrap_or_default())
+    }
+
+    /// gobgpd's BGP neighbours and the state of each session (`established`, `active`, ...).
+    pub async fn peers(&mut self) -> Result<Vec<PeerSession>, ClientError> {
+        let mut stream = self
+            .api
+            .list_peer(ListPeerRequest::default())
+            .await
+            .map_err(call_error("ListPeer"))?
+            .into_inner();
+        let mut peers = Vec::new();
+        while let Some(reply) = stream.message().await.map_err(call_error("ListPeer"))? {
+            let Some(peer) = reply.peer else { continue };
+            let address = peer
+                .conf
+                .map(|c| c.neighbor_address)
+                .unwrap_or_default();
+            let state = peer
+                .state
+                .and_then(|s| SessionState::try_from(s.session_state).ok())
+                .unwrap_or(SessionState::Unknown);
+            peers.push(PeerSession {
+                address,
+                state: state.as_str_name().to_ascii_lowercase(),
+            });
+        }
+        Ok(peers)
     }
 
     /// Follows the changes of the best paths; with `init`, the current best paths come first

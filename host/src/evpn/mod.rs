@@ -11,12 +11,15 @@
 
 mod any;
 pub mod client;
+pub mod engine;
 pub mod mobility;
 pub mod parse;
 pub mod path;
+pub mod plan;
 pub mod route;
 
-pub use client::{ClientError, Gobgp, Received, Watch};
+pub use client::{ClientError, Gobgp, PeerSession, Received, Watch};
+pub use engine::{BgpOp, Engine, EngineCounters, VniPlan, VniSummary};
 pub use parse::{Import, ImportConflict, RouteError, decode};
 pub use path::emit;
 pub use route::{

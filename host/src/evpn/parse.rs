@@ -62,6 +62,29 @@ pub enum RouteError {
     LabelMismatch { vni: Vni, label: u32 },
 }
 
+impl RouteError {
+    /// The refusal's name, as counted and shown (`vtep evpn show`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RouteError::WrongFamily { .. } => "wrong_family",
+            RouteError::MissingNlri => "missing_nlri",
+            RouteError::UnsupportedRoute(_) => "unsupported_route",
+            RouteError::MalformedMessage { .. } => "malformed",
+            RouteError::BadMac(_) => "bad_mac",
+            RouteError::BadIp(_) => "bad_ip",
+            RouteError::MissingLabel => "missing_label",
+            RouteError::BadVni(_) => "bad_vni",
+            RouteError::MissingNextHop => "missing_next_hop",
+            RouteError::MissingPmsi => "missing_pmsi",
+            RouteError::UnsupportedPmsiTunnel(_) => "unsupported_pmsi_tunnel",
+            RouteError::BadTunnelId(_) => "bad_tunnel_id",
+            RouteError::NotVxlan(_) => "not_vxlan",
+            RouteError::NotImported { .. } => "not_imported",
+            RouteError::LabelMismatch { .. } => "label_mismatch",
+        }
+    }
+}
+
 /// Which VNI imports which route targets.
 #[derive(Debug, Clone, Default)]
 pub struct Import {

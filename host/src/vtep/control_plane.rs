@@ -67,7 +67,7 @@ impl Vtep {
     }
 
     /// Whether `ip` can be a remote VTEP's address here: the underlay's family, unicast, not ours.
-    pub(super) fn check_remote(&self, ip: IpAddr) -> Result<(), FdbError> {
+    pub fn check_remote(&self, ip: IpAddr) -> Result<(), FdbError> {
         if ip.is_ipv4() != self.shared.local.is_ipv4() {
             return Err(FdbError::FamilyMismatch(ip));
         }
