@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use wasm_vtep::control::{FdbRow, Request, Response};
+use wasm_vtep::control::{EvpnReport, FdbRow, Request, Response};
 
 use crate::netns::Netns;
 use crate::paths::{artifact_path, vtep_bin};
@@ -127,6 +127,12 @@ impl VtepDaemon {
             .fdb()?
             .into_iter()
             .find(|r| r.vni == vni && r.mac == mac))
+    }
+
+    /// `vtep evpn show --json`.
+    pub fn evpn(&self) -> Result<EvpnReport> {
+        let out = self.cli(&["evpn", "show", "--json"])?;
+        serde_json::from_str(&out).context("parsing vtep evpn show --json")
     }
 
     /// `vtep stats --json`.

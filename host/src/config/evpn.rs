@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use super::ConfigError;
-use crate::wire::Vni;
 use super::file::{EvpnSection, VniEvpnSection};
+use crate::wire::Vni;
 
 /// Where gobgpd's gRPC API listens unless the file says otherwise (gobgpd's own default).
 pub const DEFAULT_GOBGP: &str = "127.0.0.1:50051";

@@ -314,10 +314,7 @@ fn evpn_defaults() {
     let e = c.evpn.unwrap();
     assert_eq!(e.settings.gobgp, DEFAULT_GOBGP.parse().unwrap());
     assert_eq!(e.settings.asn, None);
-    assert_eq!(
-        e.settings.router_id,
-        std::net::Ipv4Addr::new(198, 18, 0, 1)
-    );
+    assert_eq!(e.settings.router_id, std::net::Ipv4Addr::new(198, 18, 0, 1));
     assert_eq!(
         e.vnis,
         [VniEvpnSettings::default(), VniEvpnSettings::default()]

@@ -230,7 +230,9 @@ pub fn evpn(r: &EvpnReport) -> String {
     if let Some(e) = &r.last_error {
         let _ = writeln!(out, "    last error: {e}");
     }
-    let asn = r.asn.map_or("(gobgpd's, not known yet)".to_owned(), |a| a.to_string());
+    let asn = r
+        .asn
+        .map_or("(gobgpd's, not known yet)".to_owned(), |a| a.to_string());
     let _ = writeln!(out, "    asn {asn} router-id {}", r.router_id);
     for p in &r.peers {
         let _ = writeln!(out, "    peer {} {}", p.address, p.state);
@@ -256,7 +258,11 @@ pub fn evpn(r: &EvpnReport) -> String {
             "    local: {} routes ({} MACs{})",
             v.local_routes,
             v.local_macs,
-            if v.inclusive_multicast { ", type 3" } else { "" }
+            if v.inclusive_multicast {
+                ", type 3"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(out, "    flood to: {}", list(&v.flood));
         let _ = writeln!(out, "    remote VTEPs: {}", list(&v.remote_vteps));

@@ -195,11 +195,7 @@ pub(super) fn evpn_thread(shared: Arc<Shared>, evpn: Arc<EvpnShared>, vtep: Vtep
             return;
         }
     };
-    let supervisor = Supervisor {
-        shared,
-        evpn,
-        vtep,
-    };
+    let supervisor = Supervisor { shared, evpn, vtep };
     runtime.block_on(supervisor.run());
 }
 
@@ -263,8 +259,13 @@ impl Supervisor {
 
     /// Makes the engine for `asn`, reading every local entry.
     fn make_engine(&self, asn: u32) -> Result<(), String> {
-        let (import, plans) = plans(&self.evpn.settings, &self.evpn.config, asn, self.evpn.router_id)
-            .map_err(|e| format!("evpn: {e}"))?;
+        let (import, plans) = plans(
+            &self.evpn.settings,
+            &self.evpn.config,
+            asn,
+            self.evpn.router_id,
+        )
+        .map_err(|e| format!("evpn: {e}"))?;
         let mut engine = Engine::new(self.evpn.settings.local, import, plans);
         engine.local_changes(&self.vtep, Instant::now(), true);
         *lock(&self.evpn.engine) = Some(engine);
@@ -333,7 +334,9 @@ impl Supervisor {
     }
 
     async fn serve(&self, backoff: &mut Duration) -> Result<std::convert::Infallible, End> {
-        let mut gobgp = self.call("a connection", Gobgp::connect(self.evpn.gobgp)).await?;
+        let mut gobgp = self
+            .call("a connection", Gobgp::connect(self.evpn.gobgp))
+            .await?;
         if lock(&self.evpn.engine).is_none() {
             let asn = self.call("GetBgp", gobgp.asn()).await?;
             if asn == 0 {

@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gobgp_api::apipb::gobgp_api_client::GobgpApiClient;
+use gobgp_api::apipb::peer_state::SessionState;
 use gobgp_api::apipb::watch_event_request::{Table, table::Filter, table::filter::Type};
 use gobgp_api::apipb::watch_event_response::Event;
-use gobgp_api::apipb::peer_state::SessionState;
 use gobgp_api::apipb::{
-    AddPathRequest, DeletePathRequest, GetBgpRequest, ListPathRequest, ListPeerRequest,
-    TableType, WatchEventRequest, WatchEventResponse,
+    AddPathRequest, DeletePathRequest, GetBgpRequest, ListPathRequest, ListPeerRequest, TableType,
+    WatchEventRequest, WatchEventResponse,
 };
 use gobgp_api::tonic::transport::{Channel, Endpoint};
 use gobgp_api::tonic::{self, Streaming};
@@ -153,10 +153,7 @@ impl Gobgp {
         let mut peers = Vec::new();
         while let Some(reply) = stream.message().await.map_err(call_error("ListPeer"))? {
             let Some(peer) = reply.peer else { continue };
-            let address = peer
-                .conf
-                .map(|c| c.neighbor_address)
-                .unwrap_or_default();
+            let address = peer.conf.map(|c| c.neighbor_address).unwrap_or_default();
             let state = peer
                 .state
                 .and_then(|s| SessionState::try_from(s.session_state).ok())

@@ -181,7 +181,8 @@ impl Engine {
         self.ops.clear();
         for (&vni, v) in &self.vnis {
             if v.plan.has_ports {
-                self.ops.push(BgpOp::Add(vni, LocalRoute::InclusiveMulticast));
+                self.ops
+                    .push(BgpOp::Add(vni, LocalRoute::InclusiveMulticast));
             }
         }
         for (&(vni, mac), m) in &self.macs {
@@ -342,7 +343,8 @@ impl Engine {
             sticky: mobility.sticky,
         });
         self.actions.clear();
-        m.mobility.announced(remote, seq, self.us, &mut self.actions);
+        m.mobility
+            .announced(remote, seq, self.us, &mut self.actions);
         self.carry_out(vtep, vni, mac);
     }
 
@@ -375,7 +377,8 @@ impl Engine {
             m.remote.remove(&remote);
             m.mobility.withdrawn(remote, &mut self.actions);
         } else if let Some(seq) = m.remote_seq(remote) {
-            m.mobility.announced(remote, seq, self.us, &mut self.actions);
+            m.mobility
+                .announced(remote, seq, self.us, &mut self.actions);
         }
         self.carry_out(vtep, vni, mac);
     }
@@ -403,10 +406,12 @@ impl Engine {
             if !self.vnis.contains_key(&vni) {
                 continue;
             }
-            let local = vtep.fdb_entry(vni, mac, now).and_then(|(e, _)| match e.location {
-                Location::Port(_) if !e.is_evpn => Some(e.is_static),
-                _ => None,
-            });
+            let local = vtep
+                .fdb_entry(vni, mac, now)
+                .and_then(|(e, _)| match e.location {
+                    Location::Port(_) if !e.is_evpn => Some(e.is_static),
+                    _ => None,
+                });
             self.local_mac(vtep, vni, mac, local);
         }
         self.changed = changed;
@@ -450,7 +455,8 @@ impl Engine {
         let m = self.macs.entry((vni, mac)).or_default();
         m.local_ips.insert(ip);
         if let Some(local) = m.mobility.local() {
-            self.ops.push(BgpOp::Add(vni, mac_route(mac, Some(ip), local)));
+            self.ops
+                .push(BgpOp::Add(vni, mac_route(mac, Some(ip), local)));
             let _ = vtep.set_neighbor(vni, ip, mac, false);
         }
     }
@@ -492,7 +498,14 @@ impl Engine {
                         seq: 0,
                         sticky: false,
                     };
-                    push_mac_routes(&mut self.ops, BgpOp::Delete, vni, mac, announced, &m.local_ips);
+                    push_mac_routes(
+                        &mut self.ops,
+                        BgpOp::Delete,
+                        vni,
+                        mac,
+                        announced,
+                        &m.local_ips,
+                    );
                     // The snooper forgets them too, so that the MAC's addresses are noted
                     // again if it comes back.
                     let mut forgotten = Vec::new();
@@ -503,9 +516,7 @@ impl Engine {
                     }
                 }
                 Action::Install(remote) => {
-                    let sticky = m
-                        .remote_seq(remote)
-                        .is_some_and(|s| s.sticky);
+                    let sticky = m.remote_seq(remote).is_some_and(|s| s.sticky);
                     if let Err(e) = vtep.install_evpn(vni, mac, remote, sticky) {
                         refusal = Some(table_refusal(&e));
                     }
@@ -548,8 +559,7 @@ impl Engine {
             .iter()
             .map(|(&vni, v)| {
                 let macs = self.macs.iter().filter(|((n, _), _)| *n == vni);
-                let (mut local_macs, mut local_ips, mut remote_macs, mut remote_ips) =
-                    (0, 0, 0, 0);
+                let (mut local_macs, mut local_ips, mut remote_macs, mut remote_ips) = (0, 0, 0, 0);
                 for (_, m) in macs {
                     if m.mobility.local().is_some() {
                         local_macs += 1;

@@ -205,10 +205,10 @@ fn parse_ping(output: &str) -> Option<PingStats> {
         }
     }
     let rtt = output.lines().find_map(|l| {
-        // "rtt min/avg/max/mdev = 0.050/0.070/0.090/0.010 ms"
-        let values = l
-            .strip_prefix("rtt min/avg/max/mdev = ")?
-            .strip_suffix(" ms")?;
+        // "rtt min/avg/max/mdev = 0.050/0.070/0.090/0.010 ms", and ", pipe N" after it when
+        // replies were outstanding together (a slow first ARP).
+        let values = l.strip_prefix("rtt min/avg/max/mdev = ")?;
+        let values = values.split_once(" ms")?.0;
         let ms: Vec<f64> = values
             .split('/')
             .map(|v| v.parse().ok())
@@ -251,6 +251,13 @@ mod tests {
         let rtt = s.rtt.unwrap();
         assert_eq!(rtt.min, Duration::from_micros(50));
         assert_eq!(rtt.max, Duration::from_micros(90));
+        let piped = "3 packets transmitted, 3 received, 0% packet loss, time 408ms\n\
+            rtt min/avg/max/mdev = 592.897/796.947/1001.088/166.643 ms, pipe 3\n";
+        let rtt = parse_ping(piped)
+            .unwrap()
+            .rtt
+            .expect("rtt with a pipe suffix");
+        assert_eq!(rtt.max, Duration::from_micros(1_001_088));
     }
 
     #[test]
