@@ -205,9 +205,9 @@ enum WatchState {
 }
 
 impl Watch {
-    /// The EVPN paths of the next table event, in gobgpd's order (a move's withdrawal before
-    /// the new advertisement when gobgpd sends both); `None` when gobgpd ends the stream.
-    /// Paths of other families are not ours to follow and are skipped.
+    /// The paths of the next table event, in gobgpd's order (a move's withdrawal before the
+    /// new advertisement when gobgpd sends both); `None` when gobgpd ends the stream. A path
+    /// of another family is a [`RouteError::WrongFamily`].
     pub async fn next(&mut self, import: &Import) -> Result<Option<Vec<Received>>, ClientError> {
         loop {
             let stream = match &mut self.state {
@@ -226,11 +226,10 @@ impl Watch {
                 return Ok(None);
             };
             if let Some(Event::Table(table)) = reply.event {
-                let evpn = table
-                    .paths
-                    .iter()
-                    .filter(|p| p.family == Some(evpn_family()));
-                let received: Vec<Received> = evpn.map(|p| decode(p, import)).collect();
+                // Paths of other families are not ours: they come back refused (counted), as
+                // anything unexpected in the RIB does.
+                let received: Vec<Received> =
+                    table.paths.iter().map(|p| decode(p, import)).collect();
                 if !received.is_empty() {
                     return Ok(Some(received));
                 }

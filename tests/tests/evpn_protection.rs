@@ -1,0 +1,267 @@
+//! What EVPN mode protects, between two wasm-vtep hosts, each with its gobgpd: ARP requests
+//! for addresses a MAC/IP route resolves are answered on the host (none crosses the underlay,
+//! the VM's ARP table is right); a datagram from an underlay address no route announces is
+//! dropped and counted; routes that cannot be used (another family, a MAC that is not
+//! unicast, a VNI not configured, a label that disagrees with the route target, a route type
+//! not served) are counted by reason and change nothing, and the daemon goes on.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasm_vtep_tests::*;
+
+const VNI: u32 = 5001;
+const ASN: u32 = 65000;
+const SESSION_UP: Duration = Duration::from_secs(60);
+const ROUTES_SEEN: Duration = Duration::from_secs(30);
+const VXLAN_PORT: u16 = 4789;
+
+fn config(local: IpAddr, api: &str, port: &str) -> String {
+    format!(
+        "[underlay]\nlocal = \"{local}\"\ninterface = \"{}\"\nmtu = 1600\n\n\
+         [evpn]\ngobgp = \"{api}\"\nasn = {ASN}\n\n\
+         [[vni]]\nid = {VNI}\nports = [\"{port}\"]\n",
+        Host::UPLINK
+    )
+}
+
+/// Two wasm-vtep hosts with their gobgpd, peered, with one VM each.
+struct Pair {
+    _underlay: Switch,
+    h1: Host,
+    _h2: Host,
+    a1: IpAddr,
+    a2: IpAddr,
+    vm1: Vm,
+    vm2: Vm,
+    g1: Gobgpd,
+    _g2: Gobgpd,
+    v1: VtepDaemon,
+    v2: VtepDaemon,
+}
+
+fn pair(underlay: Switch) -> Result<Pair> {
+    let (h1, h2) = (Host::numbered(&underlay, 1)?, Host::numbered(&underlay, 2)?);
+    let (a1, a2) = (IpAddr::V4(h1.ipv4()), IpAddr::V4(h2.ipv4()));
+    let (vm1, vm2) = (Vm::numbered(&h1, 1)?, Vm::numbered(&h2, 2)?);
+    let mut g1 = Gobgpd::builder(ASN).neighbor(a2).start(&h1)?;
+    let mut g2 = Gobgpd::builder(ASN).neighbor(a1).start(&h2)?;
+    let v1 = VtepDaemon::start(&h1, &config(a1, &g1.api_address(), "vm1"))?;
+    let v2 = VtepDaemon::start(&h2, &config(a2, &g2.api_address(), "vm2"))?;
+    g1.wait_established(a2, SESSION_UP)?;
+    g2.wait_established(a1, SESSION_UP)?;
+    for (v, other) in [(&v1, a2), (&v2, a1)] {
+        wait_until("the other's type 3", ROUTES_SEEN, || {
+            Ok(v.evpn()?.vnis[0].flood == [other.to_string()])
+        })?;
+    }
+    Ok(Pair {
+        _underlay: underlay,
+        h1,
+        _h2: h2,
+        a1,
+        a2,
+        vm1,
+        vm2,
+        g1,
+        _g2: g2,
+        v1,
+        v2,
+    })
+}
+
+/// The VM's ARP table entry for `ip`: its MAC, if it has one.
+fn neighbour(vm: &Vm, ip: IpAddr) -> Result<Option<String>> {
+    let out = vm.netns().ip(&["neigh", "show", &ip.to_string()])?;
+    Ok(out
+        .split_whitespace()
+        .skip_while(|w| *w != "lladdr")
+        .nth(1)
+        .map(str::to_owned))
+}
+
+#[test]
+fn arp_for_an_address_a_route_resolves_is_answered_on_the_host() -> Result<()> {
+    let p = pair(Switch::new(1600)?)?;
+    // Each VM says its address once (an ARP for an address nobody has): its host learns the
+    // binding and announces a MAC/IP route, which the other host binds.
+    for vm in [&p.vm1, &p.vm2] {
+        let _ = ping(vm, "192.0.2.99".parse::<IpAddr>()?, 1)?;
+    }
+    for v in [&p.v1, &p.v2] {
+        wait_until("a MAC/IP binding from each side", ROUTES_SEEN, || {
+            Ok(v.evpn()?.vnis[0].mac_ips >= 2)
+        })
+        .with_context(|| format!("{:#?}", v.evpn()))?;
+    }
+    let rib = p.g1.rib()?;
+    assert!(
+        rib.iter()
+            .any(|r| r.is_mac(p.vm2.mac()) && r.ip == Some(p.vm2.ipv4().into())),
+        "no MAC/IP route for VM2: {rib:#?}"
+    );
+
+    let before = p.v1.evpn()?.vnis[0].suppressed;
+    let capture = Capture::start(&p.h1, Host::UPLINK, &format!("udp port {VXLAN_PORT}"))?;
+    assert_pings(&p.vm1, p.vm2.ipv4());
+    let captured = capture.stop()?;
+    let arps = captured
+        .vxlan(VXLAN_PORT)
+        .iter()
+        .filter(|v| v.inner.get(12..14) == Some(&[0x08, 0x06][..]))
+        .count();
+    assert_eq!(arps, 0, "ARP crossed the underlay:\n{}", captured.text()?);
+    assert!(
+        captured.vxlan(VXLAN_PORT).len() >= 6,
+        "the pings crossed: {}",
+        captured.text()?
+    );
+    assert!(p.v1.evpn()?.vnis[0].suppressed > before);
+    assert_eq!(
+        neighbour(&p.vm1, p.vm2.ipv4().into())?,
+        Some(p.vm2.mac().to_string())
+    );
+    assert_eq!(
+        neighbour(&p.vm2, p.vm1.ipv4().into())?,
+        Some(p.vm1.mac().to_string())
+    );
+    Ok(())
+}
+
+#[test]
+fn a_vtep_no_route_announces_is_dropped_and_counted() -> Result<()> {
+    let underlay = Switch::new(1600)?;
+    let h3 = Host::numbered(&underlay, 3)?;
+    let p = pair(underlay)?;
+    assert_pings(&p.vm1, p.vm2.ipv4());
+    // h3: a kernel VTEP on the same VNI that floods to h1, announced by no route.
+    let vm3 = Vm::numbered(&h3, 3)?;
+    let _outsider = KernelVtep::builder(VNI)
+        .remote(p.a1)
+        .port(&vm3)
+        .create(&h3)?;
+    let before = p.v1.drop_count("unknown_vtep")?;
+    let capture = Capture::start(&p.vm1, Vm::IFACE, "icmp or arp")?;
+    let stats = ping(&vm3, p.vm1.ipv4(), 3)?;
+    let captured = capture.stop()?;
+    assert_eq!(stats.received, 0, "{}", stats.output);
+    assert_eq!(captured.packets.len(), 0, "{}", captured.text()?);
+    // The pings' ARP requests, each dropped (the counters are published between batches).
+    wait_until("the outsider's datagrams counted", ROUTES_SEEN, || {
+        Ok(p.v1.drop_count("unknown_vtep")? > before)
+    })?;
+    // The announced VTEP still gets through.
+    assert_pings(&p.vm2, p.vm1.ipv4());
+    Ok(())
+}
+
+#[test]
+fn unusable_routes_are_counted_and_change_nothing() -> Result<()> {
+    let p = pair(Switch::new(1600)?)?;
+    assert_pings(&p.vm1, p.vm2.ipv4());
+    let fdb_before = p.v1.fdb()?;
+    let elsewhere = "198.18.0.99";
+    let rd = format!("{}:{VNI}", p.g1.router_id());
+    let rt = format!("{ASN}:{VNI}");
+    let add = |args: &[&str]| -> Result<()> {
+        p.g1.cli(&[&["global", "rib", "add", "-a"][..], args].concat())
+            .map(drop)
+    };
+    // Another address family in the RIB.
+    add(&["ipv4", "10.0.0.0/24", "nexthop", elsewhere])?;
+    // A multicast and a broadcast MAC.
+    for mac in ["01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff"] {
+        add(&[
+            "evpn", "macadv", mac, "0.0.0.0", "etag", "0", "label", "5001", "rd", &rd, "rt", &rt,
+            "encap", "vxlan", "nexthop", elsewhere,
+        ])?;
+    }
+    // A VNI not configured here.
+    add(&[
+        "evpn",
+        "macadv",
+        "02:00:00:00:99:01",
+        "0.0.0.0",
+        "etag",
+        "0",
+        "label",
+        "9999",
+        "rd",
+        "198.18.0.99:9999",
+        "rt",
+        "65000:9999",
+        "encap",
+        "vxlan",
+        "nexthop",
+        elsewhere,
+    ])?;
+    // Our VNI's route target, another VNI's label.
+    add(&[
+        "evpn",
+        "macadv",
+        "02:00:00:00:99:02",
+        "0.0.0.0",
+        "etag",
+        "0",
+        "label",
+        "5002",
+        "rd",
+        &rd,
+        "rt",
+        &rt,
+        "encap",
+        "vxlan",
+        "nexthop",
+        elsewhere,
+    ])?;
+    // A route type wasm-vtep does not serve (type 5, IP prefix).
+    add(&[
+        "evpn",
+        "prefix",
+        "10.1.0.0/24",
+        "172.16.0.1",
+        "etag",
+        "0",
+        "label",
+        "5001",
+        "rd",
+        &rd,
+        "rt",
+        &rt,
+        "encap",
+        "vxlan",
+        "nexthop",
+        elsewhere,
+    ])?;
+
+    let want = [
+        "wrong_family",
+        "not_unicast_mac",
+        "not_imported",
+        "label_mismatch",
+        "unsupported_route",
+    ];
+    wait_until("every unusable route counted", ROUTES_SEEN, || {
+        let refused = p.v1.evpn()?.refused;
+        Ok(want
+            .iter()
+            .all(|k| refused.get(*k).copied().unwrap_or(0) > 0))
+    })
+    .with_context(|| format!("{:#?}", p.v1.evpn()))?;
+    let refused = p.v1.evpn()?.refused;
+    assert_eq!(refused.get("not_unicast_mac"), Some(&2), "{refused:?}");
+    assert_eq!(p.v1.fdb()?.len(), fdb_before.len(), "{:#?}", p.v1.fdb()?);
+    assert!(
+        p.v1.fdb()?
+            .iter()
+            .all(|r| r.mac != "02:00:00:00:99:01" && r.mac != "02:00:00:00:99:02")
+    );
+    // The session and forwarding go on.
+    let show = p.v1.evpn()?;
+    assert_eq!(show.session, "connected");
+    assert_eq!(show.vnis[0].flood, [p.a2.to_string()]);
+    assert_pings(&p.vm1, p.vm2.ipv4());
+    assert_pings(&p.vm2, p.vm1.ipv4());
+    Ok(())
+}
