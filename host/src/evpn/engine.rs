@@ -216,7 +216,9 @@ impl Engine {
         self.counters.received += 1;
         let advertised = matches!(event, RemoteEvent::Advertised(_));
         match route {
-            RemoteRoute::Vtep { vni, vtep: remote } => self.remote_vtep(vni, remote, advertised),
+            RemoteRoute::Vtep { vni, vtep: remote } => {
+                self.remote_vtep(vtep, vni, remote, advertised);
+            }
             RemoteRoute::Mac {
                 vni,
                 mac,
@@ -292,7 +294,13 @@ impl Engine {
         held
     }
 
-    fn remote_vtep(&mut self, vni: Vni, remote: IpAddr, advertised: bool) {
+    fn remote_vtep(&mut self, vtep: &Vtep, vni: Vni, remote: IpAddr, advertised: bool) {
+        // Refused here, not by the table: one bad address would make it refuse the VNI's
+        // whole list at every flush.
+        if advertised && let Err(e) = vtep.check_remote(remote) {
+            self.count_refusal(table_refusal(&e));
+            return;
+        }
         let Some(v) = self.vnis.get_mut(&vni) else {
             return;
         };
@@ -368,8 +376,11 @@ impl Engine {
         if let Some(v) = self.vnis.get_mut(&vni) {
             count_route(v, remote, false);
         }
-        if let Some(ip) = ip {
-            // A binding to another MAC since is not this route's to remove.
+        // A binding to another MAC since is not this route's to remove (`remove_neighbor`
+        // checks), nor one the MAC, now here, still has.
+        if let Some(ip) = ip
+            && !(m.mobility.local().is_some() && m.local_ips.contains(&ip))
+        {
             let _ = vtep.remove_neighbor(vni, ip, mac);
         }
         self.actions.clear();
@@ -511,7 +522,11 @@ impl Engine {
                     let mut forgotten = Vec::new();
                     let _ = vtep.forget_local_ips(vni, mac, &mut forgotten);
                     for ip in std::mem::take(&mut m.local_ips) {
-                        let _ = vtep.remove_neighbor(vni, ip, mac);
+                        // The remote route that took the MAC may bind the same address.
+                        let remote_binds = m.remote.values().any(|r| r.contains_key(&Some(ip)));
+                        if !remote_binds {
+                            let _ = vtep.remove_neighbor(vni, ip, mac);
+                        }
                         self.local_ip_owner.remove(&(vni, ip));
                     }
                 }

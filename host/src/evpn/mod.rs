@@ -28,4 +28,6 @@ pub use route::{
 };
 
 #[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
 mod tests;
