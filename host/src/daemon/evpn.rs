@@ -34,7 +34,7 @@ const TICK: Duration = Duration::from_millis(20);
 const PEERS_EVERY: Duration = Duration::from_secs(1);
 /// The first and the longest wait between connection attempts.
 const MIN_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(4);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long gobgpd may take to answer one call (it is on this host: a stopped or wedged gobgpd
 /// is treated as gone).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

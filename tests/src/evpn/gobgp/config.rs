@@ -51,22 +51,10 @@ pub(super) fn render(
                 "  [neighbors.transport.config]\n    local-address = \"{local}\"\n"
             );
         }
-        if let Some(secs) = builder.graceful_restart {
-            let _ = write!(
-                toml,
-                "  [neighbors.graceful-restart.config]\n    enabled = true\n    \
-                 restart-time = {secs}\n"
-            );
-        }
         toml.push_str(
             "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      \
              afi-safi-name = \"l2vpn-evpn\"\n",
         );
-        if builder.graceful_restart.is_some() {
-            toml.push_str(
-                "    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n",
-            );
-        }
     }
     toml
 }

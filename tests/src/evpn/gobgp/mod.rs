@@ -50,7 +50,6 @@ pub struct GobgpdBuilder {
     router_id: Option<Ipv4Addr>,
     neighbors: Vec<Neighbor>,
     api_port: u16,
-    graceful_restart: Option<u16>,
 }
 
 impl Gobgpd {
@@ -62,7 +61,6 @@ impl Gobgpd {
             router_id: None,
             neighbors: Vec::new(),
             api_port: DEFAULT_API_PORT,
-            graceful_restart: None,
         }
     }
 
@@ -254,14 +252,6 @@ impl GobgpdBuilder {
     /// Sets the router ID (by default the host's IPv4 underlay address).
     pub fn router_id(mut self, id: Ipv4Addr) -> Self {
         self.router_id = Some(id);
-        self
-    }
-
-    /// Announces BGP graceful restart (RFC 4724) with this restart time (seconds) to every
-    /// neighbor, for L2VPN EVPN: a peer in helper mode (FRR's and GoBGP's default) keeps this
-    /// daemon's routes while it restarts, so forwarding does not stop with it.
-    pub fn graceful_restart(mut self, restart_secs: u16) -> Self {
-        self.graceful_restart = Some(restart_secs);
         self
     }
 
