@@ -162,6 +162,10 @@ fn gobgpd_absent_at_start_is_joined_when_it_appears() -> Result<()> {
     .with_context(|| format!("{:#?}", g1.rib()))?;
     assert_eq!(log_lines(&mut v1, "connected to gobgpd"), 1);
     assert_pings(&vm1, vm2.ipv4());
+    // A daemon that stops withdraws what it announced (gobgpd would go on announcing it).
+    v1.stop()?;
+    let rib = g1.rib()?;
+    assert!(rib.iter().all(|r| r.vtep() != Some(a1)), "{rib:#?}");
     Ok(())
 }
 
