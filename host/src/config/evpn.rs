@@ -84,7 +84,7 @@ pub struct EvpnSettings {
     /// The AS for automatic route targets (`ASN:VNI`); `None`: gobgpd's own, asked at
     /// connection.
     pub asn: Option<u32>,
-    /// The router id for automatic route distinguishers (`ROUTER-ID:N`): the underlay's local
+    /// The router id for automatic route distinguishers (`ROUTER-ID:VNI`): the underlay's local
     /// address when it is IPv4 and `router_id` is omitted (required with an IPv6 underlay).
     pub router_id: Ipv4Addr,
 }
@@ -92,7 +92,7 @@ pub struct EvpnSettings {
 /// `[vni.evpn]`, checked; defaults when the table is omitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VniEvpnSettings {
-    /// `None`: automatic (`ROUTER-ID:N`, N the VNI's place among the EVPN VNIs, from 1).
+    /// `None`: automatic, `ROUTER-ID:VNI` (see `evpn::RouteDistinguisher::auto`).
     pub rd: Option<AdminNumber>,
     /// Empty: automatic (`ASN:VNI`).
     pub import_rt: Vec<AdminNumber>,

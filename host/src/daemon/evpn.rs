@@ -23,7 +23,7 @@ use super::Shared;
 use crate::config::Evpn;
 use crate::control::{EvpnPeerRow, EvpnReport, EvpnVniRow};
 use crate::evpn::plan::plans;
-use crate::evpn::{BgpOp, Engine, Gobgp, PeerSession, RemoteEvent, VniExport};
+use crate::evpn::{BgpOp, Engine, Gobgp, Import, PeerSession, RemoteEvent, VniExport};
 use crate::sync::lock;
 use crate::vtep::{VniStats, Vtep, VtepSettings};
 use crate::wire::Vni;
@@ -354,6 +354,28 @@ impl Supervisor {
                 (engine.import().clone(), exports)
             })
             .ok_or_else(|| End::Fatal("evpn: no engine".to_owned()))?;
+        let end = match self
+            .sync_and_follow(&mut gobgp, &import, &exports, backoff)
+            .await
+        {
+            Ok(never) => match never {},
+            Err(end) => end,
+        };
+        if matches!(end, End::Stopped) {
+            // Whichever call the stop interrupted: what we announced goes before we do.
+            self.withdraw_all(&mut gobgp, &exports).await;
+        }
+        Err(end)
+    }
+
+    /// Announces everything, reads the RIB, then follows both sides until the session ends.
+    async fn sync_and_follow(
+        &self,
+        gobgp: &mut Gobgp,
+        import: &Import,
+        exports: &HashMap<Vni, VniExport>,
+        backoff: &mut Duration,
+    ) -> Result<std::convert::Infallible, End> {
         // Following first, then reading: a change between the two comes in the watch (the
         // read's routes come again, which changes nothing).
         let mut watch = gobgp.watch(true);
@@ -361,7 +383,7 @@ impl Supervisor {
             engine.local_changes(vtep, Instant::now(), false);
             engine.connected();
         });
-        let rib = self.call("ListPath", gobgp.list(&import)).await?;
+        let rib = self.call("ListPath", gobgp.list(import)).await?;
         let ops = self
             .with_engine(|engine, vtep| {
                 let mut routes = Vec::with_capacity(rib.len());
@@ -377,7 +399,7 @@ impl Supervisor {
                 engine.take_ops()
             })
             .unwrap_or_default();
-        self.send(&mut gobgp, &exports, ops).await?;
+        self.send(gobgp, exports, ops).await?;
         self.set_state(State::Connected, None);
         *backoff = MIN_BACKOFF;
 
@@ -387,7 +409,7 @@ impl Supervisor {
         peers.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
             tokio::select! {
-                batch = watch.next(&import) => {
+                batch = watch.next(import) => {
                     let batch = batch?.ok_or_else(|| End::Lost("gobgpd ended the watch".to_owned()))?;
                     let ops = self.with_engine(|engine, vtep| {
                         for received in batch {
@@ -399,40 +421,46 @@ impl Supervisor {
                         engine.flush_remotes(vtep);
                         engine.take_ops()
                     }).unwrap_or_default();
-                    self.send(&mut gobgp, &exports, ops).await?;
+                    self.send(gobgp, exports, ops).await?;
                 }
                 _ = tick.tick() => {
                     if self.stopping() {
-                        let ops = self.with_engine(|engine, _| {
-                            engine.withdraw_all();
-                            engine.take_ops()
-                        }).unwrap_or_default();
-                        let withdraw = async {
-                            for op in ops {
-                                if let Some(call) = apply(&mut gobgp, &exports, op) {
-                                    call.await?;
-                                }
-                            }
-                            Ok::<(), crate::evpn::ClientError>(())
-                        };
-                        match timeout(STOP_WITHDRAW, withdraw).await {
-                            Ok(Ok(())) => tracing::info!("routes withdrawn from gobgpd"),
-                            Ok(Err(e)) => tracing::warn!(error = %e, "withdrawing the routes failed"),
-                            Err(_) => tracing::warn!("gobgpd did not take every withdrawal before the stop"),
-                        }
                         return Err(End::Stopped);
                     }
                     let ops = self.with_engine(|engine, vtep| {
                         engine.local_changes(vtep, Instant::now(), false);
                         engine.take_ops()
                     }).unwrap_or_default();
-                    self.send(&mut gobgp, &exports, ops).await?;
+                    self.send(gobgp, exports, ops).await?;
                 }
                 _ = peers.tick() => {
                     let list = self.call("ListPeer", gobgp.peers()).await?;
                     lock(&self.evpn.session).peers = list;
                 }
             }
+        }
+    }
+
+    /// Withdraws every route we announce, within [`STOP_WITHDRAW`] (the daemon is stopping).
+    async fn withdraw_all(&self, gobgp: &mut Gobgp, exports: &HashMap<Vni, VniExport>) {
+        let ops = self
+            .with_engine(|engine, _| {
+                engine.withdraw_all();
+                engine.take_ops()
+            })
+            .unwrap_or_default();
+        let withdraw = async {
+            for op in ops {
+                if let Some(call) = apply(gobgp, exports, op) {
+                    call.await?;
+                }
+            }
+            Ok::<(), crate::evpn::ClientError>(())
+        };
+        match timeout(STOP_WITHDRAW, withdraw).await {
+            Ok(Ok(())) => tracing::info!("routes withdrawn from gobgpd"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "withdrawing the routes failed"),
+            Err(_) => tracing::warn!("gobgpd did not take every withdrawal before the stop"),
         }
     }
 

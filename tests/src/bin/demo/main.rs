@@ -4,15 +4,32 @@
 //! both forwarding tables after each step. Everything it created is removed at the end, on
 //! error and on Ctrl-C.
 //!
+//! With `--evpn` it walks through the same two VMs with BGP EVPN instead ([`evpn`]): a gobgpd
+//! beside each VTEP, no multicast group, no remotes.
+//!
 //! Run as root from the checkout: `cargo build --bin vtep && cargo run -p wasm-vtep-tests --bin
-//! demo` (the `vtep` it runs is the one built beside it, or `$VTEP_BIN`).
+//! demo [-- --evpn]` (the `vtep` it runs is the one built beside it, or `$VTEP_BIN`).
+
+mod evpn;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
+use clap::Parser;
 use wasm_vtep::control::{Request, render};
 use wasm_vtep_tests::{Host, Switch, Vm, VtepDaemon};
+
+/// Two VMs on two VTEPs, live on network namespaces: RFC 7348's flood-and-learn walk-through,
+/// or BGP EVPN with --evpn.
+#[derive(Debug, Parser)]
+#[command(name = "demo")]
+struct Args {
+    /// BGP EVPN instead of flood-and-learn: a gobgpd beside each VTEP (needs the Debian
+    /// package gobgpd), no multicast group, no remotes.
+    #[arg(long)]
+    evpn: bool,
+}
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -21,11 +38,19 @@ extern "C" fn on_sigint(_: libc::c_int) {
 }
 
 fn main() -> ExitCode {
+    let args = Args::parse();
+    // Before anything is created: without gobgpd there is nothing to walk through.
+    if args.evpn
+        && let Some(missing) = evpn::missing_programs()
+    {
+        eprintln!("demo: {missing}");
+        return ExitCode::FAILURE;
+    }
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t);
     }
-    let result = walk();
+    let result = if args.evpn { evpn::walk() } else { walk() };
     // Every namespace and daemon of the walk is gone by now: their guards dropped inside it.
     if INTERRUPTED.load(Ordering::Relaxed) {
         println!("\ninterrupted: topology removed");
@@ -145,13 +170,17 @@ fn step(text: &str) {
 fn show_tables(vteps: &[VtepDaemon]) -> Result<()> {
     for (h, vtep) in (1..).zip(vteps) {
         println!("  host {h} (vtep fdb show):");
-        let table = render::fdb(&vtep.fdb()?);
-        if table.is_empty() {
-            println!("    (empty)");
-        }
-        for line in table.lines() {
-            println!("    {line}");
-        }
+        print_indented(&render::fdb(&vtep.fdb()?));
     }
     Ok(())
+}
+
+/// `text` indented under its heading, or `(empty)`.
+fn print_indented(text: &str) {
+    if text.trim().is_empty() {
+        println!("    (empty)");
+    }
+    for line in text.lines() {
+        println!("    {line}");
+    }
 }
