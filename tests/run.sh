@@ -21,3 +21,6 @@ cargo test --workspace --locked $features
 # already has (a release build of everything would double CI's compile time); measure with
 # `cargo build --release --bin vtep && cargo run --release -p wasm-vtep-tests --bin netbench`.
 cargo run --locked -p wasm-vtep-tests $features --bin netbench -- --quick --out target/netbench/ci
+# The EVPN benchmark likewise, small (two samples of each convergence, a RIB of 1,000 MACs):
+# measure with `cargo run --release -p wasm-vtep-tests --bin evpnbench` on a quiet machine.
+cargo run --locked -p wasm-vtep-tests $features --bin evpnbench -- --samples 2 --macs 1000
