@@ -161,7 +161,9 @@ async fn routes_go_to_and_come_from_a_real_gobgpd() -> Result<()> {
     let export = VniExport::auto(VNI, OUR_VTEP, 65000, IpAddr::V4(OUR_VTEP))?;
     let mut import = Import::default();
     import.insert(RouteTarget::auto(65000, VNI), VNI)?;
-    let mut watch = client.watch(false);
+    let mut watch = client.watch();
+    // gobgpd's first event: its best paths when the watch started, none yet.
+    assert_eq!(watch.snapshot(&import).await?, []);
 
     // Ours, through the API: a MAC/IP that moved twice, and our membership of the VNI.
     let mac = MacAddr([2, 0, 0, 0, 0, 0x0a]);

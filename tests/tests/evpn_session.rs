@@ -86,23 +86,54 @@ fn gobgpd_killed_and_restarted_under_a_ping() -> Result<()> {
         let outage_sent = sent(&v1)? - before;
         let row = v1.entry(VNI, &vm2.mac().to_string())?;
         assert_eq!(row.map(|r| r.kind), Some("evpn".to_owned()));
+        // FRR holds back its session until wasm-vtep has connected to the new gobgpd, as a
+        // slow peer would: the new RIB has none of FRR's routes yet.
+        let neighbor = format!("neighbor {a1} shutdown");
+        frr.configure(&[&format!("router bgp {ASN}"), &neighbor])?;
         drop(g1);
         let g1 = g1_builder.start(&h1)?;
         let restarted_at = Instant::now();
         let stats = pinger.join().expect("the ping thread")?;
         Ok((stats, outage_sent, restarted_at, g1))
     })?;
+    wait_until("wasm-vtep to reconnect", ROUTES_SEEN, || {
+        Ok(v1.evpn()?.session == "connected")
+    })?;
+    std::thread::sleep(Duration::from_secs(1));
+    let row = v1.entry(VNI, &vm2.mac().to_string())?;
+    assert_eq!(
+        row.map(|r| r.kind),
+        Some("evpn".to_owned()),
+        "what h1 held went when it found the new gobgpd without its peers' routes"
+    );
+    frr.configure(&[
+        &format!("router bgp {ASN}"),
+        &format!("no neighbor {a1} shutdown"),
+    ])?;
     // 2 s of pings at 5 a second, encapsulated toward h2 while gobgpd was away.
     assert!(
         outage_sent >= 8,
         "{outage_sent} packets sent during the outage"
     );
-    g1.wait_established(a2, SESSION_UP)?;
+    // From the restart on, VM2's entry never goes: the new gobgpd's RIB lacks FRR's routes
+    // until its session is up, and what h1 held is kept until then.
+    let vm2_held = || -> Result<bool> {
+        let row = v1.entry(VNI, &vm2.mac().to_string())?;
+        Ok(row.is_some_and(|r| r.kind == "evpn" && r.remote == Some(a2.to_string())))
+    };
     wait_until("h1's routes in FRR again", ROUTES_SEEN, || {
+        anyhow::ensure!(vm2_held()?, "VM2's entry went after gobgpd restarted");
         routes_in_frr(&frr)
     })
     .with_context(|| format!("{:#?}", frr.rib()))?;
     let back_in_frr = restarted_at.elapsed();
+    g1.wait_established(a2, SESSION_UP)?;
+    // And past the sweep of what the new RIB lacked (3 s after every session is up).
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        anyhow::ensure!(vm2_held()?, "VM2's entry went with the sweep");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     wait_until(
         "FRR's routes in the new gobgpd and in h1's table",
         ROUTES_SEEN,
@@ -206,5 +237,36 @@ fn two_wasm_vteps_over_an_ipv6_underlay() -> Result<()> {
     let report = iperf3(&vm1, vm2.ipv4(), &IperfOptions::tcp(Duration::from_secs(2)))
         .with_context(|| format!("iperf3 to port {}", iperf.port()))?;
     assert!(report.received_bps > 1e8, "{report:?}");
+    Ok(())
+}
+
+#[test]
+fn a_large_rib_is_read_and_followed() -> Result<()> {
+    // 12,000 routes: gobgpd sends its whole RIB as the watch's first message (past gRPC's
+    // usual 4 MiB limit), and the session must hold on it.
+    const MACS: u32 = 12_000;
+    let underlay = Switch::new(1600)?;
+    let h1 = Host::numbered(&underlay, 1)?;
+    let a1 = IpAddr::V4(h1.ipv4());
+    let _vm1 = Vm::numbered(&h1, 1)?;
+    let g1 = Gobgpd::builder(ASN).start(&h1)?;
+    let remote = std::net::Ipv4Addr::new(198, 18, 0, 99);
+    let loading = Instant::now();
+    wasm_vtep_tests::evpn::load_mac_routes(&h1, &g1, VNI, remote, 0..MACS)?;
+    println!("{MACS} routes loaded in {:?}", loading.elapsed());
+    let v1 = VtepDaemon::start(&h1, &config(a1, &g1.api_address(), "vm1", "", ""))?;
+    wait_until("every route installed", Duration::from_secs(60), || {
+        Ok(v1.evpn()?.vnis[0].remote_macs == MACS as usize)
+    })
+    .with_context(|| format!("{:#?}", v1.evpn()))?;
+    // Followed after the first read: one more route.
+    wasm_vtep_tests::evpn::load_mac_routes(&h1, &g1, VNI, remote, MACS..MACS + 1)?;
+    wait_until("the next route installed", ROUTES_SEEN, || {
+        Ok(v1.evpn()?.vnis[0].remote_macs == MACS as usize + 1)
+    })?;
+    let show = v1.evpn()?;
+    assert_eq!(show.session, "connected", "{show:#?}");
+    assert_eq!(show.vnis[0].remote_vteps, [remote.to_string()]);
+    assert!(show.refused.is_empty(), "{show:#?}");
     Ok(())
 }

@@ -478,9 +478,9 @@ fn bad_configurations_are_refused_with_the_field_named() {
             &["vni[0].ports", "vm9", "no such interface"],
         ),
         (
-            "EVPN, not part of vtep run yet",
-            format!("{head}[evpn]\n[[vni]]\nid = 5001\nports = [\"vm1\"]\n"),
-            &["evpn", "not part of vtep run yet"],
+            "EVPN VNI above 65535 without an RD",
+            format!("{head}[evpn]\n[[vni]]\nid = 100100\nports = [\"vm1\"]\n"),
+            &["vni[0].evpn.rd", "65535"],
         ),
         (
             "bad local address",

@@ -22,8 +22,10 @@ use tokio::time::{MissedTickBehavior, interval, sleep, timeout};
 use super::Shared;
 use crate::config::Evpn;
 use crate::control::{EvpnPeerRow, EvpnReport, EvpnVniRow};
+use crate::evpn::engine::Stale;
+use crate::evpn::plan::PlanError;
 use crate::evpn::plan::plans;
-use crate::evpn::{BgpOp, Engine, Gobgp, Import, PeerSession, RemoteEvent, VniExport};
+use crate::evpn::{BgpOp, Engine, Gobgp, Import, PeerSession, Received, RemoteEvent, VniExport};
 use crate::sync::lock;
 use crate::vtep::{VniStats, Vtep, VtepSettings};
 use crate::wire::Vni;
@@ -38,8 +40,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long gobgpd may take to answer one call (it is on this host: a stopped or wedged gobgpd
 /// is treated as gone).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long withdrawing our routes may hold up the daemon's stop.
-const STOP_WITHDRAW: Duration = Duration::from_secs(2);
+/// How long withdrawing our routes may hold up the daemon's stop (thousands of routes: each
+/// is one call).
+const STOP_WITHDRAW: Duration = Duration::from_secs(5);
+/// How long every BGP session of gobgpd stays up before routes the RIB lacks since a
+/// (re)connection are removed, and how long they are kept at most.
+const SWEEP_SETTLE: Duration = Duration::from_secs(3);
+const SWEEP_HOLD: Duration = Duration::from_secs(60);
 
 /// The state of the session to gobgpd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +174,46 @@ fn strings<T: ToString>(items: &[T]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
 }
 
+/// When the routes a new session did not find are removed: once every BGP session of gobgpd
+/// has been up for [`SWEEP_SETTLE`] (its peers have sent their tables by then), or after
+/// [`SWEEP_HOLD`] whatever the sessions do (a peer that does not come back takes its routes
+/// with it).
+#[derive(Debug)]
+struct Sweep {
+    started: Instant,
+    /// Since when every session is up.
+    all_up: Option<Instant>,
+    done: bool,
+}
+
+impl Sweep {
+    fn new() -> Sweep {
+        Sweep {
+            started: Instant::now(),
+            all_up: None,
+            done: false,
+        }
+    }
+
+    /// Whether to sweep now, given whether every session is up; true once.
+    fn due(&mut self, all_up: bool) -> bool {
+        if self.done {
+            return false;
+        }
+        let now = Instant::now();
+        self.all_up = if all_up {
+            Some(self.all_up.unwrap_or(now))
+        } else {
+            None
+        };
+        let settled = self
+            .all_up
+            .is_some_and(|t| now.duration_since(t) >= SWEEP_SETTLE);
+        self.done = settled || now.duration_since(self.started) >= SWEEP_HOLD;
+        self.done
+    }
+}
+
 /// How a session ended.
 enum End {
     /// The daemon is stopping.
@@ -209,9 +256,9 @@ impl Supervisor {
     async fn run(self) {
         self.vtep.journal_local_changes(true);
         if let Some(asn) = self.evpn.asn
-            && let Err(reason) = self.make_engine(asn)
+            && let Err(e) = self.make_engine(asn)
         {
-            self.shared.fail(reason);
+            self.shared.fail(format!("evpn: {e}"));
             return;
         }
         let mut backoff = MIN_BACKOFF;
@@ -258,14 +305,13 @@ impl Supervisor {
     }
 
     /// Makes the engine for `asn`, reading every local entry.
-    fn make_engine(&self, asn: u32) -> Result<(), String> {
+    fn make_engine(&self, asn: u32) -> Result<(), PlanError> {
         let (import, plans) = plans(
             &self.evpn.settings,
             &self.evpn.config,
             asn,
             self.evpn.router_id,
-        )
-        .map_err(|e| format!("evpn: {e}"))?;
+        )?;
         let mut engine = Engine::new(self.evpn.settings.local, import, plans);
         engine.local_changes(&self.vtep, Instant::now(), true);
         *lock(&self.evpn.engine) = Some(engine);
@@ -342,15 +388,13 @@ impl Supervisor {
             if asn == 0 {
                 return Err(End::Lost("gobgpd has no AS yet".to_owned()));
             }
-            self.make_engine(asn).map_err(End::Fatal)?;
+            self.make_engine(asn)
+                .map_err(|e| End::Fatal(format!("evpn: {e}")))?;
         }
         let (import, exports) = self
             .with_engine(|engine, _| {
-                let exports: HashMap<Vni, VniExport> = engine
-                    .summary()
-                    .into_iter()
-                    .map(|s| (s.plan.export.vni, s.plan.export))
-                    .collect();
+                let exports: HashMap<Vni, VniExport> =
+                    engine.exports().map(|e| (e.vni, e.clone())).collect();
                 (engine.import().clone(), exports)
             })
             .ok_or_else(|| End::Fatal("evpn: no engine".to_owned()))?;
@@ -376,33 +420,23 @@ impl Supervisor {
         exports: &HashMap<Vni, VniExport>,
         backoff: &mut Duration,
     ) -> Result<std::convert::Infallible, End> {
-        // Following first, then reading: a change between the two comes in the watch (the
-        // read's routes come again, which changes nothing).
-        let mut watch = gobgp.watch(true);
+        let mut watch = gobgp.watch();
         self.with_engine(|engine, vtep| {
             engine.local_changes(vtep, Instant::now(), false);
             engine.connected();
         });
-        let rib = self.call("ListPath", gobgp.list(import)).await?;
+        // What we hold and the RIB lacks is kept for now: a gobgpd that has just restarted
+        // has not heard from its peers yet. The sweep comes once they are all up.
+        let rib = self.call("WatchEvent", watch.snapshot(import)).await?;
+        self.resync(rib, Stale::Keep);
         let ops = self
-            .with_engine(|engine, vtep| {
-                let mut routes = Vec::with_capacity(rib.len());
-                for received in rib {
-                    match received {
-                        Ok(RemoteEvent::Advertised(route)) => routes.push(route),
-                        Ok(RemoteEvent::Withdrawn(_)) => {}
-                        Err(e) => engine.refused(&e),
-                    }
-                }
-                engine.resync(vtep, &routes);
-                engine.flush_remotes(vtep);
-                engine.take_ops()
-            })
+            .with_engine(|engine, _| engine.take_ops())
             .unwrap_or_default();
         self.send(gobgp, exports, ops).await?;
         self.set_state(State::Connected, None);
         *backoff = MIN_BACKOFF;
 
+        let mut sweep = Sweep::new();
         let mut tick = interval(TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut peers = interval(PEERS_EVERY);
@@ -435,10 +469,33 @@ impl Supervisor {
                 }
                 _ = peers.tick() => {
                     let list = self.call("ListPeer", gobgp.peers()).await?;
+                    let all_up = list.iter().all(|p| p.state == "established");
                     lock(&self.evpn.session).peers = list;
+                    if sweep.due(all_up) {
+                        let rib = self.call("ListPath", gobgp.list(import)).await?;
+                        self.resync(rib, Stale::Remove);
+                        let ops = self.with_engine(|engine, _| engine.take_ops()).unwrap_or_default();
+                        self.send(gobgp, exports, ops).await?;
+                    }
                 }
             }
         }
+    }
+
+    /// Applies a full read of the RIB.
+    fn resync(&self, rib: Vec<Received>, stale: Stale) {
+        self.with_engine(|engine, vtep| {
+            let mut routes = Vec::with_capacity(rib.len());
+            for received in rib {
+                match received {
+                    Ok(RemoteEvent::Advertised(route)) => routes.push(route),
+                    Ok(RemoteEvent::Withdrawn(_)) => {}
+                    Err(e) => engine.refused(&e),
+                }
+            }
+            engine.resync(vtep, &routes, stale);
+            engine.flush_remotes(vtep);
+        });
     }
 
     /// Withdraws every route we announce, within [`STOP_WITHDRAW`] (the daemon is stopping).

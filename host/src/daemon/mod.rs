@@ -285,7 +285,7 @@ fn run_bound(
     });
 
     shared.stop.store(true, Ordering::Relaxed);
-    // First: it withdraws our routes while the data path still forwards.
+    // Joined first: the daemon exits only once our routes are withdrawn (or the withdrawal timed out).
     if let Some(thread) = evpn_thread
         && thread.join().is_err()
     {

@@ -27,6 +27,9 @@ use super::route::{LocalRoute, RemoteEvent, VniExport};
 /// How long a connection attempt may take: gobgpd is on this host, it answers at once or not.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The largest message taken from or sent to gobgpd (a RIB of a million EVPN paths fits).
+const MAX_MESSAGE: usize = 1 << 30;
+
 /// What went wrong talking to gobgpd.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -70,8 +73,12 @@ impl Gobgp {
             .connect()
             .await
             .map_err(connect_error)?;
+        // The watch's first event holds every best path of the RIB in one message: far more
+        // than tonic's default 4 MiB with a large fabric. gobgpd is a local, trusted daemon.
         Ok(Gobgp {
-            api: GobgpApiClient::new(channel),
+            api: GobgpApiClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
         })
     }
 
@@ -166,19 +173,20 @@ impl Gobgp {
         Ok(peers)
     }
 
-    /// Follows the changes of the best paths; with `init`, the current best paths come first
-    /// (what a VTEP that (re)connects wants: no gap between reading the RIB and following it).
+    /// Follows the best paths: first all of them (one event, [`Watch::snapshot`]), then their
+    /// changes ([`Watch::next`]). gobgpd takes the snapshot and starts following in one step,
+    /// so nothing falls between reading the RIB and following it (a `ListPath` then a watch
+    /// could miss a change made in between).
     ///
     /// gobgpd sends the response headers of `WatchEvent` only with its first event, so the call
-    /// cannot be awaited here: it is started on the runtime at once (gobgpd watches from when the
-    /// request arrives) and [`Watch::next`] takes the stream when it comes. Call it within a
-    /// tokio runtime.
-    pub fn watch(&self, init: bool) -> Watch {
+    /// cannot be awaited here: it is started on the runtime at once and [`Watch`] takes the
+    /// stream when it comes. Call it within a tokio runtime.
+    pub fn watch(&self) -> Watch {
         let request = WatchEventRequest {
             table: Some(Table {
                 filters: vec![Filter {
                     r#type: Type::Best.into(),
-                    init,
+                    init: true,
                 }],
             }),
             ..WatchEventRequest::default()
@@ -191,7 +199,7 @@ impl Gobgp {
     }
 }
 
-/// The stream of best-path changes of [`Gobgp::watch`].
+/// The stream of best paths of [`Gobgp::watch`].
 #[derive(Debug)]
 pub struct Watch {
     state: WatchState,
@@ -204,37 +212,76 @@ enum WatchState {
     Streaming(Box<Streaming<WatchEventResponse>>),
 }
 
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // A watch dropped before its first event (the session ended) takes its call along.
+        if let WatchState::Starting(call) = &self.state {
+            call.abort();
+        }
+    }
+}
+
 impl Watch {
-    /// The paths of the next table event, in gobgpd's order (a move's withdrawal before the
-    /// new advertisement when gobgpd sends both); `None` when gobgpd ends the stream. A path
-    /// of another family is a [`RouteError::WrongFamily`].
-    pub async fn next(&mut self, import: &Import) -> Result<Option<Vec<Received>>, ClientError> {
+    /// Every best path when the watch started: gobgpd's first event, sent even when the RIB
+    /// is empty. Call it once, before [`Watch::next`].
+    pub async fn snapshot(&mut self, import: &Import) -> Result<Vec<Received>, ClientError> {
         loop {
-            let stream = match &mut self.state {
-                WatchState::Streaming(stream) => stream,
-                WatchState::Starting(call) => {
-                    let response = call.await.map_err(|e| ClientError::Call {
+            match self.event(import).await? {
+                Some(Some(received)) => return Ok(received),
+                Some(None) => continue,
+                None => {
+                    return Err(ClientError::Call {
                         call: "WatchEvent",
-                        status: Box::new(tonic::Status::cancelled(e.to_string())),
-                    })?;
-                    let stream = response.map_err(call_error("WatchEvent"))?.into_inner();
-                    self.state = WatchState::Streaming(Box::new(stream));
-                    continue;
-                }
-            };
-            let Some(reply) = stream.message().await.map_err(call_error("WatchEvent"))? else {
-                return Ok(None);
-            };
-            if let Some(Event::Table(table)) = reply.event {
-                // Paths of other families are not ours: they come back refused (counted), as
-                // anything unexpected in the RIB does.
-                let received: Vec<Received> =
-                    table.paths.iter().map(|p| decode(p, import)).collect();
-                if !received.is_empty() {
-                    return Ok(Some(received));
+                        status: Box::new(tonic::Status::unavailable(
+                            "gobgpd ended the watch before its first event",
+                        )),
+                    });
                 }
             }
         }
+    }
+
+    /// The paths of the next table event with any, in gobgpd's order (a move's withdrawal
+    /// before the new advertisement when gobgpd sends both); `None` when gobgpd ends the
+    /// stream. A path of another family is a [`RouteError::WrongFamily`].
+    pub async fn next(&mut self, import: &Import) -> Result<Option<Vec<Received>>, ClientError> {
+        loop {
+            match self.event(import).await? {
+                Some(Some(received)) if !received.is_empty() => return Ok(Some(received)),
+                Some(_) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next event: `Some(Some(paths))` for a table event, `Some(None)` for another kind,
+    /// `None` at the end of the stream.
+    async fn event(
+        &mut self,
+        import: &Import,
+    ) -> Result<Option<Option<Vec<Received>>>, ClientError> {
+        if let WatchState::Starting(call) = &mut self.state {
+            let response = call.await.map_err(|e| ClientError::Call {
+                call: "WatchEvent",
+                status: Box::new(tonic::Status::cancelled(e.to_string())),
+            })?;
+            let stream = response.map_err(call_error("WatchEvent"))?.into_inner();
+            self.state = WatchState::Streaming(Box::new(stream));
+        }
+        let WatchState::Streaming(stream) = &mut self.state else {
+            return Ok(None);
+        };
+        let Some(reply) = stream.message().await.map_err(call_error("WatchEvent"))? else {
+            return Ok(None);
+        };
+        Ok(Some(match reply.event {
+            // Paths of other families are not ours: they come back refused (counted), as
+            // anything unexpected in the RIB does.
+            Some(Event::Table(table)) => {
+                Some(table.paths.iter().map(|p| decode(p, import)).collect())
+            }
+            _ => None,
+        }))
     }
 }
 

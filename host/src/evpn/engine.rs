@@ -31,6 +31,15 @@ pub enum BgpOp {
     Delete(Vni, LocalRoute),
 }
 
+/// What [`Engine::resync`] does with remote routes the RIB no longer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// Keep them (gobgpd's peers may not have sent theirs yet).
+    Keep,
+    /// Withdraw them (the RIB is complete).
+    Remove,
+}
+
 /// One EVPN VNI as configured: what it exports and whether it has local ports (only then is
 /// it announced with a type 3 route, RFC 8365 §5.1.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +48,9 @@ pub struct VniPlan {
     /// The route targets it imports.
     pub import: Vec<RouteTarget>,
     pub has_ports: bool,
+    /// Remote MACs held at most (the VNI's `max_entries`): past it, routes for further MACs
+    /// are refused and counted (`vni_full`), so that peers cannot grow the table without end.
+    pub max_remote_macs: usize,
 }
 
 /// What the engine counted.
@@ -63,6 +75,8 @@ struct VniState {
     routes_from: BTreeMap<IpAddr, usize>,
     /// The flood list or the announced VTEPs changed since the table was told.
     dirty: bool,
+    /// MACs with at least one remote route.
+    remote_macs: usize,
 }
 
 /// One MAC's state on one VNI.
@@ -137,6 +151,7 @@ impl Engine {
                     flood: BTreeSet::new(),
                     routes_from: BTreeMap::new(),
                     dirty: false,
+                    remote_macs: 0,
                 };
                 (state.plan.export.vni, state)
             })
@@ -235,10 +250,12 @@ impl Engine {
         }
     }
 
-    /// A full read of the RIB (after [`Engine::connected`]): remote routes the engine holds
-    /// and the RIB no longer has are withdrawn, then every route read is applied; our own
-    /// routes in the RIB that we no longer announce are queued for withdrawal.
-    pub fn resync(&mut self, vtep: &Vtep, rib: &[RemoteRoute]) {
+    /// A full read of the RIB (after [`Engine::connected`]): every route read is applied, our
+    /// own routes in the RIB that we no longer announce are queued for withdrawal, and with
+    /// [`Stale::Remove`] remote routes the engine holds and the RIB no longer has are
+    /// withdrawn first. [`Stale::Keep`] is for a gobgpd that has just (re)started: its peers'
+    /// routes are not back yet, and what the table holds keeps forwarding until they are.
+    pub fn resync(&mut self, vtep: &Vtep, rib: &[RemoteRoute], stale: Stale) {
         let mut present: BTreeSet<RouteKey> = BTreeSet::new();
         for route in rib {
             if route.vtep() == self.us {
@@ -251,9 +268,11 @@ impl Engine {
             }
             present.insert(RouteKey::of(route));
         }
-        for stale in self.held_routes() {
-            if !present.contains(&RouteKey::of(&stale)) {
-                self.remote(vtep, RemoteEvent::Withdrawn(stale));
+        if stale == Stale::Remove {
+            for gone in self.held_routes() {
+                if !present.contains(&RouteKey::of(&gone)) {
+                    self.remote(vtep, RemoteEvent::Withdrawn(gone));
+                }
             }
         }
         let us = self.us;
@@ -310,6 +329,8 @@ impl Engine {
             v.flood.remove(&remote)
         };
         if changed {
+            // The flood list changed, whatever else the VTEP announces.
+            v.dirty = true;
             count_route(v, remote, advertised);
         }
     }
@@ -336,14 +357,27 @@ impl Engine {
         {
             self.count_refusal(table_refusal(&e));
         }
+        let Some(v) = self.vnis.get_mut(&vni) else {
+            return;
+        };
         let m = self.macs.entry((vni, mac)).or_default();
+        if m.remote.is_empty() {
+            if v.remote_macs >= v.plan.max_remote_macs {
+                if m.is_empty() {
+                    self.macs.remove(&(vni, mac));
+                }
+                self.count_refusal("vni_full");
+                return;
+            }
+            v.remote_macs += 1;
+        }
         let new = m
             .remote
             .entry(remote)
             .or_default()
             .insert(ip, mobility)
             .is_none();
-        if new && let Some(v) = self.vnis.get_mut(&vni) {
+        if new {
             count_route(v, remote, true);
         }
         let seq = m.remote_seq(remote).unwrap_or(Seq {
@@ -373,19 +407,28 @@ impl Engine {
         if routes.remove(&ip).is_none() {
             return;
         }
+        let emptied = routes.is_empty();
+        if emptied {
+            m.remote.remove(&remote);
+        }
         if let Some(v) = self.vnis.get_mut(&vni) {
             count_route(v, remote, false);
+            if m.remote.is_empty() {
+                v.remote_macs = v.remote_macs.saturating_sub(1);
+            }
         }
         // A binding to another MAC since is not this route's to remove (`remove_neighbor`
-        // checks), nor one the MAC, now here, still has.
-        if let Some(ip) = ip
-            && !(m.mobility.local().is_some() && m.local_ips.contains(&ip))
-        {
-            let _ = vtep.remove_neighbor(vni, ip, mac);
+        // checks), nor one the MAC still has: here, or by another VTEP's route (a move whose
+        // new route came before the old one's withdrawal).
+        if let Some(ip) = ip {
+            let local = m.mobility.local().is_some() && m.local_ips.contains(&ip);
+            let elsewhere = m.remote.values().any(|r| r.contains_key(&Some(ip)));
+            if !local && !elsewhere {
+                let _ = vtep.remove_neighbor(vni, ip, mac);
+            }
         }
         self.actions.clear();
-        if routes.is_empty() {
-            m.remote.remove(&remote);
+        if emptied {
             m.mobility.withdrawn(remote, &mut self.actions);
         } else if let Some(seq) = m.remote_seq(remote) {
             m.mobility
@@ -503,24 +546,16 @@ impl Engine {
                     }
                 }
                 Action::Withdraw => {
-                    // The routes go with the number they were announced with (an NLRI names
-                    // them; the number does not matter to a withdrawal).
-                    let announced = Seq {
+                    // A withdrawal names routes by their NLRI: the number is not part of it.
+                    let any = Seq {
                         seq: 0,
                         sticky: false,
                     };
-                    push_mac_routes(
-                        &mut self.ops,
-                        BgpOp::Delete,
-                        vni,
-                        mac,
-                        announced,
-                        &m.local_ips,
-                    );
+                    push_mac_routes(&mut self.ops, BgpOp::Delete, vni, mac, any, &m.local_ips);
                     // The snooper forgets them too, so that the MAC's addresses are noted
                     // again if it comes back.
-                    let mut forgotten = Vec::new();
-                    let _ = vtep.forget_local_ips(vni, mac, &mut forgotten);
+                    let ips: Vec<IpAddr> = m.local_ips.iter().copied().collect();
+                    let _ = vtep.forget_local_ips(vni, mac, &ips);
                     for ip in std::mem::take(&mut m.local_ips) {
                         // The remote route that took the MAC may bind the same address.
                         let remote_binds = m.remote.values().any(|r| r.contains_key(&Some(ip)));
@@ -568,35 +603,40 @@ impl Engine {
         }
     }
 
-    /// Per VNI, what is announced and held.
+    /// Per VNI, what is announced and held (one pass over the MACs).
     pub fn summary(&self) -> Vec<VniSummary> {
+        #[derive(Default)]
+        struct Counts {
+            local_macs: usize,
+            local_ips: usize,
+            remote_ips: usize,
+        }
+        let mut counts: BTreeMap<Vni, Counts> = BTreeMap::new();
+        for (&(vni, _), m) in &self.macs {
+            let c = counts.entry(vni).or_default();
+            if m.mobility.local().is_some() {
+                c.local_macs += 1;
+                c.local_ips += m.local_ips.len();
+            }
+            c.remote_ips += m
+                .remote
+                .values()
+                .flat_map(|r| r.keys())
+                .filter(|ip| ip.is_some())
+                .count();
+        }
         self.vnis
             .iter()
-            .map(|(&vni, v)| {
-                let macs = self.macs.iter().filter(|((n, _), _)| *n == vni);
-                let (mut local_macs, mut local_ips, mut remote_macs, mut remote_ips) = (0, 0, 0, 0);
-                for (_, m) in macs {
-                    if m.mobility.local().is_some() {
-                        local_macs += 1;
-                        local_ips += m.local_ips.len();
-                    } else if !m.remote.is_empty() {
-                        remote_macs += 1;
-                    }
-                    remote_ips += m
-                        .remote
-                        .values()
-                        .flat_map(|r| r.keys())
-                        .filter(|ip| ip.is_some())
-                        .count();
-                }
+            .map(|(vni, v)| {
+                let c = counts.remove(vni).unwrap_or_default();
                 VniSummary {
                     plan: v.plan.clone(),
-                    local_routes: usize::from(v.plan.has_ports) + local_macs + local_ips,
-                    local_macs,
+                    local_routes: usize::from(v.plan.has_ports) + c.local_macs + c.local_ips,
+                    local_macs: c.local_macs,
                     flood: v.flood.iter().copied().collect(),
                     remote_vteps: v.routes_from.keys().copied().collect(),
-                    remote_macs,
-                    mac_ips: local_ips + remote_ips,
+                    remote_macs: v.remote_macs,
+                    mac_ips: c.local_ips + c.remote_ips,
                 }
             })
             .collect()
@@ -618,9 +658,9 @@ impl Engine {
         }
     }
 
-    /// The export of `vni`, for a [`BgpOp`] on it.
-    pub fn export(&self, vni: Vni) -> Option<&VniExport> {
-        self.vnis.get(&vni).map(|v| &v.plan.export)
+    /// What each VNI exports (for the [`BgpOp`]s on it).
+    pub fn exports(&self) -> impl Iterator<Item = &VniExport> + '_ {
+        self.vnis.values().map(|v| &v.plan.export)
     }
 }
 
@@ -652,16 +692,20 @@ fn own_route_of(route: &RemoteRoute) -> LocalRoute {
     }
 }
 
+/// Counts a route of `remote` in or out; the VNI is dirty only when `remote` starts or stops
+/// announcing anything on it (a MAC more or less changes no list the table holds).
 fn count_route(v: &mut VniState, remote: IpAddr, added: bool) {
     if added {
-        *v.routes_from.entry(remote).or_default() += 1;
+        let n = v.routes_from.entry(remote).or_default();
+        *n += 1;
+        v.dirty |= *n == 1;
     } else if let Some(n) = v.routes_from.get_mut(&remote) {
         *n -= 1;
         if *n == 0 {
             v.routes_from.remove(&remote);
+            v.dirty = true;
         }
     }
-    v.dirty = true;
 }
 
 fn mac_route(mac: MacAddr, ip: Option<IpAddr>, seq: Seq) -> LocalRoute {

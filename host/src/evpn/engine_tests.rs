@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use wasm_vtep_testkit::{eth, vm, vxlan};
 
-use super::engine::{BgpOp, Engine, VniPlan, VniSummary};
+use super::engine::{BgpOp, Engine, Stale, VniPlan, VniSummary};
 use super::parse::{Import, RouteError};
 use super::route::{LocalRoute, MacMobility, RemoteEvent, RemoteRoute, RouteTarget, VniExport};
 use crate::fdb::{EntryView, Location, PortId};
@@ -91,6 +91,9 @@ fn delete(route: LocalRoute) -> BgpOp {
     BgpOp::Delete(VNI, route)
 }
 
+/// Remote MACs a VNI holds at most in these tests.
+const MAX_REMOTE_MACS: usize = 16;
+
 fn plan(vni: Vni, has_ports: bool) -> VniPlan {
     let export =
         VniExport::auto(vni, Ipv4Addr::new(198, 18, 0, 10), 65000, ip(US)).expect("small VNI");
@@ -98,6 +101,7 @@ fn plan(vni: Vni, has_ports: bool) -> VniPlan {
         export,
         import: vec![RouteTarget::auto(65000, vni)],
         has_ports,
+        max_remote_macs: MAX_REMOTE_MACS,
     }
 }
 
@@ -682,7 +686,13 @@ fn resync_withdraws_remote_routes_the_rib_lacks() {
     let new = mac_route(10, None, D, seq(0));
     let mut rib = kept.to_vec();
     rib.push(new);
-    rig.engine.resync(&rig.vtep, &rib);
+    // Just after a (re)connection the stale routes stay (gobgpd's peers are not all back)...
+    rig.engine.resync(&rig.vtep, &rib, Stale::Keep);
+    rig.flush();
+    assert_eq!(rig.place(9), Some((Location::Remote(ip(D)), true)), "kept");
+    assert_eq!(rig.place(10), Some((Location::Remote(ip(D)), true)), "new");
+    // ... and go with the sweep.
+    rig.engine.resync(&rig.vtep, &rib, Stale::Remove);
     rig.flush();
     assert_eq!(rig.place(7), Some((Location::Remote(ip(B)), true)));
     assert_eq!(rig.place(8), Some((Location::Remote(ip(C)), true)));
@@ -724,7 +734,7 @@ fn resync_withdraws_our_routes_we_no_longer_announce() {
         mac_route(6, None, US, seq(2)),              // not: MAC 6 is not here
         mac_route(6, Some(vm_ip(6)), US, sticky(1)), // nor its address
     ];
-    rig.engine.resync(&rig.vtep, &rib);
+    rig.engine.resync(&rig.vtep, &rib, Stale::Keep);
     assert_eq!(
         rig.ops(),
         [
@@ -995,4 +1005,57 @@ fn a_mac_only_route_then_a_mac_ip_route_moving_a_local_mac_away_bind_the_address
     assert_eq!(rig.ops(), []);
     assert_eq!(rig.summary().mac_ips, 1);
     assert_eq!(rig.arp_answer(1, 4, vm_ip(3)), Some(mac(3)), "B's binding");
+}
+
+/// A VM moving between two remote VTEPs: the new VTEP's MAC/IP route arrives before the old
+/// one's withdrawal. The address stays bound (ARP is still answered): the new route binds it.
+#[test]
+fn a_move_between_remote_vteps_keeps_the_binding_whatever_the_order() {
+    let mut rig = Rig::new();
+    rig.advertise(mac_route(3, Some(vm_ip(3)), B, seq(0)));
+    rig.advertise(mac_route(3, Some(vm_ip(3)), C, seq(1)));
+    rig.withdraw(mac_route(3, Some(vm_ip(3)), B, seq(0)));
+    rig.flush();
+    assert_eq!(rig.place(3), Some((Location::Remote(ip(C)), true)));
+    assert_eq!(rig.arp_answer(1, 4, vm_ip(3)), Some(mac(3)));
+    // Once C withdraws too, the address is unbound and the entry goes.
+    rig.withdraw(mac_route(3, Some(vm_ip(3)), C, seq(1)));
+    rig.flush();
+    assert_eq!(rig.entry(3), None);
+    assert_eq!(rig.arp_answer(1, 4, vm_ip(3)), None);
+}
+
+/// Peers cannot grow the table past the VNI's limit: routes for MACs beyond it are refused and
+/// counted, more routes for a MAC already held are not, and a withdrawal makes room.
+#[test]
+fn remote_macs_stop_at_the_vnis_limit() {
+    let mut rig = Rig::new();
+    let max = u8::try_from(MAX_REMOTE_MACS).expect("a small limit");
+    for n in 10..10 + max {
+        rig.advertise(mac_route(n, None, B, seq(0)));
+    }
+    rig.advertise(mac_route(10 + max, None, B, seq(0)));
+    assert_eq!(rig.refused("vni_full"), 1);
+    assert_eq!(rig.entry(10 + max), None);
+    assert_eq!(rig.summary().remote_macs, MAX_REMOTE_MACS);
+    // A MAC/IP route for a MAC held is no new MAC.
+    rig.advertise(mac_route(10, Some(vm_ip(10)), B, seq(0)));
+    assert_eq!(rig.refused("vni_full"), 1);
+    rig.withdraw(mac_route(11, None, B, seq(0)));
+    rig.advertise(mac_route(10 + max, None, B, seq(0)));
+    assert_eq!(rig.refused("vni_full"), 1);
+    assert_eq!(rig.place(10 + max), Some((Location::Remote(ip(B)), true)));
+    assert_eq!(rig.summary().remote_macs, MAX_REMOTE_MACS);
+}
+
+/// A remote route that turns sticky (or back) installs the entry again with that stickiness.
+#[test]
+fn a_route_that_turns_sticky_makes_its_entry_sticky() {
+    let mut rig = Rig::new();
+    rig.advertise(mac_route(3, None, B, seq(1)));
+    assert_eq!(rig.entry(3).map(|e| e.is_sticky), Some(false));
+    rig.advertise(mac_route(3, None, B, sticky(1)));
+    assert_eq!(rig.entry(3).map(|e| e.is_sticky), Some(true));
+    rig.advertise(mac_route(3, None, B, seq(1)));
+    assert_eq!(rig.entry(3).map(|e| e.is_sticky), Some(false));
 }

@@ -36,7 +36,8 @@ pub enum Action {
     Advertise(Seq),
     /// Withdraw the local announcement.
     Withdraw,
-    /// Point the forwarding entry at this remote VTEP.
+    /// Point the forwarding entry at this remote VTEP (again, when its route's stickiness
+    /// changed).
     Install(IpAddr),
     /// Remove the forwarding entry that points at this remote VTEP.
     Remove(IpAddr),
@@ -49,8 +50,9 @@ pub struct MacState {
     local: Option<Seq>,
     /// Every remote VTEP's route for the MAC.
     remotes: BTreeMap<IpAddr, Seq>,
-    /// The remote VTEP the forwarding entry points at, if any.
-    installed: Option<IpAddr>,
+    /// The remote VTEP the forwarding entry points at, if any, and whether it was installed
+    /// sticky.
+    installed: Option<(IpAddr, bool)>,
 }
 
 impl MacState {
@@ -131,7 +133,7 @@ impl MacState {
             if Self::displaces(r, best, l, us) {
                 // The MAC moved away: forward to it first, then stop announcing.
                 self.local = None;
-                self.installed = Some(best);
+                self.installed = Some((best, r.sticky));
                 out.push(Action::Install(best));
                 out.push(Action::Withdraw);
             }
@@ -150,16 +152,17 @@ impl MacState {
         }
     }
 
-    /// Points the entry at the best remote route, or removes it if there is none.
+    /// Points the entry at the best remote route (again if its stickiness changed), or
+    /// removes it if there is none.
     fn install_best(&mut self, out: &mut Vec<Action>) {
-        let best = self.best_remote().map(|(ip, _)| ip);
+        let best = self.best_remote().map(|(ip, s)| (ip, s.sticky));
         if best == self.installed {
             return;
         }
         match best {
-            Some(ip) => out.push(Action::Install(ip)),
+            Some((ip, _)) => out.push(Action::Install(ip)),
             None => {
-                if let Some(old) = self.installed {
+                if let Some((old, _)) = self.installed {
                     out.push(Action::Remove(old));
                 }
             }
@@ -275,6 +278,29 @@ mod tests {
         assert_eq!(
             run(|o| m.announced(ip("198.18.0.5"), seq(2), ip(US), o)),
             [Action::Install(ip("198.18.0.5"))]
+        );
+    }
+
+    #[test]
+    fn a_change_of_stickiness_installs_the_entry_again() {
+        let mut m = MacState::default();
+        let vtep = ip("198.18.0.2");
+        assert_eq!(
+            run(|o| m.announced(vtep, seq(1), ip(US), o)),
+            [Action::Install(vtep)]
+        );
+        let sticky = Seq {
+            seq: 1,
+            sticky: true,
+        };
+        assert_eq!(
+            run(|o| m.announced(vtep, sticky, ip(US), o)),
+            [Action::Install(vtep)]
+        );
+        assert_eq!(run(|o| m.announced(vtep, sticky, ip(US), o)), []);
+        assert_eq!(
+            run(|o| m.announced(vtep, seq(1), ip(US), o)),
+            [Action::Install(vtep)]
         );
     }
 

@@ -58,6 +58,7 @@ pub fn plans(
             },
             import: import_rts,
             has_ports: !v.ports.is_empty(),
+            max_remote_macs: v.max_entries,
         });
     }
     Ok((import, plans))

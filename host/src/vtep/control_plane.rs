@@ -140,15 +140,11 @@ impl Vtep {
         Ok(changes)
     }
 
-    /// Forgets the local addresses bound to `mac` on `vni` (its entry is no longer local: the
-    /// control plane withdraws its MAC/IP routes), appending them to `into`.
-    pub fn forget_local_ips(
-        &self,
-        vni: Vni,
-        mac: MacAddr,
-        into: &mut Vec<IpAddr>,
-    ) -> Result<(), FdbError> {
-        self.vni_config(vni)?.local_ips.forget_mac(mac, into);
+    /// Forgets the local addresses `ips` where they are bound to `mac` on `vni` (its entry is no
+    /// longer local: the control plane withdraws its MAC/IP routes), so that they are noted
+    /// again when the VM speaks.
+    pub fn forget_local_ips(&self, vni: Vni, mac: MacAddr, ips: &[IpAddr]) -> Result<(), FdbError> {
+        self.vni_config(vni)?.local_ips.forget(mac, ips);
         Ok(())
     }
 

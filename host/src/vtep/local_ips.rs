@@ -108,19 +108,13 @@ impl LocalIps {
         );
     }
 
-    /// Forgets the bindings of `mac` (a MAC that is no longer local); the addresses forgotten
-    /// are appended to `into`.
-    pub(super) fn forget_mac(&self, mac: MacAddr, into: &mut Vec<IpAddr>) {
+    /// Forgets `ips` where they are bound to `mac` (a MAC that is no longer local).
+    pub(super) fn forget(&self, mac: MacAddr, ips: &[IpAddr]) {
         let mut s = sync::write(&self.state);
-        let start = into.len();
-        into.extend(
-            s.bindings
-                .iter()
-                .filter(|&(_, &m)| m == mac)
-                .map(|(&i, _)| i),
-        );
-        for ip in &into[start..] {
-            s.bindings.remove(ip);
+        for ip in ips {
+            if s.bindings.get(ip) == Some(&mac) {
+                s.bindings.remove(ip);
+            }
         }
     }
 }

@@ -12,8 +12,10 @@
 
 mod frr;
 mod gobgp;
+mod load;
 mod route;
 
 pub use frr::{Frr, FrrBuilder};
 pub use gobgp::{DEFAULT_API_PORT, Gobgpd, GobgpdBuilder};
+pub use load::load_mac_routes;
 pub use route::{EvpnRoute, MacMobility, RouteType, find_mac, find_multicast};

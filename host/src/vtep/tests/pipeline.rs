@@ -991,8 +991,18 @@ fn the_addresses_local_vms_use_are_noted() {
     let mut ips = Vec::new();
     unlearned.take_local_ips(vni, &mut ips).unwrap();
     assert_eq!(ips, []);
-    let mut gone = Vec::new();
-    v.forget_local_ips(vni, mac(1), &mut gone).unwrap();
-    gone.sort_unstable();
-    assert_eq!(gone, [ip("192.0.2.1"), IpAddr::V6(v6)]);
+    // MAC 2 on port 1 binds its own address.
+    send(&mut v, 1, &arp_request(2, 9), &mut out);
+    assert_eq!(take(&v), [(ip("192.0.2.2"), mac(2))]);
+    // Forgotten, MAC 1's bindings are noted again when its VM speaks; MAC 2's, named with them
+    // but not MAC 1's, stays (its ARP again is no change).
+    v.forget_local_ips(
+        vni,
+        mac(1),
+        &[ip("192.0.2.1"), IpAddr::V6(v6), ip("192.0.2.2")],
+    )
+    .unwrap();
+    send(&mut v, 0, &arp_request(1, 9), &mut out);
+    send(&mut v, 1, &arp_request(2, 9), &mut out);
+    assert_eq!(take(&v), [(ip("192.0.2.1"), mac(1))]);
 }

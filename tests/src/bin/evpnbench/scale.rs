@@ -6,15 +6,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use wasm_vtep::config::AdminNumber;
-use wasm_vtep::evpn::{Gobgp, LocalRoute, MacMobility, RouteDistinguisher, RouteTarget, VniExport};
-use wasm_vtep::wire::{MacAddr, Vni};
+use wasm_vtep_tests::evpn::load_mac_routes;
 use wasm_vtep_tests::*;
 
 use crate::converge::vtep_config;
 
 const VNI: u32 = 5001;
-const ASN: u16 = 65000;
+const ASN: u32 = 65000;
 /// The remote VTEP the loaded routes name (on the underlay's prefix, not a host's).
 const REMOTE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 99);
 
@@ -30,7 +28,7 @@ pub(crate) fn run(macs: u32) -> Result<Scale> {
     let h1 = Host::numbered(&underlay, 1)?;
     let a1 = IpAddr::V4(h1.ipv4());
     let _vm1 = Vm::numbered(&h1, 1)?;
-    let gobgpd = Gobgpd::builder(u32::from(ASN)).start(&h1)?;
+    let gobgpd = Gobgpd::builder(ASN).start(&h1)?;
     let config = vtep_config(a1, &gobgpd.api_address(), &["vm1"]);
 
     let mut empty = VtepDaemon::start(&h1, &config)?;
@@ -40,7 +38,12 @@ pub(crate) fn run(macs: u32) -> Result<Scale> {
     let rss_empty_kib = rss_kib(empty.process().pid())?;
     empty.stop()?;
 
-    load(&h1, &gobgpd, macs)?;
+    let loading = Instant::now();
+    load_mac_routes(&h1, &gobgpd, VNI, REMOTE, 0..macs)?;
+    println!(
+        "loaded {macs} routes into gobgpd in {:.2?}",
+        loading.elapsed()
+    );
     let start = Instant::now();
     let mut daemon = VtepDaemon::start(&h1, &config)?;
     let installed = loop {
@@ -57,6 +60,14 @@ pub(crate) fn run(macs: u32) -> Result<Scale> {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // The whole RIB came in the watch's first message: the session must stay up on it.
+    std::thread::sleep(Duration::from_secs(3));
+    let show = daemon.evpn()?;
+    if show.session != "connected"
+        || show.vnis.first().map(|v| v.remote_macs) != Some(macs as usize)
+    {
+        bail!("the session did not hold with {macs} routes: {show:#?}");
+    }
     let rss = rss_kib(daemon.process().pid())?;
     Ok(Scale {
         macs,
@@ -64,44 +75,6 @@ pub(crate) fn run(macs: u32) -> Result<Scale> {
         rss_kib: rss,
         rss_empty_kib,
     })
-}
-
-/// Adds `macs` type 2 routes of [`REMOTE`] to gobgpd's RIB, over its API from inside h1.
-fn load(h1: &Host, gobgpd: &Gobgpd, macs: u32) -> Result<()> {
-    let _inside = h1.netns().enter()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let vni = Vni::from_u24(VNI);
-    let export = VniExport {
-        vni,
-        rd: RouteDistinguisher(AdminNumber::Ipv4 {
-            addr: REMOTE,
-            number: 5001,
-        }),
-        route_targets: vec![RouteTarget::auto(u32::from(ASN), vni)],
-        vtep: IpAddr::V4(REMOTE),
-    };
-    let started = Instant::now();
-    runtime.block_on(async {
-        let address = gobgpd.api_address().parse()?;
-        let mut api = Gobgp::connect(address).await?;
-        for i in 0..macs {
-            let b = i.to_be_bytes();
-            let route = LocalRoute::MacIp {
-                mac: MacAddr([0x02, 0x5c, b[0], b[1], b[2], b[3]]),
-                ip: None,
-                mobility: MacMobility::default(),
-            };
-            api.add(&export, &route).await?;
-        }
-        anyhow::Ok(())
-    })?;
-    println!(
-        "loaded {macs} routes into gobgpd in {:.2?}",
-        started.elapsed()
-    );
-    Ok(())
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {

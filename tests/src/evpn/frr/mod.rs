@@ -104,6 +104,16 @@ impl Frr {
         exec_in(&self.ns, "vtysh", &["-N", &self.name, "-c", command])
     }
 
+    /// Runs configuration commands (`vtysh -c "configure terminal" -c LINE ...`), e.g.
+    /// `["router bgp 65000", "neighbor 198.18.0.1 shutdown"]`.
+    pub fn configure(&self, lines: &[&str]) -> Result<String> {
+        let mut args = vec!["-N", self.name.as_str(), "-c", "configure terminal"];
+        for line in lines {
+            args.extend(["-c", line]);
+        }
+        exec_in(&self.ns, "vtysh", &args)
+    }
+
     /// The EVPN RIB (`show bgp l2vpn evpn route detail json`): FRR's own routes and those of
     /// its peers, as typed rows.
     pub fn rib(&self) -> Result<Vec<EvpnRoute>> {
