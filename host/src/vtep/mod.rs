@@ -131,7 +131,12 @@ impl Vtep {
                 port_vni[i] = Some(idx);
             }
             let group = v.group.filter(|_| !v.ports.is_empty());
-            let remotes = RemoteVteps::new(group, &v.remotes);
+            let statics: Vec<IpAddr> = v
+                .statics
+                .iter()
+                .filter_map(|s| s.location.remote())
+                .collect();
+            let remotes = RemoteVteps::new(group, &v.remotes, &statics);
             by_vni.insert(v.vni, idx);
             vnis.push(VniConfig {
                 settings: v,

@@ -26,17 +26,24 @@ struct Lists {
 pub(super) struct RemoteVteps {
     /// The configured flood targets: the group (while the VNI has ports), then the remotes.
     configured_flood: Vec<IpAddr>,
-    /// The configured remotes (a group is no VTEP).
+    /// The configured remotes and the VTEPs of static entries (a group is no VTEP): accepted
+    /// as sources whatever a control plane says.
     configured: Vec<IpAddr>,
     lists: ArcSwap<Lists>,
 }
 
 impl RemoteVteps {
-    pub(super) fn new(group: Option<IpAddr>, remotes: &[IpAddr]) -> RemoteVteps {
+    /// `remotes` take BUM frames; `statics` are the VTEPs static entries point at (accepted
+    /// as sources, flooded to only if they are remotes too).
+    pub(super) fn new(
+        group: Option<IpAddr>,
+        remotes: &[IpAddr],
+        statics: &[IpAddr],
+    ) -> RemoteVteps {
         let configured_flood: Vec<IpAddr> =
             group.into_iter().chain(remotes.iter().copied()).collect();
         let vteps = RemoteVteps {
-            configured: remotes.to_vec(),
+            configured: remotes.iter().chain(statics).copied().collect(),
             lists: ArcSwap::from_pointee(Lists::default()),
             configured_flood,
         };
@@ -90,7 +97,11 @@ mod tests {
 
     #[test]
     fn flood_is_configured_then_announced_each_once() {
-        let v = RemoteVteps::new(Some(ip("239.1.1.1")), &[ip("198.18.0.2")]);
+        let v = RemoteVteps::new(
+            Some(ip("239.1.1.1")),
+            &[ip("198.18.0.2")],
+            &[ip("198.18.0.5")],
+        );
         let flood = |v: &RemoteVteps| v.with_flood(<[IpAddr]>::to_vec);
         assert_eq!(flood(&v), [ip("239.1.1.1"), ip("198.18.0.2")]);
         v.set_control(&[ip("198.18.0.3"), ip("198.18.0.2"), ip("198.18.0.3")], &[]);
@@ -104,15 +115,20 @@ mod tests {
     }
 
     #[test]
-    fn known_sources_are_configured_remotes_and_announced_vteps() {
-        let v = RemoteVteps::new(Some(ip("239.1.1.1")), &[ip("198.18.0.2")]);
+    fn known_sources_are_configured_remotes_static_entries_and_announced_vteps() {
+        let v = RemoteVteps::new(
+            Some(ip("239.1.1.1")),
+            &[ip("198.18.0.2")],
+            &[ip("198.18.0.5")],
+        );
         assert!(v.knows(ip("198.18.0.2")));
+        assert!(v.knows(ip("198.18.0.5")), "a static entry's VTEP");
         assert!(!v.knows(ip("239.1.1.1")), "a group is no VTEP");
         assert!(!v.knows(ip("198.18.0.3")));
         v.set_control(&[ip("198.18.0.3")], &[ip("198.18.0.4")]);
         assert!(v.knows(ip("198.18.0.3")) && v.knows(ip("198.18.0.4")));
         v.set_control(&[], &[]);
         assert!(!v.knows(ip("198.18.0.3")) && !v.knows(ip("198.18.0.4")));
-        assert!(v.knows(ip("198.18.0.2")));
+        assert!(v.knows(ip("198.18.0.2")) && v.knows(ip("198.18.0.5")));
     }
 }
