@@ -496,6 +496,7 @@ impl Supervisor {
             engine.resync(vtep, &routes, stale);
             engine.flush_remotes(vtep);
         });
+        release_freed_memory();
     }
 
     /// Withdraws every route we announce, within [`STOP_WITHDRAW`] (the daemon is stopping).
@@ -534,6 +535,18 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+}
+
+/// Gives the heap's free pages back to the system after a full read of the RIB: decoding
+/// gobgpd's paths takes about a kilobyte each, freed at once but kept by the allocator (20,000
+/// routes: 41 MB RSS without this, 29 MB with it).
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it touches no live
+    // allocation and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

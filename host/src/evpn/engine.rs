@@ -20,6 +20,7 @@ use wasm_vtep_plugin_sdk::MacAddr;
 use super::mobility::{Action, MacState, Seq};
 use super::parse::{Import, RouteError};
 use super::route::{LocalRoute, MacMobility, RemoteEvent, RemoteRoute, RouteTarget, VniExport};
+use super::small_map::SmallMap;
 use crate::fdb::{FdbError, LocalChanges, Location};
 use crate::vtep::Vtep;
 use crate::wire::Vni;
@@ -84,7 +85,7 @@ struct VniState {
 struct MacEntry {
     mobility: MacState,
     /// Remote type 2 routes: per VTEP, per IP (none: the MAC-only route), their mobility.
-    remote: BTreeMap<IpAddr, BTreeMap<Option<IpAddr>, MacMobility>>,
+    remote: SmallMap<IpAddr, SmallMap<Option<IpAddr>, MacMobility>>,
     /// Local addresses bound to the MAC (announced as MAC/IP routes while the MAC is local).
     local_ips: BTreeSet<IpAddr>,
 }
@@ -298,8 +299,8 @@ impl Engine {
             held.extend(v.flood.iter().map(|&vtep| RemoteRoute::Vtep { vni, vtep }));
         }
         for (&(vni, mac), m) in &self.macs {
-            for (&vtep, routes) in &m.remote {
-                for (&ip, &mobility) in routes {
+            for (&vtep, routes) in m.remote.iter() {
+                for (&ip, &mobility) in routes.iter() {
                     held.push(RemoteRoute::Mac {
                         vni,
                         mac,
@@ -373,8 +374,7 @@ impl Engine {
         }
         let new = m
             .remote
-            .entry(remote)
-            .or_default()
+            .get_or_default(remote)
             .insert(ip, mobility)
             .is_none();
         if new {

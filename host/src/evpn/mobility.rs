@@ -16,8 +16,9 @@
 //! - Among remote routes, the best is sticky first, then the highest number, then the lowest
 //!   VTEP address; withdrawing it falls back to the next best, or removes the entry.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
+
+use super::small_map::SmallMap;
 
 /// What a route or this VTEP says of a MAC's place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +50,7 @@ pub struct MacState {
     /// What this VTEP announces, while the MAC is local.
     local: Option<Seq>,
     /// Every remote VTEP's route for the MAC.
-    remotes: BTreeMap<IpAddr, Seq>,
+    remotes: SmallMap<IpAddr, Seq>,
     /// The remote VTEP the forwarding entry points at, if any, and whether it was installed
     /// sticky.
     installed: Option<(IpAddr, bool)>,

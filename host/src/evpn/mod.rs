@@ -17,6 +17,7 @@ pub mod parse;
 pub mod path;
 pub mod plan;
 pub mod route;
+mod small_map;
 
 pub use client::{ClientError, Gobgp, PeerSession, Received, Watch};
 pub use engine::{BgpOp, Engine, EngineCounters, VniPlan, VniSummary};

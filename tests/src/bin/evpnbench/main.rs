@@ -28,7 +28,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "evpnbench")]
 struct Args {
-    /// Samples of each convergence time.
+    /// Samples of each convergence time (0: only the scale run).
     #[arg(long, default_value_t = 20)]
     samples: usize,
     /// MACs in the RIB for the scale run.
@@ -39,22 +39,24 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     println!("load average before: {}", load_average());
-    let ours = converge::install_latency(converge::Origin::WasmVtep, args.samples)?;
-    let frr = converge::install_latency(converge::Origin::Frr, args.samples)?;
-    let moves = converge::migration(args.samples)?;
-    let scale = scale::run(args.macs)?;
-    println!("\n| measure | median | max | samples |\n|---|---|---|---|");
-    row(
-        "first frame -> FRR's kernel FDB, h1 wasm-vtep + gobgpd",
-        &ours,
-    );
-    row(
-        "first frame -> FRR's kernel FDB, h1 FRR + kernel (reference)",
-        &frr,
-    );
-    for (name, samples) in &moves {
-        row(name, samples);
+    println!("| measure | median | max | samples |\n|---|---|---|---|");
+    // `--samples 0`: the scale run alone.
+    if args.samples > 0 {
+        let ours = converge::install_latency(converge::Origin::WasmVtep, args.samples)?;
+        row(
+            "first frame -> FRR's kernel FDB, h1 wasm-vtep + gobgpd",
+            &ours,
+        );
+        let frr = converge::install_latency(converge::Origin::Frr, args.samples)?;
+        row(
+            "first frame -> FRR's kernel FDB, h1 FRR + kernel (reference)",
+            &frr,
+        );
+        for (name, samples) in &converge::migration(args.samples)? {
+            row(name, samples);
+        }
     }
+    let scale = scale::run(args.macs)?;
     println!(
         "\nscale: {} MACs installed in {:.2?} ({:.0} routes/s); RSS {} KiB with them, {} KiB \
          with an empty RIB",

@@ -29,7 +29,12 @@ pub(crate) fn run(macs: u32) -> Result<Scale> {
     let a1 = IpAddr::V4(h1.ipv4());
     let _vm1 = Vm::numbered(&h1, 1)?;
     let gobgpd = Gobgpd::builder(ASN).start(&h1)?;
-    let config = vtep_config(a1, &gobgpd.api_address(), &["vm1"]);
+    // Room for every MAC: a VNI holds at most `max_entries` remote MACs (65,536 by default).
+    let config = format!(
+        "{}max_entries = {}\n",
+        vtep_config(a1, &gobgpd.api_address(), &["vm1"]),
+        u64::from(macs) * 2
+    );
 
     let mut empty = VtepDaemon::start(&h1, &config)?;
     wait_until("the session", Duration::from_secs(10), || {
