@@ -17,11 +17,12 @@ const SESSION_UP: Duration = Duration::from_secs(60);
 const ROUTES_SEEN: Duration = Duration::from_secs(30);
 const VXLAN_PORT: u16 = 4789;
 
-fn config(local: IpAddr, api: &str, port: &str) -> String {
+/// `extra` goes after the `[[vni]]` table (e.g. its `[[vni.static]]` entries).
+fn config(local: IpAddr, api: &str, port: &str, extra: &str) -> String {
     format!(
         "[underlay]\nlocal = \"{local}\"\ninterface = \"{}\"\nmtu = 1600\n\n\
          [evpn]\ngobgp = \"{api}\"\nasn = {ASN}\n\n\
-         [[vni]]\nid = {VNI}\nports = [\"{port}\"]\n",
+         [[vni]]\nid = {VNI}\nports = [\"{port}\"]\n{extra}",
         Host::UPLINK
     )
 }
@@ -42,13 +43,18 @@ struct Pair {
 }
 
 fn pair(underlay: Switch) -> Result<Pair> {
+    pair_with(underlay, "")
+}
+
+/// [`pair`] with `h1_extra` in host 1's configuration.
+fn pair_with(underlay: Switch, h1_extra: &str) -> Result<Pair> {
     let (h1, h2) = (Host::numbered(&underlay, 1)?, Host::numbered(&underlay, 2)?);
     let (a1, a2) = (IpAddr::V4(h1.ipv4()), IpAddr::V4(h2.ipv4()));
     let (vm1, vm2) = (Vm::numbered(&h1, 1)?, Vm::numbered(&h2, 2)?);
     let mut g1 = Gobgpd::builder(ASN).neighbor(a2).start(&h1)?;
     let mut g2 = Gobgpd::builder(ASN).neighbor(a1).start(&h2)?;
-    let v1 = VtepDaemon::start(&h1, &config(a1, &g1.api_address(), "vm1"))?;
-    let v2 = VtepDaemon::start(&h2, &config(a2, &g2.api_address(), "vm2"))?;
+    let v1 = VtepDaemon::start(&h1, &config(a1, &g1.api_address(), "vm1", h1_extra))?;
+    let v2 = VtepDaemon::start(&h2, &config(a2, &g2.api_address(), "vm2", ""))?;
     g1.wait_established(a2, SESSION_UP)?;
     g2.wait_established(a1, SESSION_UP)?;
     for (v, other) in [(&v1, a2), (&v2, a1)] {
@@ -264,4 +270,40 @@ fn unusable_routes_are_counted_and_change_nothing() -> Result<()> {
     assert_pings(&p.vm1, p.vm2.ipv4());
     assert_pings(&p.vm2, p.vm1.ipv4());
     Ok(())
+}
+
+#[test]
+fn a_static_mac_is_announced_sticky_and_held_sticky_elsewhere() -> Result<()> {
+    const STATIC: &str = "02:00:00:00:00:77";
+    let p = pair_with(
+        Switch::new(1600)?,
+        &format!("[[vni.static]]\nmac = \"{STATIC}\"\nport = \"vm1\"\n"),
+    )?;
+    let mac: wasm_vtep::wire::MacAddr = STATIC.parse()?;
+    wait_until("the static MAC's route, sticky, at h2", ROUTES_SEEN, || {
+        let row = p.v2.entry(VNI, STATIC)?;
+        Ok(row.is_some_and(|r| r.kind == "evpn" && r.sticky && r.remote == Some(p.a1.to_string())))
+    })
+    .with_context(|| format!("{:#?}", p.v2.fdb()))?;
+    let rib = p.g1.rib()?;
+    let route = find_mac(&rib, mac).context("the static MAC's route")?;
+    assert!(route.mac_mobility.is_some_and(|m| m.sticky), "{route:#?}");
+    // A frame from that MAC on h2's side is not taken as a move: dropped, the entry stays.
+    let frame = wasm_vtep_tests::tools::raw_frame::ethernet(
+        wasm_vtep::wire::MacAddr::BROADCAST,
+        mac,
+        0x88b5,
+        b"a spoofed static MAC",
+    );
+    PacketSocket::open(&p.vm2, Vm::IFACE)?.send(&frame)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let row = p.v2.entry(VNI, STATIC)?;
+    assert_eq!(row.map(|r| r.kind), Some("evpn".to_owned()));
+    assert_eq!(mobility_vtep(&p.g1.rib()?, mac), Some(p.a1));
+    Ok(())
+}
+
+/// The VTEP of the best route for `mac`.
+fn mobility_vtep(rib: &[EvpnRoute], mac: wasm_vtep::wire::MacAddr) -> Option<IpAddr> {
+    rib.iter().find(|r| r.is_mac(mac) && r.best)?.vtep()
 }
