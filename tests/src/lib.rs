@@ -41,8 +41,8 @@ pub mod topology;
 pub mod vtep;
 
 pub use evpn::{
-    EvpnRoute, Frr, FrrBuilder, Gobgpd, GobgpdBuilder, MacMobility, RouteType, find_mac,
-    find_multicast,
+    EvpnPair, EvpnRoute, EvpnVtepConfig, Frr, FrrBuilder, Gobgpd, GobgpdBuilder, MacMobility,
+    RouteType, find_mac, find_multicast,
 };
 pub use netns::Netns;
 pub use paths::vtep_bin;

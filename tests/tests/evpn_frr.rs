@@ -16,16 +16,6 @@ const ASN: u32 = 65000;
 const SESSION_UP: Duration = Duration::from_secs(60);
 const ROUTES_SEEN: Duration = Duration::from_secs(30);
 
-/// wasm-vtep's configuration for host `local` with gobgpd's API at `api`.
-fn evpn_config(local: IpAddr, api: &str, port: &str) -> String {
-    format!(
-        "[underlay]\nlocal = \"{local}\"\ninterface = \"{}\"\nmtu = 1600\n\n\
-         [evpn]\ngobgp = \"{api}\"\nasn = {ASN}\n\n\
-         [[vni]]\nid = {VNI}\nports = [\"{port}\"]\n",
-        Host::UPLINK
-    )
-}
-
 #[test]
 fn wasm_vtep_and_frr_exchange_routes_and_forward_both_ways() -> Result<()> {
     let underlay = Switch::new(1600)?;
@@ -38,7 +28,10 @@ fn wasm_vtep_and_frr_exchange_routes_and_forward_both_ways() -> Result<()> {
         .create(&h2)?;
     let mut gobgpd = Gobgpd::builder(ASN).neighbor(a2).start(&h1)?;
     let mut frr = Frr::builder(ASN).neighbor(a1).start(&h2)?;
-    let ours = VtepDaemon::start(&h1, &evpn_config(a1, &gobgpd.api_address(), "vm1"))?;
+    let ours = VtepDaemon::start(
+        &h1,
+        &EvpnVtepConfig::new(a1, &gobgpd.api_address(), ASN, &["vm1"]).to_string(),
+    )?;
     gobgpd.wait_established(a2, SESSION_UP)?;
     frr.wait_established(a1, SESSION_UP)?;
 

@@ -13,68 +13,19 @@ use wasm_vtep_tests::*;
 
 const VNI: u32 = 5001;
 const ASN: u32 = 65000;
-const SESSION_UP: Duration = Duration::from_secs(60);
 const ROUTES_SEEN: Duration = Duration::from_secs(30);
 const VXLAN_PORT: u16 = 4789;
 
-/// `extra` goes after the `[[vni]]` table (e.g. its `[[vni.static]]` entries).
-fn config(local: IpAddr, api: &str, port: &str, extra: &str) -> String {
-    format!(
-        "[underlay]\nlocal = \"{local}\"\ninterface = \"{}\"\nmtu = 1600\n\n\
-         [evpn]\ngobgp = \"{api}\"\nasn = {ASN}\n\n\
-         [[vni]]\nid = {VNI}\nports = [\"{port}\"]\n{extra}",
-        Host::UPLINK
-    )
-}
-
-/// Two wasm-vtep hosts with their gobgpd, peered, with one VM each.
-struct Pair {
-    _underlay: Switch,
-    h1: Host,
-    _h2: Host,
-    a1: IpAddr,
-    a2: IpAddr,
-    vm1: Vm,
-    vm2: Vm,
-    g1: Gobgpd,
-    _g2: Gobgpd,
-    v1: VtepDaemon,
-    v2: VtepDaemon,
-}
-
-fn pair(underlay: Switch) -> Result<Pair> {
-    pair_with(underlay, "")
-}
-
-/// [`pair`] with `h1_extra` in host 1's configuration.
-fn pair_with(underlay: Switch, h1_extra: &str) -> Result<Pair> {
-    let (h1, h2) = (Host::numbered(&underlay, 1)?, Host::numbered(&underlay, 2)?);
-    let (a1, a2) = (IpAddr::V4(h1.ipv4()), IpAddr::V4(h2.ipv4()));
-    let (vm1, vm2) = (Vm::numbered(&h1, 1)?, Vm::numbered(&h2, 2)?);
-    let mut g1 = Gobgpd::builder(ASN).neighbor(a2).start(&h1)?;
-    let mut g2 = Gobgpd::builder(ASN).neighbor(a1).start(&h2)?;
-    let v1 = VtepDaemon::start(&h1, &config(a1, &g1.api_address(), "vm1", h1_extra))?;
-    let v2 = VtepDaemon::start(&h2, &config(a2, &g2.api_address(), "vm2", ""))?;
-    g1.wait_established(a2, SESSION_UP)?;
-    g2.wait_established(a1, SESSION_UP)?;
-    for (v, other) in [(&v1, a2), (&v2, a1)] {
-        wait_until("the other's type 3", ROUTES_SEEN, || {
-            Ok(v.evpn()?.vnis[0].flood == [other.to_string()])
-        })?;
-    }
-    Ok(Pair {
-        _underlay: underlay,
-        h1,
-        _h2: h2,
-        a1,
-        a2,
-        vm1,
-        vm2,
-        g1,
-        _g2: g2,
-        v1,
-        v2,
+/// Two wasm-vtep hosts with their gobgpd, peered, with one VM each; `h1_tail` goes into host
+/// 1's configuration after its VNI.
+fn pair_with(underlay: Switch, h1_tail: &str) -> Result<EvpnPair> {
+    EvpnPair::start(underlay, ASN, [&[1], &[2]], |i, config| {
+        if i == 0 { config.tail(h1_tail) } else { config }
     })
+}
+
+fn pair(underlay: Switch) -> Result<EvpnPair> {
+    pair_with(underlay, "")
 }
 
 /// The VM's ARP table entry for `ip`: its MAC, if it has one.
@@ -92,25 +43,25 @@ fn arp_for_an_address_a_route_resolves_is_answered_on_the_host() -> Result<()> {
     let p = pair(Switch::new(1600)?)?;
     // Each VM says its address once (an ARP for an address nobody has): its host learns the
     // binding and announces a MAC/IP route, which the other host binds.
-    for vm in [&p.vm1, &p.vm2] {
+    for vm in [&p.vms[0][0], &p.vms[1][0]] {
         let _ = ping(vm, "192.0.2.99".parse::<IpAddr>()?, 1)?;
     }
-    for v in [&p.v1, &p.v2] {
+    for v in [&p.vteps[0], &p.vteps[1]] {
         wait_until("a MAC/IP binding from each side", ROUTES_SEEN, || {
             Ok(v.evpn()?.vnis[0].mac_ips >= 2)
         })
         .with_context(|| format!("{:#?}", v.evpn()))?;
     }
-    let rib = p.g1.rib()?;
+    let rib = p.gobgpds[0].rib()?;
     assert!(
         rib.iter()
-            .any(|r| r.is_mac(p.vm2.mac()) && r.ip == Some(p.vm2.ipv4().into())),
+            .any(|r| r.is_mac(p.vms[1][0].mac()) && r.ip == Some(p.vms[1][0].ipv4().into())),
         "no MAC/IP route for VM2: {rib:#?}"
     );
 
-    let before = p.v1.evpn()?.vnis[0].suppressed;
-    let capture = Capture::start(&p.h1, Host::UPLINK, &format!("udp port {VXLAN_PORT}"))?;
-    assert_pings(&p.vm1, p.vm2.ipv4());
+    let before = p.vteps[0].evpn()?.vnis[0].suppressed;
+    let capture = Capture::start(&p.hosts[0], Host::UPLINK, &format!("udp port {VXLAN_PORT}"))?;
+    assert_pings(&p.vms[0][0], p.vms[1][0].ipv4());
     let captured = capture.stop()?;
     let arps = captured
         .vxlan(VXLAN_PORT)
@@ -123,14 +74,14 @@ fn arp_for_an_address_a_route_resolves_is_answered_on_the_host() -> Result<()> {
         "the pings crossed: {}",
         captured.text()?
     );
-    assert!(p.v1.evpn()?.vnis[0].suppressed > before);
+    assert!(p.vteps[0].evpn()?.vnis[0].suppressed > before);
     assert_eq!(
-        neighbour(&p.vm1, p.vm2.ipv4().into())?,
-        Some(p.vm2.mac().to_string())
+        neighbour(&p.vms[0][0], p.vms[1][0].ipv4().into())?,
+        Some(p.vms[1][0].mac().to_string())
     );
     assert_eq!(
-        neighbour(&p.vm2, p.vm1.ipv4().into())?,
-        Some(p.vm1.mac().to_string())
+        neighbour(&p.vms[1][0], p.vms[0][0].ipv4().into())?,
+        Some(p.vms[0][0].mac().to_string())
     );
     Ok(())
 }
@@ -140,38 +91,39 @@ fn a_vtep_no_route_announces_is_dropped_and_counted() -> Result<()> {
     let underlay = Switch::new(1600)?;
     let h3 = Host::numbered(&underlay, 3)?;
     let p = pair(underlay)?;
-    assert_pings(&p.vm1, p.vm2.ipv4());
+    assert_pings(&p.vms[0][0], p.vms[1][0].ipv4());
     // h3: a kernel VTEP on the same VNI that floods to h1, announced by no route.
     let vm3 = Vm::numbered(&h3, 3)?;
     let _outsider = KernelVtep::builder(VNI)
-        .remote(p.a1)
+        .remote(p.addrs[0])
         .port(&vm3)
         .create(&h3)?;
-    let before = p.v1.drop_count("unknown_vtep")?;
-    let capture = Capture::start(&p.vm1, Vm::IFACE, "icmp or arp")?;
-    let stats = ping(&vm3, p.vm1.ipv4(), 3)?;
+    let before = p.vteps[0].drop_count("unknown_vtep")?;
+    let capture = Capture::start(&p.vms[0][0], Vm::IFACE, "icmp or arp")?;
+    let stats = ping(&vm3, p.vms[0][0].ipv4(), 3)?;
     let captured = capture.stop()?;
     assert_eq!(stats.received, 0, "{}", stats.output);
     assert_eq!(captured.packets.len(), 0, "{}", captured.text()?);
     // The pings' ARP requests, each dropped (the counters are published between batches).
     wait_until("the outsider's datagrams counted", ROUTES_SEEN, || {
-        Ok(p.v1.drop_count("unknown_vtep")? > before)
+        Ok(p.vteps[0].drop_count("unknown_vtep")? > before)
     })?;
     // The announced VTEP still gets through.
-    assert_pings(&p.vm2, p.vm1.ipv4());
+    assert_pings(&p.vms[1][0], p.vms[0][0].ipv4());
     Ok(())
 }
 
 #[test]
 fn unusable_routes_are_counted_and_change_nothing() -> Result<()> {
     let p = pair(Switch::new(1600)?)?;
-    assert_pings(&p.vm1, p.vm2.ipv4());
-    let fdb_before = p.v1.fdb()?;
+    assert_pings(&p.vms[0][0], p.vms[1][0].ipv4());
+    let fdb_before = p.vteps[0].fdb()?;
     let elsewhere = "198.18.0.99";
-    let rd = format!("{}:{VNI}", p.g1.router_id());
+    let rd = format!("{}:{VNI}", p.gobgpds[0].router_id());
     let rt = format!("{ASN}:{VNI}");
     let add = |args: &[&str]| -> Result<()> {
-        p.g1.cli(&[&["global", "rib", "add", "-a"][..], args].concat())
+        p.gobgpds[0]
+            .cli(&[&["global", "rib", "add", "-a"][..], args].concat())
             .map(drop)
     };
     // Another address family in the RIB.
@@ -249,26 +201,32 @@ fn unusable_routes_are_counted_and_change_nothing() -> Result<()> {
         "unsupported_route",
     ];
     wait_until("every unusable route counted", ROUTES_SEEN, || {
-        let refused = p.v1.evpn()?.refused;
+        let refused = p.vteps[0].evpn()?.refused;
         Ok(want
             .iter()
             .all(|k| refused.get(*k).copied().unwrap_or(0) > 0))
     })
-    .with_context(|| format!("{:#?}", p.v1.evpn()))?;
-    let refused = p.v1.evpn()?.refused;
+    .with_context(|| format!("{:#?}", p.vteps[0].evpn()))?;
+    let refused = p.vteps[0].evpn()?.refused;
     assert_eq!(refused.get("not_unicast_mac"), Some(&2), "{refused:?}");
-    assert_eq!(p.v1.fdb()?.len(), fdb_before.len(), "{:#?}", p.v1.fdb()?);
+    assert_eq!(
+        p.vteps[0].fdb()?.len(),
+        fdb_before.len(),
+        "{:#?}",
+        p.vteps[0].fdb()?
+    );
     assert!(
-        p.v1.fdb()?
+        p.vteps[0]
+            .fdb()?
             .iter()
             .all(|r| r.mac != "02:00:00:00:99:01" && r.mac != "02:00:00:00:99:02")
     );
     // The session and forwarding go on.
-    let show = p.v1.evpn()?;
+    let show = p.vteps[0].evpn()?;
     assert_eq!(show.session, "connected");
-    assert_eq!(show.vnis[0].flood, [p.a2.to_string()]);
-    assert_pings(&p.vm1, p.vm2.ipv4());
-    assert_pings(&p.vm2, p.vm1.ipv4());
+    assert_eq!(show.vnis[0].flood, [p.addrs[1].to_string()]);
+    assert_pings(&p.vms[0][0], p.vms[1][0].ipv4());
+    assert_pings(&p.vms[1][0], p.vms[0][0].ipv4());
     Ok(())
 }
 
@@ -281,11 +239,13 @@ fn a_static_mac_is_announced_sticky_and_held_sticky_elsewhere() -> Result<()> {
     )?;
     let mac: wasm_vtep::wire::MacAddr = STATIC.parse()?;
     wait_until("the static MAC's route, sticky, at h2", ROUTES_SEEN, || {
-        let row = p.v2.entry(VNI, STATIC)?;
-        Ok(row.is_some_and(|r| r.kind == "evpn" && r.sticky && r.remote == Some(p.a1.to_string())))
+        let row = p.vteps[1].entry(VNI, STATIC)?;
+        Ok(row.is_some_and(|r| {
+            r.kind == "evpn" && r.sticky && r.remote == Some(p.addrs[0].to_string())
+        }))
     })
-    .with_context(|| format!("{:#?}", p.v2.fdb()))?;
-    let rib = p.g1.rib()?;
+    .with_context(|| format!("{:#?}", p.vteps[1].fdb()))?;
+    let rib = p.gobgpds[0].rib()?;
     let route = find_mac(&rib, mac).context("the static MAC's route")?;
     assert!(route.mac_mobility.is_some_and(|m| m.sticky), "{route:#?}");
     // A frame from that MAC on h2's side is not taken as a move: dropped, the entry stays.
@@ -295,11 +255,11 @@ fn a_static_mac_is_announced_sticky_and_held_sticky_elsewhere() -> Result<()> {
         0x88b5,
         b"a spoofed static MAC",
     );
-    PacketSocket::open(&p.vm2, Vm::IFACE)?.send(&frame)?;
+    PacketSocket::open(&p.vms[1][0], Vm::IFACE)?.send(&frame)?;
     std::thread::sleep(Duration::from_millis(500));
-    let row = p.v2.entry(VNI, STATIC)?;
+    let row = p.vteps[1].entry(VNI, STATIC)?;
     assert_eq!(row.map(|r| r.kind), Some("evpn".to_owned()));
-    assert_eq!(mobility_vtep(&p.g1.rib()?, mac), Some(p.a1));
+    assert_eq!(mobility_vtep(&p.gobgpds[0].rib()?, mac), Some(p.addrs[0]));
     Ok(())
 }
 

@@ -17,15 +17,6 @@ const ASN: u32 = 65000;
 const SESSION_UP: Duration = Duration::from_secs(60);
 const ROUTES_SEEN: Duration = Duration::from_secs(30);
 
-fn config(local: IpAddr, api: &str, port: &str, vni_extra: &str, evpn_extra: &str) -> String {
-    format!(
-        "[underlay]\nlocal = \"{local}\"\ninterface = \"{}\"\nmtu = 1600\n\n\
-         [evpn]\ngobgp = \"{api}\"\nasn = {ASN}\n{evpn_extra}\n\
-         [[vni]]\nid = {VNI}\nports = [\"{port}\"]\n{vni_extra}\n",
-        Host::UPLINK
-    )
-}
-
 /// How many lines of the daemon's log contain `needle`.
 fn log_lines(daemon: &mut VtepDaemon, needle: &str) -> usize {
     daemon
@@ -49,7 +40,10 @@ fn gobgpd_killed_and_restarted_under_a_ping() -> Result<()> {
     let g1_builder = Gobgpd::builder(ASN).neighbor(a2);
     let mut g1 = g1_builder.start(&h1)?;
     let mut frr = Frr::builder(ASN).neighbor(a1).start(&h2)?;
-    let mut v1 = VtepDaemon::start(&h1, &config(a1, &g1.api_address(), "vm1", "", ""))?;
+    let mut v1 = VtepDaemon::start(
+        &h1,
+        &EvpnVtepConfig::new(a1, &g1.api_address(), ASN, &["vm1"]).to_string(),
+    )?;
     g1.wait_established(a2, SESSION_UP)?;
     frr.wait_established(a1, SESSION_UP)?;
     wait_until("zebra to flood to h1", ROUTES_SEEN, || {
@@ -166,7 +160,12 @@ fn gobgpd_absent_at_start_is_joined_when_it_appears() -> Result<()> {
     let builder = Gobgpd::builder(ASN);
     let api = format!("127.0.0.1:{}", wasm_vtep_tests::evpn::DEFAULT_API_PORT);
     let remotes = format!("remotes = [\"{a2}\"]");
-    let mut v1 = VtepDaemon::start(&h1, &config(a1, &api, "vm1", &remotes, ""))?;
+    let mut v1 = VtepDaemon::start(
+        &h1,
+        &EvpnVtepConfig::new(a1, &api, ASN, &["vm1"])
+            .vni(&remotes)
+            .to_string(),
+    )?;
     wait_until("wasm-vtep to find gobgpd absent", ROUTES_SEEN, || {
         Ok(v1.evpn()?.session == "unreachable")
     })?;
@@ -212,8 +211,18 @@ fn two_wasm_vteps_over_an_ipv6_underlay() -> Result<()> {
     let mut g1 = Gobgpd::builder(ASN).neighbor(a2).start(&h1)?;
     let mut g2 = Gobgpd::builder(ASN).neighbor(a1).start(&h2)?;
     let rid = |h: &Host| format!("router_id = \"{}\"", h.ipv4());
-    let v1 = VtepDaemon::start(&h1, &config(a1, &g1.api_address(), "vm1", "", &rid(&h1)))?;
-    let v2 = VtepDaemon::start(&h2, &config(a2, &g2.api_address(), "vm2", "", &rid(&h2)))?;
+    let v1 = VtepDaemon::start(
+        &h1,
+        &EvpnVtepConfig::new(a1, &g1.api_address(), ASN, &["vm1"])
+            .evpn(&rid(&h1))
+            .to_string(),
+    )?;
+    let v2 = VtepDaemon::start(
+        &h2,
+        &EvpnVtepConfig::new(a2, &g2.api_address(), ASN, &["vm2"])
+            .evpn(&rid(&h2))
+            .to_string(),
+    )?;
     g1.wait_established(a2, SESSION_UP)?;
     g2.wait_established(a1, SESSION_UP)?;
     for (v, other) in [(&v1, a2), (&v2, a1)] {
@@ -254,7 +263,10 @@ fn a_large_rib_is_read_and_followed() -> Result<()> {
     let loading = Instant::now();
     wasm_vtep_tests::evpn::load_mac_routes(&h1, &g1, VNI, remote, 0..MACS)?;
     println!("{MACS} routes loaded in {:?}", loading.elapsed());
-    let v1 = VtepDaemon::start(&h1, &config(a1, &g1.api_address(), "vm1", "", ""))?;
+    let v1 = VtepDaemon::start(
+        &h1,
+        &EvpnVtepConfig::new(a1, &g1.api_address(), ASN, &["vm1"]).to_string(),
+    )?;
     wait_until("every route installed", Duration::from_secs(60), || {
         Ok(v1.evpn()?.vnis[0].remote_macs == MACS as usize)
     })

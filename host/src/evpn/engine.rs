@@ -194,16 +194,20 @@ impl Engine {
     /// gobgpd is (again) reachable: queues every route we announce (a restarted gobgpd has
     /// none; one that kept them replaces each with itself).
     pub fn connected(&mut self) {
+        self.queue_every_route(BgpOp::Add);
+    }
+
+    /// Replaces the queue with `op` for every route we announce.
+    fn queue_every_route(&mut self, op: fn(Vni, LocalRoute) -> BgpOp) {
         self.ops.clear();
         for (&vni, v) in &self.vnis {
             if v.plan.has_ports {
-                self.ops
-                    .push(BgpOp::Add(vni, LocalRoute::InclusiveMulticast));
+                self.ops.push(op(vni, LocalRoute::InclusiveMulticast));
             }
         }
         for (&(vni, mac), m) in &self.macs {
             if let Some(local) = m.mobility.local() {
-                push_mac_routes(&mut self.ops, BgpOp::Add, vni, mac, local, &m.local_ips);
+                push_mac_routes(&mut self.ops, op, vni, mac, local, &m.local_ips);
             }
         }
     }
@@ -644,18 +648,7 @@ impl Engine {
 
     /// Every route we announce now (to withdraw them all when the daemon stops).
     pub fn withdraw_all(&mut self) {
-        self.ops.clear();
-        for (&vni, v) in &self.vnis {
-            if v.plan.has_ports {
-                self.ops
-                    .push(BgpOp::Delete(vni, LocalRoute::InclusiveMulticast));
-            }
-        }
-        for (&(vni, mac), m) in &self.macs {
-            if let Some(local) = m.mobility.local() {
-                push_mac_routes(&mut self.ops, BgpOp::Delete, vni, mac, local, &m.local_ips);
-            }
-        }
+        self.queue_every_route(BgpOp::Delete);
     }
 
     /// What each VNI exports (for the [`BgpOp`]s on it).

@@ -13,9 +13,13 @@
 mod frr;
 mod gobgp;
 mod load;
+mod pair;
 mod route;
+mod vtep_config;
 
 pub use frr::{Frr, FrrBuilder};
 pub use gobgp::{DEFAULT_API_PORT, Gobgpd, GobgpdBuilder};
 pub use load::load_mac_routes;
+pub use pair::EvpnPair;
 pub use route::{EvpnRoute, MacMobility, RouteType, find_mac, find_multicast};
+pub use vtep_config::{EVPN_VNI, EvpnVtepConfig};

@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use wasm_vtep::control::render;
-use wasm_vtep_tests::{Gobgpd, Host, Switch, Vm, VtepDaemon, wait_until};
+use wasm_vtep_tests::{EvpnVtepConfig, Gobgpd, Host, Switch, Vm, VtepDaemon, wait_until};
 
 use crate::{interrupted, print_indented, step};
 
-const VNI: u32 = 5001;
+const VNI: u32 = wasm_vtep_tests::evpn::EVPN_VNI;
 const ASN: u32 = 65000;
 /// How long the BGP sessions may take to come up (gobgpd retries a connection every 2 s).
 const SESSION_UP: Duration = Duration::from_secs(60);
@@ -49,20 +49,6 @@ pub(crate) fn missing_programs() -> Option<String> {
     })
 }
 
-/// The configuration of the VTEP on `host`: `vm`'s port on VNI 5001, EVPN through the gobgpd
-/// at `api`; no group, no remotes.
-fn config(host: &Host, vm: &Vm, api: &str) -> String {
-    format!(
-        "[underlay]\nlocal = \"{}\"\ninterface = \"{}\"\nmtu = {}\n\n\
-         [evpn]\ngobgp = \"{api}\"\nasn = {ASN}\n\n\
-         [[vni]]\nid = {VNI}\nports = [\"{}\"]\n",
-        host.ipv4(),
-        Host::UPLINK,
-        host.mtu(),
-        vm.host_port(),
-    )
-}
-
 pub(crate) fn walk() -> Result<()> {
     let underlay = Switch::new(1600)?;
     let hosts = [Host::numbered(&underlay, 1)?, Host::numbered(&underlay, 2)?];
@@ -86,11 +72,13 @@ pub(crate) fn walk() -> Result<()> {
     let vteps = [
         VtepDaemon::start(
             &hosts[0],
-            &config(&hosts[0], &vm1, &gobgpds[0].api_address()),
+            &EvpnVtepConfig::new(a1, &gobgpds[0].api_address(), ASN, &[vm1.host_port()])
+                .to_string(),
         )?,
         VtepDaemon::start(
             &hosts[1],
-            &config(&hosts[1], &vm2, &gobgpds[1].api_address()),
+            &EvpnVtepConfig::new(a2, &gobgpds[1].api_address(), ASN, &[vm2.host_port()])
+                .to_string(),
         )?,
     ];
     gobgpds[0].wait_established(a2, SESSION_UP)?;

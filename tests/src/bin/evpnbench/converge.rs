@@ -22,17 +22,6 @@ pub(crate) enum Origin {
     Frr,
 }
 
-pub(crate) fn vtep_config(local: IpAddr, api: &str, ports: &[&str]) -> String {
-    let ports: Vec<String> = ports.iter().map(|p| format!("{p:?}")).collect();
-    format!(
-        "[underlay]\nlocal = \"{local}\"\ninterface = \"{}\"\nmtu = 1600\n\n\
-         [evpn]\ngobgp = \"{api}\"\nasn = {ASN}\n\n\
-         [[vni]]\nid = {VNI}\nports = [{}]\n",
-        Host::UPLINK,
-        ports.join(", ")
-    )
-}
-
 /// Polls `done` every 2 ms until it holds; the time since `start`.
 fn time_until(start: Instant, mut done: impl FnMut() -> Result<bool>) -> Result<Duration> {
     while start.elapsed() < CONVERGED {
@@ -66,7 +55,10 @@ pub(crate) fn install_latency(origin: Origin, samples: usize) -> Result<Vec<Dura
     match origin {
         Origin::WasmVtep => {
             let mut g1 = Gobgpd::builder(ASN).neighbor(a2).start(&h1)?;
-            let v1 = VtepDaemon::start(&h1, &vtep_config(a1, &g1.api_address(), &["vm1"]))?;
+            let v1 = VtepDaemon::start(
+                &h1,
+                &EvpnVtepConfig::new(a1, &g1.api_address(), ASN, &["vm1"]).to_string(),
+            )?;
             g1.wait_established(a2, SESSION_UP)?;
             guards.0 = Some(g1);
             guards.1 = Some(v1);
@@ -123,8 +115,14 @@ pub(crate) fn migration(samples: usize) -> Result<Vec<(String, Vec<Duration>)>> 
     let mut g1 = Gobgpd::builder(ASN).neighbor(a2).neighbor(a3).start(&h1)?;
     let mut g2 = Gobgpd::builder(ASN).neighbor(a1).neighbor(a3).start(&h2)?;
     let mut frr = Frr::builder(ASN).neighbor(a1).neighbor(a2).start(&h3)?;
-    let v1 = VtepDaemon::start(&h1, &vtep_config(a1, &g1.api_address(), &["vm1"]))?;
-    let v2 = VtepDaemon::start(&h2, &vtep_config(a2, &g2.api_address(), &["vmm"]))?;
+    let v1 = VtepDaemon::start(
+        &h1,
+        &EvpnVtepConfig::new(a1, &g1.api_address(), ASN, &["vm1"]).to_string(),
+    )?;
+    let v2 = VtepDaemon::start(
+        &h2,
+        &EvpnVtepConfig::new(a2, &g2.api_address(), ASN, &["vmm"]).to_string(),
+    )?;
     for (g, peers) in [(&mut g1, [a2, a3]), (&mut g2, [a1, a3])] {
         for p in peers {
             g.wait_established(p, SESSION_UP)?;

@@ -9,8 +9,6 @@ use anyhow::{Context, Result, bail};
 use wasm_vtep_tests::evpn::load_mac_routes;
 use wasm_vtep_tests::*;
 
-use crate::converge::vtep_config;
-
 const VNI: u32 = 5001;
 const ASN: u32 = 65000;
 /// The remote VTEP the loaded routes name (on the underlay's prefix, not a host's).
@@ -30,11 +28,9 @@ pub(crate) fn run(macs: u32) -> Result<Scale> {
     let _vm1 = Vm::numbered(&h1, 1)?;
     let gobgpd = Gobgpd::builder(ASN).start(&h1)?;
     // Room for every MAC: a VNI holds at most `max_entries` remote MACs (65,536 by default).
-    let config = format!(
-        "{}max_entries = {}\n",
-        vtep_config(a1, &gobgpd.api_address(), &["vm1"]),
-        u64::from(macs) * 2
-    );
+    let config = EvpnVtepConfig::new(a1, &gobgpd.api_address(), ASN, &["vm1"])
+        .vni(&format!("max_entries = {}", u64::from(macs) * 2))
+        .to_string();
 
     let mut empty = VtepDaemon::start(&h1, &config)?;
     wait_until("the session", Duration::from_secs(10), || {
