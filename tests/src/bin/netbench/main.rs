@@ -47,6 +47,9 @@ struct Args {
     /// Seconds per UDP flood and per TCP direction (default 5; 2 with --quick).
     #[arg(long)]
     seconds: Option<u64>,
+    /// The TCP sender's write size in bytes (iperf3 `-l`; default: iperf3's, 128 KiB).
+    #[arg(long)]
+    tcp_write: Option<u32>,
     /// Results folder (default target/netbench/<UTC timestamp>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -85,6 +88,7 @@ fn main() -> Result<()> {
     let probes = ProbeSettings {
         seconds,
         pings: u32::try_from(seconds * 100).unwrap_or(u32::MAX),
+        tcp_write: args.tcp_write,
     };
     let wait_quiet =
         Duration::from_secs(args.wait_quiet.unwrap_or(if args.quick { 0 } else { 60 }));

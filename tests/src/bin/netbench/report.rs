@@ -260,9 +260,13 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
         }
     }
 
+    let writes = meta.probes.tcp_write.map_or_else(
+        || "iperf3's default 128 KiB writes".to_owned(),
+        |l| format!("{l}-byte writes"),
+    );
     let _ = writeln!(
         w,
-        "\n## TCP bulk (iperf3, one stream, {} s each way)\n",
+        "\n## TCP bulk (iperf3, one stream, {} s each way, {writes})\n",
         meta.probes.seconds
     );
     let _ = writeln!(
