@@ -47,6 +47,11 @@ struct Args {
     /// Seconds per UDP flood and per TCP direction (default 5; 2 with --quick).
     #[arg(long)]
     seconds: Option<u64>,
+    /// Measure only on a quiet machine: refuse to start unless the load average is at most 1
+    /// and the machine is under 15% busy over 5 s, and refuse to write the report to docs if
+    /// other work ran meanwhile (its results folder is written all the same).
+    #[arg(long)]
+    quiet_check: bool,
     /// The TCP sender's write size in bytes (iperf3 `-l`; default: iperf3's, 128 KiB).
     #[arg(long)]
     tcp_write: Option<u32>,
@@ -106,6 +111,9 @@ fn main() -> Result<()> {
     let vtep = vtep_bin()?;
 
     let mut machine = Machine::read();
+    if args.quiet_check {
+        probe::check_quiet(machine.nproc, machine.loadavg_start[0])?;
+    }
     eprintln!(
         "netbench: {rounds} round(s) x {seconds} s, cases {}, vtep {}, load average {:.2}",
         cases.iter().map(|c| c.id).collect::<Vec<_>>().join(" "),
@@ -219,6 +227,16 @@ fn main() -> Result<()> {
         (None, false) => Some(repo.join("docs").join("PERFORMANCE.md")),
         (None, true) => None,
     };
+    if args.quiet_check && meta.loaded {
+        bail!(
+            "{}: not writing {} (--quiet-check); the run is in {}",
+            probe::not_quiet(meta.machine.loadavg_start[0], meta.foreign_cpu_share)
+                .unwrap_or_else(|| "other work ran during the run".to_owned()),
+            docs.as_ref()
+                .map_or("the report".to_owned(), |d| d.display().to_string()),
+            out.display()
+        );
+    }
     if let Some(docs) = &docs {
         if let Some(dir) = docs.parent() {
             std::fs::create_dir_all(dir)?;

@@ -287,6 +287,43 @@ const QUIET_SAMPLE: Duration = Duration::from_secs(1);
 /// runs, so all of it is other work).
 pub(crate) const QUIET_BELOW: f64 = 0.15;
 
+/// How long `--quiet-check` samples the machine before the run.
+const QUIET_CHECK: Duration = Duration::from_secs(5);
+/// The 1-minute load average above which the machine does not count as quiet (the
+/// benchmark's own processes are gone between runs; builds and tests keep it above one).
+pub(crate) const QUIET_LOAD: f64 = 1.0;
+
+/// Why the machine is not quiet enough to measure on, if it is not: the 1-minute `load` and
+/// the `busy_share` (0..1 of all CPUs) over a sample.
+pub(crate) fn not_quiet(load: f64, busy_share: f64) -> Option<String> {
+    let busy = busy_share >= QUIET_BELOW;
+    let loaded = load > QUIET_LOAD;
+    (busy || loaded).then(|| {
+        format!(
+            "the machine is not quiet: load average {load:.2} (at most {QUIET_LOAD:.1}), \
+             {:.0}% of its CPU time busy (under {:.0}%)",
+            busy_share * 100.0,
+            QUIET_BELOW * 100.0
+        )
+    })
+}
+
+/// `--quiet-check` before the run: samples the machine for [`QUIET_CHECK`]; an error if it is
+/// not quiet.
+pub(crate) fn check_quiet(nproc: usize, load: f64) -> Result<()> {
+    let before = MachineCpu::read()?;
+    std::thread::sleep(QUIET_CHECK);
+    let busy = MachineCpu::read()?.since(&before).busy();
+    let busy_share = busy / (QUIET_CHECK.as_secs_f64() * nproc as f64);
+    match not_quiet(load, busy_share) {
+        Some(why) => bail!(
+            "{why}: --quiet-check measures only on a quiet machine; stop the other work \
+             (builds, tests) and run it again"
+        ),
+        None => Ok(()),
+    }
+}
+
 /// What [`wait_quiet`] saw before a case.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub(crate) struct Quiet {
@@ -323,6 +360,15 @@ fn percentile(v: &[f64], p: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_means_a_low_load_and_an_idle_machine() {
+        assert_eq!(not_quiet(0.6, 0.02), None);
+        let busy = not_quiet(0.6, 0.40).expect("busy");
+        assert!(busy.contains("40% of its CPU time busy"), "{busy}");
+        let loaded = not_quiet(1.8, 0.0).expect("loaded");
+        assert!(loaded.contains("load average 1.80"), "{loaded}");
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
