@@ -272,7 +272,7 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
     let _ = writeln!(
         w,
         "| case | VM1 to VM2 Gbit/s | vs kernel | VM2 to VM1 Gbit/s | vs kernel | \
-         VTEP CPU s (to, from) |\n|---|---|---|---|---|---|"
+         VTEP CPU s (to, from) | CPU ms per Gbit (to, from) |\n|---|---|---|---|---|---|---|"
     );
     for s in summaries {
         let g = |n: &str| s.metrics.get(n);
@@ -282,7 +282,7 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
         let star = if s.backend == "kernel" { "\\*" } else { "" };
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {}, {}{star} |",
+            "| {} | {} | {} | {} | {} | {}, {}{star} | {}, {}{star} |",
             s.case,
             spread(g("tcp_fwd_gbps"), |v| format!("{v:.2}")),
             ratio(s, "tcp_fwd_gbps"),
@@ -290,6 +290,8 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
             ratio(s, "tcp_rev_gbps"),
             spread(g("tcp_fwd_vtep_cpu_s"), |v| format!("{v:.2}")),
             spread(g("tcp_rev_vtep_cpu_s"), |v| format!("{v:.2}")),
+            spread(g("tcp_fwd_cpu_ms_per_gbit"), |v| format!("{v:.1}")),
+            spread(g("tcp_rev_cpu_ms_per_gbit"), |v| format!("{v:.1}")),
         );
     }
 

@@ -65,6 +65,14 @@ impl CaseRun {
             let dir = if t.reverse { "rev" } else { "fwd" };
             m.insert(format!("tcp_{dir}_gbps"), t.gbps);
             m.insert(format!("tcp_{dir}_vtep_cpu_s"), t.cpu.vtep_s);
+            // CPU per gigabit moved, in ms: what the throughput cost.
+            let gbits = t.gbps * t.seconds as f64;
+            if gbits > 0.0 {
+                m.insert(
+                    format!("tcp_{dir}_cpu_ms_per_gbit"),
+                    t.cpu.vtep_s * 1e3 / gbits,
+                );
+            }
         }
         m.insert(
             "lat_foreign_share".into(),
