@@ -325,9 +325,10 @@ fn run_case(
         .map(|f| settle_then(|| probe::udp(bed, &pids, *f, probes)))
         .collect::<Result<Vec<_>>>()?;
     let server = IperfServer::start(&bed.vm2)?;
-    let tcp = [false, true]
+    // One stream, then four (iperf3 -P 4), each both ways.
+    let tcp = [(false, 1), (true, 1), (false, 4), (true, 4)]
         .into_iter()
-        .map(|reverse| settle_then(|| probe::tcp(bed, &pids, &server, reverse, probes)))
+        .map(|how| settle_then(|| probe::tcp(bed, &pids, &server, how, probes)))
         .collect::<Result<Vec<_>>>()?;
     drop(server);
     let latency = settle_then(|| probe::latency(bed, &pids, probes))?;
@@ -383,8 +384,8 @@ fn one_line(r: &CaseRun) -> String {
         })
         .collect();
     for t in &r.tcp {
-        let dir = if t.reverse { "tcp<-" } else { "tcp->" };
-        parts.push(format!("{dir} {:.2} Gbit/s", t.gbps));
+        let dir = if t.reverse { "<-" } else { "->" };
+        parts.push(format!("tcp x{} {dir} {:.2} Gbit/s", t.streams, t.gbps));
     }
     parts.push(format!(
         "ping p50/p99 {:.0}/{:.0} us",

@@ -199,6 +199,8 @@ pub(crate) fn udp(
 pub(crate) struct TcpResult {
     /// `false`: VM1 sends to VM2; `true`: VM2 sends to VM1 (iperf3 `-R`).
     pub(crate) reverse: bool,
+    /// Parallel streams (iperf3 `-P`).
+    pub(crate) streams: u32,
     pub(crate) seconds: u64,
     /// What the receiver got, Gbit/s.
     pub(crate) gbps: f64,
@@ -206,17 +208,18 @@ pub(crate) struct TcpResult {
     pub(crate) cpu: CpuUse,
 }
 
-/// iperf3 from VM1 to `server` in VM2 (or back with `reverse`).
+/// iperf3 from VM1 to `server` in VM2 (or back with `reverse`), `streams` at once.
 pub(crate) fn tcp(
     bed: &Bed,
     daemons: &[u32],
     server: &IperfServer,
-    reverse: bool,
+    (reverse, streams): (bool, u32),
     s: &ProbeSettings,
 ) -> Result<TcpResult> {
     let ksoftirqd = ksoftirqd_pids();
     let opts = IperfOptions {
         reverse,
+        streams,
         port: server.port(),
         length: s.tcp_write,
         ..IperfOptions::tcp(Duration::from_secs(s.seconds))
@@ -237,6 +240,7 @@ pub(crate) fn tcp(
     );
     Ok(TcpResult {
         reverse,
+        streams,
         seconds: s.seconds,
         gbps: report.received_bps / 1e9,
         retransmits: report.retransmits,

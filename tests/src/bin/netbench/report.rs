@@ -264,35 +264,13 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
         || "iperf3's default 128 KiB writes".to_owned(),
         |l| format!("{l}-byte writes"),
     );
-    let _ = writeln!(
-        w,
-        "\n## TCP bulk (iperf3, one stream, {} s each way, {writes})\n",
-        meta.probes.seconds
-    );
-    let _ = writeln!(
-        w,
-        "| case | VM1 to VM2 Gbit/s | vs kernel | VM2 to VM1 Gbit/s | vs kernel | \
-         VTEP CPU s (to, from) | CPU ms per Gbit (to, from) |\n|---|---|---|---|---|---|---|"
-    );
-    for s in summaries {
-        let g = |n: &str| s.metrics.get(n);
-        if g("tcp_fwd_gbps").is_none() {
-            continue;
-        }
-        let star = if s.backend == "kernel" { "\\*" } else { "" };
+    for (title, tcp) in [("one stream", "tcp"), ("four streams, iperf3 -P 4", "tcp4")] {
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} | {} | {}, {}{star} | {}, {}{star} |",
-            s.case,
-            spread(g("tcp_fwd_gbps"), |v| format!("{v:.2}")),
-            ratio(s, "tcp_fwd_gbps"),
-            spread(g("tcp_rev_gbps"), |v| format!("{v:.2}")),
-            ratio(s, "tcp_rev_gbps"),
-            spread(g("tcp_fwd_vtep_cpu_s"), |v| format!("{v:.2}")),
-            spread(g("tcp_rev_vtep_cpu_s"), |v| format!("{v:.2}")),
-            spread(g("tcp_fwd_cpu_ms_per_gbit"), |v| format!("{v:.1}")),
-            spread(g("tcp_rev_cpu_ms_per_gbit"), |v| format!("{v:.1}")),
+            "\n## TCP bulk (iperf3, {title}, {} s each way, {writes})\n",
+            meta.probes.seconds
         );
+        tcp_table(w, summaries, tcp);
     }
 
     let _ = writeln!(
@@ -378,6 +356,39 @@ pub(crate) fn utc(t: SystemTime) -> (String, String) {
         format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC"),
         format!("{y:04}{m:02}{d:02}T{h:02}{mi:02}{s:02}Z"),
     )
+}
+
+/// The TCP table of the probes whose metrics start with `tcp` (`tcp`, `tcp4`).
+fn tcp_table(w: &mut String, summaries: &[CaseSummary], tcp: &str) {
+    let _ = writeln!(
+        w,
+        "| case | VM1 to VM2 Gbit/s | vs kernel | VM2 to VM1 Gbit/s | vs kernel | \
+         VTEP CPU s (to, from) | CPU ms per Gbit (to, from) |\n|---|---|---|---|---|---|---|"
+    );
+    for s in summaries {
+        let g = |n: &str| s.metrics.get(n);
+        if g(&format!("{tcp}_fwd_gbps")).is_none() {
+            continue;
+        }
+        let star = if s.backend == "kernel" { "\\*" } else { "" };
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {}, {}{star} | {}, {}{star} |",
+            s.case,
+            spread(g(&format!("{tcp}_fwd_gbps")), |v| format!("{v:.2}")),
+            ratio(s, &format!("{tcp}_fwd_gbps")),
+            spread(g(&format!("{tcp}_rev_gbps")), |v| format!("{v:.2}")),
+            ratio(s, &format!("{tcp}_rev_gbps")),
+            spread(g(&format!("{tcp}_fwd_vtep_cpu_s")), |v| format!("{v:.2}")),
+            spread(g(&format!("{tcp}_rev_vtep_cpu_s")), |v| format!("{v:.2}")),
+            spread(g(&format!("{tcp}_fwd_cpu_ms_per_gbit")), |v| format!(
+                "{v:.1}"
+            )),
+            spread(g(&format!("{tcp}_rev_cpu_ms_per_gbit")), |v| format!(
+                "{v:.1}"
+            )),
+        );
+    }
 }
 
 #[cfg(test)]
