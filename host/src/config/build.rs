@@ -45,6 +45,7 @@ pub(super) fn build(file: ConfigFile) -> Result<Config, ConfigError> {
         settings,
         ports,
         underlay_interface: file.underlay.interface.clone(),
+        tunnel_gso: file.underlay.tunnel_gso.unwrap_or(false),
         socket: file
             .control
             .and_then(|c| c.socket)

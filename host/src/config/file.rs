@@ -35,6 +35,9 @@ pub struct UnderlaySection {
     pub source_ports: Option<[u16; 2]>,
     /// How many ports of that range carry flows (one socket each), default 64.
     pub source_port_count: Option<usize>,
+    /// Send a VM's TCP super-frames encapsulated once, through a tunnel-GSO tap, when the
+    /// kernel can (default false: the host's FORWARD chain must let them through).
+    pub tunnel_gso: Option<bool>,
 }
 
 /// `[control]`.

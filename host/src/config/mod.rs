@@ -66,6 +66,9 @@ pub struct Config {
     pub ports: Vec<String>,
     /// The interface on which multicast groups are joined and sent, if given.
     pub underlay_interface: Option<String>,
+    /// Send TCP super-frames to one remote encapsulated once, through a tap with UDP-tunnel GSO
+    /// (`[underlay] tunnel_gso`, off by default), when this kernel and host allow it.
+    pub tunnel_gso: bool,
     /// The control socket's path.
     pub socket: PathBuf,
     /// The plugins, in the order they run.

@@ -52,6 +52,7 @@ pub(super) fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
         ("port_tx_batched", tx.ports.batched),
         ("underlay_tx_sent", tx.underlay.sent),
         ("underlay_tx_batched", tx.underlay.batched),
+        ("underlay_tx_whole", tx.underlay.whole),
         ("learn_queue_full", shared.learn_queue.full()),
         (
             "worker_panics",

@@ -167,7 +167,7 @@ fn run_bound(
     let ports = datapath::open_ports(&config.ports, workers, steering)?;
     // The sender binds the source ports first: one that another program holds is swapped for
     // a free one, and the pipeline then picks among those it really has.
-    let underlay_tx = UnderlayTx::open(
+    let mut underlay_tx = UnderlayTx::open(
         &UnderlayTxConfig {
             local,
             dst_port: settings.dst_port,
@@ -178,6 +178,18 @@ fn run_bound(
     )?;
     // The probe says why when the answer is no.
     settings.merge_udp = crate::io::kernel_takes_uso();
+    if config.tunnel_gso {
+        match underlay_tx.open_tunnel_tap(settings.ttl) {
+            Ok(tap) => {
+                settings.whole_super_frames = true;
+                tracing::info!(%tap, "TCP super-frames leave encapsulated once (tunnel GSO)");
+            }
+            Err(reason) => tracing::info!(
+                %reason,
+                "no tunnel GSO: TCP super-frames are segmented in user space"
+            ),
+        }
+    }
     let vtep = Vtep::new(settings, Instant::now())?;
     let rxs = (0..workers)
         .map(|_| UnderlayRx::open(local, config.settings.dst_port, workers > 1))

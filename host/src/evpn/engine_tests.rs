@@ -230,7 +230,7 @@ impl Rig {
             .expect("flooded to port 1 at least")
             .into_iter()
             .filter_map(|d| match d {
-                Dest::Underlay(u) => Some(u.dst),
+                Dest::Underlay(u) | Dest::UnderlayWhole(u) => Some(u.dst),
                 Dest::Port(_) => None,
             })
             .collect()

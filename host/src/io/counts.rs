@@ -94,6 +94,9 @@ pub struct TxCounts {
     /// Of the sends, those that carried several packets at once: UDP GSO batches into the
     /// underlay, super-frames (merged segments) to a port.
     pub batched: u64,
+    /// Of the batched sends into the underlay, the super-frames that left encapsulated once
+    /// (UDP-tunnel GSO through the tunnel tap).
+    pub whole: u64,
     dropped: [u64; TxDrop::ALL.len()],
     /// The `errno` of the latest drop counted as [`TxDrop::Other`] (0 if none): the one clue an
     /// operator gets about an error nobody expected.
@@ -138,6 +141,7 @@ impl AddAssign for TxCounts {
     fn add_assign(&mut self, other: TxCounts) {
         self.sent += other.sent;
         self.batched += other.batched;
+        self.whole += other.whole;
         for (mine, theirs) in self.dropped.iter_mut().zip(other.dropped) {
             *mine += theirs;
         }

@@ -35,4 +35,4 @@ pub use port::{Port, PortRxCounts, RxBatch, RxFrame, kernel_takes_uso};
 pub use sys::{MAX_BATCH, SetupError, if_index};
 pub use transmit::{TransmitCounts, Transmitter};
 pub use underlay_rx::{Datagram, DatagramBatch, UnderlayRx, UnderlayRxCounts};
-pub use underlay_tx::{UnderlayTx, UnderlayTxConfig};
+pub use underlay_tx::{TapUnavailable, UnderlayTx, UnderlayTxConfig};

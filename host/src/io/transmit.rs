@@ -37,6 +37,8 @@ pub struct Transmitter {
     /// (destination key, frame index), sorted to group frames by destination; the index as a
     /// second key keeps each destination's frames in push order.
     order: Vec<(u32, u32)>,
+    /// Segments of a super-frame that could not leave whole.
+    scratch: Outbox,
 }
 
 impl Transmitter {
@@ -59,7 +61,8 @@ impl Transmitter {
         for (i, frame) in frames.iter().enumerate() {
             let key = match frame.dest {
                 Dest::Port(PortId(p)) => u32::from(p),
-                Dest::Underlay(d) => UNDERLAY_KEYS + u32::from(d.src_port),
+                // A flow's whole super-frames sort with its datagrams: one order on the wire.
+                Dest::Underlay(d) | Dest::UnderlayWhole(d) => UNDERLAY_KEYS + u32::from(d.src_port),
             };
             self.order.push((key, u32::try_from(i).unwrap_or(u32::MAX)));
         }
@@ -72,12 +75,26 @@ impl Transmitter {
             rest = tail;
             let run_frames = run.iter().filter_map(|&(_, i)| frames.get(i as usize));
             if let Some(src_port) = key.checked_sub(UNDERLAY_KEYS) {
-                let datagrams = run_frames.filter_map(|f| match f.dest {
-                    Dest::Underlay(d) => Some((d.dst, f)),
-                    Dest::Port(_) => None,
-                });
                 let src_port = u16::try_from(src_port).unwrap_or(u16::MAX);
-                underlay.send_batch(src_port, datagrams, &mut counts.underlay);
+                let mut run_frames = run_frames.peekable();
+                while run_frames.peek().is_some() {
+                    // The datagrams up to the next whole super-frame in one batch, then it.
+                    let datagrams = core::iter::from_fn(|| {
+                        run_frames
+                            .next_if(|f| matches!(f.dest, Dest::Underlay(_)))
+                            .and_then(|f| match f.dest {
+                                Dest::Underlay(d) => Some((d.dst, f)),
+                                _ => None,
+                            })
+                    });
+                    underlay.send_batch(src_port, datagrams, &mut counts.underlay);
+                    if let Some(f) =
+                        run_frames.next_if(|f| matches!(f.dest, Dest::UnderlayWhole(_)))
+                        && let Dest::UnderlayWhole(d) = f.dest
+                    {
+                        underlay.send_whole(d, f, &mut self.scratch, &mut counts.underlay);
+                    }
+                }
             } else if let Some(port) = ports.get(key as usize) {
                 port.send_batch(
                     run_frames.map(|f| (&f.vnet, &f.bytes[..])),

@@ -214,6 +214,16 @@ impl<'a> Segmenter<'a> {
         self.hdr_end
     }
 
+    /// Where the IP header starts (after Ethernet and any VLAN tags).
+    pub fn network_offset(&self) -> usize {
+        self.l3
+    }
+
+    /// The bytes of all segments together: each repeats the headers, the payload is cut.
+    pub fn segments_len(&self) -> usize {
+        self.count * self.hdr_end + (self.payload_end - self.hdr_end)
+    }
+
     /// The length of the longest segment: a buffer this long holds any of them.
     pub fn max_segment_len(&self) -> usize {
         self.hdr_end + self.gso_size.min(self.payload_end - self.hdr_end)

@@ -10,11 +10,11 @@
 
 use std::net::IpAddr;
 
-use super::outbox::{Outbox, UnderlayDest};
+use super::outbox::{Dest, Outbox, UnderlayDest};
 use super::source_ports::SourcePorts;
 use super::stats::DropReason;
 use crate::offload::Segmenter;
-use crate::wire::{VXLAN_HEADER_LEN, Vni, VxlanPacket, VxlanRepr};
+use crate::wire::{VXLAN_HEADER_LEN, VirtioNetHdr, Vni, VxlanPacket, VxlanRepr};
 
 const IPV4_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
@@ -26,6 +26,8 @@ pub(crate) struct Encapsulator {
     local: IpAddr,
     src_ports: SourcePorts,
     mtu: usize,
+    /// The shell takes super-frames whole (see [`Encapsulator::encapsulate_whole`]).
+    whole_super_frames: bool,
 }
 
 impl Encapsulator {
@@ -34,6 +36,15 @@ impl Encapsulator {
             local,
             src_ports,
             mtu: usize::from(mtu),
+            whole_super_frames: false,
+        }
+    }
+
+    /// The same, handing super-frames to the shell whole when `whole` (and they qualify).
+    pub(crate) fn with_whole_super_frames(self, whole: bool) -> Encapsulator {
+        Encapsulator {
+            whole_super_frames: whole,
+            ..self
         }
     }
 
@@ -115,6 +126,50 @@ impl Encapsulator {
             total += self.overhead() + len;
         }
         Ok((packets, total))
+    }
+}
+
+/// The largest IPv4 packet: an encapsulated super-frame must fit its total length field.
+const MAX_IPV4_PACKET: usize = 65_535;
+
+impl Encapsulator {
+    /// Appends `frame`, a TCP super-frame the VM's kernel left to segment (`vnet`, checked by
+    /// `segments`), to `dst` whole behind its VXLAN header, for the shell to send as one packet
+    /// (see [`Dest::UnderlayWhole`](super::Dest::UnderlayWhole)). Returns the outer packets it
+    /// becomes on a wire and their bytes, as [`Encapsulator::encapsulate_segments`] would, or
+    /// `Ok(None)` when it cannot go whole (an IPv6 underlay, ECN, UDP, no partial checksum, or
+    /// too long for one outer IPv4 packet): then segment it.
+    #[allow(clippy::too_many_arguments)] // one frame's context, as `encapsulate_segments` has
+    pub(crate) fn encapsulate_whole(
+        &self,
+        out: &mut Outbox,
+        dst: IpAddr,
+        vni: Vni,
+        flow_hash: u32,
+        vnet: &VirtioNetHdr,
+        frame: &[u8],
+        segments: &Segmenter<'_>,
+    ) -> Result<Option<(usize, usize)>, DropReason> {
+        let tcp = matches!(
+            vnet.gso_type,
+            VirtioNetHdr::GSO_TCPV4 | VirtioNetHdr::GSO_TCPV6
+        );
+        let fits = IPV4_HEADER + UDP_HEADER + VXLAN_HEADER_LEN + frame.len() <= MAX_IPV4_PACKET;
+        if !(self.whole_super_frames && self.local.is_ipv4() && tcp && vnet.needs_csum() && fits) {
+            return Ok(None);
+        }
+        if segments.max_segment_len() > self.max_inner() {
+            return Err(DropReason::MtuExceeded);
+        }
+        let dest = self.dest(dst, flow_hash)?;
+        let bytes = out.push(Dest::UnderlayWhole(dest), *vnet);
+        bytes.extend_from_slice(&vxlan_header(vni));
+        bytes.extend_from_slice(frame);
+        let packets = segments.segment_count();
+        Ok(Some((
+            packets,
+            packets * self.overhead() + segments.segments_len(),
+        )))
     }
 }
 

@@ -238,7 +238,8 @@ fn deliver(
 }
 
 /// Encapsulates the frame to each target, finishing what the VM's kernel left undone first:
-/// a super-frame is segmented (straight into the outbox for one target; once into scratch and
+/// a TCP super-frame to one target goes whole when the shell can send it so; otherwise a
+/// super-frame is segmented (straight into the outbox for one target; once into scratch and
 /// copied for several), a partial checksum completed (once, not once per target).
 #[allow(clippy::too_many_arguments)] // split borrows of `Vtep`'s fields
 fn encapsulate_all(
@@ -254,7 +255,11 @@ fn encapsulate_all(
 ) -> Result<(), DropReason> {
     if let ([dst], true) = (targets, vnet.is_gso()) {
         let mut segments = Segmenter::new(frame, vnet).map_err(|_| DropReason::BadOffload)?;
-        let (packets, bytes) = encap.encapsulate_segments(out, *dst, vni, hash, &mut segments)?;
+        let whole = encap.encapsulate_whole(out, *dst, vni, hash, vnet, frame, &segments)?;
+        let (packets, bytes) = match whole {
+            Some(counts) => counts,
+            None => encap.encapsulate_segments(out, *dst, vni, hash, &mut segments)?,
+        };
         stats.to_underlay.add_many(packets, bytes);
         return Ok(());
     }

@@ -106,7 +106,8 @@ impl Vtep {
     /// Builds the pipeline (its first worker); `now` is its epoch for aging.
     pub fn new(settings: VtepSettings, now: Instant) -> Result<Vtep, SettingsError> {
         settings.validate()?;
-        let encap = Encapsulator::new(settings.local, settings.src_ports.clone(), settings.mtu);
+        let encap = Encapsulator::new(settings.local, settings.src_ports.clone(), settings.mtu)
+            .with_whole_super_frames(settings.whole_super_frames);
         let mut fdb = Fdb::new();
         let mut vnis = Vec::with_capacity(settings.vnis.len());
         let mut by_vni = HashMap::default();

@@ -50,6 +50,11 @@ pub enum Dest {
     /// Into the underlay: the bytes are UDP payloads (VXLAN header and inner frame), one or
     /// several (see [`OutFrame::segment_len`]).
     Underlay(UnderlayDest),
+    /// Into the underlay as one packet for the kernel to segment (UDP-tunnel GSO): the bytes
+    /// are a VXLAN header and a VM's super-frame, and `vnet` is the VM's header for it (offsets
+    /// from the super-frame's start). It belongs to the flow of the same `UnderlayDest`: the
+    /// shell sends it in order with that flow's datagrams.
+    UnderlayWhole(UnderlayDest),
 }
 
 /// One frame to send.

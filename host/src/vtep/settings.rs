@@ -101,6 +101,10 @@ pub struct VtepSettings {
     /// when delivering to a port. The ports' kernel must take such frames from a packet socket
     /// (Linux 6.2 and later); TCP segments are merged regardless.
     pub merge_udp: bool,
+    /// Hand a VM's TCP super-frame to one remote VTEP to the shell whole, encapsulated once
+    /// ([`Dest::UnderlayWhole`](super::Dest::UnderlayWhole)), instead of segmenting it here:
+    /// only when the shell can send such a frame as one packet (a tunnel tap is up).
+    pub whole_super_frames: bool,
     /// The VNIs served.
     pub vnis: Vec<VniSettings>,
 }
@@ -115,6 +119,7 @@ impl VtepSettings {
             ttl: DEFAULT_TTL,
             mtu: DEFAULT_MTU,
             merge_udp: true,
+            whole_super_frames: false,
             vnis: Vec::new(),
         }
     }

@@ -8,4 +8,5 @@ mod frames;
 mod hooks;
 mod pipeline;
 mod sim;
+mod super_frames;
 mod walkthrough;

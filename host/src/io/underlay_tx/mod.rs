@@ -20,14 +20,23 @@
 //! The sockets only send: a classic BPF filter drops whatever arrives at their ports before it
 //! is queued, so that stray datagrams cannot fill their receive buffers.
 //!
+//! A VM's TCP super-frame that the pipeline encapsulated once leaves through a tap instead, as
+//! one packet with a UDP-tunnel GSO header, when this kernel and host allow it (`tunnel_tap`).
+//!
 //! Submodules, one job each: `ports` (binding the wanted source ports, swapping those in use),
-//! `socket` (one socket's options and its drop-all filter), `batch` (one `sendmmsg`'s messages)
-//! and `send` (sending a flow's frames, falling back from GSO).
+//! `socket` (one socket's options and its drop-all filter), `batch` (one `sendmmsg`'s messages),
+//! `send` (sending a flow's frames, falling back from GSO), `tunnel_tap` (the tap and its
+//! frames' outer headers) and `whole` (sending a super-frame whole, or segmenting it when the
+//! tap cannot).
 
 mod batch;
 mod ports;
 mod send;
 mod socket;
+mod tunnel_tap;
+mod whole;
+
+pub use tunnel_tap::TapUnavailable;
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
@@ -60,6 +69,7 @@ struct PortSockets {
 /// Sends VXLAN datagrams into the underlay.
 #[derive(Debug)]
 pub struct UnderlayTx {
+    local: IpAddr,
     ipv6: bool,
     dst_port: u16,
     /// Ascending by port.
@@ -68,6 +78,8 @@ pub struct UnderlayTx {
     /// GSO send as such (`EINVAL`, `EIO`: an IPsec route, a device that cannot checksum, an old
     /// kernel); batches then leave one datagram per message, as they would have anyway.
     gso: AtomicBool,
+    /// Where super-frames leave whole, when open (see `tunnel_tap`).
+    tunnel: Option<tunnel_tap::TunnelTap>,
 }
 
 impl UnderlayTx {

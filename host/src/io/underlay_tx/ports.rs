@@ -48,10 +48,12 @@ impl UnderlayTx {
         }
         sockets.sort_unstable_by_key(|s| s.port);
         Ok(UnderlayTx {
+            local: config.local,
             ipv6: config.local.is_ipv6(),
             dst_port: config.dst_port,
             sockets,
             gso: AtomicBool::new(true),
+            tunnel: None,
         })
     }
 }

@@ -42,7 +42,7 @@ fn dests(out: &Outbox) -> Vec<To> {
         .iter()
         .map(|f| match f.dest {
             Dest::Port(p) => To::Port(p),
-            Dest::Underlay(d) => To::Underlay(d.dst),
+            Dest::Underlay(d) | Dest::UnderlayWhole(d) => To::Underlay(d.dst),
         })
         .collect()
 }

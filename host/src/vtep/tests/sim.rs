@@ -69,6 +69,14 @@ impl Net {
                     let local = self.vteps[v].local();
                     self.in_flight.extend(datagrams(f, local));
                 }
+                // As a veth underlay carries it: one packet, segmented nowhere, read whole by
+                // the receiver's UDP socket.
+                Dest::UnderlayWhole(dest) => self.in_flight.push_back(Wire {
+                    src: self.vteps[v].local(),
+                    dst: dest.dst,
+                    src_port: dest.src_port,
+                    payload: f.bytes.clone(),
+                }),
             }
         }
         self.out.clear();

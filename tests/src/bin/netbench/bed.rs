@@ -90,7 +90,19 @@ impl DataPlane {
 
     /// The daemon on both hosts; `extra` is appended to each configuration (plugins).
     pub(crate) fn daemons(bed: &Bed, extra: &str) -> Result<DataPlane> {
-        let config = |h: &Host, port: &str| format!("{}\n{extra}", Bed::daemon_config(h, port));
+        DataPlane::daemons_with(bed, "", extra)
+    }
+
+    /// [`DataPlane::daemons`] with `underlay` lines added to the `[underlay]` section.
+    pub(crate) fn daemons_with(bed: &Bed, underlay: &str, extra: &str) -> Result<DataPlane> {
+        let config = |h: &Host, port: &str| {
+            let base = Bed::daemon_config(h, port).replacen(
+                "[underlay]\n",
+                &format!("[underlay]\n{underlay}\n"),
+                1,
+            );
+            format!("{base}\n{extra}")
+        };
         let d1 = VtepDaemon::start(&bed.h1, &config(&bed.h1, bed.vm1.host_port()))?;
         let d2 = VtepDaemon::start(&bed.h2, &config(&bed.h2, bed.vm2.host_port()))?;
         Ok(DataPlane::Daemons(d1, d2))

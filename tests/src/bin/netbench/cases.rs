@@ -37,9 +37,12 @@ pub(crate) enum Variant {
     VniFilter { cache: bool, workers: u8 },
     /// This many extra MACs learned behind VM1 (so in both tables) before the probes.
     LearnedMacs(u32),
-    /// The daemons with `[datapath] steering = "kernel"`: the kernel's hashes spread the
-    /// workers' reads, so that a flow's two directions usually run on two workers.
-    KernelSteering,
+    /// The daemons with these lines added to their `[underlay]` section and this
+    /// `[datapath]` section (each may be empty).
+    Config {
+        underlay: &'static str,
+        datapath: &'static str,
+    },
 }
 
 /// One row of the results.
@@ -102,15 +105,27 @@ pub(crate) const CASES: &[Case] = &[
         backend: Backend::WasmVtep,
         variant: Variant::LearnedMacs(10_000),
     },
+    // The kernel's hashes spread the workers' reads, so that a flow's two directions usually
+    // run on two workers.
     Case {
         id: "wasm-vtep(kernel-steering)",
         backend: Backend::WasmVtep,
-        variant: Variant::KernelSteering,
+        variant: Variant::Config {
+            underlay: "",
+            datapath: "steering = \"kernel\"",
+        },
+    },
+    // TCP super-frames to one remote encapsulated once and sent whole through the daemon's
+    // tunnel-GSO tap (`[underlay] tunnel_gso`, off by default), not segmented here.
+    Case {
+        id: "wasm-vtep(tunnel-gso)",
+        backend: Backend::WasmVtep,
+        variant: Variant::Config {
+            underlay: "tunnel_gso = true",
+            datapath: "",
+        },
     },
 ];
-
-/// The configuration section of [`Variant::KernelSteering`].
-pub(crate) const KERNEL_STEERING: &str = "[datapath]\nsteering = \"kernel\"\n";
 
 /// The case every ratio is taken against.
 pub(crate) const BASELINE: &str = "kernel";

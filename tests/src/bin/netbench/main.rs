@@ -308,8 +308,13 @@ fn run_case(
         (Backend::WasmVtep, Variant::VniFilter { .. }, None) => {
             bail!("no vni-filter component")
         }
-        (Backend::WasmVtep, Variant::KernelSteering, _) => {
-            DataPlane::daemons(bed, cases::KERNEL_STEERING)?
+        (Backend::WasmVtep, Variant::Config { underlay, datapath }, _) => {
+            let datapath = if datapath.is_empty() {
+                String::new()
+            } else {
+                format!("[datapath]\n{datapath}\n")
+            };
+            DataPlane::daemons_with(bed, underlay, &datapath)?
         }
         (Backend::WasmVtep, ..) => DataPlane::daemons(bed, "")?,
     };
