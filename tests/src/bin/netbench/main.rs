@@ -1,7 +1,10 @@
-//! `netbench`: wasm-vtep against the Linux kernel's vxlan + bridge on the same two-host
-//! topology (network namespaces), the same traffic through each, kernel and wasm-vtep rounds
-//! alternating. Writes `results.json`, `chart.svg` and `PERFORMANCE.md` into a results folder,
-//! and in full mode the markdown to `docs/PERFORMANCE.md` too.
+//! `netbench`: wasm-vtep against the Linux kernel's vxlan + bridge on the same topology
+//! (network namespaces: three hosts, VM1 on host 1, VM2 and VM3 on host 2, VM4 on host 3), the
+//! same traffic through each, kernel and wasm-vtep rounds alternating. Per case: UDP floods and
+//! TCP bulk (one and four streams, both ways) from VM1 to VM2, TCP 1:N (one stream from VM1 to
+//! each of VM2, VM3 and VM4 at once) and ping latency from VM1 to VM2. Writes `results.json`,
+//! `chart.svg` and `PERFORMANCE.md` into a results folder, and in full mode the markdown to
+//! `docs/PERFORMANCE.md` too.
 //!
 //! A benchmark, not a test: slow numbers never fail it. It fails only when something is
 //! broken: a data plane that does not come up, a flood of which nothing arrives, a daemon that
@@ -137,7 +140,7 @@ fn main() -> Result<()> {
             }
             let bed = Bed::build().context("building the topology")?;
             if plugins.is_none() && todo.iter().any(|c| c.needs_plugins()) {
-                let base = Bed::daemon_config(&bed.h1, bed.vm1.host_port());
+                let base = Bed::daemon_config(&bed.h1, &[bed.vm1.host_port()]);
                 let found = detect_plugins(&bed.h1, &base, vni_filter.as_deref(), &target, VNI)?;
                 if let PluginSupport::Unavailable { reason } = &found {
                     eprintln!("netbench: skipped: plugins not available ({reason})");
@@ -336,6 +339,20 @@ fn run_case(
         .map(|how| settle_then(|| probe::tcp(bed, &pids, &server, how, probes)))
         .collect::<Result<Vec<_>>>()?;
     drop(server);
+    // 1:N: VM1 to VM2, VM3 and VM4 at once, a server in each, every daemon counted.
+    let fan = bed.fan_out_targets();
+    let servers = fan
+        .iter()
+        .map(|(vm, _)| IperfServer::start(*vm))
+        .collect::<Result<Vec<_>>>()?;
+    let targets: Vec<_> = fan
+        .iter()
+        .zip(&servers)
+        .map(|(&(vm, host), server)| (vm, server, host))
+        .collect();
+    let all_pids = plane.all_daemon_pids();
+    let tcp_1n = settle_then(|| probe::tcp_fan_out(bed, &all_pids, &targets, probes))?;
+    drop(servers);
     let latency = settle_then(|| probe::latency(bed, &pids, probes))?;
     let rss_peak_kib = rss_kib(&pids, "VmHWM:");
     let daemon_stats = plane.stats()?;
@@ -349,6 +366,7 @@ fn run_case(
         quiet: None,
         udp,
         tcp,
+        tcp_1n,
         latency,
         rss_idle_kib,
         rss_peak_kib,
@@ -392,6 +410,16 @@ fn one_line(r: &CaseRun) -> String {
         let dir = if t.reverse { "<-" } else { "->" };
         parts.push(format!("tcp x{} {dir} {:.2} Gbit/s", t.streams, t.gbps));
     }
+    parts.push(format!(
+        "tcp 1:N {:.2} Gbit/s ({})",
+        r.tcp_1n.gbps,
+        r.tcp_1n
+            .flows
+            .iter()
+            .map(|f| format!("{} {:.2}", f.to, f.gbps))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     parts.push(format!(
         "ping p50/p99 {:.0}/{:.0} us",
         r.latency.p50_us, r.latency.p99_us

@@ -1,18 +1,21 @@
 //! The measurements run on each case: a UDP flood VM1 → VM2 per frame size, TCP bulk both
-//! ways (iperf3), and a ping latency probe; each with the CPU it cost.
+//! ways (iperf3), TCP 1:N (one iperf3 stream from VM1 to each of VM2, VM3 and VM4 at once:
+//! one sender, three receivers behind two remote VTEPs), and a ping latency probe; each with
+//! the CPU it cost.
 //!
 //! CPU accounting: the daemons' own time is exact per process (`/proc/<pid>/stat`, all
 //! threads); the kernel's data plane has no process, so its cost is the machine-wide system +
 //! softirq time over the same window, which also holds the socket work of the sender and the
 //! receiver (and anything else the machine did). Both figures are kept for every case so that
-//! like can be compared with like.
+//! like can be compared with like. The probes between VM1 and VM2 count the daemons of host 1
+//! and host 2; the 1:N probe counts all three.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 use wasm_vtep_tests::tools::cpu::ksoftirqd_pids;
 use wasm_vtep_tests::*;
@@ -45,12 +48,13 @@ pub(crate) struct ProbeSettings {
 /// CPU over one probe's window.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct CpuUse {
-    /// What [`CpuUse::vtep_s`] covers: `"daemons"` (the two `vtep` processes) or
-    /// `"machine-wide system+softirq"` (the kernel's data plane has no process of its own).
+    /// What [`CpuUse::vtep_s`] covers: `"daemons"` (the `vtep` processes of host 1 and host 2,
+    /// of all three hosts for the 1:N probe) or `"machine-wide system+softirq"` (the kernel's
+    /// data plane has no process of its own).
     pub(crate) vtep_scope: &'static str,
     /// The VTEPs' CPU seconds, as `vtep_scope` says.
     pub(crate) vtep_s: f64,
-    /// Each daemon's user and system time (empty for the kernel).
+    /// Each measured daemon's user and system time, in host order (empty for the kernel).
     pub(crate) daemons: Vec<TaskCpu>,
     /// The whole machine over the window.
     pub(crate) machine: MachineCpu,
@@ -86,7 +90,7 @@ impl CpuMark {
     }
 
     /// The usage since this mark; `children` is CPU of helper processes still running (the
-    /// iperf3 server) over the window, counted as ours like those that exited in it.
+    /// iperf3 servers) over the window, counted as ours like those that exited in it.
     fn usage(&self, pids: &[u32], ksoftirqd: &[u32], children: f64) -> Result<CpuUse> {
         let now = CpuMark::take(pids, ksoftirqd)?;
         let machine = now.machine.since(&self.machine);
@@ -244,6 +248,96 @@ pub(crate) fn tcp(
         seconds: s.seconds,
         gbps: report.received_bps / 1e9,
         retransmits: report.retransmits,
+        cpu,
+    })
+}
+
+/// One flow of the 1:N probe.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FlowResult {
+    /// The receiving VM, `vm2`, `vm3` or `vm4`.
+    pub(crate) to: String,
+    /// The number of the host it is on.
+    pub(crate) host: u8,
+    /// What this receiver got, Gbit/s.
+    pub(crate) gbps: f64,
+    pub(crate) retransmits: Option<u64>,
+}
+
+/// The 1:N probe: one TCP stream from VM1 to each target at the same time.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FanOutResult {
+    pub(crate) seconds: u64,
+    /// What the receivers got together (the sum of the flows), Gbit/s.
+    pub(crate) gbps: f64,
+    /// Each flow, in target order.
+    pub(crate) flows: Vec<FlowResult>,
+    /// The VTEPs of all three hosts (for the daemons, all three processes).
+    pub(crate) cpu: CpuUse,
+}
+
+/// One iperf3 TCP stream from VM1 to each of `targets` (a VM and the server running in it),
+/// all at once: the clients run on their own threads, started together, each for the
+/// configured time; `daemons` are the pids of every daemon on the way.
+pub(crate) fn tcp_fan_out(
+    bed: &Bed,
+    daemons: &[u32],
+    targets: &[(&Vm, &IperfServer, u8)],
+    s: &ProbeSettings,
+) -> Result<FanOutResult> {
+    let ksoftirqd = ksoftirqd_pids();
+    let servers_cpu = || -> Result<Vec<TaskCpu>> {
+        targets
+            .iter()
+            .map(|(_, server, _)| TaskCpu::of_process(server.process().pid()))
+            .collect()
+    };
+    let servers_before = servers_cpu()?;
+    let mark = CpuMark::take(daemons, &ksoftirqd)?;
+    let reports: Vec<Result<IperfReport>> = std::thread::scope(|scope| {
+        let clients: Vec<_> = targets
+            .iter()
+            .map(|(vm, server, _)| {
+                let opts = IperfOptions {
+                    port: server.port(),
+                    length: s.tcp_write,
+                    ..IperfOptions::tcp(Duration::from_secs(s.seconds))
+                };
+                scope.spawn(move || iperf3(&bed.vm1, vm.ipv4(), &opts))
+            })
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| {
+                c.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("an iperf3 client thread panicked")))
+            })
+            .collect()
+    });
+    // The clients have exited and been reaped by now: their time is among the reaped
+    // children's.
+    let servers_used: f64 = servers_cpu()?
+        .iter()
+        .zip(&servers_before)
+        .map(|(now, before)| now.since(before).total())
+        .sum();
+    let cpu = mark.usage(daemons, &ksoftirqd, servers_used)?;
+    let mut flows = Vec::new();
+    for ((vm, _, host), report) in targets.iter().zip(reports) {
+        let to = vm.host_port().to_owned();
+        let report = report.with_context(|| format!("the 1:N flow to {to}"))?;
+        ensure!(report.received_bytes > 0, "TCP 1:N moved nothing to {to}");
+        flows.push(FlowResult {
+            to,
+            host: *host,
+            gbps: report.received_bps / 1e9,
+            retransmits: report.retransmits,
+        });
+    }
+    Ok(FanOutResult {
+        seconds: s.seconds,
+        gbps: flows.iter().map(|f| f.gbps).sum(),
+        flows,
         cpu,
     })
 }

@@ -1,6 +1,6 @@
 //! Writing the results: the run's facts (machine, kernel, commit, conditions), the JSON file
 //! with every round's raw numbers and the summary, and the markdown tables of
-//! `docs/PERFORMANCE.md`.
+//! `docs/PERFORMANCE.md` (UDP floods, TCP bulk with one and four streams, TCP 1:N, latency).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::probe::ProbeSettings;
-use crate::summary::{CaseRun, CaseSummary, FRAME_SIZES, Spread, Target, fmt_num};
+use crate::summary::{CaseRun, CaseSummary, FRAME_SIZES, Spread, TCP_1N, Target, fmt_num};
 
 /// The machine the run was on.
 #[derive(Debug, Clone, Serialize)]
@@ -159,8 +159,10 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
         w,
         "Written by `cargo run --release -p wasm-vtep-tests --bin netbench` \
          (`tests/src/bin/netbench/`); the raw numbers of every round are in the run's \
-         `results.json`. Two hosts on an underlay switch (MTU 1600), one VM on each (MTU 1500, \
-         offloads on), VNI 5001 flooding to 239.1.1.100; the topology is built afresh for each \
+         `results.json`. Three hosts on an underlay switch (MTU 1600): VM1 on host 1, VM2 and \
+         VM3 on host 2, VM4 on host 3 (MTU 1500, offloads on), VNI 5001 flooding to \
+         239.1.1.100, a VTEP on every host. Every probe but TCP 1:N runs between VM1 and VM2 \
+         and counts the daemons of hosts 1 and 2 only. The topology is built afresh for each \
          backend in each round, and kernel and wasm-vtep take turns (kernel first in even \
          rounds, wasm-vtep first in odd ones) so that drift hits both.\n"
     );
@@ -275,6 +277,19 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
 
     let _ = writeln!(
         w,
+        "\n## TCP 1:N (VM1 to VM2 and VM3 behind host 2 and VM4 behind host 3, one stream \
+         each, at once)\n\n\
+         Three iperf3 clients in VM1 started together, one TCP stream each to a server in \
+         VM2, VM3 and VM4, {} s, {writes}: one sender, three receivers behind two remote \
+         VTEPs. Total: the sum of what the three receivers got. VTEP CPU: the three daemons' \
+         utime+stime for wasm-vtep; for the kernel machine-wide system+softirq time \
+         (marked \\*).\n",
+        meta.probes.seconds
+    );
+    fan_out_table(w, summaries);
+
+    let _ = writeln!(
+        w,
         "\n## Latency (ping VM1 to VM2, {} requests 10 ms apart per round)\n",
         meta.probes.pings
     );
@@ -319,7 +334,7 @@ pub(crate) fn markdown(meta: &Meta, summaries: &[CaseSummary], targets: &[Target
          This is the receive offload (GRO) the kernel applies to TCP everywhere and to UDP \
          on devices where forwarding GRO is turned on; the kernel's vxlan + bridge here does \
          neither for UDP, so its floods cost one pass per datagram.\n\
-         - Both hosts, both VMs and every data path run on the same two cores: a user-space \
+         - Every host, every VM and every data path run on the same two cores: a user-space \
          VTEP's copies and wakeups compete with the VMs for them, where the kernel's vxlan \
          runs the whole path inside the sender's system calls without a copy (TCP super-frames \
          cross the kernel path whole).\n\
@@ -387,6 +402,36 @@ fn tcp_table(w: &mut String, summaries: &[CaseSummary], tcp: &str) {
             spread(g(&format!("{tcp}_rev_cpu_ms_per_gbit")), |v| format!(
                 "{v:.1}"
             )),
+        );
+    }
+}
+
+/// The TCP 1:N table.
+fn fan_out_table(w: &mut String, summaries: &[CaseSummary]) {
+    let _ = writeln!(
+        w,
+        "| case | total Gbit/s | vs kernel | per flow Gbit/s (VM2, VM3, VM4) | VTEP CPU s | \
+         CPU ms per Gbit |\n|---|---|---|---|---|---|"
+    );
+    for s in summaries {
+        let g = |n: &str| s.metrics.get(&format!("{TCP_1N}_{n}"));
+        if g("gbps").is_none() {
+            continue;
+        }
+        let star = if s.backend == "kernel" { "\\*" } else { "" };
+        let flows: Vec<String> = ["vm2", "vm3", "vm4"]
+            .iter()
+            .map(|vm| g(&format!("{vm}_gbps")).map_or("-".into(), |f| format!("{:.2}", f.median)))
+            .collect();
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {}{star} | {}{star} |",
+            s.case,
+            spread(g("gbps"), |v| format!("{v:.2}")),
+            ratio(s, &format!("{TCP_1N}_gbps")),
+            flows.join(", "),
+            spread(g("vtep_cpu_s"), |v| format!("{v:.2}")),
+            spread(g("cpu_ms_per_gbit"), |v| format!("{v:.1}")),
         );
     }
 }

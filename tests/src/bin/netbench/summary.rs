@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::cases::{BASELINE, PLUGIN_BASELINE, PLUGIN_CACHED};
-use crate::probe::{LatencyResult, TcpResult, UdpResult};
+use crate::probe::{FanOutResult, LatencyResult, TcpResult, UdpResult};
 
 /// Frame sizes of the UDP floods.
 pub(crate) const FRAME_SIZES: [usize; 2] = [64, 1400];
@@ -26,12 +26,16 @@ pub(crate) struct CaseRun {
     pub(crate) quiet: Option<crate::probe::Quiet>,
     pub(crate) udp: Vec<UdpResult>,
     pub(crate) tcp: Vec<TcpResult>,
+    /// TCP 1:N: one stream from VM1 to each of VM2, VM3 and VM4 at once.
+    pub(crate) tcp_1n: FanOutResult,
     pub(crate) latency: LatencyResult,
-    /// The larger daemon's resident memory once the overlay is up, before any probe (KiB).
+    /// The larger of host 1's and host 2's daemons' resident memory once the overlay is up,
+    /// before any probe (KiB).
     pub(crate) rss_idle_kib: Option<u64>,
-    /// The larger daemon's peak resident memory over the probes (KiB).
+    /// The larger of host 1's and host 2's daemons' peak resident memory over the probes (KiB).
     pub(crate) rss_peak_kib: Option<u64>,
-    /// `vtep stats --json` of both daemons at the end (drops by reason, I/O counters).
+    /// `vtep stats --json` of host 1's and host 2's daemons at the end (drops by reason, I/O
+    /// counters).
     pub(crate) daemon_stats: Option<[serde_json::Value; 2]>,
 }
 
@@ -74,6 +78,22 @@ impl CaseRun {
                     t.cpu.vtep_s * 1e3 / gbits,
                 );
             }
+        }
+        let fan = &self.tcp_1n;
+        m.insert(format!("{TCP_1N}_gbps"), fan.gbps);
+        for f in &fan.flows {
+            m.insert(format!("{TCP_1N}_{}_gbps", f.to), f.gbps);
+        }
+        m.insert(format!("{TCP_1N}_vtep_cpu_s"), fan.cpu.vtep_s);
+        for (i, d) in fan.cpu.daemons.iter().enumerate() {
+            m.insert(format!("{TCP_1N}_vtep{}_cpu_s", i + 1), d.total());
+        }
+        let gbits = fan.gbps * fan.seconds as f64;
+        if gbits > 0.0 {
+            m.insert(
+                format!("{TCP_1N}_cpu_ms_per_gbit"),
+                fan.cpu.vtep_s * 1e3 / gbits,
+            );
         }
         m.insert(
             "lat_foreign_share".into(),
@@ -135,6 +155,10 @@ pub(crate) fn tcp_prefix(streams: u32) -> String {
         format!("tcp{streams}")
     }
 }
+
+/// The metric prefix of the 1:N probe: `tcp1n_gbps` (the sum), `tcp1n_vm2_gbps` (a flow),
+/// `tcp1n_vtep_cpu_s`, `tcp1n_cpu_ms_per_gbit`.
+pub(crate) const TCP_1N: &str = "tcp1n";
 
 /// One case over all rounds.
 #[derive(Debug, Clone, Serialize)]
@@ -256,6 +280,21 @@ pub(crate) fn targets(summaries: &[CaseSummary], plugin_skip: Option<&str>) -> V
         });
     }
 
+    let target = "TCP 1:N (VM1 to VM2, VM3 and VM4 at once): wasm-vtep >= 1.0x the kernel";
+    let total = format!("{TCP_1N}_gbps");
+    out.push(match ratio(&total) {
+        Some(r) => Target {
+            target,
+            measured: format!(
+                "{r:.2}x ({:.2} vs {:.2} Gbit/s in all)",
+                wasm.and_then(|s| s.median(&total)).unwrap_or(0.0),
+                kernel.and_then(|s| s.median(&total)).unwrap_or(0.0)
+            ),
+            met: Some(r >= 1.0),
+        },
+        None => unmeasured(target, "kernel or wasm-vtep not run"),
+    });
+
     let target = "vni-filter attached, cache on: within 10% of wasm-vtep without plugins";
     let plugin_ratios: Option<Vec<(usize, f64)>> = FRAME_SIZES
         .iter()
@@ -364,7 +403,7 @@ mod tests {
 
     #[test]
     fn targets_judge_medians() {
-        let all = |pps64, pps1400, (fwd, rev), (fwd4, rev4), p99| {
+        let all = |pps64, pps1400, (fwd, rev), (fwd4, rev4), fan, p99| {
             vec![
                 ("udp64_pps", pps64),
                 ("udp1400_pps", pps1400),
@@ -372,13 +411,17 @@ mod tests {
                 ("tcp_rev_gbps", rev),
                 ("tcp4_fwd_gbps", fwd4),
                 ("tcp4_rev_gbps", rev4),
+                ("tcp1n_gbps", fan),
                 ("lat_p99_us", p99),
             ]
         };
-        let mut wasm = all(160.0, 110.0, (5.0, 4.0), (9.0, 7.0), 140.0);
+        let mut wasm = all(160.0, 110.0, (5.0, 4.0), (9.0, 7.0), 12.0, 140.0);
         wasm.extend([("rss_idle_mib", 6.5), ("rss_peak_mib", 40.0)]);
         let s = vec![
-            summary("kernel", &all(100.0, 100.0, (5.0, 5.0), (8.0, 8.0), 100.0)),
+            summary(
+                "kernel",
+                &all(100.0, 100.0, (5.0, 5.0), (8.0, 8.0), 10.0, 100.0),
+            ),
             summary("wasm-vtep", &wasm),
             summary(
                 "wasm-vtep+vni-filter",
@@ -394,21 +437,23 @@ mod tests {
                 Some(false),
                 Some(false),
                 Some(false),
+                Some(true),
                 Some(false),
                 Some(true),
                 Some(true)
             ]
         );
         assert_eq!(t[3].measured, "VM1->VM2 1.12x, VM2->VM1 0.88x");
+        assert_eq!(t[4].measured, "1.20x (12.00 vs 10.00 Gbit/s in all)");
         assert_eq!(
-            t[6].measured,
+            t[7].measured,
             "6.5 MiB idle (40.0 MiB at the peak of the probes)"
         );
         assert!(t[0].measured.starts_with("1.60x"), "{}", t[0].measured);
-        assert_eq!(t[5].measured, "+40 us (p99 140 vs 100 us)");
+        assert_eq!(t[6].measured, "+40 us (p99 140 vs 100 us)");
 
         let t = targets(&s[..2], Some("plugins not available"));
-        assert_eq!(t[4].met, None);
-        assert!(t[4].measured.contains("plugins not available"));
+        assert_eq!(t[5].met, None);
+        assert!(t[5].measured.contains("plugins not available"));
     }
 }
