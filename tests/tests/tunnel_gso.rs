@@ -91,13 +91,56 @@ fn a_strict_reverse_path_filter_keeps_super_frames_segmented() {
     let mut d1 = VtepDaemon::start(&b.h1, &config(&b.h1, "vm1", Some(true))).unwrap();
     let _d2 = VtepDaemon::start(&b.h2, &config(&b.h2, "vm2", None)).unwrap();
     d1.process()
-        .wait_for_stderr("rp_filter", Duration::from_secs(5))
+        .wait_for_stderr("rp_filter is 1", Duration::from_secs(5))
         .unwrap();
     let bps = tcp(&b, 3).unwrap();
     assert!(bps > MIN_TCP_BPS, "{bps}");
     assert_eq!(d1.io_counter("underlay_tx_whole").unwrap(), 0);
     assert!(d1.io_counter("underlay_tx_batched").unwrap() > 0);
     ensure_no_tap(&b.h1).unwrap();
+}
+
+/// Ubuntu's default (`net.ipv4.conf.all.rp_filter = 2`, loose) would drop the tap's frames
+/// (it has no address): the daemon says so and segments.
+#[test]
+fn a_loose_reverse_path_filter_keeps_super_frames_segmented() {
+    let b = bed().unwrap();
+    b.h1.netns()
+        .sysctl("net.ipv4.conf.all.rp_filter", "2")
+        .unwrap();
+    let mut d1 = VtepDaemon::start(&b.h1, &config(&b.h1, "vm1", Some(true))).unwrap();
+    let _d2 = VtepDaemon::start(&b.h2, &config(&b.h2, "vm2", None)).unwrap();
+    d1.process()
+        .wait_for_stderr("rp_filter is 2", Duration::from_secs(5))
+        .unwrap();
+    let bps = tcp(&b, 3).unwrap();
+    assert!(bps > MIN_TCP_BPS, "{bps}");
+    assert_eq!(d1.io_counter("underlay_tx_whole").unwrap(), 0);
+    ensure_no_tap(&b.h1).unwrap();
+}
+
+/// What udev does on a systemd host when a device appears (`systemd-sysctl` applying
+/// `net.ipv4.conf.*.rp_filter = 2` to it) is undone within a second or two, and the frames
+/// keep going whole.
+#[test]
+fn the_taps_settings_are_kept() {
+    let b = bed().unwrap();
+    let mut d1 = VtepDaemon::start(&b.h1, &config(&b.h1, "vm1", Some(true))).unwrap();
+    let _d2 = VtepDaemon::start(&b.h2, &config(&b.h2, "vm2", None)).unwrap();
+    b.h1.netns()
+        .sysctl("net.ipv4.conf.vtep-gso0.rp_filter", "2")
+        .unwrap();
+    d1.process()
+        .wait_for_stderr("set again", Duration::from_secs(5))
+        .unwrap();
+    let value =
+        b.h1.netns()
+            .exec("sysctl", &["-n", "net.ipv4.conf.vtep-gso0.rp_filter"])
+            .unwrap();
+    assert_eq!(value.trim(), "0");
+    let bps = tcp(&b, 3).unwrap();
+    assert!(bps > MIN_TCP_BPS, "{bps}");
+    assert!(d1.io_counter("underlay_tx_whole").unwrap() > 1000);
 }
 
 fn ensure_no_tap(h: &Host) -> Result<()> {

@@ -278,6 +278,16 @@ fn run_bound(
         let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
         let control = tokio::spawn(server::serve(listener, answer::handler(&shared)));
+        let tap_settings = {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    every.tick().await;
+                    shared.underlay_tx.keep_tunnel_tap();
+                }
+            })
+        };
         let result = tokio::select! {
             _ = sigint.recv() => {
                 tracing::info!("SIGINT: stopping");
@@ -293,6 +303,7 @@ fn run_bound(
             }
         };
         control.abort();
+        tap_settings.abort();
         result
     });
 

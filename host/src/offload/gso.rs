@@ -219,6 +219,11 @@ impl<'a> Segmenter<'a> {
         self.l3
     }
 
+    /// Where the IP packet ends: bytes of the frame past it (Ethernet padding) are no payload.
+    pub fn packet_end(&self) -> usize {
+        self.payload_end
+    }
+
     /// The bytes of all segments together: each repeats the headers, the payload is cut.
     pub fn segments_len(&self) -> usize {
         self.count * self.hdr_end + (self.payload_end - self.hdr_end)

@@ -137,8 +137,9 @@ impl Encapsulator {
     /// `segments`), to `dst` whole behind its VXLAN header, for the shell to send as one packet
     /// (see [`Dest::UnderlayWhole`](super::Dest::UnderlayWhole)). Returns the outer packets it
     /// becomes on a wire and their bytes, as [`Encapsulator::encapsulate_segments`] would, or
-    /// `Ok(None)` when it cannot go whole (an IPv6 underlay, ECN, UDP, no partial checksum, or
-    /// too long for one outer IPv4 packet): then segment it.
+    /// `Ok(None)` when it cannot go whole (an IPv6 underlay, a multicast destination, ECN, UDP,
+    /// no partial checksum, bytes past the IP packet's end, or too long for one outer IPv4
+    /// packet): then segment it.
     #[allow(clippy::too_many_arguments)] // one frame's context, as `encapsulate_segments` has
     pub(crate) fn encapsulate_whole(
         &self,
@@ -155,7 +156,12 @@ impl Encapsulator {
             VirtioNetHdr::GSO_TCPV4 | VirtioNetHdr::GSO_TCPV6
         );
         let fits = IPV4_HEADER + UDP_HEADER + VXLAN_HEADER_LEN + frame.len() <= MAX_IPV4_PACKET;
-        if !(self.whole_super_frames && self.local.is_ipv4() && tcp && vnet.needs_csum() && fits) {
+        // A group is no route's destination for a forwarded packet; padding would become
+        // payload in the kernel's segmentation.
+        let unicast = !dst.is_multicast();
+        let unpadded = segments.packet_end() == frame.len();
+        let wanted = self.whole_super_frames && self.local.is_ipv4() && unicast;
+        if !(wanted && tcp && vnet.needs_csum() && fits && unpadded) {
             return Ok(None);
         }
         if segments.max_segment_len() > self.max_inner() {

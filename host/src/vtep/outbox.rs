@@ -193,11 +193,16 @@ impl Outbox {
         write: impl FnOnce(&mut Vec<u8>),
     ) {
         let start = self.len.saturating_sub(OPEN_WINDOW);
-        // The most recent frame to `dest` decides: appending to an older one would reorder.
+        // The most recent frame to `dest` decides, a whole super-frame of the flow included:
+        // appending to an older one would reorder.
         let open = (start..self.len)
             .rev()
-            .find(|&i| self.frames[i].dest == Dest::Underlay(dest))
-            .filter(|&i| self.frames[i].can_take(len));
+            .find(|&i| {
+                matches!(self.frames[i].dest, Dest::Underlay(d) | Dest::UnderlayWhole(d) if d == dest)
+            })
+            .filter(|&i| {
+                self.frames[i].dest == Dest::Underlay(dest) && self.frames[i].can_take(len)
+            });
         let frame = match open {
             Some(i) => {
                 let frame = &mut self.frames[i];
@@ -242,6 +247,34 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A flow's datagram, then a whole super-frame, then another datagram: the last may not
+    /// join the first (it would leave before the super-frame).
+    #[test]
+    fn a_whole_super_frame_ends_its_flows_open_batch() {
+        let mut out = Outbox::new();
+        let dest = UnderlayDest {
+            dst: IpAddr::from([198, 18, 0, 2]),
+            src_port: 49_152,
+        };
+        out.append_datagram(dest, 100, |b| b.extend_from_slice(&[1; 100]));
+        out.push(Dest::UnderlayWhole(dest), VirtioNetHdr::NONE)
+            .extend_from_slice(&[2; 3000]);
+        out.append_datagram(dest, 100, |b| b.extend_from_slice(&[3; 100]));
+        let firsts: Vec<(Dest, u8, usize)> = out
+            .frames()
+            .iter()
+            .map(|f| (f.dest, f.bytes[0], f.bytes.len()))
+            .collect();
+        assert_eq!(
+            firsts,
+            [
+                (Dest::Underlay(dest), 1, 100),
+                (Dest::UnderlayWhole(dest), 2, 3000),
+                (Dest::Underlay(dest), 3, 100),
+            ]
+        );
+    }
 
     fn to(dst: &str, src_port: u16) -> UnderlayDest {
         UnderlayDest {

@@ -96,27 +96,34 @@ impl VirtioNetHdr {
 
     /// Writes this header as the 24-byte tunnel header ([`VirtioNetHdr::TUNNEL_LEN`]) of a
     /// frame that is this frame behind `outer` bytes of outer headers (Ethernet, IPv4, UDP,
-    /// VXLAN): GSO type or'ed with [`VirtioNetHdr::GSO_UDP_TUNNEL_IPV4`], the checksum start and
-    /// header length moved by `outer`, the outer UDP header at `outer_transport` and the inner
-    /// frame's network header at its own offset plus `outer`. The outer UDP checksum is left
-    /// zero (no `UDP_TUNNEL_CSUM` flag), as RFC 7348 recommends over IPv4. Byte order is the
-    /// host's, as tun uses it unless told otherwise (`TUNSETVNETLE`). `None` if an offset
-    /// overflows.
+    /// VXLAN): GSO type or'ed with [`VirtioNetHdr::GSO_UDP_TUNNEL_IPV4`], the checksum start
+    /// moved by `outer`, the header length `outer + inner_headers` (the inner frame's headers
+    /// through TCP, computed, not the VM's hint), the outer UDP header at `outer_transport`
+    /// and the inner frame's network header at `inner_network + outer`. The outer UDP checksum
+    /// is left zero (no `UDP_TUNNEL_CSUM` flag), as RFC 7348 recommends over IPv4. Every field
+    /// is little-endian: the kernel reads a header with tunnel offsets as virtio 1.0 does,
+    /// whatever the host's byte order. `None` if an offset overflows.
     pub fn emit_tunnel(
         &self,
         outer: u16,
         outer_transport: u16,
         inner_network: u16,
+        inner_headers: u16,
         out: &mut [u8; Self::TUNNEL_LEN],
     ) -> Option<()> {
-        let inner = self.shifted(outer)?;
+        let csum_start = self.csum_start.checked_add(outer)?;
+        let hdr_len = inner_headers.checked_add(outer)?;
         let inner_network = inner_network.checked_add(outer)?;
         *out = [0; Self::TUNNEL_LEN];
-        inner.emit(&mut out[..Self::LEN]).ok()?;
+        out[0] = self.flags;
         out[1] = self.gso_type | Self::GSO_UDP_TUNNEL_IPV4;
+        out[2..4].copy_from_slice(&hdr_len.to_le_bytes());
+        out[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+        out[6..8].copy_from_slice(&csum_start.to_le_bytes());
+        out[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
         // Bytes 10..12: num_buffers (0); 12..20: hash value and report (0).
-        out[20..22].copy_from_slice(&outer_transport.to_ne_bytes());
-        out[22..24].copy_from_slice(&inner_network.to_ne_bytes());
+        out[20..22].copy_from_slice(&outer_transport.to_le_bytes());
+        out[22..24].copy_from_slice(&inner_network.to_le_bytes());
         Some(())
     }
 
@@ -225,18 +232,19 @@ mod tests {
             csum_offset: 16,
         };
         let mut out = [0xff; VirtioNetHdr::TUNNEL_LEN];
-        vm.emit_tunnel(50, 34, 14, &mut out).unwrap();
-        let tunnel = VirtioNetHdr::parse(&out).unwrap();
-        assert_eq!(tunnel.gso_type, 0x21);
-        assert_eq!(
-            (tunnel.hdr_len, tunnel.csum_start, tunnel.csum_offset),
-            (104, 84, 16)
-        );
-        assert_eq!(tunnel.gso_size, 1448);
+        // The VM's hint is not used (a packet socket gives the skb's head length, up to the
+        // whole frame): the header length is the outer headers' and the inner ones'.
+        let vm = VirtioNetHdr {
+            hdr_len: 65_500,
+            ..vm
+        };
+        vm.emit_tunnel(50, 34, 14, 54, &mut out).unwrap();
+        let le = |i: usize| u16::from_le_bytes([out[i], out[i + 1]]);
+        assert_eq!((out[0], out[1]), (VirtioNetHdr::F_NEEDS_CSUM, 0x21));
+        assert_eq!((le(2), le(4), le(6), le(8)), (104, 1448, 84, 16));
         assert_eq!(out[10..20], [0; 10]);
-        assert_eq!(u16::from_ne_bytes([out[20], out[21]]), 34);
-        assert_eq!(u16::from_ne_bytes([out[22], out[23]]), 64);
-        assert_eq!(vm.emit_tunnel(u16::MAX, 34, 14, &mut out), None);
+        assert_eq!((le(20), le(22)), (34, 64));
+        assert_eq!(vm.emit_tunnel(u16::MAX, 34, 14, 54, &mut out), None);
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //!
 //! Contract: [`TunnelTap::open`] says `Err` with the reason when this kernel or host cannot do
 //! it (no `/dev/net/tun`, a kernel without tunnel GSO on tun, a strict reverse path filter for
-//! every interface), and the caller segments in user space as before. A write the kernel refuses
-//! is a counted drop.
+//! every interface), and the caller segments in user space as before. A frame the tap does not
+//! take is segmented instead; after [`REFUSALS_TO_GIVE_UP`] writes in a row refused as
+//! malformed the tap is given up for good.
 //!
 //! What it cannot see: the frames cross the firewall's FORWARD chain, and a chain that drops
 //! them (Docker sets its policy to DROP) drops them silently; the kernel counts them forwarded
@@ -27,7 +28,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 
 use crate::io::sys::SetupError;
 use crate::wire::VirtioNetHdr;
@@ -57,8 +58,22 @@ const _: () =
 const _: () = assert!(IFF_UP as libc::c_int == libc::IFF_UP);
 /// Where the outer UDP header starts.
 const OUTER_UDP: u16 = 14 + 20;
+/// The tap's MAC, set before it goes up (so that udev's `MACAddressPolicy` leaves it alone):
+/// the frames' destination, so that the kernel routes them. Locally administered.
+const TAP_MAC: [u8; 6] = [0x02, 0x76, 0x74, 0x65, 0x70, 0x01];
 /// The source MAC of the frames written: any unicast address other than the tap's own.
 const SOURCE_MAC: [u8; 6] = [0x02, 0x76, 0x74, 0x65, 0x70, 0x00];
+/// The tap's own settings: route what arrives on it, accept our own address as a source, no
+/// reverse path check.
+const TAP_SYSCTLS: [(&str, &str); 3] = [
+    ("forwarding", "1"),
+    ("accept_local", "1"),
+    ("rp_filter", "0"),
+];
+/// Writes refused with `EINVAL` in a row after which the tap is given up.
+const REFUSALS_TO_GIVE_UP: u32 = 16;
+/// `ARPHRD_ETHER`: the address family of an Ethernet hardware address in an `ifreq`.
+const ARPHRD_ETHER: libc::sa_family_t = 1;
 
 /// Why a tunnel tap is not used (each says what the user can do).
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +87,26 @@ pub enum TapUnavailable {
     /// IPv6 underlays: forwarding cannot be enabled for one device alone.
     #[error("only an IPv4 underlay can use it")]
     NotIpv4,
-    /// `net.ipv4.conf.all.rp_filter = 1` applies to every device and would drop the frames.
-    #[error("net.ipv4.conf.all.rp_filter is 1 (strict), which would drop its frames")]
-    StrictReversePathFilter,
+    /// `net.ipv4.conf.all.rp_filter` is not 0: it applies to every device (the larger of it
+    /// and the device's own value counts), and the tap, which has no address, fails both the
+    /// strict and the loose check.
+    #[error("net.ipv4.conf.all.rp_filter is {0}, which would drop its frames (tunnel GSO needs 0)")]
+    ReversePathFilter(String),
+}
+
+/// A VXLAN header and a super-frame behind it, as [`TunnelTap::send`] takes them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SuperFrame<'a> {
+    /// The VM's header for the super-frame (offsets from its start).
+    pub(super) vnet: &'a VirtioNetHdr,
+    /// Where the super-frame's IP header starts.
+    pub(super) inner_network: u16,
+    /// The super-frame's headers through TCP.
+    pub(super) inner_headers: u16,
+    /// How many segments it makes.
+    pub(super) segments: usize,
+    /// The VXLAN header and the super-frame.
+    pub(super) payload: &'a [u8],
 }
 
 /// The tap and what the frames written to it need.
@@ -82,16 +114,16 @@ pub enum TapUnavailable {
 pub(super) struct TunnelTap {
     file: File,
     name: String,
-    /// The tap's MAC: the frames' destination, so that the kernel routes them.
-    mac: [u8; 6],
     local: Ipv4Addr,
     dst_port: u16,
     /// Outer TTL as written: one more than configured, since forwarding takes one.
     ttl: u8,
     /// Outer IPv4 IDs: each super-frame's segments take consecutive ones.
     ip_id: AtomicU16,
-    /// Cleared for good when the kernel refuses the tunnel header.
+    /// Cleared for good when the kernel keeps refusing the tunnel header.
     enabled: AtomicBool,
+    /// Writes refused with `EINVAL` in a row (by any worker).
+    refused_in_a_row: AtomicU32,
 }
 
 impl TunnelTap {
@@ -102,8 +134,8 @@ impl TunnelTap {
         dst_port: u16,
         ttl: u8,
     ) -> Result<TunnelTap, TapUnavailable> {
-        if read_sysctl("net/ipv4/conf/all/rp_filter").as_deref() == Some("1") {
-            return Err(TapUnavailable::StrictReversePathFilter);
+        if let Some(mode) = all_rp_filter() {
+            return Err(TapUnavailable::ReversePathFilter(mode));
         }
         let fail =
             |what: &'static str| move |e: io::Error| SetupError::socket(what, "tunnel tap", e);
@@ -132,28 +164,25 @@ impl TunnelTap {
         }
         // Route what arrives on it, accept our own address as a source, no reverse path check;
         // no IPv6 on it (nothing is ever sent to it).
-        for (key, value) in [
-            ("ipv4/conf/{}/forwarding", "1"),
-            ("ipv4/conf/{}/accept_local", "1"),
-            ("ipv4/conf/{}/rp_filter", "0"),
-            ("ipv6/conf/{}/disable_ipv6", "1"),
-        ] {
-            let path = format!("/proc/sys/net/{}", key.replace("{}", &name));
+        for (key, value) in TAP_SYSCTLS {
+            let path = tap_sysctl(&name, key);
             std::fs::write(&path, value).map_err(|e| {
                 SetupError::socket("writing a sysctl", format!("{path} = {value}"), e)
             })?;
         }
-        let mac = hardware_address(&file).map_err(fail("SIOCGIFHWADDR"))?;
+        // Only to keep IPv6 autoconfiguration quiet on it: absent where IPv6 is disabled.
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        set_hardware_address(&file, TAP_MAC).map_err(fail("SIOCSIFHWADDR"))?;
         set_up(&name).map_err(fail("bringing it up"))?;
         Ok(TunnelTap {
             file,
             name,
-            mac,
             local,
             dst_port,
             ttl: ttl.saturating_add(1),
             ip_id: AtomicU16::new(0),
             enabled: AtomicBool::new(true),
+            refused_in_a_row: AtomicU32::new(0),
         })
     }
 
@@ -167,34 +196,93 @@ impl TunnelTap {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// Turns the tap off for good; true if it was on.
-    pub(super) fn disable(&self) -> bool {
-        self.enabled.swap(false, Ordering::Relaxed)
+    /// Every second or so, from a thread that is not a worker: puts the tap's settings back
+    /// where something changed them (udev runs `systemd-sysctl` for every new device, whose
+    /// `net.ipv4.conf.*.rp_filter = 2` would drop every frame), and gives the tap up when
+    /// `net.ipv4.conf.all.rp_filter` became non-zero.
+    pub(super) fn keep_settings(&self) {
+        if !self.enabled() {
+            return;
+        }
+        if let Some(mode) = all_rp_filter() {
+            if self.enabled.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    tap = %self.name,
+                    rp_filter = %mode,
+                    "net.ipv4.conf.all.rp_filter is no longer 0: segmenting in user space"
+                );
+            }
+            return;
+        }
+        for (key, value) in TAP_SYSCTLS {
+            let path = tap_sysctl(&self.name, key);
+            let now = std::fs::read_to_string(&path).unwrap_or_default();
+            if now.trim() != value {
+                match std::fs::write(&path, value) {
+                    Ok(()) => tracing::info!(path, was = now.trim(), value, "set again"),
+                    Err(error) => {
+                        if self.enabled.swap(false, Ordering::Relaxed) {
+                            tracing::warn!(path, %error, "cannot keep the tunnel tap's settings: segmenting in user space");
+                        }
+                        return;
+                    }
+                }
+            }
+        }
     }
 
-    /// Writes `payload` (a VXLAN header and the super-frame `vnet` describes, with offsets from
-    /// the super-frame's start) to `dst` from `src_port` as one packet of `segments` segments.
+    /// Records the outcome of a write: after [`REFUSALS_TO_GIVE_UP`] writes in a row refused
+    /// with `EINVAL` the tap is turned off for good (this kernel refuses the header itself, not
+    /// one odd frame); returns true the one time that happens.
+    pub(super) fn record(&self, result: &io::Result<()>) -> bool {
+        match result {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                let n = self.refused_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+                n >= REFUSALS_TO_GIVE_UP && self.enabled.swap(false, Ordering::Relaxed)
+            }
+            Ok(()) => {
+                self.refused_in_a_row.store(0, Ordering::Relaxed);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Writes `frame` to `dst` from `src_port` as one packet.
+    ///
+    /// Errors: the kernel's (`EINVAL`: it refused the header or the frame), or
+    /// [`io::ErrorKind::InvalidInput`] when the frame's offsets do not fit a header.
     pub(super) fn send(
         &self,
         dst: Ipv4Addr,
         src_port: u16,
-        vnet: &VirtioNetHdr,
-        inner_network: u16,
-        segments: usize,
-        payload: &[u8],
+        frame: &SuperFrame<'_>,
     ) -> io::Result<()> {
+        let SuperFrame {
+            vnet,
+            inner_network,
+            inner_headers,
+            segments,
+            payload,
+        } = *frame;
         let mut header = [0u8; VirtioNetHdr::TUNNEL_LEN];
         // The inner frame starts after the outer headers and the VXLAN header.
-        vnet.emit_tunnel(OUTER_BEFORE_INNER, OUTER_UDP, inner_network, &mut header)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-        let ip_len = u16::try_from(20 + 8 + payload.len())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EMSGSIZE))?;
+        let unfit = || io::Error::new(io::ErrorKind::InvalidInput, "offsets do not fit a header");
+        vnet.emit_tunnel(
+            OUTER_BEFORE_INNER,
+            OUTER_UDP,
+            inner_network,
+            inner_headers,
+            &mut header,
+        )
+        .ok_or_else(unfit)?;
+        let ip_len = u16::try_from(20 + 8 + payload.len()).map_err(|_| unfit())?;
         let id = self.ip_id.fetch_add(
             u16::try_from(segments).unwrap_or(u16::MAX),
             Ordering::Relaxed,
         );
         let outer = outer_headers(
-            self.mac,
+            TAP_MAC,
             self.local,
             dst,
             self.ttl,
@@ -288,18 +376,18 @@ fn ioctl(rc: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// The tap's MAC address (tun answers `SIOCGIFHWADDR` on its own descriptor).
-fn hardware_address(tap: &File) -> io::Result<[u8; 6]> {
+/// Sets the tap's MAC address (tun answers `SIOCSIFHWADDR` on its own descriptor).
+fn set_hardware_address(tap: &File, mac: [u8; 6]) -> io::Result<()> {
     let mut ifr = ifreq(c"");
-    // SAFETY: SIOCGIFHWADDR writes a `sockaddr` into the `ifreq` it is given.
-    ioctl(unsafe { libc::ioctl(tap.as_raw_fd(), libc::SIOCGIFHWADDR, &mut ifr) })?;
-    // SAFETY: the kernel filled `ifru_hwaddr`, the union member SIOCGIFHWADDR writes.
-    let data = unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_data };
-    let mut mac = [0u8; 6];
-    for (m, &d) in mac.iter_mut().zip(data.iter()) {
-        *m = d as u8;
+    // SAFETY: writing the plain-data union member SIOCSIFHWADDR reads.
+    unsafe {
+        ifr.ifr_ifru.ifru_hwaddr.sa_family = ARPHRD_ETHER;
+        for (d, &m) in ifr.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(&mac) {
+            *d = m as libc::c_char;
+        }
     }
-    Ok(mac)
+    // SAFETY: SIOCSIFHWADDR reads the `ifreq` it is given, for the call only.
+    ioctl(unsafe { libc::ioctl(tap.as_raw_fd(), libc::SIOCSIFHWADDR, &ifr) })
 }
 
 /// Sets the interface `name` up (`SIOCSIFFLAGS` through a throwaway socket).
@@ -323,11 +411,17 @@ fn set_up(name: &str) -> io::Result<()> {
     ioctl(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) })
 }
 
-/// A sysctl's value (`key` relative to `/proc/sys/`), trimmed; `None` if unreadable.
-fn read_sysctl(key: &str) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/sys/{key}"))
-        .ok()
-        .map(|s| s.trim().to_owned())
+/// `net.ipv4.conf.all.rp_filter` when it is not 0 (unreadable counts as 0: no IPv4 sysctls,
+/// no reverse path filter).
+fn all_rp_filter() -> Option<String> {
+    let mode = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter").ok()?;
+    let mode = mode.trim();
+    (mode != "0").then(|| mode.to_owned())
+}
+
+/// The path of the tap's IPv4 setting `key`.
+fn tap_sysctl(tap: &str, key: &str) -> String {
+    format!("/proc/sys/net/ipv4/conf/{tap}/{key}")
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 
 use super::UnderlayTx;
-use super::tunnel_tap::{TapUnavailable, TunnelTap};
+use super::tunnel_tap::{SuperFrame, TapUnavailable, TunnelTap};
 use crate::io::counts::{TxCounts, TxDrop};
 use crate::offload::Segmenter;
 use crate::vtep::{OutFrame, Outbox, UnderlayDest};
@@ -26,9 +26,12 @@ impl UnderlayTx {
         Ok(name)
     }
 
-    /// Whether super-frames may be handed over whole: a tunnel tap is open.
-    pub fn takes_whole_super_frames(&self) -> bool {
-        self.tunnel.is_some()
+    /// Every second or so, from a thread that is not a worker: keeps the tunnel tap's settings
+    /// (see `TunnelTap::keep_settings`).
+    pub fn keep_tunnel_tap(&self) {
+        if let Some(tap) = &self.tunnel {
+            tap.keep_settings();
+        }
     }
 
     /// Sends `frame` (a VXLAN header and a super-frame) to `dest`, counting the packets it
@@ -51,39 +54,35 @@ impl UnderlayTx {
                 return;
             }
         };
-        let n = segments.segment_count() as u64;
         if let (Some(tap), IpAddr::V4(dst)) = (&self.tunnel, dest.dst)
             && tap.enabled()
+            && !dst.is_multicast()
         {
             let sent = tap.send(
                 dst,
                 dest.src_port,
-                &frame.vnet,
-                u16::try_from(segments.network_offset()).unwrap_or(u16::MAX),
-                segments.segment_count(),
-                &frame.bytes,
+                &SuperFrame {
+                    vnet: &frame.vnet,
+                    inner_network: u16::try_from(segments.network_offset()).unwrap_or(u16::MAX),
+                    inner_headers: u16::try_from(segments.header_len()).unwrap_or(u16::MAX),
+                    segments: segments.segment_count(),
+                    payload: &frame.bytes,
+                },
             );
-            match sent.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)) {
-                Ok(()) => {
-                    counts.sent += n;
-                    counts.batched += 1;
-                    counts.whole += 1;
-                    return;
-                }
-                // The kernel refuses the header itself: segment from now on.
-                Err(libc::EINVAL) => {
-                    if tap.disable() {
-                        tracing::warn!(
-                            tap = tap.name(),
-                            "the kernel refuses tunnel GSO frames: segmenting in user space"
-                        );
-                    }
-                }
-                Err(errno) => {
-                    counts.record_errno(errno, n);
-                    return;
-                }
+            if tap.record(&sent) {
+                tracing::warn!(
+                    tap = tap.name(),
+                    "the kernel keeps refusing tunnel GSO frames: segmenting in user space"
+                );
             }
+            if sent.is_ok() {
+                counts.sent += segments.segment_count() as u64;
+                counts.batched += u64::from(segments.segment_count() > 1);
+                counts.whole += 1;
+                return;
+            }
+            // Whatever went wrong with the tap (it refused this frame, went down, ...), the
+            // frame still leaves, segmented.
         }
         self.send_segmented(dest, frame, segments, scratch, counts);
     }
@@ -98,6 +97,7 @@ impl UnderlayTx {
         counts: &mut TxCounts,
     ) {
         let Some(vxlan) = frame.bytes.get(..VXLAN_HEADER_LEN) else {
+            counts.record_drops(TxDrop::Invalid, 1);
             return;
         };
         scratch.clear();

@@ -123,3 +123,20 @@ fn an_ecn_super_frame_is_segmented_even_when_the_shell_takes_them_whole() {
     let (net, _) = send_super_frame(true, true);
     assert_eq!(net.captured.len(), SEGMENTS);
 }
+
+/// Flooded to a multicast group (the destination unknown), a super-frame is segmented: a
+/// group is no destination a forwarded packet can be routed to.
+#[test]
+fn a_super_frame_flooded_to_a_group_is_segmented() {
+    let group = |n: u8| {
+        let mut s = settings(n, true);
+        s.vnis[0].remotes.clear();
+        s.vnis[0].group = Some(IpAddr::from([239, 1, 1, 100]));
+        s
+    };
+    let mut net = Net::new(vec![group(1), group(2)]);
+    let (vnet, frame) = super_frame(1, 2, false);
+    net.send_with(0, 0, &vnet, &frame);
+    assert_eq!(net.captured.len(), SEGMENTS);
+    assert!(net.captured.iter().all(|w| w.dst.is_multicast()));
+}
