@@ -118,7 +118,7 @@ pub(crate) const CASES: &[Case] = &[
     // TCP super-frames to one remote encapsulated once and sent whole through the daemon's
     // tunnel-GSO tap (`[underlay] tunnel_gso`, off by default), not segmented here.
     Case {
-        id: "wasm-vtep(tunnel-gso)",
+        id: TUNNEL_GSO,
         backend: Backend::WasmVtep,
         variant: Variant::Config {
             underlay: "tunnel_gso = true",
@@ -131,6 +131,9 @@ pub(crate) const CASES: &[Case] = &[
 pub(crate) const BASELINE: &str = "kernel";
 /// The case the plugin target is taken against.
 pub(crate) const PLUGIN_BASELINE: &str = "wasm-vtep";
+/// The case with TCP super-frames sent whole (`[underlay] tunnel_gso = true`), shown beside
+/// wasm-vtep's defaults in the TCP targets.
+pub(crate) const TUNNEL_GSO: &str = "wasm-vtep(tunnel-gso)";
 /// The plugin case the plugin target is about.
 pub(crate) const PLUGIN_CACHED: &str = "wasm-vtep+vni-filter";
 
