@@ -96,14 +96,22 @@ enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Load a plugin anew and swap it in without stopping traffic; if the new module fails to
-    /// load, the running one stays. Also re-attaches a detached plugin.
+    /// Load a plugin anew and swap it in without stopping traffic, its `[[plugin]]` section
+    /// read again from the daemon's configuration file; if the section or the new module is
+    /// refused, the running one stays and the error says why. Also re-attaches a detached
+    /// plugin. Its counters go on from the running one's.
     Reload {
         /// The plugin's name.
         name: String,
-        /// Load this module instead of the configured one.
+        /// Load this module instead of the one its section names.
         #[arg(long)]
         path: Option<PathBuf>,
+        /// Use this `config` (a JSON object) instead of the section's.
+        #[arg(long)]
+        config_json: Option<String>,
+        /// Start its counters and drop reasons from zero.
+        #[arg(long)]
+        reset_counters: bool,
     },
 }
 
@@ -209,13 +217,24 @@ fn plugin(socket: &Path, command: PluginCommand) -> Result<()> {
                 render::plugin_show,
             )?;
         }
-        PluginCommand::Reload { name, path } => {
+        PluginCommand::Reload {
+            name,
+            path,
+            config_json,
+            reset_counters,
+        } => {
             // The daemon resolves nothing against the CLI's directory: send an absolute path.
             let path = path
                 .map(|p| std::path::absolute(&p).with_context(|| p.display().to_string()))
                 .transpose()?
                 .map(|p| p.display().to_string());
-            let data = call(socket, &Request::PluginReload { name, path })?;
+            let request = Request::PluginReload {
+                name,
+                path,
+                config_json,
+                reset_counters,
+            };
+            let data = call(socket, &request)?;
             let report: PluginReport = serde_json::from_value(data)?;
             println!(
                 "plugin {} reloaded from {} (interface {}, hooks {})",

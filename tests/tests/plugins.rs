@@ -5,7 +5,10 @@
 //!   its drops per rule; `vtep plugin list/show` and `vtep stats` show it.
 //! - `vtep plugin reload` under a ping flood swaps the plugin five times without losing a
 //!   frame; a reload that fails (a module that refuses the configuration, a file that is not
-//!   wasm) leaves the running plugin in place and says why.
+//!   wasm) leaves the running plugin in place and says why; counters go on across a reload
+//!   unless reset.
+//! - A reload reads the plugin's section of the configuration file again (or takes
+//!   `--config-json`); a section the plugin refuses, or a broken file, leaves the running one.
 
 use std::net::IpAddr;
 
@@ -96,6 +99,89 @@ fn a_filter_plugin_drops_and_counts_on_a_real_network() -> Result<()> {
     daemon.stop()
 }
 
+/// The vni-filter section of the configuration, denying `deny` (a TOML array).
+fn no_icmp_section(deny: &str) -> String {
+    format!(
+        "[[plugin]]\nname = \"no-icmp\"\npath = \"{}\"\non_error = \"drop\"\n\
+         budget_us = 50000\nconfig = {{ deny = {deny} }}\n",
+        wasm("vni-filter").display()
+    )
+}
+
+fn drops_by_rule_1(daemon: &VtepDaemon) -> Result<u64> {
+    Ok(show(daemon, "no-icmp")?["calls"]["drops"]["1"]
+        .as_u64()
+        .unwrap_or(0))
+}
+
+#[test]
+fn a_reload_reads_the_plugins_section_again_and_keeps_the_running_one_on_a_bad_one() -> Result<()> {
+    let lab = lab()?;
+    let daemon = VtepDaemon::start(
+        &lab.host1,
+        &config(&no_icmp_section("[{ ip_proto = \"icmp\" }]")),
+    )?;
+    let file = daemon.config_path().to_path_buf();
+    ensure!(
+        ping(&lab.vm1, lab.vm2.ipv4(), 2)?.received == 0,
+        "ICMP denied"
+    );
+    let dropped = drops_by_rule_1(&daemon)?;
+    ensure!(dropped >= 2, "{dropped}");
+
+    // The file now denies nothing: a reload reads it, and the pings pass; the drops counted
+    // so far stay.
+    std::fs::write(&file, config(&no_icmp_section("[]")))?;
+    daemon.cli(&["plugin", "reload", "no-icmp"])?;
+    ensure!(
+        ping(&lab.vm1, lab.vm2.ipv4(), 3)?.all_received(),
+        "nothing denied now"
+    );
+    ensure!(drops_by_rule_1(&daemon)? == dropped, "drops carried over");
+
+    // A configuration the plugin refuses: the reload fails naming the field, the running
+    // plugin stays.
+    std::fs::write(&file, config(&no_icmp_section("\"everything\"")))?;
+    let bad = daemon.cli_output(&["plugin", "reload", "no-icmp"])?;
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    ensure!(!bad.status.success(), "a refused reload exits non-zero");
+    ensure!(
+        stderr.contains("not reloaded (the running one stays)") && stderr.contains("deny"),
+        "{stderr}"
+    );
+    ensure!(
+        ping(&lab.vm1, lab.vm2.ipv4(), 2)?.all_received(),
+        "the running one stayed"
+    );
+
+    // A file that is no configuration at all: refused the same way.
+    std::fs::write(&file, "[underlay\n")?;
+    let bad = daemon.cli_output(&["plugin", "reload", "no-icmp"])?;
+    ensure!(!bad.status.success(), "a broken file is refused");
+    ensure!(
+        ping(&lab.vm1, lab.vm2.ipv4(), 2)?.all_received(),
+        "the running one stayed"
+    );
+
+    // --config-json instead of the file's table.
+    daemon.cli(&[
+        "plugin",
+        "reload",
+        "no-icmp",
+        "--config-json",
+        r#"{"deny": [{"ip_proto": "icmp"}]}"#,
+    ])?;
+    ensure!(
+        ping(&lab.vm1, lab.vm2.ipv4(), 2)?.received == 0,
+        "ICMP denied again"
+    );
+    ensure!(
+        drops_by_rule_1(&daemon)? >= dropped + 2,
+        "counting on from before"
+    );
+    daemon.stop()
+}
+
 #[test]
 fn reloads_under_traffic_lose_no_frame_and_a_failed_one_changes_nothing() -> Result<()> {
     let lab = lab()?;
@@ -127,14 +213,20 @@ fn reloads_under_traffic_lose_no_frame_and_a_failed_one_changes_nothing() -> Res
         summary.contains("300 packets transmitted, 300 received"),
         "frames lost during the reloads: {summary}"
     );
-    // A reload really swaps the instance: the old one counted the flood's frames since the last
-    // reload, the new one starts from nothing (a stray ARP or ND frame at most).
+    // The counters go on across a reload; asked to, a reload starts them from zero (a stray
+    // ARP or ND frame at most after it).
     let before = counter(&show(&daemon, "gate")?, "frames");
     daemon.cli(&["plugin", "reload", "gate"])?;
+    let kept = counter(&show(&daemon, "gate")?, "frames");
+    ensure!(
+        before > 50 && kept >= before,
+        "{before} frames before the reload, {kept} after"
+    );
+    daemon.cli(&["plugin", "reload", "gate", "--reset-counters"])?;
     let fresh = show(&daemon, "gate")?;
     ensure!(
-        before > 50 && counter(&fresh, "frames") <= 5,
-        "{before} frames before the reload; after: {fresh:#}"
+        counter(&fresh, "frames") <= 5,
+        "after --reset-counters: {fresh:#}"
     );
     // A module that refuses the configuration, then a file that is not wasm: refused, and
     // the running plugin stays.

@@ -50,6 +50,7 @@ pub(super) fn build(file: ConfigFile) -> Result<Config, ConfigError> {
             .control
             .and_then(|c| c.socket)
             .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from),
+        source: None,
     })
 }
 

@@ -77,6 +77,9 @@ pub struct Config {
     pub datapath: DatapathSettings,
     /// BGP EVPN, if `[evpn]` is there.
     pub evpn: Option<Evpn>,
+    /// The file it was read from ([`Config::load`]; `None` when parsed from text): where a
+    /// plugin reload reads the plugin's section again.
+    pub source: Option<PathBuf>,
 }
 
 /// `[evpn]` and every VNI's `[vni.evpn]`, checked.
@@ -134,6 +137,7 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?;
         let mut config = Config::parse(&text)?;
+        config.source = Some(path.to_path_buf());
         let dir = path.parent().unwrap_or(Path::new(""));
         for p in &mut config.plugins {
             if p.path.is_relative() {

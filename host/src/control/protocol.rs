@@ -48,13 +48,21 @@ pub enum Request {
         /// Its name.
         name: String,
     },
-    /// Loads a plugin anew (compiled and initialised off the data path) and swaps it in.
+    /// Loads a plugin anew (compiled and initialised off the data path) and swaps it in. Its
+    /// `[[plugin]]` section is read again from the daemon's configuration file (all of it:
+    /// path, config, sandbox, VNIs), unless `config_json` replaces its `config`.
     PluginReload {
         /// Its name.
         name: String,
-        /// Another module file (absolute); default: the one it was loaded from.
+        /// Another module file (absolute); default: the one its section names.
         #[serde(default)]
         path: Option<String>,
+        /// Its `config` table as a JSON object, instead of the file's.
+        #[serde(default)]
+        config_json: Option<String>,
+        /// Start its counters from zero (by default they go on from the running plugin's).
+        #[serde(default)]
+        reset_counters: bool,
     },
     /// The BGP EVPN control plane: the session to gobgpd, per VNI what is announced and
     /// held.

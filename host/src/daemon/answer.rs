@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use super::Shared;
 use super::counters::{io_counters, pipeline_counters};
+use crate::config::{Config, PluginSpec};
 use crate::control::{FdbRow, Request, Response, StatsReport, VniStatsRow, server};
 use crate::fdb::{Location, PortId};
 use crate::plugin::{Plugin, PluginChain};
@@ -24,7 +25,20 @@ use crate::wire::{MacAddr, Vni};
 pub(super) fn handler(shared: &Arc<Shared>) -> server::Handler {
     let shared = Arc::clone(shared);
     Arc::new(move |request| match request {
-        Request::PluginReload { name, path } => reload(&shared, &name, path),
+        Request::PluginReload {
+            name,
+            path,
+            config_json,
+            reset_counters,
+        } => reload(
+            &shared,
+            &name,
+            &Reload {
+                path,
+                config_json,
+                reset_counters,
+            },
+        ),
         Request::EvpnShow => evpn_show(&shared),
         #[cfg(feature = "fault-injection")]
         Request::PanicWorker { worker } => match shared.faults.get(worker) {
@@ -67,41 +81,83 @@ fn evpn_show(shared: &Shared) -> Response {
     }
 }
 
-/// `vtep plugin reload`: loads the plugin anew (from `path`, or where it was loaded from) off
-/// the data path, so that traffic keeps flowing meanwhile; then swaps it in between two
-/// batches. If the new one fails to load, the running one stays.
-fn reload(shared: &Shared, name: &str, path: Option<String>) -> Response {
+/// What a `vtep plugin reload` asks besides the plugin's name.
+#[derive(Debug)]
+struct Reload {
+    path: Option<String>,
+    config_json: Option<String>,
+    reset_counters: bool,
+}
+
+/// The `config` of a reload request: a JSON object, as the text `init` receives.
+fn config_object(json: &str) -> Result<String, String> {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v.to_string()),
+        Ok(_) => Err("--config-json: not a JSON object".to_owned()),
+        Err(e) => Err(format!("--config-json: {e}")),
+    }
+}
+
+/// The `[[plugin]]` section named `name` in the configuration file `file`, validated as
+/// `vtep run` validates the whole file.
+fn section_of(file: &std::path::Path, name: &str) -> Result<PluginSpec, String> {
+    let config = Config::load(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    config
+        .plugins
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| format!("{} has no [[plugin]] named {name:?}", file.display()))
+}
+
+/// `vtep plugin reload`: reads the plugin's `[[plugin]]` section again from the daemon's
+/// configuration file (or takes its `config` from the request), loads the plugin anew off the
+/// data path, so that traffic keeps flowing meanwhile, then swaps it in between two batches,
+/// its counters going on from the running plugin's unless asked to reset. If the section, the
+/// configuration or the module is refused, the running plugin stays and the error says why.
+fn reload(shared: &Shared, name: &str, ask: &Reload) -> Response {
     let no_such = || Response::Error(format!("no plugin named {name:?}"));
     let Some(runtime) = shared.plugins.runtime() else {
         return no_such();
     };
-    let spec = shared.plugins.catalog().get(name).map(|p| p.spec().clone());
-    let Some(mut spec) = spec else {
+    let running = shared.plugins.catalog().get(name).map(|p| p.spec().clone());
+    let Some(running) = running else {
         return no_such();
     };
-    if let Some(p) = path {
+    let refused = |why: String| {
+        tracing::warn!(plugin = name, error = %why, "plugin reload refused; the running one stays");
+        Response::Error(format!(
+            "plugin {name:?} not reloaded (the running one stays): {why}"
+        ))
+    };
+    let mut spec = match (&ask.config_json, &shared.config_source) {
+        (Some(json), _) => match config_object(json) {
+            Ok(config) => PluginSpec { config, ..running },
+            Err(why) => return refused(why),
+        },
+        (None, Some(file)) => match section_of(file, name) {
+            Ok(spec) => spec,
+            Err(why) => return refused(why),
+        },
+        (None, None) => running,
+    };
+    if let Some(p) = &ask.path {
         spec.path = PathBuf::from(p);
     }
     let started = Instant::now();
     let path = spec.path.display().to_string();
     let plugin = match Plugin::load(runtime, spec) {
         Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(plugin = name, path, error = %e, "plugin reload failed; the running one stays");
-            return Response::Error(format!(
-                "plugin {name:?} not reloaded (the running one stays): {e}"
-            ));
-        }
+        Err(e) => return refused(e.to_string()),
     };
+    if !ask.reset_counters
+        && let Some(old) = shared.plugins.catalog().get(name)
+    {
+        plugin.carry_counts_from(old);
+    }
     let report = plugin.report();
     match shared.plugins.replace(plugin) {
         Ok(old) => drop(old), // outside the lock
-        Err(e) => {
-            tracing::warn!(plugin = name, path, error = %e, "plugin reload failed; the running one stays");
-            return Response::Error(format!(
-                "plugin {name:?} not reloaded (the running one stays): {e}"
-            ));
-        }
+        Err(e) => return refused(e.to_string()),
     }
     tracing::info!(
         plugin = name,

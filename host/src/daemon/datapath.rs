@@ -238,9 +238,6 @@ fn worker_loop(shared: &Shared, index: usize, rx: &mut UnderlayRx, w: &mut Worke
         if shared.faults[index].swap(false, Ordering::Relaxed) {
             panic!("injected fault (vtep panic-worker {index})");
         }
-        if mailbox.deliver(&mut w.plugins, shared.plugins.order()) {
-            w.plugins_changed(shared);
-        }
         if !poll_busy(&mut fds, busy_until) {
             // About to sleep: what it counted so far is what the control plane sees meanwhile.
             w.publish(published, rx);
@@ -250,8 +247,18 @@ fn worker_loop(shared: &Shared, index: usize, rx: &mut UnderlayRx, w: &mut Worke
                 &mut fds,
                 i32::try_from(POLL_TIMEOUT.as_millis()).unwrap_or(100),
             ) {
+                // Idle: a reload's plugins are taken all the same, and the old ones dropped.
+                if mailbox.deliver(&mut w.plugins, shared.plugins.order()) {
+                    w.plugins_changed(shared);
+                }
                 continue;
             }
+        }
+        // A reload's plugins are taken now, right before frames are read: a frame that
+        // arrives after `vtep plugin reload` answered meets the new plugin, even at a worker
+        // that was asleep.
+        if mailbox.deliver(&mut w.plugins, shared.plugins.order()) {
+            w.plugins_changed(shared);
         }
         // One batch from each readable socket, then poll again: a busy direction never holds
         // back the other (a TCP flow's ACKs behind its data, when both directions share this

@@ -91,6 +91,9 @@ struct Shared {
     /// The pipeline as the control plane uses it (the same tables): `fdb show/add/del`.
     control: Mutex<Vtep>,
     plugins: Plugins,
+    /// The configuration file the daemon was started with, if any: a plugin reload reads the
+    /// plugin's section from it again.
+    config_source: Option<std::path::PathBuf>,
     /// BGP EVPN, when configured: the session to gobgpd and the routes.
     evpn: Option<Arc<evpn::EvpnShared>>,
     /// Learn events the workers hand to the learning thread.
@@ -223,6 +226,7 @@ fn run_bound(
         policy: Mutex::default(),
         control: Mutex::new(vtep),
         plugins,
+        config_source: config.source.clone(),
         evpn: config
             .evpn
             .as_ref()

@@ -51,11 +51,19 @@ struct Loaded {
     /// Every caller's counts, for the reports; kept while the plugin is loaded, so that a
     /// caller replaced after a crash keeps its counts in the totals.
     tallies: Mutex<Vec<Arc<Tally>>>,
+    /// The counts of the plugin this one was reloaded over (and of those before it), which the
+    /// reports add to its own: counters and drop reasons go on across a reload. Only counts:
+    /// gauges (memory, cached flows) are the running callers'.
+    carried: Mutex<Vec<Arc<Tally>>>,
 }
 
 impl Loaded {
     fn tallies(&self) -> MutexGuard<'_, Vec<Arc<Tally>>> {
         sync::lock(&self.tallies)
+    }
+
+    fn carried(&self) -> MutexGuard<'_, Vec<Arc<Tally>>> {
+        sync::lock(&self.carried)
     }
 
     fn detached(&self) -> Option<String> {
@@ -151,6 +159,7 @@ impl Plugin {
             detached: Mutex::new(None),
             is_detached: AtomicBool::new(false),
             tallies: Mutex::new(Vec::new()),
+            carried: Mutex::new(Vec::new()),
         });
         Plugin::with_instance(loaded, tally, instance)
     }
@@ -206,6 +215,18 @@ impl Plugin {
             error_log: RateLimit::new(1, 5),
             scratch: filter::Scratch::default(),
         }
+    }
+
+    /// Makes this plugin's reports go on from `old`'s counts (its callers' and what it carried
+    /// itself): for a reload that keeps the counters. The old callers keep counting into
+    /// their tallies until they are swapped out, and those counts are kept too.
+    pub fn carry_counts_from(&self, old: &Plugin) {
+        if Arc::ptr_eq(&self.loaded, &old.loaded) {
+            return;
+        }
+        let mut from: Vec<Arc<Tally>> = old.loaded.carried().clone();
+        from.extend(old.loaded.tallies().iter().cloned());
+        self.loaded.carried().extend(from);
     }
 
     /// Its configured name.

@@ -27,6 +27,13 @@ impl Plugin {
             logs_suppressed += t.logs_suppressed.load(Ordering::Relaxed);
             failures_in_row = t.failures_in_row().max(failures_in_row);
         }
+        // Counts of the plugins it was reloaded over: counters and drops go on.
+        for t in loaded.carried().iter() {
+            stats.merge(&t.stats());
+            for (name, n) in t.counters().iter() {
+                *plugin_counters.entry(name.clone()).or_insert(0u64) += n;
+            }
+        }
         let mut hooks = Vec::new();
         for (flag, name) in [
             (wit::Hooks::FILTER, "filter"),
