@@ -16,6 +16,9 @@ cargo build --locked --bin vtep $features
 # The fuzz target must keep building (here without instrumentation; host/fuzz/run.sh fuzzes).
 cargo build --locked -p wasm-vtep-fuzz $features
 cargo test --workspace --locked $features
+# The plugin SDK is a crate a vendor can depend on: it packages and builds on its own, outside
+# the workspace (--allow-dirty: a developer's uncommitted work is packaged as it is).
+cargo package --locked --allow-dirty -p wasm-vtep-plugin-sdk
 # The benchmark in its short mode (a few seconds per case, one round), only to prove it works:
 # it fails when something is broken, never on slow numbers. CI runs it on the debug build it
 # already has (a release build of everything would double CI's compile time); measure with

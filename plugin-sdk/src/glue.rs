@@ -9,8 +9,9 @@ use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::thread::LocalKey;
 
+use crate::dispatch::Probe;
 use crate::types as sdk;
-use crate::{Plugin, Registered};
+use crate::{Age, Filter, Learn, Plugin, Registered};
 
 /// The generated bindings. Their lints are wit-bindgen's business.
 #[allow(
@@ -56,7 +57,7 @@ pub fn init<P: Registered>(state: &'static LocalKey<State<P>>, config: &str) -> 
     }));
     let plugin = P::init(&crate::parse_config(config)?)?;
     state.with(|s| *s.borrow_mut() = Some(plugin));
-    Ok(hooks_to_wit(P::HOOKS))
+    Ok(hooks_to_wit(P::hooks()))
 }
 
 /// Runs `f` on the plugin. The host calls hooks only after a successful `init`; anything else
@@ -73,14 +74,14 @@ fn with_plugin<P: Plugin, R>(state: &'static LocalKey<State<P>>, f: impl FnOnce(
 }
 
 /// `hooks.filter`.
-pub fn filter<P: Plugin>(state: &'static LocalKey<State<P>>, frames: Frames) -> FilterResults {
+fn filter<P: Filter>(state: &'static LocalKey<State<P>>, frames: Frames) -> FilterResults {
     let frames: Vec<sdk::FrameMeta> = frames.into_iter().map(frame_from_wit).collect();
     let results = with_plugin(state, |p| p.filter(&frames));
     results.into_iter().map(filter_result_to_wit).collect()
 }
 
 /// `hooks.learn`.
-pub fn learn<P: Plugin>(state: &'static LocalKey<State<P>>, event: LearnEvent) -> LearnDecision {
+fn learn<P: Learn>(state: &'static LocalKey<State<P>>, event: LearnEvent) -> LearnDecision {
     let event = sdk::LearnEvent {
         vni: event.vni,
         mac: sdk::MacAddr::from_u64(event.mac),
@@ -97,7 +98,7 @@ pub fn learn<P: Plugin>(state: &'static LocalKey<State<P>>, event: LearnEvent) -
 }
 
 /// `hooks.age`.
-pub fn age<P: Plugin>(state: &'static LocalKey<State<P>>, event: AgeEvent) -> AgeDecision {
+fn age<P: Age>(state: &'static LocalKey<State<P>>, event: AgeEvent) -> AgeDecision {
     let event = sdk::AgeEvent {
         vni: event.vni,
         mac: sdk::MacAddr::from_u64(event.mac),
@@ -110,6 +111,72 @@ pub fn age<P: Plugin>(state: &'static LocalKey<State<P>>, event: AgeEvent) -> Ag
         sdk::AgeDecision::Keep(secs) => AgeDecision::Keep(secs),
     }
 }
+
+/// Declares, for one hook, the call `export_plugin!` makes: to the plugin's hook when its type
+/// implements the hook's trait (`$call` on `Probe<P>`), else (`$skip` on `&Probe<P>`, reached
+/// by autoref only when the first does not apply) an answer as if there were no plugin. The
+/// second is never used by a host that keeps to the interface: `init` did not report the hook.
+macro_rules! call {
+    ($call:ident, $skip:ident, $hook:ident, $method:ident, $in:ty, $out:ty, $f:ident, $none:expr) => {
+        /// Calls the plugin's hook.
+        pub trait $call<P> {
+            /// The hook's answer.
+            fn $method(&self, state: &'static LocalKey<State<P>>, input: $in) -> $out;
+        }
+        impl<P: $hook> $call<P> for Probe<P> {
+            fn $method(&self, state: &'static LocalKey<State<P>>, input: $in) -> $out {
+                $f(state, input)
+            }
+        }
+        /// Answers for a plugin without the hook.
+        pub trait $skip<P> {
+            /// As if there were no plugin.
+            fn $method(&self, state: &'static LocalKey<State<P>>, input: $in) -> $out;
+        }
+        impl<P: Plugin> $skip<P> for &Probe<P> {
+            fn $method(&self, _: &'static LocalKey<State<P>>, input: $in) -> $out {
+                #[allow(clippy::redundant_closure_call)]
+                ($none)(input)
+            }
+        }
+    };
+}
+
+call!(
+    CallFilter,
+    SkipFilter,
+    Filter,
+    call_filter,
+    Frames,
+    FilterResults,
+    filter,
+    |frames: Frames| {
+        frames
+            .iter()
+            .map(|_| filter_result_to_wit(sdk::FilterResult::PASS))
+            .collect::<FilterResults>()
+    }
+);
+call!(
+    CallLearn,
+    SkipLearn,
+    Learn,
+    call_learn,
+    LearnEvent,
+    LearnDecision,
+    learn,
+    |_| { LearnDecision::Accept }
+);
+call!(
+    CallAge,
+    SkipAge,
+    Age,
+    call_age,
+    AgeEvent,
+    AgeDecision,
+    age,
+    |_| AgeDecision::Expire
+);
 
 fn hooks_to_wit(hooks: sdk::Hooks) -> wit::Hooks {
     let mut out = wit::Hooks::empty();

@@ -40,49 +40,109 @@ pub use types::{
 /// `wasm-vtep:plugin/hooks@0.1.0`, and the host refuses versions it does not support.
 pub const INTERFACE_VERSION: &str = "0.1.0";
 
-/// A plugin: its state, built once from its configuration, and the hooks it answers.
+/// A plugin: its state, built once from its configuration.
 ///
-/// Every hook has a default that behaves as if there were no plugin (pass, accept, expire), but
-/// the host only calls the hooks named in [`export_plugin!`]: a hook not named costs nothing.
-/// Hooks are called one at a time (a plugin instance is single-threaded) and must not block;
-/// a panic traps the instance, and the host then applies the plugin's `on_error` policy.
+/// The hooks it answers are the hook traits it implements: [`Filter`], [`Learn`], [`Age`].
+/// [`export_plugin!`] reports exactly those to the host, which never calls the others: a hook
+/// not implemented costs nothing, and there is no list to keep in step with the code. Hooks are
+/// called one at a time (an instance is single-threaded) and must not block; a panic traps the
+/// instance, and the host then applies the plugin's `on_error` policy.
 pub trait Plugin: Sized + 'static {
     /// Builds the plugin from the `config` table of its `[[plugin]]` section (converted to
     /// JSON; an empty object when there is none). An error is the one line the operator sees
     /// (`vtep` refuses to attach the plugin), so name the field: [`from_config`] does.
     fn init(config: &Value) -> Result<Self, String>;
+}
 
+/// The `filter` hook: a verdict for each frame of the plugin's VNIs.
+pub trait Filter: Plugin {
     /// One result per frame of `frames`, in order: the frames of one VNI-attached batch (up
-    /// to a few dozen). [`frame_bytes`] gives a frame's bytes by its index here.
-    fn filter(&mut self, frames: &[FrameMeta]) -> Vec<FilterResult> {
-        vec![FilterResult::PASS; frames.len()]
-    }
-
-    /// Whether the FDB may add (or move) an entry; called on learning and moves, never on a
-    /// refresh.
-    fn learn(&mut self, event: &LearnEvent) -> LearnDecision {
-        let _ = event;
-        LearnDecision::Accept
-    }
-
-    /// Whether a learned entry idle for its VNI's aging time goes, or stays a while longer.
-    fn age(&mut self, event: &AgeEvent) -> AgeDecision {
-        let _ = event;
-        AgeDecision::Expire
-    }
+    /// to 64). [`frame_bytes`] gives a frame's bytes by its index here.
+    fn filter(&mut self, frames: &[FrameMeta]) -> Vec<FilterResult>;
 }
 
-/// A [`Plugin`] registered with [`export_plugin!`], which implements this trait: the hooks it
-/// answers, as `init` reports them to the host.
+/// The `learn` hook: whether the FDB may add (or move) an entry.
+pub trait Learn: Plugin {
+    /// Called on learning and moves, never on a refresh.
+    fn learn(&mut self, event: &LearnEvent) -> LearnDecision;
+}
+
+/// The `age` hook: whether a learned entry idle for its VNI's aging time goes.
+pub trait Age: Plugin {
+    /// Expire it now, or keep it a while longer.
+    fn age(&mut self, event: &AgeEvent) -> AgeDecision;
+}
+
+/// A [`Plugin`] registered with [`export_plugin!`], which implements this trait.
 pub trait Registered: Plugin {
-    /// The hooks named in `export_plugin!`.
-    const HOOKS: Hooks;
+    /// The hooks it answers, as `init` reports them to the host: those of [`Filter`],
+    /// [`Learn`] and [`Age`] it implements.
+    fn hooks() -> Hooks;
 }
 
-/// Registers a [`Plugin`] type as the plugin of this crate, naming the hooks it implements:
+/// How [`export_plugin!`] tells, for a concrete type, which hook traits it implements:
+/// autoref-based specialisation. For `probe: &Probe<T>`, `probe.filter_flag()` finds
+/// [`HasFilter`](dispatch::HasFilter) (implemented for `Probe<T>` when `T: Filter`, so taking
+/// `&Probe<T>` as it is) before [`NoFilter`](dispatch::NoFilter) (implemented for
+/// `&Probe<T>`, reached only by borrowing once more). Not public API.
+#[doc(hidden)]
+pub mod dispatch {
+    use core::marker::PhantomData;
+
+    use super::{Age, Filter, Hooks, Learn, Plugin};
+
+    /// A zero-sized stand-in for a plugin type, for method resolution only.
+    #[derive(Debug)]
+    pub struct Probe<P>(PhantomData<P>);
+
+    impl<P> Probe<P> {
+        /// The probe of `P`.
+        pub const fn new() -> Probe<P> {
+            Probe(PhantomData)
+        }
+    }
+
+    impl<P> Default for Probe<P> {
+        fn default() -> Self {
+            Probe::new()
+        }
+    }
+
+    macro_rules! flag {
+        ($has:ident, $no:ident, $hook:ident, $method:ident, $flag:ident) => {
+            /// The type implements the hook's trait.
+            pub trait $has {
+                /// The hook's flag.
+                fn $method(&self) -> Hooks;
+            }
+            impl<P: $hook> $has for Probe<P> {
+                fn $method(&self) -> Hooks {
+                    Hooks::$flag
+                }
+            }
+            /// The type does not implement the hook's trait.
+            pub trait $no {
+                /// No flag.
+                fn $method(&self) -> Hooks;
+            }
+            impl<P: Plugin> $no for &Probe<P> {
+                fn $method(&self) -> Hooks {
+                    Hooks::NONE
+                }
+            }
+        };
+    }
+
+    flag!(HasFilter, NoFilter, Filter, filter_flag, FILTER);
+    flag!(HasLearn, NoLearn, Learn, learn_flag, LEARN);
+    flag!(HasAge, NoAge, Age, age_flag, AGE);
+}
+
+/// Registers a [`Plugin`] type as the plugin of this crate. The hooks it answers are the hook
+/// traits it implements ([`Filter`], [`Learn`], [`Age`]), found at compile time:
 ///
 /// ```
-/// use wasm_vtep_plugin_sdk::{LearnDecision, LearnEvent, Plugin, Registered, Value};
+/// use wasm_vtep_plugin_sdk::{Learn, LearnDecision, LearnEvent, Location, Plugin, Registered, Value};
 ///
 /// struct NoRemoteLearning;
 ///
@@ -90,33 +150,56 @@ pub trait Registered: Plugin {
 ///     fn init(_config: &Value) -> Result<Self, String> {
 ///         Ok(NoRemoteLearning)
 ///     }
+/// }
 ///
+/// impl Learn for NoRemoteLearning {
 ///     fn learn(&mut self, event: &LearnEvent) -> LearnDecision {
 ///         match event.new_location {
-///             wasm_vtep_plugin_sdk::Location::Port(_) => LearnDecision::Accept,
-///             wasm_vtep_plugin_sdk::Location::Remote(_) => LearnDecision::Reject,
+///             Location::Port(_) => LearnDecision::Accept,
+///             Location::Remote(_) => LearnDecision::Reject,
 ///         }
 ///     }
 /// }
 ///
-/// wasm_vtep_plugin_sdk::export_plugin!(NoRemoteLearning, hooks: [learn]);
+/// wasm_vtep_plugin_sdk::export_plugin!(NoRemoteLearning);
 ///
-/// assert_eq!(NoRemoteLearning::HOOKS, wasm_vtep_plugin_sdk::Hooks::LEARN);
+/// assert_eq!(NoRemoteLearning::hooks(), wasm_vtep_plugin_sdk::Hooks::LEARN);
 /// ```
 ///
-/// Hook names are `filter`, `learn` and `age`; the host never calls the others. On wasm this
-/// exports the `wasm-vtep:plugin/hooks@0.1.0` functions (once per crate: the crate must be a
-/// `cdylib`); everywhere it implements [`Registered`] so tests can check the hook set.
+/// On wasm this exports the `wasm-vtep:plugin/hooks@0.1.0` functions (once per crate: the crate
+/// must be a `cdylib`); everywhere it implements [`Registered`] so tests can check the hook set.
 #[macro_export]
 macro_rules! export_plugin {
-    ($ty:ty, hooks: [$($hook:ident),* $(,)?] $(,)?) => {
+    ($ty:ty, hooks: $($rest:tt)*) => {
+        ::core::compile_error!(
+            "export_plugin!(Type): the hooks are the traits the type implements \
+             (Filter, Learn, Age); drop `hooks: [...]`"
+        );
+    };
+    ($ty:ty $(,)?) => {
         impl $crate::Registered for $ty {
-            const HOOKS: $crate::Hooks =
-                $crate::Hooks::NONE $(.union($crate::__hook!($hook)))*;
+            fn hooks() -> $crate::Hooks {
+                #[allow(unused_imports)]
+                use $crate::dispatch::{
+                    HasAge as _, HasFilter as _, HasLearn as _, NoAge as _, NoFilter as _,
+                    NoLearn as _,
+                };
+                let probe = &$crate::dispatch::Probe::<$ty>::new();
+                probe
+                    .filter_flag()
+                    .union(probe.learn_flag())
+                    .union(probe.age_flag())
+            }
         }
 
         #[cfg(target_arch = "wasm32")]
         const _: () = {
+            #[allow(unused_imports)]
+            use $crate::glue::{
+                CallAge as _, CallFilter as _, CallLearn as _, SkipAge as _, SkipFilter as _,
+                SkipLearn as _,
+            };
+
             struct __WasmVtepPlugin;
 
             ::std::thread_local! {
@@ -128,13 +211,13 @@ macro_rules! export_plugin {
                     $crate::glue::init(&STATE, &config)
                 }
                 fn filter(frames: $crate::glue::Frames) -> $crate::glue::FilterResults {
-                    $crate::glue::filter(&STATE, frames)
+                    (&$crate::dispatch::Probe::<$ty>::new()).call_filter(&STATE, frames)
                 }
                 fn learn(event: $crate::glue::LearnEvent) -> $crate::glue::LearnDecision {
-                    $crate::glue::learn(&STATE, event)
+                    (&$crate::dispatch::Probe::<$ty>::new()).call_learn(&STATE, event)
                 }
                 fn age(event: $crate::glue::AgeEvent) -> $crate::glue::AgeDecision {
-                    $crate::glue::age(&STATE, event)
+                    (&$crate::dispatch::Probe::<$ty>::new()).call_age(&STATE, event)
                 }
             }
 
@@ -142,28 +225,6 @@ macro_rules! export_plugin {
                 __WasmVtepPlugin with_types_in $crate::glue::bindings
             );
         };
-    };
-}
-
-/// A hook's name in [`export_plugin!`] to its flag.
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __hook {
-    (filter) => {
-        $crate::Hooks::FILTER
-    };
-    (learn) => {
-        $crate::Hooks::LEARN
-    };
-    (age) => {
-        $crate::Hooks::AGE
-    };
-    ($other:ident) => {
-        ::core::compile_error!(::core::concat!(
-            "unknown hook `",
-            ::core::stringify!($other),
-            "`: the hooks are filter, learn and age"
-        ))
     };
 }
 
@@ -180,35 +241,38 @@ mod tests {
         }
     }
 
-    export_plugin!(Nothing, hooks: [filter, age]);
+    export_plugin!(Nothing);
 
-    #[test]
-    fn the_macro_records_the_hooks() {
-        assert_eq!(<Nothing as Registered>::HOOKS, Hooks::FILTER | Hooks::AGE);
+    #[derive(Debug)]
+    struct FilterAndAge;
+
+    impl Plugin for FilterAndAge {
+        fn init(_: &Value) -> Result<Self, String> {
+            Ok(FilterAndAge)
+        }
     }
 
+    impl Filter for FilterAndAge {
+        fn filter(&mut self, frames: &[FrameMeta]) -> Vec<FilterResult> {
+            vec![FilterResult::drop(7); frames.len()]
+        }
+    }
+
+    impl Age for FilterAndAge {
+        fn age(&mut self, _: &AgeEvent) -> AgeDecision {
+            AgeDecision::Keep(5)
+        }
+    }
+
+    export_plugin!(FilterAndAge);
+
     #[test]
-    fn defaults_behave_as_no_plugin() {
-        let mut p = testing::init::<Nothing>("").unwrap();
+    fn the_hooks_are_the_traits_implemented() {
+        assert_eq!(Nothing::hooks(), Hooks::NONE);
+        assert_eq!(FilterAndAge::hooks(), Hooks::FILTER | Hooks::AGE);
+        let mut p = testing::init::<FilterAndAge>("").unwrap();
         let frame = FrameMeta::ethernet(1, MacAddr([2, 0, 0, 0, 0, 1]), MacAddr::BROADCAST, 0x0806);
-        assert_eq!(p.filter(&[frame, frame]), [FilterResult::PASS; 2]);
-        let learn = LearnEvent {
-            vni: 1,
-            mac: frame.src_mac,
-            new_location: Location::Port(0),
-            current: None,
-            current_sticky: false,
-            vni_entries: 0,
-        };
-        assert_eq!(p.learn(&learn), LearnDecision::Accept);
-        let age = AgeEvent {
-            vni: 1,
-            mac: frame.src_mac,
-            idle_ms: 300_000,
-            hits: 5,
-            location: Location::Port(0),
-        };
-        assert_eq!(p.age(&age), AgeDecision::Expire);
+        assert_eq!(p.filter(&[frame]), [FilterResult::drop(7)]);
     }
 }
 

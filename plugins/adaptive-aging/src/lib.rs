@@ -153,7 +153,9 @@ impl Plugin for AdaptiveAging {
             },
         })
     }
+}
 
+impl wasm_vtep_plugin_sdk::Age for AdaptiveAging {
     fn age(&mut self, event: &AgeEvent) -> AgeDecision {
         let (decision, counter) = self.decide(event);
         counter.inc();
@@ -161,7 +163,7 @@ impl Plugin for AdaptiveAging {
     }
 }
 
-wasm_vtep_plugin_sdk::export_plugin!(AdaptiveAging, hooks: [age]);
+wasm_vtep_plugin_sdk::export_plugin!(AdaptiveAging);
 
 #[cfg(test)]
 mod tests;

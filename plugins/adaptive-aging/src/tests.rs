@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use wasm_vtep_plugin_sdk::{
-    AgeDecision, AgeEvent, Hooks, Location, MacAddr, Plugin, Registered, testing,
+    Age, AgeDecision, AgeEvent, Hooks, Location, MacAddr, Plugin, Registered, testing,
 };
 
 use super::*;
@@ -26,7 +26,7 @@ fn event(vni: u32, mac: MacAddr, idle_secs: u64, hits: u32) -> AgeEvent {
 
 #[test]
 fn registers_the_age_hook_only() {
-    assert_eq!(<AdaptiveAging as Registered>::HOOKS, Hooks::AGE);
+    assert_eq!(AdaptiveAging::hooks(), Hooks::AGE);
 }
 
 #[test]

@@ -193,7 +193,9 @@ impl Plugin for LearnGuard {
             },
         })
     }
+}
 
+impl wasm_vtep_plugin_sdk::Learn for LearnGuard {
     fn learn(&mut self, e: &LearnEvent) -> LearnDecision {
         if !self.remote_allowed(e.vni, e.new_location) {
             self.counters.remote.inc();
@@ -231,7 +233,7 @@ impl Plugin for LearnGuard {
     }
 }
 
-wasm_vtep_plugin_sdk::export_plugin!(LearnGuard, hooks: [learn]);
+wasm_vtep_plugin_sdk::export_plugin!(LearnGuard);
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 use wasm_vtep_plugin_sdk::{
-    Hooks, LearnDecision, LearnEvent, Level, Location, MacAddr, Plugin, Registered, testing,
+    Hooks, Learn, LearnDecision, LearnEvent, Level, Location, MacAddr, Plugin, Registered, testing,
 };
 
 use super::*;
@@ -40,7 +40,7 @@ fn moved(vni: u32, mac: MacAddr, from: Location, to: Location) -> LearnEvent {
 
 #[test]
 fn registers_the_learn_hook_only() {
-    assert_eq!(<LearnGuard as Registered>::HOOKS, Hooks::LEARN);
+    assert_eq!(LearnGuard::hooks(), Hooks::LEARN);
 }
 
 #[test]

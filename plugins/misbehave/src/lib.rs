@@ -172,7 +172,9 @@ impl Plugin for Misbehave {
             hoard: Vec::new(),
         })
     }
+}
 
+impl wasm_vtep_plugin_sdk::Filter for Misbehave {
     fn filter(&mut self, frames: &[FrameMeta]) -> Vec<FilterResult> {
         self.maybe_misbehave(Hook::Filter);
         self.frames.add(frames.len() as u64);
@@ -190,7 +192,9 @@ impl Plugin for Misbehave {
         };
         vec![verdict.cache_for(self.config.cache_secs); frames.len()]
     }
+}
 
+impl wasm_vtep_plugin_sdk::Learn for Misbehave {
     fn learn(&mut self, event: &LearnEvent) -> LearnDecision {
         self.maybe_misbehave(Hook::Learn);
         if self.config.mode == Mode::Script {
@@ -206,7 +210,9 @@ impl Plugin for Misbehave {
             Learn::Sticky => LearnDecision::AcceptSticky,
         }
     }
+}
 
+impl wasm_vtep_plugin_sdk::Age for Misbehave {
     fn age(&mut self, event: &AgeEvent) -> AgeDecision {
         self.maybe_misbehave(Hook::Age);
         if self.config.mode == Mode::Script {
@@ -256,4 +262,4 @@ fn scripted_results(frames: usize) -> Vec<FilterResult> {
     results.iter().copied().cycle().take(count).collect()
 }
 
-wasm_vtep_plugin_sdk::export_plugin!(Misbehave, hooks: [filter, learn, age]);
+wasm_vtep_plugin_sdk::export_plugin!(Misbehave);

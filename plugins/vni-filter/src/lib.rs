@@ -122,7 +122,9 @@ impl Plugin for VniFilter {
             denied: Counter::new("denied"),
         })
     }
+}
 
+impl wasm_vtep_plugin_sdk::Filter for VniFilter {
     fn filter(&mut self, frames: &[FrameMeta]) -> Vec<FilterResult> {
         let results: Vec<FilterResult> = frames.iter().map(|f| self.decide(f)).collect();
         // One host call per counter and batch, not per frame.
@@ -141,7 +143,7 @@ impl Plugin for VniFilter {
     }
 }
 
-wasm_vtep_plugin_sdk::export_plugin!(VniFilter, hooks: [filter]);
+wasm_vtep_plugin_sdk::export_plugin!(VniFilter);
 
 #[cfg(test)]
 mod tests;

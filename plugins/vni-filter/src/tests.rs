@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use serde_json::json;
 use wasm_vtep_plugin_sdk::{
-    Direction, FilterResult, FrameMeta, Hooks, Location, MacAddr, Plugin, Registered, Verdict,
-    testing,
+    Direction, Filter, FilterResult, FrameMeta, Hooks, Location, MacAddr, Plugin, Registered,
+    Verdict, testing,
 };
 
 use super::*;
@@ -56,7 +56,7 @@ fn verdicts(f: &mut VniFilter, frames: &[FrameMeta]) -> Vec<Verdict> {
 
 #[test]
 fn registers_the_filter_hook_only() {
-    assert_eq!(<VniFilter as Registered>::HOOKS, Hooks::FILTER);
+    assert_eq!(VniFilter::hooks(), Hooks::FILTER);
 }
 
 #[test]

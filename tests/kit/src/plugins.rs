@@ -18,28 +18,34 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// `cargo build --target wasm32-unknown-unknown --release` in `dir`, into `target`, with none
+/// of the outer cargo's settings for the host build (they must not leak into the wasm build).
+pub fn wasm_build(dir: &Path, target: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(dir)
+        .args(["build", "--target", "wasm32-unknown-unknown", "--release"])
+        .arg("--target-dir")
+        .arg(target);
+    for var in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// Builds every plugin (once per process) and returns the directory of the `.wasm` files.
 fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = workspace();
         let target = root.join("target").join("plugins");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(&root)
-            .args(["build", "--target", "wasm32-unknown-unknown", "--release"])
-            .arg("--target-dir")
-            .arg(&target);
+        let mut cmd = wasm_build(&root, &target);
         for p in PLUGINS {
             cmd.args(["-p", p]);
-        }
-        // The outer cargo's settings for the host build must not leak into the wasm build.
-        for var in [
-            "CARGO_TARGET_DIR",
-            "CARGO_BUILD_TARGET",
-            "RUSTFLAGS",
-            "CARGO_ENCODED_RUSTFLAGS",
-        ] {
-            cmd.env_remove(var);
         }
         let status = cmd.status().expect("running cargo to build the plugins");
         assert!(status.success(), "building the plugins failed: {status}");
