@@ -154,15 +154,20 @@ fn a_reload_reads_the_plugins_section_again_and_keeps_the_running_one_on_a_bad_o
         "the running one stayed"
     );
 
-    // A file that is no configuration at all: refused the same way.
+    // A file that is no configuration at all: refused the same way, naming the file.
     std::fs::write(&file, "[underlay\n")?;
     let bad = daemon.cli_output(&["plugin", "reload", "no-icmp"])?;
+    let stderr = String::from_utf8_lossy(&bad.stderr);
     ensure!(!bad.status.success(), "a broken file is refused");
+    ensure!(stderr.contains(&file.display().to_string()), "{stderr}");
     ensure!(
         ping(&lab.vm1, lab.vm2.ipv4(), 2)?.all_received(),
         "the running one stayed"
     );
 
+    // --config-json replaces the section's `config` (the rest of the section still from the
+    // file, which must be readable again).
+    std::fs::write(&file, config(&no_icmp_section("[]")))?;
     // --config-json instead of the file's table.
     daemon.cli(&[
         "plugin",

@@ -98,10 +98,19 @@ fn config_object(json: &str) -> Result<String, String> {
     }
 }
 
-/// The `[[plugin]]` section named `name` in the configuration file `file`, validated as
-/// `vtep run` validates the whole file.
+/// The `[[plugin]]` section named `name` in the configuration file `file`, the whole file
+/// parsed and validated as `vtep run` does (its interfaces are not looked up again).
 fn section_of(file: &std::path::Path, name: &str) -> Result<PluginSpec, String> {
-    let config = Config::load(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let config = Config::load(file).map_err(|e| {
+        // A file that cannot be read names itself already.
+        let e = e.to_string();
+        let file = file.display().to_string();
+        if e.starts_with(&file) {
+            e
+        } else {
+            format!("{file}: {e}")
+        }
+    })?;
     config
         .plugins
         .into_iter()
@@ -129,16 +138,19 @@ fn reload(shared: &Shared, name: &str, ask: &Reload) -> Response {
             "plugin {name:?} not reloaded (the running one stays): {why}"
         ))
     };
-    let mut spec = match (&ask.config_json, &shared.config_source) {
-        (Some(json), _) => match config_object(json) {
-            Ok(config) => PluginSpec { config, ..running },
-            Err(why) => return refused(why),
-        },
-        (None, Some(file)) => match section_of(file, name) {
+    let section = match &shared.config_source {
+        Some(file) => match section_of(file, name) {
             Ok(spec) => spec,
             Err(why) => return refused(why),
         },
-        (None, None) => running,
+        None => running,
+    };
+    let mut spec = match &ask.config_json {
+        Some(json) => match config_object(json) {
+            Ok(config) => PluginSpec { config, ..section },
+            Err(why) => return refused(why),
+        },
+        None => section,
     };
     if let Some(p) = &ask.path {
         spec.path = PathBuf::from(p);
@@ -149,13 +161,9 @@ fn reload(shared: &Shared, name: &str, ask: &Reload) -> Response {
         Ok(p) => p,
         Err(e) => return refused(e.to_string()),
     };
-    if !ask.reset_counters
-        && let Some(old) = shared.plugins.catalog().get(name)
-    {
-        plugin.carry_counts_from(old);
-    }
+
     let report = plugin.report();
-    match shared.plugins.replace(plugin) {
+    match shared.plugins.replace(plugin, !ask.reset_counters) {
         Ok(old) => drop(old), // outside the lock
         Err(e) => return refused(e.to_string()),
     }

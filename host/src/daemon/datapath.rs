@@ -254,9 +254,9 @@ fn worker_loop(shared: &Shared, index: usize, rx: &mut UnderlayRx, w: &mut Worke
                 continue;
             }
         }
-        // A reload's plugins are taken now, right before frames are read: a frame that
-        // arrives after `vtep plugin reload` answered meets the new plugin, even at a worker
-        // that was asleep.
+        // A reload's plugins are taken now, right before frames are read, so that a worker that
+        // was asleep when `vtep plugin reload` answered handles what woke it with the new
+        // plugin (a frame already queued when the reload is posted may still meet the old).
         if mailbox.deliver(&mut w.plugins, shared.plugins.order()) {
             w.plugins_changed(shared);
         }

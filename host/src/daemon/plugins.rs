@@ -129,10 +129,19 @@ impl Plugins {
     }
 
     /// Puts `plugin` in the place of the one with its name, for every caller: makes each
-    /// caller's copy first (the slow part), then leaves them in the mailboxes. The old
-    /// template is returned to be dropped by the caller.
-    pub(super) fn replace(&self, plugin: Plugin) -> Result<Option<Plugin>, LoadError> {
+    /// caller's copy first (the slow part), then leaves them in the mailboxes; with
+    /// `carry_counts` its reports go on from the old one's counts. The old template is
+    /// returned to be dropped by the caller.
+    pub(super) fn replace(
+        &self,
+        plugin: Plugin,
+        carry_counts: bool,
+    ) -> Result<Option<Plugin>, LoadError> {
         let _one_at_a_time = lock(&self.reloading);
+        // Under the reload lock: two reloads at once carry one after the other.
+        if carry_counts && let Some(old) = self.catalog().get(plugin.name()) {
+            plugin.carry_counts_from(old);
+        }
         let workers = self.mailboxes.len() - 1;
         let copies = self
             .mailboxes

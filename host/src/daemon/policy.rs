@@ -81,7 +81,11 @@ fn policy_loop(
             .poll_timeout()
             .map_or(MAX_WAIT, |t| t.saturating_duration_since(now))
             .min(MAX_WAIT);
-        match events.recv_timeout(wait) {
+        let received = events.recv_timeout(wait);
+        // A reload's plugins are taken right before deciding, so that the events and the
+        // aging pass after a wait meet the plugin of the latest reload.
+        mailbox.deliver(plugins, shared.plugins.order());
+        match received {
             Ok(event) => {
                 let mut policy = UnlessStopping::new(plugins, &shared.stop);
                 vtep.learn_deferred(&event, Instant::now(), &mut policy);

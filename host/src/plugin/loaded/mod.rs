@@ -15,6 +15,7 @@ mod failure;
 mod filter;
 mod report;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -29,6 +30,7 @@ use super::instance::Instance;
 use super::load;
 use super::ratelimit::RateLimit;
 use super::runtime::Runtime;
+use super::stats::PluginStats;
 use super::stats::Tally;
 use crate::config::{OnError, PluginSpec};
 use crate::sync;
@@ -50,11 +52,45 @@ struct Loaded {
     is_detached: AtomicBool,
     /// Every caller's counts, for the reports; kept while the plugin is loaded, so that a
     /// caller replaced after a crash keeps its counts in the totals.
-    tallies: Mutex<Vec<Arc<Tally>>>,
-    /// The counts of the plugin this one was reloaded over (and of those before it), which the
-    /// reports add to its own: counters and drop reasons go on across a reload. Only counts:
-    /// gauges (memory, cached flows) are the running callers'.
-    carried: Mutex<Vec<Arc<Tally>>>,
+    tallies: Generation,
+    /// The counts of the plugins this one was reloaded over, which the reports add to its own:
+    /// counters and drop reasons go on across a reload. Only counts: gauges (memory, cached
+    /// flows) are the running callers'.
+    carried: Mutex<Carried>,
+}
+
+/// One loaded plugin's callers' tallies. Shared, not copied, by a reload that carries them
+/// over: a caller of the old plugin restarted after the reload still adds its tally here.
+type Generation = Arc<Mutex<Vec<Arc<Tally>>>>;
+
+/// The counts carried over from earlier loads of a plugin.
+#[derive(Debug, Default)]
+struct Carried {
+    /// Generations nobody can count into any more (their plugin is gone), added up once: a
+    /// plugin reloaded every minute for a year costs its reports nothing more.
+    frozen: PluginStats,
+    frozen_counters: BTreeMap<String, u64>,
+    /// Generations whose plugin still has callers.
+    live: Vec<Generation>,
+}
+
+impl Carried {
+    /// Folds the generations whose plugin is gone (this list holds the last reference, so no
+    /// caller can push a tally or count into one) into the frozen sums.
+    fn fold_finished(&mut self) {
+        let (finished, live): (Vec<Generation>, Vec<Generation>) = core::mem::take(&mut self.live)
+            .into_iter()
+            .partition(|g| Arc::strong_count(g) == 1);
+        self.live = live;
+        for generation in finished {
+            for t in sync::lock(&generation).iter() {
+                self.frozen.merge(&t.stats());
+                for (name, n) in t.counters().iter() {
+                    *self.frozen_counters.entry(name.clone()).or_insert(0) += n;
+                }
+            }
+        }
+    }
 }
 
 impl Loaded {
@@ -62,7 +98,7 @@ impl Loaded {
         sync::lock(&self.tallies)
     }
 
-    fn carried(&self) -> MutexGuard<'_, Vec<Arc<Tally>>> {
+    fn carried(&self) -> MutexGuard<'_, Carried> {
         sync::lock(&self.carried)
     }
 
@@ -158,8 +194,8 @@ impl Plugin {
             hooks,
             detached: Mutex::new(None),
             is_detached: AtomicBool::new(false),
-            tallies: Mutex::new(Vec::new()),
-            carried: Mutex::new(Vec::new()),
+            tallies: Generation::default(),
+            carried: Mutex::new(Carried::default()),
         });
         Plugin::with_instance(loaded, tally, instance)
     }
@@ -224,9 +260,22 @@ impl Plugin {
         if Arc::ptr_eq(&self.loaded, &old.loaded) {
             return;
         }
-        let mut from: Vec<Arc<Tally>> = old.loaded.carried().clone();
-        from.extend(old.loaded.tallies().iter().cloned());
-        self.loaded.carried().extend(from);
+        let (frozen, frozen_counters, mut live) = {
+            let mut from = old.loaded.carried();
+            from.fold_finished();
+            (
+                from.frozen.clone(),
+                from.frozen_counters.clone(),
+                from.live.clone(),
+            )
+        };
+        live.push(Arc::clone(&old.loaded.tallies));
+        let mut into = self.loaded.carried();
+        into.frozen.merge(&frozen);
+        for (name, n) in frozen_counters {
+            *into.frozen_counters.entry(name).or_insert(0) += n;
+        }
+        into.live.extend(live);
     }
 
     /// Its configured name.

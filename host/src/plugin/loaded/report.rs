@@ -15,6 +15,24 @@ impl Plugin {
         let loaded = &self.loaded;
         let mut stats = PluginStats::default();
         let mut plugin_counters = BTreeMap::new();
+        // First the counts of the plugins it was reloaded over (counters and drops go on),
+        // then its own callers', so that its own last error is the one shown.
+        {
+            let mut carried = loaded.carried();
+            carried.fold_finished();
+            stats.merge(&carried.frozen);
+            for (name, n) in &carried.frozen_counters {
+                *plugin_counters.entry(name.clone()).or_insert(0u64) += n;
+            }
+            for generation in &carried.live {
+                for t in crate::sync::lock(generation).iter() {
+                    stats.merge(&t.stats());
+                    for (name, n) in t.counters().iter() {
+                        *plugin_counters.entry(name.clone()).or_insert(0u64) += n;
+                    }
+                }
+            }
+        }
         let (mut memory_used, mut cached_flows, mut logs_suppressed, mut failures_in_row) =
             (0, 0, 0, 0);
         for t in loaded.tallies().iter() {
@@ -26,13 +44,6 @@ impl Plugin {
             cached_flows += t.cached_flows.load(Ordering::Relaxed);
             logs_suppressed += t.logs_suppressed.load(Ordering::Relaxed);
             failures_in_row = t.failures_in_row().max(failures_in_row);
-        }
-        // Counts of the plugins it was reloaded over: counters and drops go on.
-        for t in loaded.carried().iter() {
-            stats.merge(&t.stats());
-            for (name, n) in t.counters().iter() {
-                *plugin_counters.entry(name.clone()).or_insert(0u64) += n;
-            }
         }
         let mut hooks = Vec::new();
         for (flag, name) in [
