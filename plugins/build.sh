@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Builds the example plugins as wasm modules (wasm32-unknown-unknown, release) and prints the
-# absolute path of each, one a line, in the order vni-filter, learn-guard, adaptive-aging.
+# absolute path of each, one a line, in the order vni-filter, learn-guard, adaptive-aging, legacy-port-guard.
 # Cargo's output goes to stderr. Extra arguments go to `cargo build` (e.g. --locked).
 # Tests that load plugins run this first: `mapfile -t wasm < <(plugins/build.sh)`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-plugins=(vni-filter learn-guard adaptive-aging)
+plugins=(vni-filter learn-guard adaptive-aging legacy-port-guard)
 args=()
 for p in "${plugins[@]}"; do
     args+=(-p "$p")

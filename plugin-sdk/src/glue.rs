@@ -227,6 +227,23 @@ fn frame_from_wit(f: wit::FrameMeta) -> sdk::FrameMeta {
         src_port: f.src_port,
         dst_port: f.dst_port,
         len: f.len,
+        dscp: f.dscp,
+        tcp_flags: f.tcp_flags.map(|flags| sdk::TcpFlags(flags.bits())),
+        icmp: f.icmp.map(|i| sdk::Icmp {
+            kind: i.type_,
+            code: i.code,
+            nd_target: i.nd_target.and_then(|ip| match ip_from_wit(ip) {
+                IpAddr::V6(v6) => Some(v6),
+                IpAddr::V4(_) => None,
+            }),
+        }),
+        arp: f.arp.map(|a| sdk::Arp {
+            opcode: a.opcode,
+            sender_mac: sdk::MacAddr::from_u64(a.sender_mac),
+            sender_ip: Ipv4Addr::from(a.sender_ip),
+            target_mac: sdk::MacAddr::from_u64(a.target_mac),
+            target_ip: Ipv4Addr::from(a.target_ip),
+        }),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The wasm-vtep plugin SDK: write a VTEP plugin (frame filter, learning policy, aging policy)
 //! in Rust, build it for `wasm32-unknown-unknown`, and load it into `vtep`.
 //!
-//! Layer: the plugin side of the versioned interface `wasm-vtep:plugin@0.1.0`
+//! Layer: the plugin side of the versioned interface `wasm-vtep:plugin@0.2.0`
 //! (`wit/plugin.wit`, the contract for every language). A plugin implements [`Plugin`] and
 //! registers its type with [`export_plugin!`]; the SDK's wasm glue (wit-bindgen guest bindings,
 //! compiled only for `target_arch = "wasm32"`) converts between the canonical ABI and the Rust
@@ -31,14 +31,14 @@ pub use config::{PerVni, from_config, parse_config};
 pub use host::{Counter, frame_bytes, log, now_ms};
 pub use serde_json::Value;
 pub use types::{
-    AgeDecision, AgeEvent, Direction, FilterResult, FrameMeta, Hooks, LearnDecision, LearnEvent,
-    Level, Location, MacAddr, MacAddrParseError, Verdict,
+    AgeDecision, AgeEvent, Arp, Direction, FilterResult, FrameMeta, Hooks, Icmp, LearnDecision,
+    LearnEvent, Level, Location, MacAddr, MacAddrParseError, TcpFlags, Verdict,
 };
 
 /// The version of the plugin interface this SDK implements: the version of the WIT package
 /// `wasm-vtep:plugin`. A plugin states it by construction: its component exports
-/// `wasm-vtep:plugin/hooks@0.1.0`, and the host refuses versions it does not support.
-pub const INTERFACE_VERSION: &str = "0.1.0";
+/// `wasm-vtep:plugin/hooks@0.2.0`, and the host refuses versions it does not support.
+pub const INTERFACE_VERSION: &str = "0.2.0";
 
 /// A plugin: its state, built once from its configuration.
 ///
@@ -166,7 +166,7 @@ pub mod dispatch {
 /// assert_eq!(NoRemoteLearning::hooks(), wasm_vtep_plugin_sdk::Hooks::LEARN);
 /// ```
 ///
-/// On wasm this exports the `wasm-vtep:plugin/hooks@0.1.0` functions (once per crate: the crate
+/// On wasm this exports the `wasm-vtep:plugin/hooks@0.2.0` functions (once per crate: the crate
 /// must be a `cdylib`); everywhere it implements [`Registered`] so tests can check the hook set.
 #[macro_export]
 macro_rules! export_plugin {

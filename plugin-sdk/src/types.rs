@@ -4,7 +4,7 @@
 //! targets tests build them directly.
 
 use core::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use crate::mac::{MacAddr, MacAddrParseError};
 
@@ -55,6 +55,108 @@ pub struct FrameMeta {
     pub dst_port: Option<u16>,
     /// The frame's length in bytes.
     pub len: u32,
+    /// The DSCP of an IP frame (the top 6 bits of the IPv4 TOS or IPv6 traffic class).
+    pub dscp: Option<u8>,
+    /// The TCP header's flags, if the frame is TCP and not a fragment.
+    pub tcp_flags: Option<TcpFlags>,
+    /// The ICMP (IPv4) or ICMPv6 (IPv6) header, if not a fragment.
+    pub icmp: Option<Icmp>,
+    /// An ARP or RARP packet for IPv4 over Ethernet.
+    pub arp: Option<Arp>,
+}
+
+/// The flags of a TCP header (RFC 9293), as its flags byte has them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// No more data from the sender.
+    pub const FIN: TcpFlags = TcpFlags(1);
+    /// Synchronise sequence numbers: a connection's first segment (and its answer, with ACK).
+    pub const SYN: TcpFlags = TcpFlags(1 << 1);
+    /// Reset the connection.
+    pub const RST: TcpFlags = TcpFlags(1 << 2);
+    /// Push.
+    pub const PSH: TcpFlags = TcpFlags(1 << 3);
+    /// The acknowledgement number is significant.
+    pub const ACK: TcpFlags = TcpFlags(1 << 4);
+    /// The urgent pointer is significant.
+    pub const URG: TcpFlags = TcpFlags(1 << 5);
+    /// ECN echo.
+    pub const ECE: TcpFlags = TcpFlags(1 << 6);
+    /// Congestion window reduced.
+    pub const CWR: TcpFlags = TcpFlags(1 << 7);
+
+    /// Every flag of `other` is set in `self`.
+    pub const fn contains(self, other: TcpFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// A connection's opening segment: SYN without ACK.
+    pub const fn is_syn_only(self) -> bool {
+        self.contains(TcpFlags::SYN) && !self.contains(TcpFlags::ACK)
+    }
+}
+
+impl core::ops::BitOr for TcpFlags {
+    type Output = TcpFlags;
+
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | rhs.0)
+    }
+}
+
+impl fmt::Debug for TcpFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
+        let mut set = f.debug_set();
+        for (bit, name) in NAMES.iter().enumerate() {
+            if self.0 >> bit & 1 == 1 {
+                set.entry(&format_args!("{name}"));
+            }
+        }
+        set.finish()
+    }
+}
+
+/// An ICMP or ICMPv6 message's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Icmp {
+    /// The message type (ICMPv6: 135 neighbour solicitation, 136 advertisement, 128 echo
+    /// request; ICMP: 8 echo request, 0 echo reply).
+    pub kind: u8,
+    /// The code.
+    pub code: u8,
+    /// The target of an ICMPv6 neighbour solicitation or advertisement.
+    pub nd_target: Option<Ipv6Addr>,
+}
+
+/// An ARP (RFC 826) or RARP (RFC 903) packet for IPv4 over Ethernet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Arp {
+    /// [`Arp::REQUEST`], [`Arp::REPLY`], or RARP's 3 and 4.
+    pub opcode: u16,
+    /// The sender's hardware address.
+    pub sender_mac: MacAddr,
+    /// The sender's IPv4 address.
+    pub sender_ip: Ipv4Addr,
+    /// The target's hardware address (zero in a request).
+    pub target_mac: MacAddr,
+    /// The target's IPv4 address.
+    pub target_ip: Ipv4Addr,
+}
+
+impl Arp {
+    /// The opcode of a request.
+    pub const REQUEST: u16 = 1;
+    /// The opcode of a reply.
+    pub const REPLY: u16 = 2;
+
+    /// A gratuitous ARP (RFC 5227 §3): an announcement of the sender's own address, request
+    /// or reply.
+    pub fn is_gratuitous(&self) -> bool {
+        self.sender_ip == self.target_ip
+    }
 }
 
 impl FrameMeta {
@@ -75,6 +177,10 @@ impl FrameMeta {
             src_port: None,
             dst_port: None,
             len: 64,
+            dscp: None,
+            tcp_flags: None,
+            icmp: None,
+            arp: None,
         }
     }
 }
@@ -270,6 +376,27 @@ mod tests {
         assert!(!h.contains(Hooks::LEARN) && !h.is_empty());
         assert!(Hooks::NONE.is_empty());
         assert_eq!(format!("{h:?}"), "{filter, age}");
+    }
+
+    #[test]
+    fn tcp_flags_and_arp() {
+        let synack = TcpFlags::SYN | TcpFlags::ACK;
+        assert_eq!(synack, TcpFlags(0x12));
+        assert!(TcpFlags::SYN.is_syn_only() && !synack.is_syn_only());
+        assert_eq!(format!("{synack:?}"), "{SYN, ACK}");
+        let garp = Arp {
+            opcode: Arp::REQUEST,
+            sender_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            sender_ip: Ipv4Addr::new(192, 0, 2, 1),
+            target_mac: MacAddr([0; 6]),
+            target_ip: Ipv4Addr::new(192, 0, 2, 1),
+        };
+        assert!(garp.is_gratuitous());
+        let ask = Arp {
+            target_ip: Ipv4Addr::new(192, 0, 2, 2),
+            ..garp
+        };
+        assert!(!ask.is_gratuitous());
     }
 
     #[test]

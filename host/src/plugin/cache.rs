@@ -2,8 +2,10 @@
 //! same flow until that time has passed (or it is reloaded, which starts a new cache).
 //!
 //! A flow is everything the plugin was shown except the frame's length: VNI, direction,
-//! source location, MACs, VLAN, ethertype, IP addresses and protocol, L4 ports. A plugin whose
-//! verdict depends on more (the length, the bytes, its own state) should not cache it.
+//! source location, MACs, VLAN, ethertype, IP addresses and protocol, L4 ports, and (for
+//! plugins of interface 0.2.0 on, which are shown them) the frame's [`Details`]: DSCP, TCP
+//! flags, ICMP and ARP fields. A plugin whose verdict depends on more (the length, the bytes,
+//! its own state) should not cache it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -13,7 +15,7 @@ use foldhash::fast::RandomState;
 
 use crate::fdb::Location;
 use crate::vtep::{Direction, FilterFrame};
-use crate::wire::{L4Ports, MacAddr, Vni};
+use crate::wire::{Details, L4Ports, MacAddr, Vni};
 
 /// The cache key of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,10 +29,12 @@ pub(crate) struct FlowKey {
     ethertype: u16,
     ip: Option<(IpAddr, IpAddr, u8)>,
     ports: Option<L4Ports>,
+    details: Details,
 }
 
 impl FlowKey {
-    pub(crate) fn of(f: &FilterFrame<'_>) -> FlowKey {
+    /// The key of `f`, with the details its plugin was shown (none for 0.1.0 plugins).
+    pub(crate) fn of(f: &FilterFrame<'_>, details: Details) -> FlowKey {
         let m = f.meta;
         FlowKey {
             vni: f.vni,
@@ -42,6 +46,7 @@ impl FlowKey {
             ethertype: m.ethertype,
             ip: m.ip.map(|ip| (ip.src, ip.dst, ip.protocol)),
             ports: m.ip.and_then(|ip| ip.ports),
+            details,
         }
     }
 }
@@ -129,14 +134,42 @@ mod tests {
     }
 
     fn key(bytes: &[u8], len: usize) -> FlowKey {
+        detailed_key(bytes, len, Details::default())
+    }
+
+    fn detailed_key(bytes: &[u8], len: usize, details: Details) -> FlowKey {
         let meta = FrameMeta::parse(&bytes[..len]).unwrap();
-        FlowKey::of(&FilterFrame {
-            vni: Vni::new(5001).unwrap(),
-            direction: Direction::FromPort,
-            source: Location::Port(PortId(0)),
-            meta: &meta,
-            bytes,
-        })
+        FlowKey::of(
+            &FilterFrame {
+                vni: Vni::new(5001).unwrap(),
+                direction: Direction::FromPort,
+                source: Location::Port(PortId(0)),
+                meta: &meta,
+                bytes,
+            },
+            details,
+        )
+    }
+
+    #[test]
+    fn details_shown_are_part_of_the_flow() {
+        let mut c = VerdictCache::new(4);
+        let now = Instant::now();
+        let f = frame(1);
+        let syn = Details {
+            tcp_flags: Some(0x02),
+            ..Details::default()
+        };
+        let ack = Details {
+            tcp_flags: Some(0x10),
+            ..Details::default()
+        };
+        assert!(c.insert(detailed_key(&f, 60, syn), Cached::Drop(1), 10, now));
+        assert_eq!(
+            c.get(&detailed_key(&f, 60, syn), now),
+            Some(Cached::Drop(1))
+        );
+        assert_eq!(c.get(&detailed_key(&f, 60, ack), now), None);
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The pipeline's types in the interface's terms (the WIT `types` interface): addresses as
 //! integers, MACs in the low 48 bits of a `u64`, lengths and counts saturated to 32 bits.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use super::bindings::wasm_vtep::plugin::types as wit;
 use crate::fdb::{AgeEvent, LearnDecision, LearnEvent, Location};
 use crate::vtep::{Direction, FilterFrame};
+use crate::wire::{Arp, Details, Icmp};
 
 fn saturate(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
@@ -38,7 +39,7 @@ pub(crate) fn direction(d: Direction) -> wit::Direction {
     }
 }
 
-pub(crate) fn frame_meta(f: &FilterFrame<'_>) -> wit::FrameMeta {
+pub(crate) fn frame_meta(f: &FilterFrame<'_>, d: &Details) -> wit::FrameMeta {
     let m = f.meta;
     wit::FrameMeta {
         vni: f.vni.get(),
@@ -54,6 +55,47 @@ pub(crate) fn frame_meta(f: &FilterFrame<'_>) -> wit::FrameMeta {
         src_port: m.src_port(),
         dst_port: m.dst_port(),
         len: saturate(m.len),
+        dscp: d.dscp,
+        tcp_flags: d.tcp_flags.map(tcp_flags),
+        icmp: d.icmp.map(icmp),
+        arp: d.arp.map(arp),
+    }
+}
+
+/// The flags of a TCP header's flags byte: WIT's flags, in the header's bit order.
+fn tcp_flags(byte: u8) -> wit::TcpFlags {
+    use wit::TcpFlags as F;
+    [
+        F::FIN,
+        F::SYN,
+        F::RST,
+        F::PSH,
+        F::ACK,
+        F::URG,
+        F::ECE,
+        F::CWR,
+    ]
+    .into_iter()
+    .enumerate()
+    .filter(|&(bit, _)| byte >> bit & 1 == 1)
+    .fold(F::empty(), |all, (_, flag)| all | flag)
+}
+
+fn icmp(i: Icmp) -> wit::IcmpMeta {
+    wit::IcmpMeta {
+        type_: i.kind,
+        code: i.code,
+        nd_target: i.nd_target.map(|a: Ipv6Addr| ip(IpAddr::V6(a))),
+    }
+}
+
+fn arp(a: Arp) -> wit::ArpMeta {
+    wit::ArpMeta {
+        opcode: a.opcode,
+        sender_mac: a.sender_mac.to_u64(),
+        sender_ip: a.sender_ip.to_bits(),
+        target_mac: a.target_mac.to_u64(),
+        target_ip: a.target_ip.to_bits(),
     }
 }
 
@@ -89,6 +131,14 @@ pub(crate) fn learn_decision(d: wit::LearnDecision) -> LearnDecision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_flags_bit_for_bit() {
+        // As the canonical ABI lowers them: flag n is bit n.
+        for byte in [0u8, 0x02, 0x12, 0x11, 0xff] {
+            assert_eq!(tcp_flags(byte).as_array(), [u32::from(byte)]);
+        }
+    }
 
     #[test]
     fn addresses_as_integers() {

@@ -12,8 +12,8 @@ use std::time::Instant;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{HasSelf, Linker, WasmStr};
 
-use super::bindings::INTERFACE_VERSION;
 use super::bindings::wasm_vtep::plugin::types;
+use super::bindings::{Version, v0_1};
 use super::ratelimit::RateLimit;
 use super::sandbox::Limiter;
 use super::stats::Tally;
@@ -99,13 +99,24 @@ impl HostState {
 }
 
 impl types::Host for HostState {}
+impl v0_1::wasm_vtep::plugin::types::Host for HostState {}
 
-/// Defines the `host` interface in `linker`, by hand rather than through the bindings' trait,
-/// so that no call allocates: strings are read in place and `frame-bytes` lowers the lent
-/// frame straight into the plugin's memory (a generated import must return a `Vec`).
+/// Defines the `host` interface of every version in `linker` (it has not changed since
+/// 0.1.0), by hand rather than through the bindings' trait, so that no call allocates: strings
+/// are read in place and `frame-bytes` lowers the lent frame straight into the plugin's memory
+/// (a generated import must return a `Vec`). A function's types are checked against a
+/// plugin's imports by shape, so one definition serves every version.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
-    let mut host = linker.instance(&format!("wasm-vtep:plugin/host@{INTERFACE_VERSION}"))?;
+    v0_1::wasm_vtep::plugin::types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
+    for version in Version::ALL {
+        add_host(linker, version)?;
+    }
+    Ok(())
+}
+
+fn add_host(linker: &mut Linker<HostState>, version: Version) -> wasmtime::Result<()> {
+    let mut host = linker.instance(&format!("wasm-vtep:plugin/host@{}", version.as_str()))?;
     host.func_wrap(
         "log",
         |mut store: StoreContextMut<'_, HostState>, (level, message): (types::Level, WasmStr)| {

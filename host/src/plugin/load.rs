@@ -12,11 +12,12 @@ use std::borrow::Cow;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::bindings::HOOKS_INTERFACE;
+use super::bindings::{HOOKS_INTERFACE, Version};
 use super::error::LoadError;
 
-/// The interface versions this host speaks (its bindings are generated from the newest).
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0"];
+/// The interface versions this host speaks, oldest first (it works in the newest's terms and
+/// adapts the others at the boundary).
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
@@ -72,27 +73,22 @@ pub fn interface_version(engine: &Engine, component: &Component) -> Result<Strin
     Err(LoadError::NotAPlugin)
 }
 
-/// Refuses a version this host does not speak, naming both.
-pub fn check_version(found: &str) -> Result<(), LoadError> {
-    if SUPPORTED_VERSIONS.contains(&found) {
-        Ok(())
-    } else {
-        Err(LoadError::Version {
-            found: found.to_owned(),
-            supported: SUPPORTED_VERSIONS.join(", "),
-        })
-    }
+/// The version `found` names, or a refusal naming it and the versions this host speaks.
+pub(crate) fn check_version(found: &str) -> Result<Version, LoadError> {
+    Version::parse(found).ok_or_else(|| LoadError::Version {
+        found: found.to_owned(),
+        supported: SUPPORTED_VERSIONS.join(", "),
+    })
 }
 
 /// Compiles `bytes` (a core module or a component) and checks its interface version.
 /// Returns the component and the version.
-pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<(Component, String), LoadError> {
+pub(crate) fn compile(engine: &Engine, bytes: &[u8]) -> Result<(Component, Version), LoadError> {
     let component_bytes = componentize(bytes)?;
     let component = Component::new(engine, &component_bytes)
         .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
     let version = interface_version(engine, &component)?;
-    check_version(&version)?;
-    Ok((component, version))
+    Ok((component, check_version(&version)?))
 }
 
 #[cfg(test)]
@@ -111,11 +107,14 @@ mod tests {
 
     #[test]
     fn versions_are_named_both_ways() {
-        assert!(check_version("0.1.0").is_ok());
-        let e = check_version("0.2.0").unwrap_err();
+        assert_eq!(check_version("0.1.0").unwrap(), Version::V0_1);
+        assert_eq!(check_version("0.2.0").unwrap(), Version::V0_2);
+        let e = check_version("0.3.0").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "plugin is built for wasm-vtep:plugin@0.2.0; this host supports 0.1.0"
+            "plugin is built for wasm-vtep:plugin@0.3.0; this host supports 0.1.0, 0.2.0"
         );
+        let spoken: Vec<&str> = Version::ALL.iter().map(|v| v.as_str()).collect();
+        assert_eq!(spoken, SUPPORTED_VERSIONS);
     }
 }

@@ -16,6 +16,7 @@
 //! and sees nothing but what the interface passes it. A failed instance is replaced by a spare made beforehand, off the data
 //! path.
 
+mod adapt;
 mod bindings;
 mod cache;
 mod chain;

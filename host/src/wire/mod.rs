@@ -4,12 +4,14 @@
 //!
 //! Here: the 802.1Q tag, VXLAN, the `virtio_net_hdr` of packet sockets, MAC addresses, and
 //! [`FrameMeta`], the per-frame metadata the pipeline and plugins read, parsed by hand in one
-//! lenient pass over the Ethernet, IPv4/IPv6 and TCP/UDP headers (`frame.rs`). The outer IP and
+//! lenient pass over the Ethernet, IPv4/IPv6 and TCP/UDP headers (`frame.rs`), and the
+//! [`Details`] only plugins read (ARP, ICMP, TCP flags, DSCP: `details.rs`). The outer IP and
 //! UDP headers are the underlay sockets' to write and read. `smoltcp::wire` is not used to parse
 //! frames here: the offloads take its pseudo-header checksum and address types. [`MacAddr`] is
 //! the plugin SDK's (one type for the host and plugins).
 
 mod bytes;
+mod details;
 mod error;
 mod frame;
 mod virtio_net;
@@ -18,6 +20,7 @@ mod vni;
 mod vxlan;
 
 pub(crate) use bytes::{read_u16, read_u32};
+pub use details::{Arp, Details, ETHERTYPE_RARP, Icmp};
 pub use error::WireError;
 pub(crate) use frame::walk_ipv6_extensions;
 pub use frame::{

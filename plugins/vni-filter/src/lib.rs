@@ -1,5 +1,6 @@
 //! `vni-filter`: a wasm-vtep plugin that filters frames with an ACL: rules matching on MACs,
-//! ethertype, IPv4/IPv6 prefixes, IP protocol, L4 ports, direction and VNI; first match wins,
+//! ethertype, IPv4/IPv6 prefixes, IP protocol, L4 ports, direction and VNI, and (interface
+//! 0.2.0) DSCP, a TCP connection's opening SYN, ICMP type and ARP opcode; first match wins,
 //! then a default action.
 //!
 //! Layer: a plugin (the `filter` hook only). Contract: one verdict per frame; a drop carries

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 use wasm_vtep_plugin_sdk::config::MAX_VNI;
-use wasm_vtep_plugin_sdk::{Direction, FrameMeta, MacAddr, Value};
+use wasm_vtep_plugin_sdk::{Arp, Direction, FrameMeta, MacAddr, Value};
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -35,6 +35,12 @@ pub(crate) struct RawRule {
     ip_proto: Option<Value>,
     src_port: Option<Value>,
     dst_port: Option<Value>,
+    dscp: Option<u8>,
+    /// Matches a connection's opening segment (SYN without ACK), or (false) every other TCP
+    /// segment.
+    tcp_syn: Option<bool>,
+    icmp_type: Option<u8>,
+    arp_op: Option<Value>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -150,6 +156,10 @@ pub struct Rule {
     ip_proto: Option<u8>,
     src_port: Option<(u16, u16)>,
     dst_port: Option<(u16, u16)>,
+    dscp: Option<u8>,
+    tcp_syn: Option<bool>,
+    icmp_type: Option<u8>,
+    arp_op: Option<u16>,
 }
 
 impl Rule {
@@ -199,6 +209,19 @@ impl Rule {
                 .as_ref()
                 .map(|v| parse_ports(v).map_err(|e| format!("{}: {e}", field("dst_port"))))
                 .transpose()?,
+            dscp: match raw.dscp {
+                Some(d) if d > MAX_DSCP => {
+                    return Err(format!("{}: {d} is not a DSCP (0-63)", field("dscp")));
+                }
+                d => d,
+            },
+            tcp_syn: raw.tcp_syn,
+            icmp_type: raw.icmp_type,
+            arp_op: raw
+                .arp_op
+                .as_ref()
+                .map(|v| parse_arp_op(v).map_err(|e| format!("{}: {e}", field("arp_op"))))
+                .transpose()?,
         };
         if let (Some(s), Some(d)) = (rule.src_ip, rule.dst_ip)
             && s.is_v4() != d.is_v4()
@@ -229,6 +252,12 @@ impl Rule {
             && opt(self.dst_ip, |p| f.dst_ip.is_some_and(|ip| p.contains(ip)))
             && opt(self.src_port, |r| in_range(f.src_port, r))
             && opt(self.dst_port, |r| in_range(f.dst_port, r))
+            && opt(self.dscp, |d| f.dscp == Some(d))
+            && opt(self.tcp_syn, |syn| {
+                f.tcp_flags.is_some_and(|flags| flags.is_syn_only() == syn)
+            })
+            && opt(self.icmp_type, |t| f.icmp.is_some_and(|i| i.kind == t))
+            && opt(self.arp_op, |op| f.arp.is_some_and(|a| a.opcode == op))
     }
 }
 
@@ -262,6 +291,26 @@ fn parse_ethertype(v: &Value) -> Result<u16, String> {
                 .map(|&(_, e)| e)
                 .ok_or_else(bad)
         }
+        _ => Err(bad()),
+    }
+}
+
+/// The largest DSCP: 6 bits.
+const MAX_DSCP: u8 = 63;
+
+/// A number, or `"request"` (1), `"reply"` (2).
+fn parse_arp_op(v: &Value) -> Result<u16, String> {
+    let bad = || format!("expected an ARP opcode (a number, or request or reply), found {v}");
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or_else(bad),
+        Value::String(s) => match s.to_ascii_lowercase().as_str() {
+            "request" => Ok(Arp::REQUEST),
+            "reply" => Ok(Arp::REPLY),
+            _ => Err(bad()),
+        },
         _ => Err(bad()),
     }
 }
@@ -402,5 +451,61 @@ mod tests {
         assert_eq!(parse_ethertype(&json!("0x88CC")), Ok(0x88cc));
         assert!(parse_ethertype(&json!(65536)).is_err());
         assert!(parse_ethertype(&json!("0xzz")).is_err());
+    }
+
+    fn rule(raw: serde_json::Value) -> Result<Rule, String> {
+        let raw: RawRule = serde_json::from_value(raw).map_err(|e| e.to_string())?;
+        Rule::from_raw(raw, Action::Deny, "config.deny[0]")
+    }
+
+    #[test]
+    fn interface_0_2_fields_match() {
+        use std::net::Ipv4Addr;
+        use wasm_vtep_plugin_sdk::{Icmp, TcpFlags};
+        let base = FrameMeta::ethernet(1, MacAddr([2, 0, 0, 0, 0, 1]), MacAddr::BROADCAST, 0x0800);
+        let syn = FrameMeta {
+            tcp_flags: Some(TcpFlags::SYN),
+            dscp: Some(46),
+            ..base
+        };
+        let ack = FrameMeta {
+            tcp_flags: Some(TcpFlags::ACK),
+            ..base
+        };
+        let opening = rule(json!({"tcp_syn": true, "dscp": 46})).unwrap();
+        assert!(opening.matches(&syn) && !opening.matches(&ack) && !opening.matches(&base));
+        assert!(rule(json!({"tcp_syn": false})).unwrap().matches(&ack));
+        let echo = FrameMeta {
+            icmp: Some(Icmp {
+                kind: 8,
+                code: 0,
+                nd_target: None,
+            }),
+            ..base
+        };
+        assert!(rule(json!({"icmp_type": 8})).unwrap().matches(&echo));
+        assert!(!rule(json!({"icmp_type": 0})).unwrap().matches(&echo));
+        let reply = FrameMeta {
+            arp: Some(Arp {
+                opcode: Arp::REPLY,
+                sender_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+                sender_ip: Ipv4Addr::new(192, 0, 2, 1),
+                target_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+                target_ip: Ipv4Addr::new(192, 0, 2, 2),
+            }),
+            ..base
+        };
+        assert!(rule(json!({"arp_op": "reply"})).unwrap().matches(&reply));
+        assert!(!rule(json!({"arp_op": 1})).unwrap().matches(&reply));
+        let err = rule(json!({"arp_op": "gratuitous"})).unwrap_err();
+        assert!(
+            err.contains("config.deny[0].arp_op") && err.contains("ARP opcode"),
+            "{err}"
+        );
+        let err = rule(json!({"dscp": 64})).unwrap_err();
+        assert!(
+            err.contains("config.deny[0].dscp: 64 is not a DSCP"),
+            "{err}"
+        );
     }
 }

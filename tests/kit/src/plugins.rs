@@ -8,7 +8,13 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The plugin crates, by package name.
-pub const PLUGINS: [&str; 4] = ["misbehave", "vni-filter", "learn-guard", "adaptive-aging"];
+pub const PLUGINS: [&str; 5] = [
+    "misbehave",
+    "vni-filter",
+    "learn-guard",
+    "adaptive-aging",
+    "legacy-port-guard",
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -15,6 +15,7 @@ use crate::plugin::convert;
 use crate::plugin::host::RawFrame;
 use crate::plugin::stats::PluginStats;
 use crate::vtep::{FilterBatch, Verdict};
+use crate::wire::Details;
 
 /// Frames one filter call is given at most: a plugin's time budget holds for each call, so a
 /// large batch (a GRO batch of 64 datagrams, each of 64 segments) is offered in calls of this
@@ -28,6 +29,8 @@ pub(super) struct Scratch {
     metas: Vec<wit::FrameMeta>,
     /// Their indices in the batch.
     slots: Vec<usize>,
+    /// Their details (as far as the plugin's interface version shows them), for their flow keys.
+    details: Vec<Details>,
     /// Their bytes, lent for one call.
     raw: Vec<RawFrame>,
 }
@@ -45,6 +48,8 @@ impl Plugin {
         }
         self.scratch.metas.clear();
         self.scratch.slots.clear();
+        self.scratch.details.clear();
+        let detailed = self.shows_details();
         let tally = Arc::clone(&self.tally);
         let mut stats = tally.stats();
         // An empty cache is not looked up: no flow key is hashed for plugins that never cache.
@@ -64,13 +69,21 @@ impl Plugin {
                 *verdict = error_verdict(&mut stats, self.loaded.spec.on_error);
                 continue;
             }
-            if cached_any && let Some(cached) = self.cache.get(&FlowKey::of(&frame), now) {
+            let details = if detailed {
+                Details::parse(frame.bytes, frame.meta)
+            } else {
+                Details::default()
+            };
+            if cached_any && let Some(cached) = self.cache.get(&FlowKey::of(&frame, details), now) {
                 stats.cache_hits += 1;
                 *verdict = apply(&mut stats, cached);
                 continue;
             }
-            self.scratch.metas.push(convert::frame_meta(&frame));
+            self.scratch
+                .metas
+                .push(convert::frame_meta(&frame, &details));
             self.scratch.slots.push(i);
+            self.scratch.details.push(details);
         }
         drop(stats);
         let mut failed = false;
@@ -127,16 +140,22 @@ impl Plugin {
         match result {
             Ok(results) => {
                 self.tally.failures_in_row.store(0, Ordering::Relaxed);
-                for (r, &slot) in results.iter().zip(&scratch.slots[range]) {
+                let selected = scratch.slots[range.clone()]
+                    .iter()
+                    .zip(&scratch.details[range]);
+                for (r, (&slot, &details)) in results.iter().zip(selected) {
                     let cached = match r.verdict {
                         wit::Verdict::Pass => Cached::Pass,
                         wit::Verdict::Drop(code) => Cached::Drop(code),
                     };
                     if r.cache_secs > 0
                         && let Some(frame) = batch.frame(slot)
-                        && !self
-                            .cache
-                            .insert(FlowKey::of(&frame), cached, r.cache_secs, now)
+                        && !self.cache.insert(
+                            FlowKey::of(&frame, details),
+                            cached,
+                            r.cache_secs,
+                            now,
+                        )
                     {
                         stats.cache_full += 1;
                     }

@@ -21,12 +21,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use self::failure::Spare;
-use super::bindings::PluginPre;
+use super::bindings::Version;
 use super::bindings::wasm_vtep::plugin::types as wit;
 use super::cache::VerdictCache;
 use super::error::{CallError, LoadError};
 use super::host::HostState;
-use super::instance::Instance;
+use super::instance::{Instance, Pre};
 use super::load;
 use super::ratelimit::RateLimit;
 use super::runtime::Runtime;
@@ -44,8 +44,7 @@ struct Loaded {
     name: Arc<str>,
     /// Holds the engine's threads alive as long as this plugin may run.
     runtime: Runtime,
-    pre: PluginPre<HostState>,
-    version: String,
+    pre: Pre,
     hooks: wit::Hooks,
     /// Set once it failed `max_failures` times in a row (for any caller), with why.
     detached: Mutex<Option<String>>,
@@ -138,7 +137,7 @@ impl core::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Plugin")
             .field("name", &self.loaded.spec.name)
-            .field("version", &self.loaded.version)
+            .field("version", &self.loaded.pre.version())
             .field("detached", &self.loaded.detached())
             .finish_non_exhaustive()
     }
@@ -169,7 +168,7 @@ impl Plugin {
             ))
         };
         let pre = runtime.linker().instantiate_pre(&component).map_err(link)?;
-        let pre = PluginPre::new(pre).map_err(link)?;
+        let pre = Pre::new(version, pre).map_err(link)?;
         let name: Arc<str> = Arc::from(spec.name.as_str());
         let tally = Arc::new(Tally::default());
         let state = HostState::new(
@@ -190,7 +189,6 @@ impl Plugin {
             name,
             runtime: runtime.clone(),
             pre,
-            version,
             hooks,
             detached: Mutex::new(None),
             is_detached: AtomicBool::new(false),
@@ -300,6 +298,11 @@ impl Plugin {
 
     fn is_detached(&self) -> bool {
         self.loaded.is_detached.load(Ordering::Relaxed)
+    }
+
+    /// Whether its interface version shows frames' [`Details`](crate::wire::Details) (0.2.0 on).
+    fn shows_details(&self) -> bool {
+        self.loaded.pre.version() != Version::V0_1
     }
 
     fn implements(&self, hook: wit::Hooks) -> bool {

@@ -59,7 +59,7 @@ impl Plugin {
         PluginReport {
             name: loaded.spec.name.clone(),
             path: loaded.spec.path.display().to_string(),
-            interface: loaded.version.clone(),
+            interface: loaded.pre.version().as_str().to_owned(),
             state: if detached.is_some() {
                 "detached"
             } else {
