@@ -57,3 +57,24 @@ if command -v rustup >/dev/null 2>&1; then
   rustup target add wasm32-wasip2 wasm32-unknown-unknown >/dev/null
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
+
+# The C plugin (plugins/c-arp-guard, built by tests/tests/c_plugin.rs): clang, its wasm linker
+# (lld), wasi-libc for malloc and memcpy, and compiler-rt's wasm32 builtins, which clang links
+# into every wasm32 program (packages of Debian's default clang, whichever version that is).
+c_packages=()
+command -v clang >/dev/null 2>&1 || c_packages+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || c_packages+=(lld)
+[ -f /usr/lib/wasm32-wasi/libc.a ] || c_packages+=(wasi-libc)
+if ! command -v clang >/dev/null 2>&1 ||
+  [ ! -f "$(clang --target=wasm32-wasi -print-libgcc-file-name)" ]; then
+  c_packages+=(libclang-rt-dev-wasm32)
+fi
+if [ "${#c_packages[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${c_packages[@]}" >/dev/null
+fi
+# Its bindings generator: the wit-bindgen release of the Rust SDK's bindings (0.61).
+if [ "$(wit-bindgen --version 2>/dev/null)" != "wit-bindgen-cli 0.61.1" ]; then
+  cargo install --locked --quiet wit-bindgen-cli --version 0.61.1
+fi

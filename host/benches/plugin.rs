@@ -9,7 +9,8 @@
 //! the same threads sharing one copy behind a mutex (as the daemon did before); the cost of one
 //! learn and one age decision; and the heap allocations a warm batch makes (counted on the
 //! calling thread by `wasm_vtep_testkit::counting`; `tests/plugin_allocations.rs`
-//! asserts there are none).
+//! asserts there are none); and the time of a filter call of one frame and of 32, back to back
+//! and 10 ms apart, as `vtep plugin show` reports it.
 //!
 //! The frames are known unicast, switched to another local port: the cheapest path through
 //! the pipeline, so that the plugin's share stands out.
@@ -365,6 +366,57 @@ fn allocations(runtime: &Runtime) {
     }
 }
 
+/// Filter calls of one frame (as a ping or an ARP exchange makes them) and of 32, back to back
+/// and 10 ms apart (the plugin's code and data, its store and the host's call path go cold in
+/// the CPU's caches between calls): the mean time per call `vtep plugin show` reports for each.
+fn call_sizes(runtime: &Runtime) {
+    const CALLS: u32 = 300;
+    for (frames, pause) in [
+        (1, Duration::ZERO),
+        (1, Duration::from_millis(10)),
+        (32, Duration::ZERO),
+        (32, Duration::from_millis(10)),
+    ] {
+        let mut chain = plugin(
+            runtime,
+            "call_sizes",
+            "vni-filter",
+            r#"{"deny":[{"ip_proto":"icmp"},{"dst_port":22}],"cache_secs":0}"#,
+        );
+        let (mut v, all) = setup();
+        let batch = plugins::port_batch(&all[..frames]);
+        let mut out = Outbox::new();
+        for _ in 0..CALLS {
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+            out.clear();
+            v.handle_port_batch(
+                Instant::now(),
+                PortId(0),
+                batch.as_slice(),
+                &mut out,
+                &mut chain,
+            );
+        }
+        let calls = &chain.reports()[0].calls;
+        let per_call = if frames == 1 {
+            calls.avg_one_frame_call_ns
+        } else {
+            calls.avg_batch_call_ns
+        };
+        println!(
+            "filter calls of {frames} frame(s), {}: {:.2} us per call (plugin show)",
+            if pause.is_zero() {
+                "back to back".to_owned()
+            } else {
+                format!("{} ms apart", pause.as_millis())
+            },
+            per_call as f64 / 1e3,
+        );
+    }
+}
+
 /// The watchdog thread's CPU time so far, in seconds, from /proc.
 fn watchdog_cpu() -> Option<f64> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
@@ -400,6 +452,7 @@ fn main() {
     decisions(&mut c, &runtime);
     c.final_summary();
     allocations(&runtime);
+    call_sizes(&runtime);
     scaling(&runtime);
     with_watchdog_cpu("idle", || std::thread::sleep(Duration::from_secs(3)));
 }

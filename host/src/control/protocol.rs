@@ -145,6 +145,16 @@ pub struct CallReport {
     pub cache_full: u64,
     /// Mean time per call, all hooks, in nanoseconds.
     pub avg_call_ns: u64,
+    /// Mean time of a filter call with one frame (most calls of a quiet port, whose frames come
+    /// one by one: the plugin's code and data are then cold in the CPU's caches).
+    #[serde(default)]
+    pub avg_one_frame_call_ns: u64,
+    /// Mean time of a filter call with more frames (a busy port's batches) ...
+    #[serde(default)]
+    pub avg_batch_call_ns: u64,
+    /// ... and per frame of those calls.
+    #[serde(default)]
+    pub avg_batch_frame_ns: u64,
     /// The longest call.
     pub max_call_ns: u64,
     /// The last failure, with its hook.

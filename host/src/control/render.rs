@@ -164,6 +164,13 @@ pub fn plugin_show(r: &PluginReport) -> String {
     );
     let _ = writeln!(
         out,
+        "    filter     one frame {:.1} µs per call  batches {:.1} µs per call ({:.2} µs a frame)",
+        r.calls.avg_one_frame_call_ns as f64 / 1000.0,
+        r.calls.avg_batch_call_ns as f64 / 1000.0,
+        r.calls.avg_batch_frame_ns as f64 / 1000.0,
+    );
+    let _ = writeln!(
+        out,
         "    frames     {}  passed {}  dropped {}  from cache {}  cached flows {}",
         c("frames"),
         c("passed"),

@@ -45,6 +45,14 @@ pub(crate) struct PluginStats {
     /// Time in calls (all hooks), and the longest call.
     pub(crate) call_time: Duration,
     pub(crate) call_max: Duration,
+    /// Filter calls with one frame (a ping, an ARP exchange: the plugin's code and data are
+    /// usually cold by then) and their time ...
+    pub(crate) one_frame_calls: u64,
+    pub(crate) one_frame_time: Duration,
+    /// ... and with more (a busy port's batches), their frames and time.
+    pub(crate) batch_calls: u64,
+    pub(crate) batch_frames: u64,
+    pub(crate) batch_time: Duration,
     pub(crate) last_error: Option<String>,
 }
 
@@ -74,6 +82,11 @@ impl PluginStats {
         self.recreated += other.recreated;
         self.call_time += other.call_time;
         self.call_max = self.call_max.max(other.call_max);
+        self.one_frame_calls += other.one_frame_calls;
+        self.one_frame_time += other.one_frame_time;
+        self.batch_calls += other.batch_calls;
+        self.batch_frames += other.batch_frames;
+        self.batch_time += other.batch_time;
         if other.last_error.is_some() {
             self.last_error.clone_from(&other.last_error);
         }
@@ -101,6 +114,19 @@ impl PluginStats {
     pub(crate) fn time_call(&mut self, took: Duration) {
         self.call_time += took;
         self.call_max = self.call_max.max(took);
+    }
+
+    /// Times a filter call of `frames` frames (also in the time of all calls).
+    pub(crate) fn time_filter(&mut self, took: Duration, frames: usize) {
+        self.time_call(took);
+        if frames == 1 {
+            self.one_frame_calls += 1;
+            self.one_frame_time += took;
+        } else {
+            self.batch_calls += 1;
+            self.batch_frames += frames as u64;
+            self.batch_time += took;
+        }
     }
 
     fn calls(&self) -> u64 {
@@ -147,20 +173,26 @@ impl PluginStats {
     }
 
     pub(crate) fn report(&self) -> CallReport {
-        let calls = self.calls();
-        let avg = if calls == 0 {
-            0
-        } else {
-            u64::try_from(self.call_time.as_nanos() / u128::from(calls)).unwrap_or(u64::MAX)
-        };
         CallReport {
             counters: self.counters(),
             drops: self.drops_by_reason(),
             cache_full: self.cache_full,
-            avg_call_ns: avg,
+            avg_call_ns: mean_ns(self.call_time, self.calls()),
+            avg_one_frame_call_ns: mean_ns(self.one_frame_time, self.one_frame_calls),
+            avg_batch_call_ns: mean_ns(self.batch_time, self.batch_calls),
+            avg_batch_frame_ns: mean_ns(self.batch_time, self.batch_frames),
             max_call_ns: u64::try_from(self.call_max.as_nanos()).unwrap_or(u64::MAX),
             last_error: self.last_error.clone(),
         }
+    }
+}
+
+/// The mean of `n` calls that took `total`, in nanoseconds (0 for no call).
+fn mean_ns(total: Duration, n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        u64::try_from(total.as_nanos() / u128::from(n)).unwrap_or(u64::MAX)
     }
 }
 

@@ -136,7 +136,7 @@ impl Plugin {
         scratch.raw.clear();
         let mut stats = self.tally.stats();
         stats.filter_calls += 1;
-        stats.time_call(took);
+        stats.time_filter(took, range.len());
         match result {
             Ok(results) => {
                 self.tally.failures_in_row.store(0, Ordering::Relaxed);
