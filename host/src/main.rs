@@ -8,8 +8,12 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use tracing_subscriber::EnvFilter;
-use wasm_vtep::config::{Config, DEFAULT_SOCKET};
+use wasm_vtep::config::{Config, DEFAULT_SOCKET, PluginSpec};
 use wasm_vtep::control::{self, PluginReport, Request, Response, render};
+use wasm_vtep::plugin::Plugin;
+use wasm_vtep::plugin::offline::{CaptureFile, Replay, ReplayOptions, text};
+use wasm_vtep::vtep::Direction;
+use wasm_vtep::wire::Vni;
 
 /// A programmable VXLAN tunnel endpoint (RFC 7348).
 #[derive(Debug, Parser)]
@@ -113,6 +117,55 @@ enum PluginCommand {
         #[arg(long)]
         reset_counters: bool,
     },
+    /// Run a plugin's filter (and learning) over every frame of a capture, in this process,
+    /// with the daemon's sandbox: per frame its verdict and reason, then totals and the
+    /// plugin's counters. VXLAN packets are decapsulated (VNI from their header, direction
+    /// from-underlay); other Ethernet frames go on --vni in --direction. Exits non-zero when
+    /// --expect-drop or --expect-pass is not met.
+    Test(PluginTest),
+}
+
+/// `vtep plugin test`'s arguments.
+#[derive(Debug, clap::Args)]
+struct PluginTest {
+    /// The plugin's module (.wasm).
+    wasm: PathBuf,
+    /// The capture: pcap or pcapng (tcpdump -w, Wireshark), Ethernet.
+    #[arg(long)]
+    pcap: PathBuf,
+    /// The plugin's `config`, as a JSON object.
+    #[arg(long, conflicts_with = "config_file")]
+    config: Option<String>,
+    /// A file with the plugin's `config`: a JSON object, or a TOML table (`.toml`).
+    #[arg(long)]
+    config_file: Option<PathBuf>,
+    /// The VNI of frames without a VXLAN header.
+    #[arg(long)]
+    vni: Option<u32>,
+    /// The direction of frames without a VXLAN header.
+    #[arg(long, value_enum, default_value = "from-port")]
+    direction: TestDirection,
+    /// The UDP port of VXLAN packets.
+    #[arg(long, default_value_t = 4789)]
+    vxlan_port: u16,
+    /// The time budget of a call, in microseconds (the daemon's default if not given).
+    #[arg(long)]
+    budget_us: Option<u64>,
+    /// Print JSON: frames, totals and the plugin's report.
+    #[arg(long)]
+    json: bool,
+    /// Fail unless exactly this many frames are dropped.
+    #[arg(long)]
+    expect_drop: Option<u64>,
+    /// Fail unless exactly this many frames pass.
+    #[arg(long)]
+    expect_pass: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TestDirection {
+    FromPort,
+    FromUnderlay,
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,8 +297,95 @@ fn plugin(socket: &Path, command: PluginCommand) -> Result<()> {
                 report.hooks.join(",")
             );
         }
+        PluginCommand::Test(args) => plugin_test(&args)?,
     }
     Ok(())
+}
+
+/// `vtep plugin test`: loads the plugin as `vtep run` would, replays the capture through it,
+/// prints what happened and checks the expectations.
+fn plugin_test(args: &PluginTest) -> Result<()> {
+    let name = args
+        .wasm
+        .file_stem()
+        .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
+    let mut spec = PluginSpec::new(name, &args.wasm);
+    spec.config = match (&args.config, &args.config_file) {
+        (Some(json), _) => json.clone(),
+        (None, Some(file)) => config_file_json(file)?,
+        (None, None) => "{}".to_owned(),
+    };
+    if let Some(us) = args.budget_us {
+        spec.sandbox = spec
+            .sandbox
+            .with_time_budget(std::time::Duration::from_micros(us));
+    }
+    let runtime = wasm_vtep::plugin::Runtime::new()?;
+    let plugin =
+        Plugin::load(&runtime, spec).with_context(|| format!("loading {}", args.wasm.display()))?;
+    let options = ReplayOptions {
+        vni: args
+            .vni
+            .map(|v| Vni::new(v).with_context(|| format!("--vni {v}")))
+            .transpose()?,
+        direction: match args.direction {
+            TestDirection::FromPort => Direction::FromPort,
+            TestDirection::FromUnderlay => Direction::FromUnderlay,
+        },
+        vxlan_port: args.vxlan_port,
+    };
+    let capture =
+        CaptureFile::open(&args.pcap).with_context(|| format!("{}", args.pcap.display()))?;
+    let mut replay = Replay::new(plugin, options);
+    let mut frames = Vec::new();
+    for packet in capture {
+        match packet {
+            Ok(packet) => {
+                let result = replay.frame(&packet);
+                if !args.json {
+                    println!("{}", text::frame_line(&result));
+                }
+                frames.push(result);
+            }
+            Err(e) => replay.unreadable(e.to_string()),
+        }
+    }
+    let totals = replay.totals();
+    let report = replay.report();
+    if args.json {
+        let out = serde_json::json!({ "frames": frames, "totals": totals, "plugin": report });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", text::totals(totals, report.as_ref()));
+    }
+    for (what, expected, got) in [
+        ("dropped", args.expect_drop, totals.dropped),
+        ("passed", args.expect_pass, totals.passed),
+    ] {
+        if let Some(expected) = expected
+            && expected != got
+        {
+            bail!("expected {expected} frames {what}, {got} were");
+        }
+    }
+    Ok(())
+}
+
+/// The plugin `config` in `file`, as the JSON text `init` takes: a JSON object as it is, a
+/// TOML table (a `.toml` file) converted.
+fn config_file_json(file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    let value: serde_json::Value = if file.extension().is_some_and(|e| e == "toml") {
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{}: TOML", file.display()))?;
+        serde_json::to_value(table)?
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("{}: JSON", file.display()))?
+    };
+    if !value.is_object() {
+        bail!("{}: the plugin's config must be an object", file.display());
+    }
+    Ok(value.to_string())
 }
 
 fn config_name(config: &Config) -> String {

@@ -9,6 +9,7 @@
 //! - [`Plugin`]: one plugin as one caller uses it: its instance and a spare, verdict cache and
 //!   counters, and its failure policy; [`Plugin::another`] makes another caller's copy.
 //! - [`PluginChain`]: one caller's plugins in order, implementing the pipeline's hooks.
+//! - [`offline`]: a plugin run over a capture's frames outside the daemon (`vtep plugin test`).
 //!
 //! Contract with the pipeline: a plugin can delay a batch by at most its time budget (plus the
 //! watchdog's wake-up latency) per call, and a call has at most [`MAX_FILTER_BATCH`] frames
@@ -26,6 +27,7 @@ mod host;
 mod instance;
 pub mod load;
 mod loaded;
+pub mod offline;
 mod ratelimit;
 mod results;
 mod runtime;

@@ -25,6 +25,17 @@ impl Capture {
     /// `"udp port 4789"`; `""` for everything) and returns once tcpdump reports it is listening,
     /// so nothing sent afterwards is missed.
     pub fn start(ns: &impl AsRef<Netns>, iface: &str, filter: &str) -> Result<Capture> {
+        Capture::start_with(ns, iface, filter, &[])
+    }
+
+    /// As [`Capture::start`], with more of tcpdump's options (`["-s", "96"]`: keep only the
+    /// first 96 bytes of each packet).
+    pub fn start_with(
+        ns: &impl AsRef<Netns>,
+        iface: &str,
+        filter: &str,
+        options: &[&str],
+    ) -> Result<Capture> {
         let ns = ns.as_ref();
         let pcap = artifact_path(&format!("{}-{iface}", ns.name()), "pcap")?;
         let path = pcap.to_string_lossy().into_owned();
@@ -41,6 +52,7 @@ impl Capture {
             "-w",
             &path,
         ];
+        args.extend(options);
         args.extend(filter.split_whitespace());
         let mut tcpdump = Process::start(ns, "tcpdump", &args)?;
         tcpdump.wait_for_stderr("listening on", Duration::from_secs(10))?;
