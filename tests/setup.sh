@@ -5,15 +5,18 @@
 # client is generated from, and the wasm targets the plugins are built for.
 set -euo pipefail
 
-# The network tools the tests drive, and a C++ compiler for the fuzz target's libFuzzer.
+# The network tools the tests drive, a C++ compiler for the fuzz target's libFuzzer, and
+# Wireshark's editcap (wireshark-common), which turns a tcpdump capture into pcapng for the
+# test of `vtep plugin test`.
 need_apt=0
-for tool in ip bridge tcpdump iperf3 arping ethtool ping nstat c++; do
+for tool in ip bridge tcpdump iperf3 arping ethtool ping nstat c++ editcap; do
   command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq iproute2 iputils-ping tcpdump iperf3 arping ethtool g++ >/dev/null
+  apt-get install -y -qq iproute2 iputils-ping tcpdump iperf3 arping ethtool g++ \
+    wireshark-common >/dev/null
 fi
 
 # EVPN: gobgpd and its CLI, GoBGP's API definitions (package golang-github-osrg-gobgp-dev,
