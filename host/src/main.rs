@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use tracing_subscriber::EnvFilter;
-use wasm_vtep::config::{Config, DEFAULT_SOCKET, PluginSpec};
+use wasm_vtep::config::{Config, DEFAULT_SOCKET, OnError, PluginSpec};
 use wasm_vtep::control::{self, PluginReport, Request, Response, render};
 use wasm_vtep::plugin::Plugin;
 use wasm_vtep::plugin::offline::{CaptureFile, Replay, ReplayOptions, text};
@@ -145,6 +145,15 @@ struct PluginTest {
     /// The direction of frames without a VXLAN header.
     #[arg(long, value_enum, default_value = "from-port")]
     direction: TestDirection,
+    /// The VTEP frames without a VXLAN header come from, with --direction from-underlay.
+    #[arg(long)]
+    remote: Option<std::net::IpAddr>,
+    /// The verdict of a frame whose call failed (trap, time budget, memory, bad answer).
+    #[arg(long, value_enum, default_value = "pass")]
+    on_error: TestOnError,
+    /// Exit zero even if calls failed or the capture could not be read to its end.
+    #[arg(long)]
+    allow_failures: bool,
     /// The UDP port of VXLAN packets.
     #[arg(long, default_value_t = 4789)]
     vxlan_port: u16,
@@ -162,10 +171,16 @@ struct PluginTest {
     expect_pass: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum TestDirection {
     FromPort,
     FromUnderlay,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TestOnError {
+    Pass,
+    Drop,
 }
 
 #[derive(Debug, Subcommand)]
@@ -311,10 +326,23 @@ fn plugin_test(args: &PluginTest) -> Result<()> {
         .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
     let mut spec = PluginSpec::new(name, &args.wasm);
     spec.config = match (&args.config, &args.config_file) {
-        (Some(json), _) => json.clone(),
+        (Some(json), _) => {
+            let value: serde_json::Value = serde_json::from_str(json).context("--config")?;
+            if !value.is_object() {
+                bail!("--config: the plugin's config must be a JSON object");
+            }
+            json.clone()
+        }
         (None, Some(file)) => config_file_json(file)?,
         (None, None) => "{}".to_owned(),
     };
+    spec.on_error = match args.on_error {
+        TestOnError::Pass => OnError::Pass,
+        TestOnError::Drop => OnError::Drop,
+    };
+    if args.direction == TestDirection::FromUnderlay && args.remote.is_none() {
+        bail!("--direction from-underlay: say which VTEP the frames come from with --remote");
+    }
     if let Some(us) = args.budget_us {
         spec.sandbox = spec
             .sandbox
@@ -332,6 +360,7 @@ fn plugin_test(args: &PluginTest) -> Result<()> {
             TestDirection::FromPort => Direction::FromPort,
             TestDirection::FromUnderlay => Direction::FromUnderlay,
         },
+        remote: args.remote,
         vxlan_port: args.vxlan_port,
     };
     let capture =
@@ -342,10 +371,11 @@ fn plugin_test(args: &PluginTest) -> Result<()> {
         match packet {
             Ok(packet) => {
                 let result = replay.frame(&packet);
-                if !args.json {
+                if args.json {
+                    frames.push(result);
+                } else {
                     println!("{}", text::frame_line(&result));
                 }
-                frames.push(result);
             }
             Err(e) => replay.unreadable(e.to_string()),
         }
@@ -366,6 +396,21 @@ fn plugin_test(args: &PluginTest) -> Result<()> {
             && expected != got
         {
             bail!("expected {expected} frames {what}, {got} were");
+        }
+    }
+    if !args.allow_failures {
+        // A CI gate must not pass on verdicts a failing plugin never gave.
+        let failed: u64 = ["traps", "timeouts", "out_of_memory", "invalid"]
+            .iter()
+            .filter_map(|k| report.as_ref()?.calls.counters.get(*k))
+            .sum();
+        if failed > 0 {
+            bail!(
+                "{failed} calls failed (their frames got the on_error verdict; --allow-failures to accept)"
+            );
+        }
+        if let Some(why) = &totals.unreadable {
+            bail!("the capture could not be read to its end: {why} (--allow-failures to accept)");
         }
     }
     Ok(())

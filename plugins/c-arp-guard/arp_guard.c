@@ -2,9 +2,10 @@
 // generates from plugin-sdk/wit/plugin.wit (interface 0.2.0). See README.md.
 //
 // The addresses in `protect` belong to VMs behind this VTEP's local ports. Nobody on the far
-// side of the underlay may announce them, so an ARP reply or a gratuitous ARP that arrives
-// decapsulated and claims one of them as its sender is a spoof (or a misconfiguration): it is
-// dropped (reason 1) before it reaches, and poisons, a local VM's neighbour table.
+// side of the underlay may announce them, so an ARP request or reply (gratuitous or not) that
+// arrives decapsulated and claims one of them as its sender is a spoof (or a
+// misconfiguration): it is dropped (reason 1) before it reaches, and poisons, a local VM's
+// neighbour table.
 //
 // Memory: the bindings follow the canonical ABI's rule that a callee owns its arguments, so
 // every export frees what it is given; results are heap-allocated and freed by the bindings'
@@ -379,15 +380,16 @@ static bool is_protected(uint32_t ip) {
     return false;
 }
 
-// An ARP packet that tells its receivers where `sender-ip` is: a reply, or a gratuitous
-// request (sender and target address the same). RARP (ethertype 0x8035, opcodes 3 and 4)
-// announces no IPv4 address and is left alone.
+// An ARP packet that tells its receivers where `sender-ip` is: every request and reply does
+// (RFC 826: a receiver updates, and a target creates, its entry for the sender, which is how
+// a "who-has X tell <victim>" request poisons X's table as surely as a forged reply). RARP
+// (ethertype 0x8035, opcodes 3 and 4) announces no IPv4 address and is left alone.
 static bool announces(const frame_meta_t *f) {
     if (f->ethertype != ETHERTYPE_ARP || !f->arp.is_some) {
         return false;
     }
     const arp_meta_t *a = &f->arp.val;
-    return a->opcode == ARP_REPLY || (a->opcode == ARP_REQUEST && a->sender_ip == a->target_ip);
+    return a->opcode == ARP_REPLY || a->opcode == ARP_REQUEST;
 }
 
 static void log_spoof(const frame_meta_t *f) {
@@ -397,7 +399,9 @@ static void log_spoof(const frame_meta_t *f) {
     msg_ipv4(&m, a->sender_ip);
     msg_str(&m, " is-at ");
     msg_mac(&m, a->sender_mac);
-    msg_str(&m, a->opcode == ARP_REPLY ? " (reply)" : " (gratuitous)");
+    msg_str(&m, a->opcode == ARP_REPLY                ? " (reply)"
+                : a->sender_ip == a->target_ip ? " (gratuitous)"
+                                               : " (request)");
     const wasm_vtep_plugin_types_location_t *source = &f->source;
     if (source->tag == WASM_VTEP_PLUGIN_TYPES_LOCATION_REMOTE &&
         source->val.remote.tag == WASM_VTEP_PLUGIN_TYPES_IP_ADDR_V4) {

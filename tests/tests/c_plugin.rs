@@ -8,7 +8,7 @@
 //!   `env`), and the daemon reports it as speaking interface 0.2.0;
 //! - on a real network (VM1 and VM3 behind the daemon on host 1, their addresses protected; VM2
 //!   behind the kernel's VXLAN on host 2), ordinary traffic passes, ARP included;
-//! - ARP replies and gratuitous ARPs from the underlay that claim a protected address with a
+//! - ARP requests, replies and gratuitous ARPs from the underlay that claim a protected address with a
 //!   forged MAC are dropped (reason 1) and counted (its counter `spoofed`): VM1's ARP entry for
 //!   VM3 keeps VM3's MAC. The same frame claiming VM2's address, which is not protected, goes
 //!   through and does move VM1's entry for VM2: the forged frames would have poisoned VM1;
@@ -219,6 +219,19 @@ fn arp_reply(sender_mac: MacAddr, sender_ip: Ipv4Addr, target: &Vm) -> Vec<u8> {
     ethernet(target.mac(), sender_mac, ETHERTYPE_ARP, &body)
 }
 
+/// An ARP request for `target`'s address, from `sender_mac` claiming `sender_ip`: the target
+/// learns (or updates) the sender's entry from it (RFC 826), as from a reply.
+fn arp_request_from(sender_mac: MacAddr, sender_ip: Ipv4Addr, target: &Vm) -> Vec<u8> {
+    let body = wasm_vtep_testkit::eth::arp(
+        ArpOperation::Request,
+        sender_mac.0,
+        sender_ip,
+        [0; 6],
+        target.ipv4(),
+    );
+    ethernet(target.mac(), sender_mac, ETHERTYPE_ARP, &body)
+}
+
 #[test]
 fn the_module_imports_only_the_host_interface() -> Result<()> {
     let wasm = built()?;
@@ -415,6 +428,10 @@ fn forged_arp_for_protected_addresses_is_dropped() -> Result<()> {
             "an ARP reply to VM1 for VM3",
             arp_reply(FORGED, vm3.ipv4(), &vm1),
         ),
+        (
+            "an ARP request to VM1 from VM3's address",
+            arp_request_from(FORGED, vm3.ipv4(), &vm1),
+        ),
     ];
     for (n, (what, frame)) in (1u64..).zip(&forged) {
         from_vm2.send(frame)?;
@@ -447,8 +464,9 @@ fn forged_arp_for_protected_addresses_is_dropped() -> Result<()> {
             Ok(neighbour(&vm2, vm1.ipv4())?.as_deref() == Some(mac.to_string().as_str()))
         })?;
     }
+    let n = forged.len() as u64;
     ensure!(
-        spoofed(&daemon)? == (3, 3),
+        spoofed(&daemon)? == (n, n),
         "only the forged frames are dropped"
     );
     daemon.stop()

@@ -20,13 +20,16 @@ const DENY_ECHO: &str = r#"{"deny":[{"icmp_type":8}],"cache_secs":0}"#;
 const PINGS: u32 = 3;
 
 fn vtep_plugin_test(pcap: &Path, extra: &[&str]) -> Result<Output> {
-    let wasm = wasm("vni-filter");
+    run_plugin("vni-filter", DENY_ECHO, pcap, extra)
+}
+
+fn run_plugin(plugin: &str, config: &str, pcap: &Path, extra: &[&str]) -> Result<Output> {
     let out = Command::new(vtep_bin()?)
         .args(["plugin", "test"])
-        .arg(&wasm)
+        .arg(wasm(plugin))
         .arg("--pcap")
         .arg(pcap)
-        .args(["--config", DENY_ECHO])
+        .args(["--config", config])
         .args(extra)
         .output()
         .context("running vtep plugin test")?;
@@ -166,6 +169,44 @@ fn a_plugin_decides_captured_frames_offline() -> Result<()> {
     ensure!(
         verdicts(&again) == verdicts(&report),
         "pcapng and pcap decided alike"
+    );
+    // ... at the same times (pcapng's are in its interface's resolution: microseconds here).
+    let times = |r: &serde_json::Value| -> Vec<String> {
+        r["frames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| format!("{:.6}", f["time"].as_f64().unwrap_or(-1.0)))
+            .collect()
+    };
+    let last = report["frames"][frames.len() - 1]["time"]
+        .as_f64()
+        .unwrap_or(0.0);
+    ensure!(
+        times(&again) == times(&report) && last > 0.3,
+        "pcap times {:?}, pcapng times {:?}",
+        times(&report),
+        times(&again)
+    );
+
+    // A plugin whose every call fails: its frames get the on_error verdict, and the run fails
+    // unless told to accept that.
+    let out = run_plugin("misbehave", r#"{"mode":"trap"}"#, &underlay.pcap, &[])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("calls failed"),
+        "a trapping plugin fails the run: {stderr}"
+    );
+    let out = run_plugin(
+        "misbehave",
+        r#"{"mode":"trap"}"#,
+        &underlay.pcap,
+        &["--allow-failures", "--on-error", "drop"],
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains("drop on_error"),
+        "accepted failures, each frame dropped by on_error:\n{text}"
     );
 
     // Expectations: met, exit 0 and a text report; missed, exit non-zero saying why.

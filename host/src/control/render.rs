@@ -162,12 +162,25 @@ pub fn plugin_show(r: &PluginReport) -> String {
         r.calls.avg_call_ns as f64 / 1000.0,
         r.calls.max_call_ns as f64 / 1000.0,
     );
+    let per_call = |calls: &str, ns: u64| {
+        if c(calls) == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1} µs", ns as f64 / 1000.0)
+        }
+    };
     let _ = writeln!(
         out,
-        "    filter     one frame {:.1} µs per call  batches {:.1} µs per call ({:.2} µs a frame)",
-        r.calls.avg_one_frame_call_ns as f64 / 1000.0,
-        r.calls.avg_batch_call_ns as f64 / 1000.0,
-        r.calls.avg_batch_frame_ns as f64 / 1000.0,
+        "    filter     one frame {} per call ({} calls)  batches {} per call ({} calls, {} a frame)",
+        per_call("one_frame_calls", r.calls.avg_one_frame_call_ns),
+        c("one_frame_calls"),
+        per_call("batch_calls", r.calls.avg_batch_call_ns),
+        c("batch_calls"),
+        if c("batch_calls") == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.2} µs", r.calls.avg_batch_frame_ns as f64 / 1000.0)
+        },
     );
     let _ = writeln!(
         out,

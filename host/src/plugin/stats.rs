@@ -166,6 +166,9 @@ impl PluginStats {
             ("out_of_memory", self.out_of_memory),
             ("invalid", self.invalid),
             ("recreated", self.recreated),
+            ("one_frame_calls", self.one_frame_calls),
+            ("batch_calls", self.batch_calls),
+            ("batch_frames", self.batch_frames),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -6,8 +6,9 @@
 //! [`FrameMeta`], the per-frame metadata the pipeline and plugins read, parsed by hand in one
 //! lenient pass over the Ethernet, IPv4/IPv6 and TCP/UDP headers (`frame.rs`), and the
 //! [`Details`] only plugins read (ARP, ICMP, TCP flags, DSCP: `details.rs`). The outer IP and
-//! UDP headers are the underlay sockets' to write and read. `smoltcp::wire` is not used to parse
-//! frames here: the offloads take its pseudo-header checksum and address types. [`MacAddr`] is
+//! UDP headers are the underlay sockets' to write and read. `smoltcp::wire` does not parse the
+//! pipeline's frames (one lenient pass by hand is cheaper); the offloads take its pseudo-header
+//! checksum and address types, and `Details` its ARP packet view. [`MacAddr`] is
 //! the plugin SDK's (one type for the host and plugins).
 
 mod bytes;

@@ -6,8 +6,11 @@
 //! captured and its length on the wire (more than its bytes when the capture cut it: a
 //! snapshot length). A packet of a link type other than Ethernet is returned as such, to be
 //! counted; only a file that cannot be read further ends the iteration early, with the error.
-//! Reading is pcap-file's (a well-kept crate that reads both formats, their byte orders and
-//! timestamp resolutions).
+//! Reading is pcap-file's (a well-kept crate that reads both formats and their byte orders),
+//! with two of its shortcuts undone here: pcapng timestamps are scaled by their interface's
+//! `if_tsresol` and `if_tsoffset` (pcap-file 2.0 takes every one as nanoseconds; tcpdump
+//! and Wireshark write microseconds), and pcap records cut by a snapshot length are read raw
+//! (its checked reader refuses them).
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -61,6 +64,8 @@ pub enum Link {
     Ethernet,
     /// Another link type (its number in the pcap registry), e.g. 113 for `tcpdump -i any`.
     Other(u32),
+    /// A pcapng packet of an interface the file does not describe (by its id).
+    Unknown(u32),
 }
 
 impl From<DataLink> for Link {
@@ -72,10 +77,65 @@ impl From<DataLink> for Link {
     }
 }
 
+/// What a packet block needs of its pcapng interface.
+#[derive(Debug, Clone, Copy)]
+struct Interface {
+    link: Link,
+    /// `if_tsresol`: a power of 10 (or, with the top bit set, of 2) of a second per unit.
+    resolution: u8,
+    /// `if_tsoffset`: seconds to add.
+    offset: u64,
+}
+
+impl Interface {
+    /// pcapng's default resolution: microseconds.
+    const DEFAULT_RESOLUTION: u8 = 6;
+
+    fn of(
+        block: &pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock<'_>,
+    ) -> Interface {
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption as O;
+        let mut interface = Interface {
+            link: Link::from(block.linktype),
+            resolution: Interface::DEFAULT_RESOLUTION,
+            offset: 0,
+        };
+        for option in &block.options {
+            match option {
+                O::IfTsResol(r) => interface.resolution = *r,
+                O::IfTsOffset(o) => interface.offset = *o,
+                _ => {}
+            }
+        }
+        interface
+    }
+
+    /// A packet's time from its raw timestamp (which pcap-file hands over as nanoseconds).
+    fn time(&self, raw: Duration) -> Duration {
+        let units = raw.as_nanos();
+        let exponent = u32::from(self.resolution & 0x7f);
+        let nanos = if self.resolution & 0x80 == 0 {
+            // 10^-exponent of a second per unit.
+            match exponent.cmp(&9) {
+                core::cmp::Ordering::Less => units.saturating_mul(10u128.pow(9 - exponent)),
+                core::cmp::Ordering::Equal => units,
+                core::cmp::Ordering::Greater => {
+                    units / 10u128.checked_pow(exponent - 9).unwrap_or(u128::MAX)
+                }
+            }
+        } else {
+            // 2^-exponent of a second per unit.
+            units.saturating_mul(1_000_000_000) >> exponent.min(127)
+        };
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+        Duration::from_nanos(nanos).saturating_add(Duration::from_secs(self.offset))
+    }
+}
+
 enum Format {
     Pcap(PcapReader<BufReader<File>>, Link),
-    /// With the link types of the section's interfaces, by id.
-    PcapNg(PcapNgReader<BufReader<File>>, Vec<Link>),
+    /// With the section's interfaces, by id.
+    PcapNg(PcapNgReader<BufReader<File>>, Vec<Interface>),
 }
 
 /// A capture being read.
@@ -85,6 +145,8 @@ pub struct CaptureFile {
     number: u64,
     /// The first packet's timestamp.
     start: Option<Duration>,
+    /// The last packet's timestamp (for a pcapng simple packet, which has none).
+    last: Duration,
     /// Set once the file cannot be read further.
     done: bool,
 }
@@ -114,6 +176,7 @@ impl CaptureFile {
             format,
             number: 0,
             start: None,
+            last: Duration::ZERO,
             done: false,
         })
     }
@@ -126,6 +189,7 @@ impl CaptureFile {
         wire_len: u32,
     ) -> CapturedPacket {
         self.number += 1;
+        self.last = time;
         let start = *self.start.get_or_insert(time);
         CapturedPacket {
             number: self.number,
@@ -136,17 +200,13 @@ impl CaptureFile {
         }
     }
 
-    /// The next packet of a pcapng file: the next packet block, with its interface's link type.
+    /// The next packet of a pcapng file: the next packet block, with its interface's link type
+    /// and its time in that interface's resolution.
     fn next_pcapng(&mut self) -> Option<Result<CapturedPacket, CaptureError>> {
         loop {
+            let last = self.last;
             let Format::PcapNg(reader, interfaces) = &mut self.format else {
                 return None;
-            };
-            let link_of = |interfaces: &[Link], id: u32| {
-                usize::try_from(id)
-                    .ok()
-                    .and_then(|i| interfaces.get(i).copied())
-                    .unwrap_or(Link::Other(u32::MAX))
             };
             let (time, link, data, wire_len) = match reader.next_block()? {
                 Err(e) => return Some(Err(format_error(e))),
@@ -155,22 +215,27 @@ impl CaptureFile {
                     continue;
                 }
                 Ok(Block::InterfaceDescription(i)) => {
-                    interfaces.push(Link::from(i.linktype));
+                    interfaces.push(Interface::of(&i));
                     continue;
                 }
-                Ok(Block::EnhancedPacket(p)) => (
-                    p.timestamp,
-                    link_of(interfaces, p.interface_id),
-                    p.data.into_owned(),
-                    p.original_len,
-                ),
-                // No timestamp, and the first interface's link type.
-                Ok(Block::SimplePacket(p)) => (
-                    self.start.unwrap_or_default(),
-                    link_of(interfaces, 0),
-                    p.data.into_owned(),
-                    p.original_len,
-                ),
+                Ok(Block::EnhancedPacket(p)) => {
+                    let interface = usize::try_from(p.interface_id)
+                        .ok()
+                        .and_then(|i| interfaces.get(i));
+                    let (time, link) = match interface {
+                        Some(i) => (i.time(p.timestamp), i.link),
+                        None => (last, Link::Unknown(p.interface_id)),
+                    };
+                    (time, link, p.data.into_owned(), p.original_len)
+                }
+                Ok(Block::SimplePacket(p)) => {
+                    // No timestamp (the last packet's time stands), the first interface's link
+                    // type, and its data padded to 32 bits: cut to the packet's length.
+                    let link = interfaces.first().map_or(Link::Unknown(0), |i| i.link);
+                    let mut data = p.data.into_owned();
+                    data.truncate(usize::try_from(p.original_len).unwrap_or(usize::MAX));
+                    (last, link, data, p.original_len)
+                }
                 Ok(_) => continue, // statistics, name resolution, ...
             };
             return Some(Ok(self.packet(time, link, data, wire_len)));
@@ -221,4 +286,35 @@ impl Iterator for CaptureFile {
 
 fn format_error(e: pcap_file::PcapError) -> CaptureError {
     CaptureError::Format(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcapng_resolutions() {
+        let at = |resolution, offset| Interface {
+            link: Link::Ethernet,
+            resolution,
+            offset,
+        };
+        // 1.5 s in microseconds (the default), nanoseconds, milliseconds and 2^-10 s.
+        let raw = |units: u64| Duration::from_nanos(units);
+        assert_eq!(at(6, 0).time(raw(1_500_000)), Duration::from_millis(1500));
+        assert_eq!(
+            at(9, 0).time(raw(1_500_000_000)),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(at(3, 0).time(raw(1500)), Duration::from_millis(1500));
+        assert_eq!(
+            at(0x80 | 10, 0).time(raw(1536)),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(at(6, 2).time(raw(1_500_000)), Duration::from_millis(3500));
+        // Absurd values saturate rather than panic.
+        assert_eq!(at(0, 0).time(raw(u64::MAX)), Duration::from_nanos(u64::MAX));
+        assert_eq!(at(0x7f, 0).time(raw(u64::MAX)), Duration::ZERO);
+        let _ = at(0xff, u64::MAX).time(raw(u64::MAX));
+    }
 }

@@ -8,8 +8,10 @@
 //! header's, its direction `from-underlay`, its source the outer source address; any other
 //! Ethernet frame is on the VNI and in the direction given, from port 0. Frames the filter
 //! passes are learned in a table of their own, through the plugin's learn hook, as the
-//! pipeline learns them. A frame the capture cut, a malformed one and one of another link type
-//! are counted and reported, never offered and never fatal.
+//! pipeline learns them, but at once (the daemon's learning thread decides a moment later)
+//! and whether or not the VNI's settings would learn from the underlay. A frame the capture
+//! cut, a malformed one, one of another link type and one with a source MAC the pipeline
+//! drops before any filter are counted and reported, never offered and never fatal.
 
 mod capture;
 mod summary;
@@ -18,6 +20,7 @@ pub mod text;
 pub use capture::{CaptureError, CaptureFile, CapturedPacket, Link};
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -38,6 +41,9 @@ pub struct ReplayOptions {
     pub vni: Option<Vni>,
     /// Their direction.
     pub direction: Direction,
+    /// The VTEP they come from, when their direction is from the underlay (from port 0
+    /// otherwise).
+    pub remote: Option<IpAddr>,
     /// The UDP port that marks a packet as VXLAN.
     pub vxlan_port: u16,
 }
@@ -85,6 +91,9 @@ pub struct Totals {
     pub other_link: u64,
     /// Not offered: plain frames when no VNI was given.
     pub no_vni: u64,
+    /// Not offered: a multicast or all-zero source MAC, which the pipeline drops before any
+    /// filter.
+    pub invalid_source: u64,
     /// Learn outcomes other than refreshes, by kind.
     pub learning: BTreeMap<String, u64>,
     /// Why the capture could not be read to its end, if it could not.
@@ -212,6 +221,9 @@ impl Replay {
         } else {
             self.totals.passed += 1;
             result.verdict = "pass";
+            if counter(&after, "error_verdicts") > counter(&before, "error_verdicts") {
+                result.reason = Some("on_error".to_owned());
+            }
             result.learn = self.learn(vni, &meta, source, packet.time);
         }
         result
@@ -256,19 +268,31 @@ impl Replay {
             let why = format!("malformed: {} bytes, no Ethernet header", packet.data.len());
             return skipped(&mut totals.malformed, why, String::new());
         };
-        let Some(vxlan) = vxlan_payload(&packet.data, &outer, self.options.vxlan_port) else {
+        let vxlan = match vxlan_payload(&packet.data, &outer, self.options.vxlan_port) {
+            Ok(vxlan) => vxlan,
+            Err(why) => {
+                let summary = summary::of(&outer, &Details::default());
+                return skipped(&mut totals.malformed, why, summary);
+            }
+        };
+        let Some(vxlan) = vxlan else {
             let Some(vni) = self.options.vni else {
                 let summary = summary::of(&outer, &Details::parse(&packet.data, &outer));
                 let why = "a plain Ethernet frame, and no --vni to offer it on".to_owned();
                 return skipped(&mut totals.no_vni, why, summary);
             };
-            return Prepared::Offer {
-                vni,
-                direction: self.options.direction,
-                source: Location::Port(PortId(0)),
-                meta: outer,
-                bytes: &packet.data,
+            let source = match (self.options.direction, self.options.remote) {
+                (Direction::FromUnderlay, Some(remote)) => Location::Remote(remote),
+                _ => Location::Port(PortId(0)),
             };
+            return offer(
+                totals,
+                vni,
+                self.options.direction,
+                source,
+                outer,
+                &packet.data,
+            );
         };
         let outer_summary = || summary::of(&outer, &Details::default());
         let Some(header) = VxlanPacket::new_checked(vxlan)
@@ -284,16 +308,11 @@ impl Replay {
             let why = format!("malformed: VXLAN (VNI {vni}) with no Ethernet frame inside");
             return skipped(&mut totals.malformed, why, outer_summary());
         };
-        Prepared::Offer {
-            vni,
-            direction: Direction::FromUnderlay,
-            // The sending VTEP: the outer source (an IP packet, or it would not be VXLAN).
-            source: outer
-                .ip_src()
-                .map_or(Location::Port(PortId(0)), Location::Remote),
-            meta,
-            bytes: inner,
-        }
+        // The sending VTEP: the outer source (an IP packet, or it would not be VXLAN).
+        let source = outer
+            .ip_src()
+            .map_or(Location::Port(PortId(0)), Location::Remote);
+        offer(totals, vni, Direction::FromUnderlay, source, meta, inner)
     }
 
     /// Learns the frame's source as the pipeline would after the filter passed it; what
@@ -323,14 +342,50 @@ impl Replay {
         let tick = u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
         let outcome = self.fdb.learn(idx, meta.src, source, tick, &mut self.chain);
         let said = match outcome {
-            LearnOutcome::Refreshed => return None,
+            LearnOutcome::Refreshed | LearnOutcome::Static => return None,
             LearnOutcome::Learned => "learned".to_owned(),
             LearnOutcome::Moved { from } => format!("moved from {}", location(from)),
-            other => format!("{other:?}").to_lowercase(),
+            LearnOutcome::Rejected => "rejected".to_owned(),
+            LearnOutcome::Deferred => "deferred".to_owned(),
+            LearnOutcome::LimitReached => "limit-reached".to_owned(),
+            LearnOutcome::StaticConflict => "static-conflict".to_owned(),
+            LearnOutcome::Evpn => "evpn".to_owned(),
+            LearnOutcome::Superseded => "superseded".to_owned(),
+            LearnOutcome::UnknownVni => "unknown-vni".to_owned(),
         };
         let kind = said.split(' ').next().unwrap_or_default().to_owned();
         *self.totals.learning.entry(kind).or_default() += 1;
         Some(said)
+    }
+}
+
+/// A frame to offer, unless its source MAC is one the pipeline drops before any filter (as
+/// `Vtep::handle_port_batch` and `handle_underlay_batch` do).
+fn offer<'a>(
+    totals: &mut Totals,
+    vni: Vni,
+    direction: Direction,
+    source: Location,
+    meta: FrameMeta,
+    bytes: &'a [u8],
+) -> Prepared<'a> {
+    if !meta.src.is_valid_unicast() {
+        let why = format!(
+            "source MAC {} is not a unicast address: dropped before any filter",
+            meta.src
+        );
+        return skipped(
+            &mut totals.invalid_source,
+            why,
+            summary::of(&meta, &Details::parse(bytes, &meta)),
+        );
+    }
+    Prepared::Offer {
+        vni,
+        direction,
+        source,
+        meta,
+        bytes,
     }
 }
 
@@ -365,11 +420,30 @@ fn location(at: Location) -> String {
     }
 }
 
-/// The VXLAN header and what follows, if `frame` is a whole UDP datagram to `port`.
-fn vxlan_payload<'a>(frame: &'a [u8], meta: &FrameMeta, port: u16) -> Option<&'a [u8]> {
-    let ip = meta.ip?;
+/// The VXLAN header and what follows, within the UDP datagram's length, if `frame` is UDP to
+/// `port` (`Ok(None)`: not VXLAN); an error if its UDP header or length is not whole.
+fn vxlan_payload<'a>(
+    frame: &'a [u8],
+    meta: &FrameMeta,
+    port: u16,
+) -> Result<Option<&'a [u8]>, String> {
+    let Some(ip) = meta.ip else {
+        return Ok(None);
+    };
     if ip.protocol != ip_proto::UDP || ip.fragment || meta.dst_port() != Some(port) {
-        return None;
+        return Ok(None);
     }
-    frame.get(ip.l4_offset + UDP_HEADER_LEN..)
+    let udp = frame.get(ip.l4_offset..).unwrap_or_default();
+    let length = udp
+        .get(4..6)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        .ok_or_else(|| "malformed: a UDP header cut short".to_owned())?;
+    // A trailer or a captured FCS after the datagram is not the inner frame's.
+    match udp.get(UDP_HEADER_LEN..length) {
+        Some(payload) if length >= UDP_HEADER_LEN => Ok(Some(payload)),
+        _ => Err(format!(
+            "malformed: a UDP length of {length} for {} bytes",
+            udp.len()
+        )),
+    }
 }

@@ -10,7 +10,7 @@ use crate::control::PluginReport;
 /// was offered, its summary, and what learning did.
 pub fn frame_line(f: &FrameResult) -> String {
     let verdict = match (f.verdict, &f.reason) {
-        ("drop", Some(reason)) => format!("drop {reason}"),
+        ("drop" | "pass", Some(reason)) => format!("{} {reason}", f.verdict),
         (v, _) => v.to_owned(),
     };
     let cached = if f.cached { " (cached)" } else { "" };
@@ -56,8 +56,8 @@ pub fn totals(t: &Totals, plugin: Option<&PluginReport>) -> String {
     );
     let _ = writeln!(
         out,
-        "not offered: cut {}  malformed {}  not Ethernet {}  no VNI {}",
-        t.cut, t.malformed, t.other_link, t.no_vni
+        "not offered: cut {}  malformed {}  not Ethernet {}  no VNI {}  not a unicast source {}",
+        t.cut, t.malformed, t.other_link, t.no_vni, t.invalid_source
     );
     if !t.learning.is_empty() {
         let learning: Vec<String> = t.learning.iter().map(|(k, n)| format!("{k} {n}")).collect();
