@@ -17,6 +17,12 @@ fn wit_text() -> String {
     std::fs::read_to_string(path).expect("plugin-sdk/wit/plugin.wit")
 }
 
+/// The frozen interface 0.1.0, which the host still loads.
+fn wit_0_1_0_text() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk/wit-0.1.0/plugin.wit");
+    std::fs::read_to_string(path).expect("plugin-sdk/wit-0.1.0/plugin.wit")
+}
+
 /// A component of the `plugin` world of `wit` whose functions all trap: the shape of a plugin
 /// built against that WIT, made without a compiler.
 fn component_of(wit: &str) -> Vec<u8> {
@@ -46,29 +52,35 @@ fn misbehave(config: &str) -> PluginSpec {
 }
 
 #[test]
-fn the_interface_version_of_the_wit_is_supported() {
-    assert!(
-        wit_text().contains(&format!(
-            "package wasm-vtep:plugin@{};",
-            SUPPORTED_VERSIONS[0]
-        )),
-        "the host's SUPPORTED_VERSIONS name the version plugin.wit declares"
-    );
+fn the_interface_versions_of_the_wits_are_supported() {
+    for (wit, version) in [
+        (wit_text(), SUPPORTED_VERSIONS.last()),
+        (wit_0_1_0_text(), SUPPORTED_VERSIONS.first()),
+    ] {
+        let version = version.expect("a supported version");
+        assert!(
+            wit.contains(&format!("package wasm-vtep:plugin@{version};")),
+            "the host's SUPPORTED_VERSIONS name the version each WIT declares ({version})"
+        );
+    }
 }
 
 #[test]
 fn a_plugin_for_another_version_is_refused_naming_both() {
-    let wit = wit_text().replace("wasm-vtep:plugin@0.1.0", "wasm-vtep:plugin@0.2.0");
+    let wit = wit_text().replace("wasm-vtep:plugin@0.2.0", "wasm-vtep:plugin@0.3.0");
     let e = load_bytes(&component_of(&wit)).unwrap_err();
     assert!(matches!(e, LoadError::Version { .. }), "{e}");
     assert_eq!(
         e.to_string(),
-        "plugin is built for wasm-vtep:plugin@0.2.0; this host supports 0.1.0"
+        "plugin is built for wasm-vtep:plugin@0.3.0; this host supports 0.1.0, 0.2.0"
     );
-    // The same shape at the supported version gets past the check: it links and instantiates,
-    // and then fails in `init` (every function of a dummy traps), not at the version.
-    let e = load_bytes(&component_of(&wit_text())).unwrap_err();
-    assert!(matches!(e, LoadError::InitCall(_)), "{e}");
+    // The same shape at a supported version gets past the check: it links and instantiates,
+    // and then fails in `init` (every function of a dummy traps), not at the version; so does
+    // a plugin of the frozen 0.1.0 interface.
+    for wit in [wit_text(), wit_0_1_0_text()] {
+        let e = load_bytes(&component_of(&wit)).unwrap_err();
+        assert!(matches!(e, LoadError::InitCall(_)), "{e}");
+    }
 }
 
 #[test]
@@ -126,7 +138,7 @@ fn imports_the_host_does_not_provide_are_refused() {
     let e = load_bytes(&component_of(&wit)).unwrap_err();
     assert!(matches!(e, LoadError::Link(_)), "{e}");
     assert!(
-        e.to_string().contains("wasm-vtep:plugin/sockets@0.1.0"),
+        e.to_string().contains("wasm-vtep:plugin/sockets@0.2.0"),
         "{e}"
     );
 }
@@ -136,7 +148,7 @@ fn core_modules_and_components_both_load() {
     let runtime = Runtime::new().unwrap();
     let module = Plugin::load(&runtime, misbehave(r#"{"mode":"pass"}"#)).unwrap();
     assert_eq!(module.report().hooks, ["filter", "learn", "age"]);
-    assert_eq!(module.report().interface, "0.1.0");
+    assert_eq!(module.report().interface, "0.2.0");
     let bytes = std::fs::read(wasm("misbehave")).unwrap();
     let component = load::componentize(&bytes).unwrap();
     let p = Plugin::from_bytes(&runtime, misbehave(r#"{"mode":"pass"}"#), &component).unwrap();
