@@ -38,6 +38,16 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The SDK's version: the first `version = "..."` of its manifest (its `[package]` table's).
+fn sdk_version(root: &Path) -> Result<String> {
+    let manifest = std::fs::read_to_string(root.join("plugin-sdk/Cargo.toml"))?;
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \"")?.strip_suffix('"'))
+        .map(str::to_owned)
+        .context("no version in plugin-sdk/Cargo.toml")
+}
+
 /// The SDK as it would be published: `cargo package` (which also builds it alone), unpacked
 /// under `target_dir`.
 fn packaged_sdk(root: &Path, target_dir: &Path) -> Result<PathBuf> {
@@ -50,7 +60,7 @@ fn packaged_sdk(root: &Path, target_dir: &Path) -> Result<PathBuf> {
         .status()
         .context("running cargo package")?;
     ensure!(status.success(), "cargo package failed: {status}");
-    let version = env!("CARGO_PKG_VERSION");
+    let version = sdk_version(root)?;
     let dir = target_dir.join(format!("package/wasm-vtep-plugin-sdk-{version}"));
     ensure!(
         dir.join("Cargo.toml").is_file(),
