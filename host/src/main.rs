@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde::de::DeserializeOwned;
 use tracing_subscriber::EnvFilter;
 use wasm_vtep::config::{Config, DEFAULT_SOCKET, OnError, PluginSpec};
@@ -22,6 +22,11 @@ struct Cli {
     /// The daemon's control socket (for the subcommands that talk to it).
     #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// How log lines are written to stderr: `auto` (coloured on a terminal, plain otherwise),
+    /// `plain`, or `json` (one object a line, for journald and log shippers). RUST_LOG sets
+    /// the level (default info).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +67,14 @@ enum Command {
         #[command(subcommand)]
         command: EvpnCommand,
     },
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell), e.g.
+    /// `vtep completions bash > /etc/bash_completion.d/vtep`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, vtep(8), as roff (`vtep man | man -l -`).
+    Man,
     /// Make worker N panic at its next turn, to test supervision (builds with the
     /// `fault-injection` feature only).
     #[cfg(feature = "fault-injection")]
@@ -70,6 +83,13 @@ enum Command {
         /// The worker's index.
         worker: usize,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Auto,
+    Plain,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,19 +241,37 @@ enum FdbCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A command's output piped into `head` or a pager that quits: end quietly, as
+        // iproute2 does, rather than fail on EPIPE at the next print. The daemon keeps Rust's
+        // SIGPIPE-ignored default: a control client that goes away must not kill it.
+        // SAFETY: restores the default disposition of one signal, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    init_logs(cli.log_format);
     match execute(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vtep: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr in `format`, at RUST_LOG's level (info by default).
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Plain => logs.with_ansi(false).init(),
+        LogFormat::Auto => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
@@ -263,6 +301,16 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Evpn {
             command: EvpnCommand::Show { json },
         } => show(&cli.socket, &Request::EvpnShow, json, render::evpn),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "vtep", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(Cli::command()).section("8");
+            page.render(&mut std::io::stdout())?;
+            Ok(())
+        }
         #[cfg(feature = "fault-injection")]
         Command::PanicWorker { worker } => {
             call(&cli.socket, &Request::PanicWorker { worker }).map(drop)
