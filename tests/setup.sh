@@ -7,16 +7,16 @@ set -euo pipefail
 
 # The network tools the tests drive, a C++ compiler for the fuzz target's libFuzzer, and
 # Wireshark's editcap (wireshark-common), which turns a tcpdump capture into pcapng for the
-# test of `vtep plugin test`.
+# test of `vtep plugin test`, and groff, which renders `vtep man` in its test.
 need_apt=0
-for tool in ip bridge tcpdump iperf3 arping ethtool ping nstat c++ editcap; do
+for tool in ip bridge tcpdump iperf3 arping ethtool ping nstat c++ editcap groff; do
   command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq iproute2 iputils-ping tcpdump iperf3 arping ethtool g++ \
-    wireshark-common >/dev/null
+    wireshark-common groff-base >/dev/null
 fi
 
 # EVPN: gobgpd and its CLI, GoBGP's API definitions (package golang-github-osrg-gobgp-dev,

@@ -76,21 +76,20 @@ fn completions_and_the_man_page_come_from_the_parser() -> Result<()> {
     for sub in subcommands {
         ensure!(page.contains(sub), "the man page lacks {sub}");
     }
-    // Rendered by groff (man-db's renderer) without a warning, where it is installed.
-    if Command::new("groff").arg("-v").output().is_ok() {
-        let path = scratch("vtep.8");
-        std::fs::write(&path, &page)?;
-        let out = Command::new("groff")
-            .args(["-man", "-Tutf8", "-ww", "-z"])
-            .arg(&path)
-            .output()?;
-        std::fs::remove_file(&path)?;
-        ensure!(
-            out.status.success() && out.stderr.is_empty(),
-            "groff: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    // Rendered by groff (man-db's renderer) without a warning.
+    let path = scratch("vtep.8");
+    std::fs::write(&path, &page)?;
+    let out = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(&path)
+        .output()
+        .context("running groff (groff-base)")?;
+    std::fs::remove_file(&path)?;
+    ensure!(
+        out.status.success() && out.stderr.is_empty(),
+        "groff: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
