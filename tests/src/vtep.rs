@@ -25,6 +25,15 @@ impl VtepDaemon {
     /// Writes `config` (TOML without a `[control]` section: the guard adds one with a socket of
     /// its own), starts `vtep run` in `ns` and waits until its control socket answers.
     pub fn start(ns: &impl AsRef<Netns>, config: &str) -> Result<VtepDaemon> {
+        VtepDaemon::start_with_env(ns, config, &[])
+    }
+
+    /// As [`VtepDaemon::start`], with these variables in the daemon's environment.
+    pub fn start_with_env(
+        ns: &impl AsRef<Netns>,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Result<VtepDaemon> {
         let ns = ns.as_ref();
         let socket = artifact_path(&format!("{}-vtep", ns.name()), "sock")?;
         let config_path = artifact_path(&format!("{}-vtep", ns.name()), "toml")?;
@@ -38,6 +47,7 @@ impl VtepDaemon {
         let mut cmd = ns.command(&bin.display().to_string());
         cmd.args(["run", "--config", &config_path.display().to_string()]);
         cmd.env("RUST_LOG", "info");
+        cmd.envs(env.iter().copied());
         let process = Process::spawn(&format!("{}-vtep", ns.name()), cmd)?;
         let mut daemon = VtepDaemon {
             process,

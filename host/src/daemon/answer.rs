@@ -82,7 +82,7 @@ fn evpn_show(shared: &Shared) -> Response {
 }
 
 /// What a `vtep plugin reload` asks besides the plugin's name.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Reload {
     path: Option<String>,
     config_json: Option<String>,
@@ -123,6 +123,16 @@ fn section_of(file: &std::path::Path, name: &str) -> Result<PluginSpec, String> 
 /// data path, so that traffic keeps flowing meanwhile, then swaps it in between two batches,
 /// its counters going on from the running plugin's unless asked to reset. If the section, the
 /// configuration or the module is refused, the running plugin stays and the error says why.
+/// Reloads every plugin from the configuration file, as `vtep plugin reload NAME` does for
+/// each (SIGHUP); each outcome is logged, a refusal keeping the running plugin.
+pub(super) fn reload_all(shared: &Shared) {
+    for name in shared.plugins.order().to_vec() {
+        if let Response::Ok(_) = reload(shared, &name, &Reload::default()) {
+            tracing::info!(plugin = %name, "plugin reloaded");
+        } // a refusal was logged by `reload`, with its reason
+    }
+}
+
 fn reload(shared: &Shared, name: &str, ask: &Reload) -> Response {
     let no_such = || Response::Error(format!("no plugin named {name:?}"));
     let Some(runtime) = shared.plugins.runtime() else {

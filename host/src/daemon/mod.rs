@@ -4,7 +4,10 @@
 //! aging on a thread of their own (see `policy`); tokio, on the main thread, runs the
 //! control socket and the signal handlers, and never waits for a plugin. SIGINT and SIGTERM
 //! stop the threads, leave the multicast groups, close every socket and remove the control
-//! socket; a worker that keeps panicking stops the daemon with an error.
+//! socket; SIGHUP reloads every plugin from the configuration file (as `vtep plugin reload`
+//! does, one at a time, off the tokio thread); a worker that keeps panicking stops the daemon
+//! with an error. A service manager is told when the daemon is ready, reloading and stopping
+//! (`notify`).
 //!
 //! Plugins are loaded (compiled, instantiated, initialised) before any socket is opened, so
 //! that one that fails stops `vtep run` with its reason; a reload loads the new module and its
@@ -18,6 +21,7 @@ pub mod answer;
 mod counters;
 mod datapath;
 mod evpn;
+mod notify;
 mod plugins;
 
 pub use plugins::load_plugins;
@@ -281,6 +285,7 @@ fn run_bound(
     let result = runtime.block_on(async {
         let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Runtime)?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
+        let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Runtime)?;
         let control = tokio::spawn(server::serve(listener, answer::handler(&shared)));
         let tap_settings = {
             let shared = Arc::clone(&shared);
@@ -292,20 +297,38 @@ fn run_bound(
                 }
             })
         };
-        let result = tokio::select! {
-            _ = sigint.recv() => {
-                tracing::info!("SIGINT: stopping");
-                Ok(())
-            }
-            _ = sigterm.recv() => {
-                tracing::info!("SIGTERM: stopping");
-                Ok(())
-            }
-            () = shared.failed.notified() => {
-                let reason = lock(&shared.failure).clone().unwrap_or_default();
-                Err(DaemonError::Worker(reason))
+        notify::ready();
+        let result = loop {
+            tokio::select! {
+                _ = sighup.recv() => {
+                    tracing::info!("SIGHUP: reloading every plugin from the configuration file");
+                    notify::reloading();
+                    let shared = Arc::clone(&shared);
+                    // Off this thread: a reload compiles modules (the control socket stays
+                    // answered meanwhile). One at a time: a second SIGHUP waits for the first.
+                    let reloaded = tokio::task::spawn_blocking(move || {
+                        answer::reload_all(&shared);
+                    });
+                    if reloaded.await.is_err() {
+                        tracing::error!("reloading the plugins panicked");
+                    }
+                    notify::ready();
+                }
+                _ = sigint.recv() => {
+                    tracing::info!("SIGINT: stopping");
+                    break Ok(());
+                }
+                _ = sigterm.recv() => {
+                    tracing::info!("SIGTERM: stopping");
+                    break Ok(());
+                }
+                () = shared.failed.notified() => {
+                    let reason = lock(&shared.failure).clone().unwrap_or_default();
+                    break Err(DaemonError::Worker(reason));
+                }
             }
         };
+        notify::stopping();
         control.abort();
         tap_settings.abort();
         result

@@ -1,0 +1,91 @@
+//! The daemon under a service manager, as systemd runs it (`Type=notify`): told through a
+//! fake `NOTIFY_SOCKET` (a Unix datagram socket this test reads), it says `READY=1` once up,
+//! `RELOADING=1` (with `MONOTONIC_USEC`, as systemd 253's `Type=notify-reload` wants) and
+//! `READY=1` again around a SIGHUP, which reloads every plugin from the configuration file,
+//! and `STOPPING=1` on SIGTERM. The reload is real: the file's plugin now denies ICMP, and
+//! VM1's pings to VM2 (behind the kernel's VTEP) stop getting through.
+
+use std::net::IpAddr;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use wasm_vtep_testkit::plugins::wasm;
+use wasm_vtep_tests::{Host, KernelVtep, Switch, Vm, VtepDaemon, ping};
+
+fn config(acl: &str) -> String {
+    format!(
+        "[underlay]\nlocal = \"198.18.0.1\"\ninterface = \"uplink\"\nmtu = 1600\n\
+         [[vni]]\nid = 5001\nports = [\"vm1\"]\nremotes = [\"198.18.0.2\"]\n\
+         [[plugin]]\nname = \"acl\"\npath = {:?}\nvnis = [5001]\nconfig = {acl}\n",
+        wasm("vni-filter").display().to_string(),
+    )
+}
+
+/// The next message the daemon sent, as its lines.
+fn next(socket: &UnixDatagram) -> Result<Vec<String>> {
+    let mut buf = [0u8; 4096];
+    let n = socket
+        .recv(&mut buf)
+        .context("a message on NOTIFY_SOCKET within 10 s")?;
+    Ok(String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+#[test]
+fn the_daemon_tells_its_service_manager_ready_reloading_and_stopping() -> Result<()> {
+    let switch = Switch::new(1600)?;
+    let host1 = Host::numbered(&switch, 1)?;
+    let host2 = Host::numbered(&switch, 2)?;
+    let vm1 = Vm::numbered(&host1, 1)?;
+    let vm2 = Vm::numbered(&host2, 2)?;
+    let _kernel = KernelVtep::builder(5001)
+        .remote(IpAddr::from(host1.ipv4()))
+        .port(&vm2)
+        .create(&host2)?;
+
+    // A path in the file system: the daemon runs in another network namespace, where an
+    // abstract socket of this one would not be found.
+    let path = std::env::temp_dir().join(format!("wv-notify-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let socket = UnixDatagram::bind(&path)?;
+    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let notify = path.display().to_string();
+    let mut daemon = VtepDaemon::start_with_env(
+        &host1,
+        &config("{ allow = [] }"),
+        &[("NOTIFY_SOCKET", &notify)],
+    )?;
+    ensure!(next(&socket)? == ["READY=1"], "READY=1 once up");
+    ensure!(ping(&vm1, vm2.ipv4(), 2)?.all_received(), "pings pass");
+
+    // The file's plugin section changes; SIGHUP reloads it.
+    let file = daemon.config_path().to_path_buf();
+    let text = std::fs::read_to_string(&file)?;
+    std::fs::write(
+        &file,
+        text.replace("{ allow = [] }", "{ deny = [{ ip_proto = \"icmp\" }] }"),
+    )?;
+    daemon.process().signal(libc::SIGHUP)?;
+    let reloading = next(&socket)?;
+    ensure!(
+        reloading.first().map(String::as_str) == Some("RELOADING=1")
+            && reloading.iter().any(|l| l
+                .strip_prefix("MONOTONIC_USEC=")
+                .is_some_and(|t| t.parse::<u64>().is_ok())),
+        "RELOADING=1 with MONOTONIC_USEC: {reloading:?}"
+    );
+    ensure!(next(&socket)? == ["READY=1"], "READY=1 after the reload");
+    let stats = ping(&vm1, vm2.ipv4(), 2)?;
+    ensure!(
+        stats.received == 0,
+        "the reloaded plugin denies ICMP: {stats:?}"
+    );
+
+    daemon.stop()?;
+    ensure!(next(&socket)? == ["STOPPING=1"], "STOPPING=1 on SIGTERM");
+    std::fs::remove_file(&path)?;
+    Ok(())
+}
