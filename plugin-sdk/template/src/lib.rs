@@ -53,11 +53,12 @@ impl Filter for NoArpFromRemotes {
                     Location::Remote(ip) => !self.trusted.contains(&ip),
                     Location::Port(_) => false,
                 };
-                // The verdict depends on the frame's metadata alone: the host may reuse it for
-                // the flow's next frames for 10 s without calling the plugin.
+                // A pass depends on the frame's metadata alone: the host may reuse it for the
+                // flow's next frames for 10 s without calling the plugin. A drop is not
+                // cached, so that the plugin sees, and its counter counts, every one.
                 if f.direction == Direction::FromUnderlay && f.ethertype == ARP && untrusted {
                     self.dropped.inc();
-                    FilterResult::drop(UNTRUSTED_ARP).cache_for(10)
+                    FilterResult::drop(UNTRUSTED_ARP)
                 } else {
                     FilterResult::pass().cache_for(10)
                 }
@@ -94,7 +95,7 @@ mod tests {
             results,
             [
                 FilterResult::pass().cache_for(10),
-                FilterResult::drop(UNTRUSTED_ARP).cache_for(10)
+                FilterResult::drop(UNTRUSTED_ARP)
             ]
         );
         assert_eq!(testing::counter("dropped"), 1);
