@@ -7,16 +7,17 @@ set -euo pipefail
 
 # The network tools the tests drive, a C++ compiler for the fuzz target's libFuzzer, and
 # Wireshark's editcap (wireshark-common), which turns a tcpdump capture into pcapng for the
-# test of `vtep plugin test`, and groff, which renders `vtep man` in its test.
+# test of `vtep plugin test`, groff, which renders `vtep man` in its test, and systemd's
+# systemd-analyze, which checks the service unit (nothing is started with it).
 need_apt=0
-for tool in ip bridge tcpdump iperf3 arping ethtool ping nstat c++ editcap groff; do
+for tool in ip bridge tcpdump iperf3 arping ethtool ping nstat c++ editcap groff systemd-analyze; do
   command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq iproute2 iputils-ping tcpdump iperf3 arping ethtool g++ \
-    wireshark-common groff-base >/dev/null
+    wireshark-common groff-base systemd >/dev/null
 fi
 
 # EVPN: gobgpd and its CLI, GoBGP's API definitions (package golang-github-osrg-gobgp-dev,

@@ -37,14 +37,70 @@ impl VtepDaemon {
         let ns = ns.as_ref();
         let socket = artifact_path(&format!("{}-vtep", ns.name()), "sock")?;
         let config_path = artifact_path(&format!("{}-vtep", ns.name()), "toml")?;
-        let _ = std::fs::remove_file(&socket);
+        VtepDaemon::launch(ns, config, &socket, &config_path, &[], env)
+    }
+
+    /// As [`VtepDaemon::start`], but as a user that is not root (`nobody`), with the
+    /// capabilities CAP_NET_RAW and CAP_NET_ADMIN and no other (`setpriv`: ambient, inheritable
+    /// and bounding sets; no new privileges), as a hardened service runs it. Its configuration
+    /// and control socket are in a directory of their own that user may write (`dir`).
+    pub fn start_unprivileged(
+        ns: &impl AsRef<Netns>,
+        config: &str,
+        dir: &std::path::Path,
+    ) -> Result<VtepDaemon> {
+        use std::os::unix::fs::PermissionsExt;
+        let ns = ns.as_ref();
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
+        let caps = "-all,+net_raw,+net_admin";
+        let wrapper = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &format!("--inh-caps={caps}"),
+            &format!("--ambient-caps={caps}"),
+            &format!("--bounding-set={caps}"),
+            "--no-new-privs",
+        ]
+        .map(str::to_owned);
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        VtepDaemon::launch(
+            ns,
+            config,
+            &dir.join("vtep.sock"),
+            &dir.join("vtep.toml"),
+            &wrapper,
+            &[],
+        )
+    }
+
+    /// Writes the configuration, starts `wrapper... vtep run` in `ns` and waits until its
+    /// control socket answers.
+    fn launch(
+        ns: &Netns,
+        config: &str,
+        socket: &std::path::Path,
+        config_path: &std::path::Path,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<VtepDaemon> {
+        let _ = std::fs::remove_file(socket);
         let text = format!(
             "{config}\n[control]\nsocket = {:?}\n",
             socket.display().to_string()
         );
-        std::fs::write(&config_path, text).context("writing the vtep config")?;
-        let bin = vtep_bin()?;
-        let mut cmd = ns.command(&bin.display().to_string());
+        std::fs::write(config_path, text).context("writing the vtep config")?;
+        let bin = vtep_bin()?.display().to_string();
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = ns.command(program);
+                cmd.args(args).arg(&bin);
+                cmd
+            }
+            None => ns.command(&bin),
+        };
         cmd.args(["run", "--config", &config_path.display().to_string()]);
         cmd.env("RUST_LOG", "info");
         cmd.envs(env.iter().copied());
@@ -52,8 +108,8 @@ impl VtepDaemon {
         let mut daemon = VtepDaemon {
             process,
             ns_name: ns.name().to_owned(),
-            socket,
-            config: config_path,
+            socket: socket.to_path_buf(),
+            config: config_path.to_path_buf(),
         };
         // Ready when the control plane answers, not when its socket accepts a connection: the
         // socket is bound (and queues connections) before the ports and the underlay are
@@ -70,6 +126,11 @@ impl VtepDaemon {
         );
         started.with_context(|| daemon.process.log_tails())?;
         Ok(daemon)
+    }
+
+    /// The daemon's process id (`ip netns exec` and `setpriv` exec it: the same process).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// The control socket's path.
