@@ -23,8 +23,9 @@ struct Cli {
     #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
     /// How log lines are written to stderr: `auto` (coloured on a terminal, plain otherwise),
-    /// `plain`, or `json` (one object a line, for journald and log shippers). RUST_LOG sets
-    /// the level (default info).
+    /// `plain`, or `json` (one object a line, for log shippers). Under systemd (JOURNAL_STREAM
+    /// set) plain lines carry no timestamp: the journal adds its own. RUST_LOG sets the level
+    /// (default info).
     #[arg(long, global = true, value_enum, default_value = "auto")]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -33,7 +34,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the VTEP with this configuration until SIGINT or SIGTERM.
+    /// Run the VTEP with this configuration until SIGINT or SIGTERM; SIGHUP reloads every
+    /// plugin from the configuration file. Under systemd (NOTIFY_SOCKET) it says when it is
+    /// ready, reloading and stopping.
     Run {
         /// The TOML configuration file.
         #[arg(long)]
@@ -73,8 +76,13 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page, vtep(8), as roff (`vtep man | man -l -`).
-    Man,
+    /// Print the man page, vtep(8), as roff (`vtep man | man -l -`), or write it and a page
+    /// for every subcommand (vtep-plugin-test(8), ...) into a directory.
+    Man {
+        /// Write every page, as `NAME.8`, into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Make worker N panic at its next turn, to test supervision (builds with the
     /// `fault-injection` feature only).
     #[cfg(feature = "fault-injection")]
@@ -268,8 +276,13 @@ fn init_logs(format: LogFormat) {
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // Under systemd, stderr goes to the journal, which stamps each line itself.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     match format {
         LogFormat::Json => logs.json().init(),
+        LogFormat::Plain | LogFormat::Auto if journal => {
+            logs.with_ansi(false).without_time().init()
+        }
         LogFormat::Plain => logs.with_ansi(false).init(),
         LogFormat::Auto => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
@@ -306,10 +319,16 @@ fn execute(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut command, "vtep", &mut std::io::stdout());
             Ok(())
         }
-        Command::Man => {
+        Command::Man { dir: None } => {
             let page = clap_mangen::Man::new(Cli::command()).section("8");
             page.render(&mut std::io::stdout())?;
             Ok(())
+        }
+        Command::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+            let mut command = Cli::command();
+            command.build();
+            man_pages(&command, &dir)
         }
         #[cfg(feature = "fault-injection")]
         Command::PanicWorker { worker } => {
@@ -479,6 +498,24 @@ fn config_file_json(file: &Path) -> Result<String> {
         bail!("{}: the plugin's config must be an object", file.display());
     }
     Ok(value.to_string())
+}
+
+/// Writes the page of `command` and, recursively, of its subcommands (named as the pages
+/// that list them refer to them: `vtep-plugin-test`) into `dir`.
+fn man_pages(command: &clap::Command, dir: &Path) -> Result<()> {
+    let name = command.get_name().to_owned();
+    let path = dir.join(format!("{name}.8"));
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone())
+        .section("8")
+        .render(&mut page)?;
+    std::fs::write(&path, page).with_context(|| path.display().to_string())?;
+    // `help` too: every page lists it among its subcommands.
+    for sub in command.get_subcommands() {
+        let sub = sub.clone().name(format!("{name}-{}", sub.get_name()));
+        man_pages(&sub, dir)?;
+    }
+    Ok(())
 }
 
 fn config_name(config: &Config) -> String {

@@ -3,7 +3,8 @@
 //! `RELOADING=1` (with `MONOTONIC_USEC`, as systemd 253's `Type=notify-reload` wants) and
 //! `READY=1` again around a SIGHUP, which reloads every plugin from the configuration file,
 //! and `STOPPING=1` on SIGTERM. The reload is real: the file's plugin now denies ICMP, and
-//! VM1's pings to VM2 (behind the kernel's VTEP) stop getting through.
+//! VM1's pings to VM2 (behind the kernel's VTEP) stop getting through; a file that no longer
+//! parses is refused, the running plugin stays, and `STATUS=` says how each reload went.
 
 use std::net::IpAddr;
 use std::os::unix::net::UnixDatagram;
@@ -20,6 +21,16 @@ fn config(acl: &str) -> String {
          [[plugin]]\nname = \"acl\"\npath = {:?}\nvnis = [5001]\nconfig = {acl}\n",
         wasm("vni-filter").display().to_string(),
     )
+}
+
+/// The first line of the next message the daemon sent, and its `STATUS=` line if any.
+fn next_state(socket: &UnixDatagram) -> Result<(String, Option<String>)> {
+    let lines = next(socket)?;
+    let status = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("STATUS="))
+        .map(str::to_owned);
+    Ok((lines.first().cloned().unwrap_or_default(), status))
 }
 
 /// The next message the daemon sent, as its lines.
@@ -58,7 +69,11 @@ fn the_daemon_tells_its_service_manager_ready_reloading_and_stopping() -> Result
         &config("{ allow = [] }"),
         &[("NOTIFY_SOCKET", &notify)],
     )?;
-    ensure!(next(&socket)? == ["READY=1"], "READY=1 once up");
+    let (state, status) = next_state(&socket)?;
+    ensure!(
+        state == "READY=1" && status.as_deref() == Some("running"),
+        "READY=1 once up: {state} {status:?}"
+    );
     ensure!(ping(&vm1, vm2.ipv4(), 2)?.all_received(), "pings pass");
 
     // The file's plugin section changes; SIGHUP reloads it.
@@ -77,15 +92,41 @@ fn the_daemon_tells_its_service_manager_ready_reloading_and_stopping() -> Result
                 .is_some_and(|t| t.parse::<u64>().is_ok())),
         "RELOADING=1 with MONOTONIC_USEC: {reloading:?}"
     );
-    ensure!(next(&socket)? == ["READY=1"], "READY=1 after the reload");
+    let (state, status) = next_state(&socket)?;
+    ensure!(
+        state == "READY=1"
+            && status
+                .as_deref()
+                .is_some_and(|s| s.contains("reloaded 1, refused 0")),
+        "READY=1 after the reload, saying how it went: {state} {status:?}"
+    );
     let stats = ping(&vm1, vm2.ipv4(), 2)?;
     ensure!(
         stats.received == 0,
         "the reloaded plugin denies ICMP: {stats:?}"
     );
 
+    // A file that no longer parses: the reload is refused, the running plugin stays (ICMP
+    // still denied), and the status says so.
+    std::fs::write(&file, "[underlay\nthis is not TOML")?;
+    daemon.process().signal(libc::SIGHUP)?;
+    ensure!(next_state(&socket)?.0 == "RELOADING=1", "RELOADING=1 again");
+    let (state, status) = next_state(&socket)?;
+    ensure!(
+        state == "READY=1"
+            && status
+                .as_deref()
+                .is_some_and(|s| s.contains("reloaded 0, refused 1")),
+        "a refused reload keeps the daemon ready and says so: {state} {status:?}"
+    );
+    let stats = ping(&vm1, vm2.ipv4(), 2)?;
+    ensure!(stats.received == 0, "the running plugin stays: {stats:?}");
+
     daemon.stop()?;
-    ensure!(next(&socket)? == ["STOPPING=1"], "STOPPING=1 on SIGTERM");
+    ensure!(
+        next_state(&socket)?.0 == "STOPPING=1",
+        "STOPPING=1 on SIGTERM"
+    );
     std::fs::remove_file(&path)?;
     Ok(())
 }

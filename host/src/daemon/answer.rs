@@ -100,8 +100,9 @@ fn config_object(json: &str) -> Result<String, String> {
 
 /// The `[[plugin]]` section named `name` in the configuration file `file`, the whole file
 /// parsed and validated as `vtep run` does (its interfaces are not looked up again).
-fn section_of(file: &std::path::Path, name: &str) -> Result<PluginSpec, String> {
-    let config = Config::load(file).map_err(|e| {
+/// The daemon's configuration file, read again; the error names the file.
+fn load_config(file: &std::path::Path) -> Result<Config, String> {
+    Config::load(file).map_err(|e| {
         // A file that cannot be read names itself already.
         let e = e.to_string();
         let file = file.display().to_string();
@@ -110,12 +111,61 @@ fn section_of(file: &std::path::Path, name: &str) -> Result<PluginSpec, String> 
         } else {
             format!("{file}: {e}")
         }
-    })?;
+    })
+}
+
+/// The `[[plugin]]` section named `name` in `config` (read from `file`).
+fn section_in(config: &Config, file: &std::path::Path, name: &str) -> Result<PluginSpec, String> {
     config
         .plugins
-        .into_iter()
+        .iter()
         .find(|p| p.name == name)
+        .cloned()
         .ok_or_else(|| format!("{} has no [[plugin]] named {name:?}", file.display()))
+}
+
+/// What a reload of every plugin did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Reloaded {
+    /// Plugins swapped for their new load.
+    pub(super) ok: usize,
+    /// Plugins kept as they ran (their refusal was logged with its reason).
+    pub(super) refused: usize,
+}
+
+/// Reloads every plugin from the configuration file, read once (SIGHUP), as `vtep plugin
+/// reload NAME` does for each; a refusal keeps the running plugin. A file that cannot be read
+/// or parsed keeps them all. Sections added to the file are loaded at the next start only (a
+/// reload swaps plugins, it does not add or remove them), and the log says so.
+pub(super) fn reload_all(shared: &Shared) -> Reloaded {
+    let names = shared.plugins.order().to_vec();
+    let config = match &shared.config_source {
+        Some(file) => match load_config(file) {
+            Ok(config) => Some((config, file.clone())),
+            Err(why) => {
+                tracing::warn!(error = %why, "the configuration file is refused; every plugin stays as it runs");
+                return Reloaded {
+                    ok: 0,
+                    refused: names.len(),
+                };
+            }
+        },
+        None => None,
+    };
+    if let Some((config, _)) = &config {
+        for added in config.plugins.iter().filter(|p| !names.contains(&p.name)) {
+            tracing::warn!(plugin = %added.name, "a [[plugin]] section new in the file is loaded at the next start, not by a reload");
+        }
+    }
+    let mut reloaded = Reloaded::default();
+    for name in &names {
+        let given = config.as_ref().map(|(c, f)| (c, f.as_path()));
+        match reload_from(shared, name, &Reload::default(), given) {
+            Response::Ok(_) => reloaded.ok += 1,
+            _ => reloaded.refused += 1,
+        }
+    }
+    reloaded
 }
 
 /// `vtep plugin reload`: reads the plugin's `[[plugin]]` section again from the daemon's
@@ -123,17 +173,17 @@ fn section_of(file: &std::path::Path, name: &str) -> Result<PluginSpec, String> 
 /// data path, so that traffic keeps flowing meanwhile, then swaps it in between two batches,
 /// its counters going on from the running plugin's unless asked to reset. If the section, the
 /// configuration or the module is refused, the running plugin stays and the error says why.
-/// Reloads every plugin from the configuration file, as `vtep plugin reload NAME` does for
-/// each (SIGHUP); each outcome is logged, a refusal keeping the running plugin.
-pub(super) fn reload_all(shared: &Shared) {
-    for name in shared.plugins.order().to_vec() {
-        if let Response::Ok(_) = reload(shared, &name, &Reload::default()) {
-            tracing::info!(plugin = %name, "plugin reloaded");
-        } // a refusal was logged by `reload`, with its reason
-    }
+fn reload(shared: &Shared, name: &str, ask: &Reload) -> Response {
+    reload_from(shared, name, ask, None)
 }
 
-fn reload(shared: &Shared, name: &str, ask: &Reload) -> Response {
+/// [`reload`], with the configuration file already read (`given`) or read here.
+fn reload_from(
+    shared: &Shared,
+    name: &str,
+    ask: &Reload,
+    given: Option<(&Config, &std::path::Path)>,
+) -> Response {
     let no_such = || Response::Error(format!("no plugin named {name:?}"));
     let Some(runtime) = shared.plugins.runtime() else {
         return no_such();
@@ -148,12 +198,14 @@ fn reload(shared: &Shared, name: &str, ask: &Reload) -> Response {
             "plugin {name:?} not reloaded (the running one stays): {why}"
         ))
     };
-    let section = match &shared.config_source {
-        Some(file) => match section_of(file, name) {
-            Ok(spec) => spec,
-            Err(why) => return refused(why),
-        },
-        None => running,
+    let section = match (given, &shared.config_source) {
+        (Some((config, file)), _) => section_in(config, file, name),
+        (None, Some(file)) => load_config(file).and_then(|c| section_in(&c, file, name)),
+        (None, None) => Ok(running),
+    };
+    let section = match section {
+        Ok(spec) => spec,
+        Err(why) => return refused(why),
     };
     let mut spec = match &ask.config_json {
         Some(json) => match config_object(json) {

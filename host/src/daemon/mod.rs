@@ -2,7 +2,8 @@
 //!
 //! The data path runs on worker threads (see `datapath`), learning decisions of plugins and
 //! aging on a thread of their own (see `policy`); tokio, on the main thread, runs the
-//! control socket and the signal handlers, and never waits for a plugin. SIGINT and SIGTERM
+//! control socket and the signal handlers, and never waits for a plugin (a reload, by the
+//! control socket or SIGHUP, runs on a blocking thread while signals stay answered). SIGINT and SIGTERM
 //! stop the threads, leave the multicast groups, close every socket and remove the control
 //! socket; SIGHUP reloads every plugin from the configuration file (as `vtep plugin reload`
 //! does, one at a time, off the tokio thread); a worker that keeps panicking stops the daemon
@@ -298,21 +299,39 @@ fn run_bound(
             })
         };
         notify::ready();
+        // A SIGHUP's reload runs off this thread (it compiles modules) while the signals and
+        // the control socket stay answered; one at a time: a SIGHUP meanwhile is taken after.
+        let mut reload: Option<tokio::task::JoinHandle<answer::Reloaded>> = None;
+        let mut hup_pending = false;
         let result = loop {
+            if hup_pending && reload.is_none() {
+                hup_pending = false;
+                tracing::info!("SIGHUP: reloading every plugin from the configuration file");
+                notify::reloading();
+                let shared = Arc::clone(&shared);
+                reload = Some(tokio::task::spawn_blocking(move || {
+                    answer::reload_all(&shared)
+                }));
+            }
             tokio::select! {
-                _ = sighup.recv() => {
-                    tracing::info!("SIGHUP: reloading every plugin from the configuration file");
-                    notify::reloading();
-                    let shared = Arc::clone(&shared);
-                    // Off this thread: a reload compiles modules (the control socket stays
-                    // answered meanwhile). One at a time: a second SIGHUP waits for the first.
-                    let reloaded = tokio::task::spawn_blocking(move || {
-                        answer::reload_all(&shared);
-                    });
-                    if reloaded.await.is_err() {
-                        tracing::error!("reloading the plugins panicked");
+                _ = sighup.recv() => hup_pending = true,
+                done = async {
+                    match reload.as_mut() {
+                        Some(running) => running.await,
+                        None => std::future::pending().await,
                     }
-                    notify::ready();
+                } => {
+                    reload = None;
+                    match done {
+                        Ok(r) => {
+                            tracing::info!(reloaded = r.ok, refused = r.refused, "plugins reloaded");
+                            notify::reloaded(r.ok, r.refused);
+                        }
+                        Err(_) => {
+                            tracing::error!("reloading the plugins panicked");
+                            notify::reloaded(0, shared.plugins.order().len());
+                        }
+                    }
                 }
                 _ = sigint.recv() => {
                     tracing::info!("SIGINT: stopping");

@@ -4,14 +4,25 @@
 //! SIGHUP reloads its plugins and `READY=1` again after, and `STOPPING=1` when it begins to stop.
 //!
 //! Contract: without `NOTIFY_SOCKET` in the environment (not started by a service manager)
-//! every call does nothing; a message that cannot be sent is logged once per kind and never
-//! stops the daemon. The `sd-notify` crate speaks the datagram protocol (abstract sockets too).
+//! every call does nothing; a message that cannot be sent is logged (a warning: there are a
+//! handful in a daemon's life) and never stops the daemon. After a reload the `STATUS=` line
+//! says how many plugins were reloaded and how many refused (`systemctl status` shows it),
+//! since `ExecReload` returns before the reload ends. The `sd-notify` crate speaks the datagram protocol (abstract sockets too).
 
 use sd_notify::NotifyState;
 
 /// The daemon is up: its sockets are bound, its groups joined, its plugins loaded.
 pub(super) fn ready() {
-    send("READY", &[NotifyState::Ready]);
+    send(
+        "READY",
+        &[NotifyState::Ready, NotifyState::Status("running")],
+    );
+}
+
+/// A SIGHUP's reload ended: `ok` plugins swapped, `refused` kept as they ran.
+pub(super) fn reloaded(ok: usize, refused: usize) {
+    let status = format!("running; plugins reloaded {ok}, refused {refused} (see the log)");
+    send("READY", &[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
 /// A SIGHUP's reload begins.

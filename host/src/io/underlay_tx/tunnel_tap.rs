@@ -411,12 +411,17 @@ fn set_up(name: &str) -> io::Result<()> {
     ioctl(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) })
 }
 
-/// `net.ipv4.conf.all.rp_filter` when it is not 0 (unreadable counts as 0: no IPv4 sysctls,
-/// no reverse path filter).
+/// `net.ipv4.conf.all.rp_filter` when it is not 0, or why it cannot be read (a sandbox that
+/// hides /proc/sys, such as systemd's `ProcSubset=pid`): what cannot be checked is not taken
+/// for 0, since a reverse path filter would blackhole every frame the tap forwards.
 fn all_rp_filter() -> Option<String> {
-    let mode = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter").ok()?;
-    let mode = mode.trim();
-    (mode != "0").then(|| mode.to_owned())
+    match std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter") {
+        Ok(mode) => {
+            let mode = mode.trim();
+            (mode != "0").then(|| mode.to_owned())
+        }
+        Err(e) => Some(format!("unreadable ({e})")),
+    }
 }
 
 /// The path of the tap's IPv4 setting `key`.
