@@ -12,6 +12,9 @@ use smoltcp::wire::{ArpHardware, ArpPacket};
 
 use super::MacAddr;
 use super::frame::{ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, FrameMeta, ip_proto};
+// The plugin SDK's types, as for `MacAddr`: one definition of what the host reads and what a
+// plugin is shown.
+pub use wasm_vtep_plugin_sdk::types::{Arp, Icmp};
 
 /// EtherType of RARP (RFC 903): the same packet as ARP, with opcodes 3 and 4.
 pub const ETHERTYPE_RARP: u16 = 0x8035;
@@ -36,32 +39,6 @@ pub struct Details {
     pub icmp: Option<Icmp>,
     /// An ARP or RARP packet for IPv4 over Ethernet.
     pub arp: Option<Arp>,
-}
-
-/// An ICMP or ICMPv6 message's type and code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Icmp {
-    /// The message type.
-    pub kind: u8,
-    /// The code.
-    pub code: u8,
-    /// The target of a neighbour solicitation or advertisement.
-    pub nd_target: Option<Ipv6Addr>,
-}
-
-/// The fields of an ARP (or RARP) packet for IPv4 over Ethernet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Arp {
-    /// 1: request, 2: reply, 3 and 4: RARP's.
-    pub opcode: u16,
-    /// The sender's hardware address.
-    pub sender_mac: MacAddr,
-    /// The sender's protocol address.
-    pub sender_ip: Ipv4Addr,
-    /// The target's hardware address.
-    pub target_mac: MacAddr,
-    /// The target's protocol address.
-    pub target_ip: Ipv4Addr,
 }
 
 impl Details {
