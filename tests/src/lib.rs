@@ -60,6 +60,8 @@ pub use tools::ping::{
 };
 pub use tools::raw_frame::PacketSocket;
 pub use tools::vxlan_view::VxlanPacket;
-pub use topology::{Host, HostConfig, KernelVtep, KernelVtepBuilder, Switch, Vm, VmConfig};
+pub use topology::{
+    Host, HostConfig, KernelPeer, KernelVtep, KernelVtepBuilder, Switch, Vm, VmConfig,
+};
 pub use vtep::{VtepDaemon, vtep_check};
 pub use wasm_vtep::control::FdbRow;

@@ -5,13 +5,12 @@
 //! an empty list VM1 never resolves VM2 behind the kernel's VTEP and the plugin counts the
 //! drops; trusting that VTEP, the pings go through.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 use wasm_vtep_testkit::plugins::wasm_build;
-use wasm_vtep_tests::{Host, KernelVtep, Switch, Vm, VtepDaemon, ping};
+use wasm_vtep_tests::{KernelPeer, VtepDaemon, ping};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -129,18 +128,11 @@ fn dropped(daemon: &VtepDaemon) -> Result<(u64, u64)> {
 #[test]
 fn a_plugin_from_the_template_builds_outside_the_workspace_and_runs() -> Result<()> {
     let wasm = build_template_elsewhere()?;
-    let switch = Switch::new(1600)?;
-    let host1 = Host::numbered(&switch, 1)?;
-    let host2 = Host::numbered(&switch, 2)?;
-    let vm1 = Vm::numbered(&host1, 1)?;
-    let vm2 = Vm::numbered(&host2, 2)?;
-    let _kernel = KernelVtep::builder(5001)
-        .remote(IpAddr::from(host1.ipv4()))
-        .port(&vm2)
-        .create(&host2)?;
+    let bed = KernelPeer::new()?;
+    let (host1, vm1, vm2) = (&bed.host1, &bed.vm1, &bed.vm2);
 
-    let daemon = VtepDaemon::start(&host1, &config(&wasm, ""))?;
-    let stats = ping(&vm1, vm2.ipv4(), 2)?;
+    let daemon = VtepDaemon::start(host1, &config(&wasm, ""))?;
+    let stats = ping(vm1, vm2.ipv4(), 2)?;
     ensure!(
         stats.received == 0,
         "ARP from an untrusted VTEP must not pass: {stats:?}"
@@ -152,8 +144,8 @@ fn a_plugin_from_the_template_builds_outside_the_workspace_and_runs() -> Result<
     );
     daemon.stop()?;
 
-    let daemon = VtepDaemon::start(&host1, &config(&wasm, "\"198.18.0.2\""))?;
-    let stats = ping(&vm1, vm2.ipv4(), 3)?;
+    let daemon = VtepDaemon::start(host1, &config(&wasm, "\"198.18.0.2\""))?;
+    let stats = ping(vm1, vm2.ipv4(), 3)?;
     ensure!(
         stats.all_received(),
         "trusted, the pings go through: {stats:?}"

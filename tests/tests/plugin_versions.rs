@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use wasm_vtep_testkit::plugins::wasm;
-use wasm_vtep_tests::{
-    Host, KernelVtep, Switch, UdpSink, Vm, VtepDaemon, ping, ping_with, udp_flood,
-};
+use wasm_vtep_tests::{KernelPeer, UdpSink, Vm, VtepDaemon, ping, ping_with, udp_flood};
 
 fn config() -> String {
     format!(
@@ -48,16 +46,9 @@ fn udp_to(vm1: &Vm, vm2: &Vm, port: u16) -> Result<u64> {
 
 #[test]
 fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_side_by_side() -> Result<()> {
-    let switch = Switch::new(1600)?;
-    let host1 = Host::numbered(&switch, 1)?;
-    let host2 = Host::numbered(&switch, 2)?;
-    let vm1 = Vm::numbered(&host1, 1)?;
-    let vm2 = Vm::numbered(&host2, 2)?;
-    let _kernel = KernelVtep::builder(5001)
-        .remote(IpAddr::from(host1.ipv4()))
-        .port(&vm2)
-        .create(&host2)?;
-    let daemon = VtepDaemon::start(&host1, &config())?;
+    let bed = KernelPeer::new()?;
+    let (host1, vm1, vm2) = (&bed.host1, &bed.vm1, &bed.vm2);
+    let daemon = VtepDaemon::start(host1, &config())?;
 
     let legacy = show(&daemon, "legacy")?;
     let acl = show(&daemon, "acl")?;
@@ -69,7 +60,7 @@ fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_side_by_side() -> Result<()> {
     );
 
     // Plain pings pass both; the old plugin saw VM2's ARP reply in its bytes.
-    let stats = ping(&vm1, vm2.ipv4(), 3)?;
+    let stats = ping(vm1, vm2.ipv4(), 3)?;
     ensure!(stats.all_received(), "plain pings pass: {stats:?}");
     let legacy = show(&daemon, "legacy")?;
     ensure!(
@@ -79,19 +70,19 @@ fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_side_by_side() -> Result<()> {
     );
 
     // Echo requests with DSCP 46 (TOS 0xb8): the 0.2.0 plugin drops them by its new fields.
-    let marked = ping_with(&vm1, vm2.ipv4(), 3, &["-Q", "184"])?;
+    let marked = ping_with(vm1, vm2.ipv4(), 3, &["-Q", "184"])?;
     ensure!(
         marked.received == 0,
         "DSCP 46 echo requests dropped: {marked:?}"
     );
     let acl = show(&daemon, "acl")?;
     ensure!(drops(&acl, "1") >= 3, "acl drops: {}", acl["calls"]);
-    let stats = ping(&vm1, vm2.ipv4(), 2)?;
+    let stats = ping(vm1, vm2.ipv4(), 2)?;
     ensure!(stats.all_received(), "unmarked pings still pass: {stats:?}");
 
     // UDP to port 9 dropped by the 0.1.0 plugin's port rule; to port 10, delivered.
-    let to_discard = udp_to(&vm1, &vm2, 9)?;
-    let to_other = udp_to(&vm1, &vm2, 10)?;
+    let to_discard = udp_to(vm1, vm2, 9)?;
+    let to_other = udp_to(vm1, vm2, 10)?;
     let legacy = show(&daemon, "legacy")?;
     ensure!(
         to_discard == 0 && to_other > 0,

@@ -6,13 +6,12 @@
 //! VM1's pings to VM2 (behind the kernel's VTEP) stop getting through; a file that no longer
 //! parses is refused, the running plugin stays, and `STATUS=` says how each reload went.
 
-use std::net::IpAddr;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use wasm_vtep_testkit::plugins::wasm;
-use wasm_vtep_tests::{Host, KernelVtep, Switch, Vm, VtepDaemon, ping};
+use wasm_vtep_tests::{KernelPeer, VtepDaemon, ping};
 
 fn config(acl: &str) -> String {
     format!(
@@ -47,15 +46,8 @@ fn next(socket: &UnixDatagram) -> Result<Vec<String>> {
 
 #[test]
 fn the_daemon_tells_its_service_manager_ready_reloading_and_stopping() -> Result<()> {
-    let switch = Switch::new(1600)?;
-    let host1 = Host::numbered(&switch, 1)?;
-    let host2 = Host::numbered(&switch, 2)?;
-    let vm1 = Vm::numbered(&host1, 1)?;
-    let vm2 = Vm::numbered(&host2, 2)?;
-    let _kernel = KernelVtep::builder(5001)
-        .remote(IpAddr::from(host1.ipv4()))
-        .port(&vm2)
-        .create(&host2)?;
+    let bed = KernelPeer::new()?;
+    let (host1, vm1, vm2) = (&bed.host1, &bed.vm1, &bed.vm2);
 
     // A path in the file system: the daemon runs in another network namespace, where an
     // abstract socket of this one would not be found.
@@ -65,7 +57,7 @@ fn the_daemon_tells_its_service_manager_ready_reloading_and_stopping() -> Result
     socket.set_read_timeout(Some(Duration::from_secs(10)))?;
     let notify = path.display().to_string();
     let mut daemon = VtepDaemon::start_with_env(
-        &host1,
+        host1,
         &config("{ allow = [] }"),
         &[("NOTIFY_SOCKET", &notify)],
     )?;
@@ -74,7 +66,7 @@ fn the_daemon_tells_its_service_manager_ready_reloading_and_stopping() -> Result
         state == "READY=1" && status.as_deref() == Some("running"),
         "READY=1 once up: {state} {status:?}"
     );
-    ensure!(ping(&vm1, vm2.ipv4(), 2)?.all_received(), "pings pass");
+    ensure!(ping(vm1, vm2.ipv4(), 2)?.all_received(), "pings pass");
 
     // The file's plugin section changes; SIGHUP reloads it.
     let file = daemon.config_path().to_path_buf();
@@ -100,7 +92,7 @@ fn the_daemon_tells_its_service_manager_ready_reloading_and_stopping() -> Result
                 .is_some_and(|s| s.contains("reloaded 1, refused 0")),
         "READY=1 after the reload, saying how it went: {state} {status:?}"
     );
-    let stats = ping(&vm1, vm2.ipv4(), 2)?;
+    let stats = ping(vm1, vm2.ipv4(), 2)?;
     ensure!(
         stats.received == 0,
         "the reloaded plugin denies ICMP: {stats:?}"
@@ -119,7 +111,7 @@ fn the_daemon_tells_its_service_manager_ready_reloading_and_stopping() -> Result
                 .is_some_and(|s| s.contains("reloaded 0, refused 1")),
         "a refused reload keeps the daemon ready and says so: {state} {status:?}"
     );
-    let stats = ping(&vm1, vm2.ipv4(), 2)?;
+    let stats = ping(vm1, vm2.ipv4(), 2)?;
     ensure!(stats.received == 0, "the running plugin stays: {stats:?}");
 
     daemon.stop()?;

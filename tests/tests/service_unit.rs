@@ -7,13 +7,12 @@
 //! and forwards VM1's pings to VM2 behind the kernel's VTEP. Not covered here (no systemd runs
 //! in the tests): the system call filter, the namespaces and the file system view.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 use wasm_vtep_testkit::plugins::wasm;
-use wasm_vtep_tests::{Host, KernelVtep, Switch, Vm, VtepDaemon, ping, vtep_bin};
+use wasm_vtep_tests::{KernelPeer, VtepDaemon, ping, vtep_bin};
 
 fn unit_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/debian/wasm-vtep.service")
@@ -78,15 +77,8 @@ fn systemd_accepts_the_unit_and_rates_it_hardened() -> Result<()> {
 
 #[test]
 fn the_daemon_runs_with_two_capabilities_and_no_root() -> Result<()> {
-    let switch = Switch::new(1600)?;
-    let host1 = Host::numbered(&switch, 1)?;
-    let host2 = Host::numbered(&switch, 2)?;
-    let vm1 = Vm::numbered(&host1, 1)?;
-    let vm2 = Vm::numbered(&host2, 2)?;
-    let _kernel = KernelVtep::builder(5001)
-        .remote(IpAddr::from(host1.ipv4()))
-        .port(&vm2)
-        .create(&host2)?;
+    let bed = KernelPeer::new()?;
+    let (host1, vm1, vm2) = (&bed.host1, &bed.vm1, &bed.vm2);
     let dir = scratch("run");
     // With a plugin: wasmtime compiles and runs it as that user too.
     let config = format!(
@@ -95,7 +87,7 @@ fn the_daemon_runs_with_two_capabilities_and_no_root() -> Result<()> {
          [[plugin]]\nname = \"acl\"\npath = {:?}\nvnis = [5001]\nconfig = {{ allow = [] }}\n",
         wasm("vni-filter").display().to_string()
     );
-    let daemon = VtepDaemon::start_unprivileged(&host1, &config, &dir)?;
+    let daemon = VtepDaemon::start_unprivileged(host1, &config, &dir)?;
     // What the kernel says of the daemon's process: not root, and its capabilities.
     let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid()))?;
     let field = |name: &str| {
@@ -114,7 +106,7 @@ fn the_daemon_runs_with_two_capabilities_and_no_root() -> Result<()> {
         field("Uid:"),
         field("CapEff:")
     );
-    let stats = ping(&vm1, vm2.ipv4(), 3)?;
+    let stats = ping(vm1, vm2.ipv4(), 3)?;
     ensure!(
         stats.all_received(),
         "pings through the unprivileged daemon: {stats:?}"

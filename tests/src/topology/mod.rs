@@ -17,11 +17,13 @@
 //! test fixture can own a whole topology in one struct.
 
 mod host;
+mod kernel_peer;
 mod kernel_vtep;
 mod switch;
 mod vm;
 
 pub use host::{Host, HostConfig};
+pub use kernel_peer::KernelPeer;
 pub use kernel_vtep::{KernelVtep, KernelVtepBuilder};
 pub use switch::Switch;
 pub use vm::{Vm, VmConfig};
