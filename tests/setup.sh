@@ -8,22 +8,25 @@ set -euo pipefail
 # The network tools the tests drive, a C++ compiler for the fuzz target's libFuzzer, and
 # Wireshark's editcap (wireshark-common), which turns a tcpdump capture into pcapng for the
 # test of `vtep plugin test`, groff, which renders `vtep man` in its test, and systemd's
-# systemd-analyze, which checks the service unit (nothing is started with it).
+# systemd-analyze, which checks the service unit (nothing is started with it), and curl, which
+# scrapes the metrics endpoint.
 need_apt=0
-for tool in ip bridge tcpdump iperf3 arping ethtool ping nstat c++ editcap groff systemd-analyze; do
+for tool in ip bridge tcpdump iperf3 arping ethtool ping nstat c++ editcap groff systemd-analyze \
+  curl; do
   command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq iproute2 iputils-ping tcpdump iperf3 arping ethtool g++ \
-    wireshark-common groff-base systemd >/dev/null
+    wireshark-common groff-base systemd curl >/dev/null
 fi
 
 # EVPN: gobgpd and its CLI, GoBGP's API definitions (package golang-github-osrg-gobgp-dev,
-# checked by a file it ships), protoc, and FRR. The tests start gobgpd and FRR's zebra and bgpd
-# themselves, inside their namespaces (FRR with a path space of its own per test, `-N`), so
-# nothing here may leave them running as system services: during the install policy-rc.d
+# checked by a file it ships), protoc, and FRR; and Prometheus, whose promtool checks the
+# metrics endpoint's text. The tests start gobgpd and FRR's zebra and bgpd themselves, inside
+# their namespaces (FRR with a path space of its own per test, `-N`), and run no Prometheus
+# server, so nothing here may leave them running as system services: during the install policy-rc.d
 # answers 101 ("action forbidden") so the packages start nothing (unless the machine has a
 # policy-rc.d of its own, which is left alone), and the services the packages enable for the
 # next boot are disabled again, for the packages this script installed only.
@@ -33,7 +36,10 @@ command -v gobgpd >/dev/null 2>&1 || evpn_packages+=(gobgpd)
   evpn_packages+=(golang-github-osrg-gobgp-dev)
 command -v protoc >/dev/null 2>&1 || evpn_packages+=(protobuf-compiler)
 [ -x /usr/lib/frr/bgpd ] || evpn_packages+=(frr)
-if [ "${#evpn_packages[@]}" -gt 0 ]; then
+# Prometheus without its recommends (its node exporter, one more service).
+prometheus_packages=()
+command -v promtool >/dev/null 2>&1 || prometheus_packages+=(prometheus)
+if [ "${#evpn_packages[@]}" -gt 0 ] || [ "${#prometheus_packages[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   policy=/usr/sbin/policy-rc.d
   own_policy=0
@@ -44,13 +50,18 @@ if [ "${#evpn_packages[@]}" -gt 0 ]; then
     trap 'rm -f "$policy"' EXIT
   fi
   apt-get update -qq
-  apt-get install -y -qq "${evpn_packages[@]}" >/dev/null
+  if [ "${#evpn_packages[@]}" -gt 0 ]; then
+    apt-get install -y -qq "${evpn_packages[@]}" >/dev/null
+  fi
+  if [ "${#prometheus_packages[@]}" -gt 0 ]; then
+    apt-get install -y -qq --no-install-recommends "${prometheus_packages[@]}" >/dev/null
+  fi
   if [ "$own_policy" = 1 ]; then
     rm -f "$policy"
     trap - EXIT
   fi
-  for service in gobgpd frr; do
-    if [[ " ${evpn_packages[*]} " == *" $service "* ]]; then
+  for service in gobgpd frr prometheus; do
+    if [[ " ${evpn_packages[*]} ${prometheus_packages[*]} " == *" $service "* ]]; then
       deb-systemd-helper disable "$service.service" >/dev/null 2>&1 || true
       update-rc.d "$service" disable >/dev/null 2>&1 || true
     fi

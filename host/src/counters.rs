@@ -1,17 +1,18 @@
 //! Named counters, for the whole crate: [`named_counters!`] defines a struct of `u64` counters
 //! from one table (each field, its doc and its name in `vtep stats`), with adding up (`+=`, to
-//! sum workers or sockets) and `named()` (every counter with its name). Adding a counter is
+//! sum workers or sockets), `named()` (every counter with its name) and `DESCRIBED` (every name
+//! with its doc, the metrics' help). Adding a counter is
 //! then one line in the table and its count where it happens.
 
 /// Defines a counter struct from one table: `name => "key",` per counter, docs above each.
 macro_rules! named_counters {
     ($(#[$meta:meta])* pub struct $name:ident {
-        $($(#[$doc:meta])* $field:ident => $key:literal,)*
+        $($(#[doc = $doc:literal])* $field:ident => $key:literal,)*
     }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct $name {
-            $($(#[$doc])* pub $field: u64,)*
+            $($(#[doc = $doc])* pub $field: u64,)*
         }
 
         impl core::ops::AddAssign for $name {
@@ -25,6 +26,11 @@ macro_rules! named_counters {
             pub fn named(&self) -> [(&'static str, u64); [$($key),*].len()] {
                 [$(($key, self.$field)),*]
             }
+
+            /// Every counter's name with what it counts (its doc comment, one line), for the
+            /// metrics' help texts.
+            pub const DESCRIBED: [(&'static str, &'static str); [$($key),*].len()] =
+                [$(($key, concat!($($doc),*))),*];
         }
     };
 }
@@ -50,5 +56,9 @@ mod tests {
         let mut a = Pair { one: 1, two: 2 };
         a += Pair { one: 10, two: 20 };
         assert_eq!(a.named(), [("pair_one", 11), ("pair_two", 22)]);
+        assert_eq!(
+            Pair::DESCRIBED,
+            [("pair_one", " One."), ("pair_two", " Two.")]
+        );
     }
 }

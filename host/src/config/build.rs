@@ -2,11 +2,13 @@
 //! each `[[vni]]` and its static entries, `[datapath]`), each returning the first problem as a
 //! [`ConfigError`] that names its field. Plugins are built in `plugin.rs`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::file::{ConfigFile, DatapathSection, StaticSection, UnderlaySection, VniSection};
+use super::file::{
+    ConfigFile, DatapathSection, MetricsSection, StaticSection, UnderlaySection, VniSection,
+};
 use super::{
     Config, ConfigError, DEFAULT_BUSY_POLL, DEFAULT_SOCKET, DatapathSettings, Evpn, MAX_BUSY_POLL,
     MAX_SOURCE_PORT_COUNT, MAX_WORKERS, Steering, evpn, plugin,
@@ -38,7 +40,9 @@ pub(super) fn build(file: ConfigFile) -> Result<Config, ConfigError> {
     let plugins = plugin::build(&file.plugin, &settings.vnis)?;
     let datapath = datapath(file.datapath.as_ref())?;
     let evpn = evpn_settings(&file, &mut settings)?;
+    let metrics = file.metrics.as_ref().map(metrics).transpose()?;
     Ok(Config {
+        metrics,
         plugins,
         datapath,
         evpn,
@@ -51,6 +55,19 @@ pub(super) fn build(file: ConfigFile) -> Result<Config, ConfigError> {
             .and_then(|c| c.socket)
             .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from),
         source: None,
+    })
+}
+
+/// `[metrics]`: the address the Prometheus endpoint listens on.
+fn metrics(section: &MetricsSection) -> Result<SocketAddr, ConfigError> {
+    section.listen.parse().map_err(|_| {
+        ConfigError::new(
+            "metrics.listen",
+            format!(
+                "{:?} is not ADDRESS:PORT (e.g. \"127.0.0.1:9464\", \"[::1]:9464\")",
+                section.listen
+            ),
+        )
     })
 }
 

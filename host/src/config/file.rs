@@ -15,6 +15,7 @@ pub(super) struct ConfigFile {
     #[serde(default)]
     pub(super) plugin: Vec<PluginSection>,
     pub(super) evpn: Option<EvpnSection>,
+    pub(super) metrics: Option<MetricsSection>,
 }
 
 /// `[underlay]`.
@@ -46,6 +47,14 @@ pub struct UnderlaySection {
 pub struct ControlSection {
     /// The control socket's path.
     pub socket: Option<String>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MetricsSection {
+    /// Where the Prometheus endpoint listens, `ADDRESS:PORT` (no section: no endpoint).
+    pub(super) listen: String,
 }
 
 /// `[datapath]`.

@@ -77,6 +77,8 @@ pub struct Config {
     pub datapath: DatapathSettings,
     /// BGP EVPN, if `[evpn]` is there.
     pub evpn: Option<Evpn>,
+    /// Where the Prometheus endpoint listens (`[metrics] listen`); `None`: no endpoint.
+    pub metrics: Option<std::net::SocketAddr>,
     /// The file it was read from ([`Config::load`]; `None` when parsed from text): where a
     /// plugin reload reads the plugin's section again.
     pub source: Option<PathBuf>,

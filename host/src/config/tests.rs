@@ -417,3 +417,15 @@ fn evpn_errors_name_the_field() {
         assert!(e.problem.contains(problem), "{e}");
     }
 }
+
+#[test]
+fn metrics_are_off_unless_a_section_names_an_address() {
+    assert_eq!(Config::parse(SEED).expect("seed").metrics, None);
+    let on = Config::parse(&format!("{SEED}\n[metrics]\nlisten = \"[::1]:9464\"\n")).expect("on");
+    assert_eq!(on.metrics, Some("[::1]:9464".parse().expect("an address")));
+    let e = err(&format!("{SEED}\n[metrics]\nlisten = \"localhost\"\n"));
+    assert_eq!(e.field, "metrics.listen");
+    assert!(e.problem.contains("ADDRESS:PORT"), "{e}");
+    let e = err(&format!("{SEED}\n[metrics]\nport = 9464\n"));
+    assert!(e.to_string().contains("port"), "{e}");
+}

@@ -14,6 +14,6 @@ pub mod render;
 pub mod server;
 
 pub use protocol::{
-    CallReport, EvpnPeerRow, EvpnReport, EvpnVniRow, FdbRow, PluginReport, Request, Response,
-    StatsReport, VniStatsRow,
+    CallBucket, CallHistogram, CallReport, EvpnPeerRow, EvpnReport, EvpnVniRow, FdbRow,
+    PluginReport, Request, Response, StatsReport, VniStatsRow,
 };

@@ -157,8 +157,31 @@ pub struct CallReport {
     pub avg_batch_frame_ns: u64,
     /// The longest call.
     pub max_call_ns: u64,
+    /// Every call's time (all hooks), as a histogram.
+    #[serde(default)]
+    pub call_times: CallHistogram,
     /// The last failure, with its hook.
     pub last_error: Option<String>,
+}
+
+/// Call times as a histogram.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallHistogram {
+    /// Per upper bound, the calls that took at most that long (cumulative).
+    pub buckets: Vec<CallBucket>,
+    /// Every call, those past the last bound too.
+    pub calls: u64,
+    /// Their total time, in nanoseconds.
+    pub sum_ns: u64,
+}
+
+/// One bucket of a [`CallHistogram`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallBucket {
+    /// The upper bound, in nanoseconds.
+    pub le_ns: u64,
+    /// Calls that took at most that long.
+    pub calls: u64,
 }
 
 /// Everything `vtep plugin show` says about a plugin.

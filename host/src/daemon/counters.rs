@@ -31,20 +31,52 @@ pub(super) fn pipeline_counters(shared: &Shared) -> (Vec<VniStats>, Drops) {
     (vnis, drops)
 }
 
+/// One worker's I/O counters: what it sent, what its underlay socket read, and what each of
+/// its port sockets read (by `PortId`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct WorkerIo {
+    pub(super) tx: TransmitCounts,
+    pub(super) rx: UnderlayRxCounts,
+    pub(super) ports: Vec<PortRxCounts>,
+}
+
+/// Every worker's I/O counters, the kernel's drops on each port socket read anew.
+pub(super) fn worker_io(shared: &Shared) -> Vec<WorkerIo> {
+    shared
+        .workers
+        .iter()
+        .zip(&shared.ports)
+        .map(|(w, ports)| {
+            let (tx, rx) = {
+                let w = lock(w);
+                (w.tx, w.rx)
+            };
+            let ports = ports
+                .iter()
+                .map(|p| {
+                    // Frames the kernel dropped because the data path fell behind
+                    // (PACKET_STATISTICS).
+                    let _ = p.refresh_kernel_drops();
+                    p.rx_counts()
+                })
+                .collect();
+            WorkerIo { tx, rx, ports }
+        })
+        .collect()
+}
+
 /// The I/O shell's counters, added up over the workers and flattened for `vtep stats`.
 pub(super) fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
+    let workers = worker_io(shared);
     let mut tx = TransmitCounts::default();
     let mut rx = UnderlayRxCounts::default();
-    for w in &shared.workers {
-        let w = lock(w);
+    let mut ports = PortRxCounts::default();
+    for w in &workers {
         tx += w.tx;
         rx += w.rx;
-    }
-    let mut ports = PortRxCounts::default();
-    for p in shared.ports.iter().flatten() {
-        // Frames the kernel dropped because the data path fell behind (PACKET_STATISTICS).
-        let _ = p.refresh_kernel_drops();
-        ports += p.rx_counts();
+        for &p in &w.ports {
+            ports += p;
+        }
     }
     let tables = ports.named().into_iter().chain(rx.named());
     let mut out: Vec<(String, u64)> = [
@@ -74,13 +106,10 @@ pub(super) fn io_counters(shared: &Shared) -> Vec<(String, u64)> {
         ));
     }
     // Each worker's share of what was read, to see how steering spread the traffic.
-    for (i, (w, ports)) in shared.workers.iter().zip(&shared.ports).enumerate() {
-        let frames = ports.iter().map(|p| p.rx_counts().frames).sum();
+    for (i, w) in workers.iter().enumerate() {
+        let frames = w.ports.iter().map(|p| p.frames).sum();
         out.push((format!("worker{i}_port_rx_frames"), frames));
-        out.push((
-            format!("worker{i}_underlay_rx_datagrams"),
-            lock(w).rx.datagrams,
-        ));
+        out.push((format!("worker{i}_underlay_rx_datagrams"), w.rx.datagrams));
     }
     out
 }

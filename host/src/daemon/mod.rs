@@ -22,6 +22,7 @@ pub mod answer;
 mod counters;
 mod datapath;
 mod evpn;
+mod metrics;
 mod notify;
 mod plugins;
 
@@ -56,6 +57,14 @@ pub enum DaemonError {
     /// A socket could not be set up.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// The metrics endpoint could not listen.
+    #[error("metrics endpoint {address}: {error}")]
+    Metrics {
+        /// `[metrics] listen`.
+        address: std::net::SocketAddr,
+        /// What failed.
+        error: std::io::Error,
+    },
     /// The control socket could not be bound.
     #[error("control socket {path}: {error}")]
     Control {
@@ -153,7 +162,21 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             path: config.socket.display().to_string(),
             error,
         })?;
-    let result = run_bound(&config, settings, plugins, &runtime, listener);
+    // The metrics endpoint's address too: one another program holds stops the start.
+    let metrics = match config.metrics {
+        Some(address) => match runtime.block_on(tokio::net::TcpListener::bind(address)) {
+            Ok(listener) => {
+                tracing::info!(%address, "metrics endpoint listening (GET /metrics)");
+                Some(listener)
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(&config.socket);
+                return Err(DaemonError::Metrics { address, error });
+            }
+        },
+        None => None,
+    };
+    let result = run_bound(&config, settings, plugins, &runtime, listener, metrics);
     // On every way out, setup failures included: the socket is ours to remove.
     let _ = std::fs::remove_file(&config.socket);
     result
@@ -167,6 +190,7 @@ fn run_bound(
     plugins: Plugins,
     runtime: &tokio::runtime::Runtime,
     listener: tokio::net::UnixListener,
+    metrics: Option<tokio::net::TcpListener>,
 ) -> Result<(), DaemonError> {
     let local = settings.local;
     let ifname = config.underlay_interface.as_deref();
@@ -288,6 +312,7 @@ fn run_bound(
         let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Runtime)?;
         let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Runtime)?;
         let control = tokio::spawn(server::serve(listener, answer::handler(&shared)));
+        let metrics = metrics.map(|l| tokio::spawn(metrics::serve(l, Arc::clone(&shared))));
         let tap_settings = {
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
@@ -349,6 +374,9 @@ fn run_bound(
         };
         notify::stopping();
         control.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         tap_settings.abort();
         result
     });

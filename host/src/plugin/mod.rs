@@ -20,6 +20,7 @@
 mod adapt;
 mod bindings;
 mod cache;
+mod call_time;
 mod chain;
 mod convert;
 mod error;

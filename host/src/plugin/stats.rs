@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::call_time::CallTimes;
 use super::error::CallError;
 use crate::control::CallReport;
 use crate::sync;
@@ -45,6 +46,8 @@ pub(crate) struct PluginStats {
     /// Time in calls (all hooks), and the longest call.
     pub(crate) call_time: Duration,
     pub(crate) call_max: Duration,
+    /// Every call's time, as a histogram.
+    call_times: CallTimes,
     /// Filter calls with one frame (a ping, an ARP exchange: the plugin's code and data are
     /// usually cold by then) and their time ...
     pub(crate) one_frame_calls: u64,
@@ -82,6 +85,7 @@ impl PluginStats {
         self.recreated += other.recreated;
         self.call_time += other.call_time;
         self.call_max = self.call_max.max(other.call_max);
+        self.call_times.merge(&other.call_times);
         self.one_frame_calls += other.one_frame_calls;
         self.one_frame_time += other.one_frame_time;
         self.batch_calls += other.batch_calls;
@@ -114,6 +118,7 @@ impl PluginStats {
     pub(crate) fn time_call(&mut self, took: Duration) {
         self.call_time += took;
         self.call_max = self.call_max.max(took);
+        self.call_times.record(took);
     }
 
     /// Times a filter call of `frames` frames (also in the time of all calls).
@@ -185,6 +190,7 @@ impl PluginStats {
             avg_batch_call_ns: mean_ns(self.batch_time, self.batch_calls),
             avg_batch_frame_ns: mean_ns(self.batch_time, self.batch_frames),
             max_call_ns: u64::try_from(self.call_max.as_nanos()).unwrap_or(u64::MAX),
+            call_times: self.call_times.report(),
             last_error: self.last_error.clone(),
         }
     }

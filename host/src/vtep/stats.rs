@@ -99,20 +99,20 @@ impl Counter {
 
 /// Defines [`VniStats`] from one table: the traffic counters (frames or packets, and bytes,
 /// each with its two names in `vtep stats`) and the event counters (each with its name), with
-/// `new`, `merge` and `named` (adding a counter is one line here, and its count where it
-/// happens).
+/// `new`, `merge`, `named` and `DESCRIBED` (adding a counter is one line here, and its count
+/// where it happens).
 macro_rules! vni_stats {
     (
-        traffic { $($(#[$tdoc:meta])* $traffic:ident => ($units:literal, $bytes:literal),)* }
-        events { $($(#[$edoc:meta])* $event:ident => $name:literal,)* }
+        traffic { $($(#[doc = $tdoc:literal])* $traffic:ident => ($units:literal, $bytes:literal),)* }
+        events { $($(#[doc = $edoc:literal])* $event:ident => $name:literal,)* }
     ) => {
         /// One VNI's counters.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub struct VniStats {
             /// The VNI.
             pub vni: Vni,
-            $($(#[$tdoc])* pub $traffic: Counter,)*
-            $($(#[$edoc])* pub $event: u64,)*
+            $($(#[doc = $tdoc])* pub $traffic: Counter,)*
+            $($(#[doc = $edoc])* pub $event: u64,)*
         }
 
         impl VniStats {
@@ -123,6 +123,13 @@ macro_rules! vni_stats {
                     $(($name, self.$event),)*
                 ]
             }
+
+            /// Every counter's name with what it counts (its doc comment, one line), for the
+            /// metrics' help texts.
+            pub const DESCRIBED: [(&'static str, &'static str); [$($units, $bytes,)* $($name,)*].len()] = [
+                $(($units, concat!($($tdoc),*)), ($bytes, concat!($($tdoc,)* " Their bytes.")),)*
+                $(($name, concat!($($edoc),*)),)*
+            ];
 
             /// Adds another worker's counters of the same VNI.
             pub fn merge(&mut self, other: &VniStats) {

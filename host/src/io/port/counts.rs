@@ -26,7 +26,8 @@ named_counters! {
         /// and each time it goes down.
         link_down => "port_link_down",
         /// Frames the kernel dropped because the socket's receive buffer was full, as of the
-        /// last [`Port::refresh_kernel_drops`].
+        /// last read of the socket's statistics (`PACKET_STATISTICS`, by
+        /// [`Port::refresh_kernel_drops`]).
         kernel_drops => "port_rx_kernel_drops",
         /// Of the frames delivered, GSO super-frames (a VM's TSO or USO send).
         gso => "port_rx_gso",
