@@ -8,18 +8,19 @@ set -euo pipefail
 # The network tools the tests drive, a C++ compiler for the fuzz target's libFuzzer, and
 # Wireshark's editcap (wireshark-common), which turns a tcpdump capture into pcapng for the
 # test of `vtep plugin test`, groff, which renders `vtep man` in its test, and systemd's
-# systemd-analyze, which checks the service unit (nothing is started with it), and curl, which
-# scrapes the metrics endpoint.
+# systemd-analyze, which checks the service unit (nothing is started with it), curl, which
+# scrapes the metrics endpoint, lintian, which checks the Debian package, and dpkg-dev, whose
+# dpkg-shlibdeps finds the package's dependencies.
 need_apt=0
 for tool in ip bridge tcpdump iperf3 arping ethtool ping nstat c++ editcap groff systemd-analyze \
-  curl; do
+  curl lintian dpkg-shlibdeps; do
   command -v "$tool" >/dev/null 2>&1 || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq iproute2 iputils-ping tcpdump iperf3 arping ethtool g++ \
-    wireshark-common groff-base systemd curl >/dev/null
+    wireshark-common groff-base systemd curl lintian dpkg-dev >/dev/null
 fi
 
 # EVPN: gobgpd and its CLI, GoBGP's API definitions (package golang-github-osrg-gobgp-dev,
@@ -92,4 +93,8 @@ fi
 # Its bindings generator: the wit-bindgen release of the Rust SDK's bindings (0.61).
 if [ "$(wit-bindgen --version 2>/dev/null)" != "wit-bindgen-cli 0.61.1" ]; then
   cargo install --locked --quiet wit-bindgen-cli --version 0.61.1
+fi
+# The Debian package's builder (host/debian/build-deb.sh).
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb 3.8.0" ]; then
+  cargo install --locked --quiet cargo-deb --version 3.8.0
 fi

@@ -320,13 +320,13 @@ fn execute(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { dir: None } => {
-            let page = clap_mangen::Man::new(Cli::command()).section("8");
+            let page = clap_mangen::Man::new(without_help(Cli::command())).section("8");
             page.render(&mut std::io::stdout())?;
             Ok(())
         }
         Command::Man { dir: Some(dir) } => {
             std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-            let mut command = Cli::command();
+            let mut command = without_help(Cli::command());
             command.build();
             man_pages(&command, &dir)
         }
@@ -502,6 +502,14 @@ fn config_file_json(file: &Path) -> Result<String> {
 
 /// Writes the page of `command` and, recursively, of its subcommands (named as the pages
 /// that list them refer to them: `vtep-plugin-test`) into `dir`.
+/// `command` and its subcommands without clap's `help` subcommand: on a man page it would be a
+/// page per subcommand saying what `--help` says (`vtep-help-fdb-add(8)` and so on).
+fn without_help(command: clap::Command) -> clap::Command {
+    command
+        .disable_help_subcommand(true)
+        .mut_subcommands(without_help)
+}
+
 fn man_pages(command: &clap::Command, dir: &Path) -> Result<()> {
     let name = command.get_name().to_owned();
     let path = dir.join(format!("{name}.8"));
@@ -510,7 +518,6 @@ fn man_pages(command: &clap::Command, dir: &Path) -> Result<()> {
         .section("8")
         .render(&mut page)?;
     std::fs::write(&path, page).with_context(|| path.display().to_string())?;
-    // `help` too: every page lists it among its subcommands.
     for sub in command.get_subcommands() {
         let sub = sub.clone().name(format!("{name}-{}", sub.get_name()));
         man_pages(&sub, dir)?;
