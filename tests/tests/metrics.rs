@@ -1,10 +1,11 @@
-//! The Prometheus endpoint (`[metrics] listen`), scraped with curl over the network while VM1
-//! and VM2 (behind the kernel's VTEP) exchange traffic through a plugin that drops some of it:
-//! the text parses (`promtool check metrics`, the parser and linter of Prometheus itself), every
-//! counter `vtep stats` has is there with its labels, the counters move between scrapes, the
-//! FDB gauges and the plugin's call-time histogram fill, OpenMetrics is served to a scraper
-//! that asks for it, and bad requests get an HTTP error while the endpoint keeps serving. Off
-//! by default; an address already taken stops the start with its reason.
+//! The Prometheus endpoint (`[metrics] listen`), scraped with curl from host 2 across the
+//! underlay while VM1 and VM2 (behind the kernel's VTEP) exchange traffic through a plugin that
+//! drops some of it: the text parses (`promtool check metrics`, the parser and linter of
+//! Prometheus itself), every counter `vtep stats` has is there with its labels, the counters
+//! move between scrapes, the FDB gauges and the plugin's call-time histogram fill, OpenMetrics
+//! is served to a scraper that asks for it, and bad requests (malformed, unknown paths and
+//! methods, more connections than it serves) get an HTTP error while the endpoint keeps
+//! serving. Off by default; an address already taken stops the start with its reason.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,7 +16,8 @@ use anyhow::{Context, Result, bail, ensure};
 use wasm_vtep_testkit::plugins::wasm;
 use wasm_vtep_tests::{KernelPeer, Netns, UdpSink, VtepDaemon, ping, udp_flood};
 
-const ADDRESS: &str = "127.0.0.1:9464";
+/// On the underlay: host 2 scrapes host 1 across the switch, as a Prometheus server would.
+const ADDRESS: &str = "198.18.0.1:9464";
 
 fn config(metrics: bool) -> String {
     let section = if metrics {
@@ -162,9 +164,9 @@ fn canonical(series: &str) -> Result<String> {
 fn scraped_during_traffic_the_counters_move_and_the_text_parses() -> Result<()> {
     let bed = KernelPeer::new()?;
     let (host1, vm1, vm2) = (&bed.host1, &bed.vm1, &bed.vm2);
-    let host1_ns: &Netns = host1.as_ref();
+    let scraper: &Netns = bed.host2.as_ref();
     let daemon = VtepDaemon::start(host1, &config(true))?;
-    let before = scrape(host1_ns)?;
+    let before = scrape(scraper)?;
 
     // Traffic while scraping: pings (forwarded, learned) and a UDP flood to port 9, which the
     // plugin drops (its rule 1).
@@ -177,7 +179,7 @@ fn scraped_during_traffic_the_counters_move_and_the_text_parses() -> Result<()> 
         let flood =
             scope.spawn(|| udp_flood(vm1.netns(), dst, 128, Duration::from_millis(1500), tag, 8));
         std::thread::sleep(Duration::from_millis(500));
-        let during = scrape(host1_ns);
+        let during = scrape(scraper);
         let flooded = flood
             .join()
             .map_err(|_| anyhow::anyhow!("the flood panicked"))?;
@@ -189,7 +191,7 @@ fn scraped_during_traffic_the_counters_move_and_the_text_parses() -> Result<()> 
         "the plugin let {received} datagrams to port 9 through"
     );
     std::thread::sleep(Duration::from_millis(300));
-    let after = scrape(host1_ns)?;
+    let after = scrape(scraper)?;
 
     // The counters moved, and every scrape's build info is there.
     let vni = [("vni", "5001")];
@@ -201,13 +203,16 @@ fn scraped_during_traffic_the_counters_move_and_the_text_parses() -> Result<()> 
         frames(&during)?,
         frames(&after)?
     );
+    // The flood's datagrams the daemon read (under load the kernel drops some before) were
+    // dropped by the plugin's rule 1, and counted as filtered on the VNI too.
     let dropped = after.value(
-        "wasm_vtep_plugin_dropped_by_reason_total",
+        "wasm_vtep_plugin_dropped_frames_total",
         &[("plugin", "acl"), ("reason", "1")],
     )?;
+    let filtered = after.value("wasm_vtep_vni_filtered_total", &vni)?;
     ensure!(
-        dropped >= flooded.sent as f64 * 0.9,
-        "the plugin dropped {dropped} of {} datagrams sent",
+        dropped > 0.0 && dropped <= flooded.sent as f64 && filtered == dropped,
+        "the plugin dropped {dropped} of {} datagrams sent, the VNI counted {filtered} filtered",
         flooded.sent
     );
     ensure!(
@@ -315,6 +320,11 @@ fn scraped_during_traffic_the_counters_move_and_the_text_parses() -> Result<()> 
                     "wasm_vtep_plugin_events_total".into(),
                     vec![("plugin", plugin.clone()), ("event", own.to_owned())],
                 ),
+                // The plugin's drops are exported by reason only (their sum is `dropped`).
+                None if key == "dropped" => check(
+                    "wasm_vtep_plugin_dropped_frames_total".into(),
+                    vec![("plugin", plugin.clone())],
+                ),
                 None => check(
                     format!("wasm_vtep_plugin_{key}_total"),
                     vec![("plugin", plugin.clone())],
@@ -331,7 +341,7 @@ fn scraped_during_traffic_the_counters_move_and_the_text_parses() -> Result<()> 
 
     // OpenMetrics for a scraper that asks for it.
     let (ok, open) = curl(
-        host1_ns,
+        scraper,
         &[
             "--fail",
             "-H",
@@ -348,6 +358,29 @@ fn scraped_during_traffic_the_counters_move_and_the_text_parses() -> Result<()> 
         "OpenMetrics headers: {}",
         open.lines().take(5).collect::<Vec<_>>().join(" | ")
     );
+    // OpenMetrics names a counter's family without `_total` and its samples with it, and
+    // has an info type.
+    for line in [
+        "# TYPE wasm_vtep_vni_from_ports_frames counter",
+        "# TYPE wasm_vtep_build info",
+        "# TYPE wasm_vtep_plugin_call_duration_seconds histogram",
+    ] {
+        ensure!(open.lines().any(|l| l == line), "OpenMetrics: no {line:?}");
+    }
+    for sample in [
+        "wasm_vtep_vni_from_ports_frames_total{vni=\"5001\"} ",
+        "wasm_vtep_build_info{",
+        "wasm_vtep_plugin_call_duration_seconds_bucket{le=\"+Inf\",plugin=\"acl\"} ",
+    ] {
+        ensure!(
+            open.lines().any(|l| l.starts_with(sample)),
+            "OpenMetrics: no sample {sample:?} among\n{}",
+            open.lines()
+                .filter(|l| l.starts_with(sample.split('{').next().unwrap_or(sample)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     ensure!(
         open.trim_end().ends_with("# EOF"),
         "OpenMetrics text ends with # EOF"
@@ -356,24 +389,49 @@ fn scraped_during_traffic_the_counters_move_and_the_text_parses() -> Result<()> 
     // Bad requests: an HTTP error each, and the endpoint goes on.
     let status = |args: &[&str]| -> Result<String> {
         let (_, code) = curl(
-            host1_ns,
+            scraper,
             &[&["-o", "/dev/null", "-w", "%{http_code}"], args].concat(),
         )?;
         Ok(code)
     };
     ensure!(status(&[&format!("http://{ADDRESS}/nothing")])? == "404");
     ensure!(status(&["-X", "POST", &format!("http://{ADDRESS}/metrics")])? == "405");
-    let garbage = host1_ns.exec(
+    let garbage = scraper.exec(
         "bash",
-        &["-c", "exec 3<>/dev/tcp/127.0.0.1/9464; printf 'NOT HTTP AT ALL\\r\\n\\r\\n' >&3; timeout 5 head -c 12 <&3"],
+        &["-c", "exec 3<>/dev/tcp/198.18.0.1/9464; printf 'NOT HTTP AT ALL\\r\\n\\r\\n' >&3; timeout 5 head -c 12 <&3"],
     )?;
     ensure!(
         garbage.starts_with("HTTP/1.1 400"),
         "a malformed request got {garbage:?}"
     );
     ensure!(
-        scrape(host1_ns).is_ok(),
+        scrape(scraper).is_ok(),
         "the endpoint stopped serving after bad requests"
+    );
+
+    // Sixteen connections that never send a request hold every place: one more is told 503,
+    // and once they go, scrapes are answered again.
+    {
+        let _inside = scraper.enter()?;
+        let idle = (0..16)
+            .map(|_| std::net::TcpStream::connect(ADDRESS))
+            .collect::<Result<Vec<_>, _>>()
+            .context("16 idle connections")?;
+        std::thread::sleep(Duration::from_millis(200));
+        let mut extra = std::net::TcpStream::connect(ADDRESS)?;
+        extra.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut extra, &mut answer)?;
+        ensure!(
+            answer.starts_with("HTTP/1.1 503"),
+            "the 17th connection got {answer:?}"
+        );
+        drop(idle);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    ensure!(
+        scrape(scraper).is_ok(),
+        "the endpoint stopped serving after its connections were full"
     );
     daemon.stop()
 }
@@ -400,7 +458,7 @@ fn off_by_default_and_a_taken_address_stops_the_start() -> Result<()> {
         Err(e) => {
             let why = format!("{e:#}");
             ensure!(
-                why.contains("metrics endpoint 127.0.0.1:9464") && why.contains("in use"),
+                why.contains("metrics endpoint 198.18.0.1:9464") && why.contains("in use"),
                 "the error does not say the address is taken: {why}"
             );
         }

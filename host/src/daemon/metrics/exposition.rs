@@ -36,8 +36,14 @@ pub(super) enum Format {
 impl Format {
     /// The format a request's `Accept` header asks for.
     pub(super) fn accepted(accept: Option<&str>) -> Format {
+        let asks = |media: &str| {
+            let mut parts = media.split(';').map(str::trim);
+            parts.next() == Some("application/openmetrics-text")
+                // `q=0` means "not this one".
+                && !parts.any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0))
+        };
         match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            Some(a) if a.split(',').any(asks) => Format::OpenMetrics,
             _ => Format::Prometheus,
         }
     }
@@ -122,18 +128,17 @@ fn label(key: &'static str, value: impl ToString) -> (&'static str, String) {
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let e = &mut encoder;
-        gauge(
-            e,
-            "build_info",
-            "The daemon's version and the plugin interface versions it loads (always 1).",
-            [(
-                vec![
-                    label("version", env!("CARGO_PKG_VERSION")),
-                    label("interfaces", crate::plugin::SUPPORTED_VERSIONS.join(",")),
-                ],
-                1,
-            )],
-        )?;
+        // An info metric: `wasm_vtep_build_info`, a gauge of 1 in the 0.0.4 text.
+        e.encode_descriptor(
+            "build",
+            "The daemon's version and the plugin interface versions it loads.",
+            None,
+            MetricType::Info,
+        )?
+        .encode_info(&vec![
+            label("version", env!("CARGO_PKG_VERSION")),
+            label("interfaces", crate::plugin::SUPPORTED_VERSIONS.join(",")),
+        ])?;
         self.encode_pipeline(e)?;
         self.encode_io(e)?;
         self.encode_fdb(e)?;
@@ -264,7 +269,13 @@ impl Snapshot {
         let mut own = Vec::new();
         for p in &self.plugins {
             let plugin = || vec![label("plugin", &p.name)];
-            for (name, &n) in &p.calls.counters {
+            // `dropped` is the sum of the drops by reason, which are exported instead.
+            for (name, &n) in p
+                .calls
+                .counters
+                .iter()
+                .filter(|(name, _)| *name != "dropped")
+            {
                 add(&mut by_name, name, plugin(), n);
             }
             add(&mut by_name, "cache_full", plugin(), p.calls.cache_full);
@@ -291,7 +302,7 @@ impl Snapshot {
         }
         counter(
             e,
-            "plugin_dropped_by_reason",
+            "plugin_dropped_frames",
             "Frames a plugin's filter dropped, by the plugin's reason code.",
             drops,
         )?;
@@ -431,10 +442,7 @@ fn described(table: &[(&str, &str)], name: &str) -> String {
         .iter()
         .find(|(n, _)| *n == name)
         .map_or("", |(_, doc)| doc);
-    let help: String = doc
-        .chars()
-        .filter(|c| !matches!(c, '[' | ']' | '`'))
-        .collect();
+    let help: String = doc.replace("[`", "").replace("`]", "").replace('`', "");
     match help.trim() {
         "" => format!("{name} (as vtep stats names it)."),
         help => help.to_owned(),
@@ -518,6 +526,10 @@ mod tests {
                 "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
             )),
             Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::accepted(Some("application/openmetrics-text; q=0, text/plain")),
+            Format::Prometheus
         );
     }
 }

@@ -5,12 +5,13 @@
 //! a worker and never on the thread that answers signals.
 //!
 //! A scraper is trusted no more than any client: its request headers must arrive within
-//! [`HEADER_TIMEOUT`], and at most [`MAX_CONNECTIONS`] connections are served at once (more
-//! are closed at once, and counted in the log at debug level).
+//! [`HEADER_TIMEOUT`], a connection lives at most [`CONNECTION_LIFETIME`] (one that sends
+//! requests and never reads the answers cannot keep its place), and at most
+//! [`MAX_CONNECTIONS`] are served at once: one more gets a 503 and is closed.
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -26,27 +27,44 @@ use super::exposition::Format;
 /// connection stays open).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Connections served at once; Prometheus keeps one per target.
+/// How long a connection is served at most; Prometheus, which keeps one per target, opens
+/// another.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+
+/// Connections served at once.
 const MAX_CONNECTIONS: usize = 16;
 
-/// Answers a scrape in the format asked for: the exposition, or why it could not be made.
-pub(super) type Scrape = Arc<dyn Fn(Format) -> Result<String, String> + Send + Sync>;
+/// What a connection past [`MAX_CONNECTIONS`] is told before it is closed.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// How often a failing `accept` is logged at most.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Answers a scrape in the format asked for.
+pub(super) type Scrape = Arc<dyn Fn(Format) -> Result<String, std::fmt::Error> + Send + Sync>;
 
 /// Serves `listener` until the task is aborted.
 pub(super) async fn serve(listener: TcpListener, scrape: Scrape) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut accept_logged: Option<Instant> = None;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                // Out of file descriptors, say: wait rather than spin.
-                tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                // Out of file descriptors, say: wait rather than spin, and say so now and then.
+                if accept_logged.is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL) {
+                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                    accept_logged = Some(Instant::now());
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "metrics endpoint: too many connections, one closed");
+            // A fresh socket's buffer takes these few bytes; if not, the close says enough.
+            let _ = stream.try_write(BUSY);
+            tracing::debug!(%peer, "metrics endpoint: too many connections, one refused");
             continue;
         };
         let scrape = Arc::clone(&scrape);
@@ -55,13 +73,18 @@ pub(super) async fn serve(listener: TcpListener, scrape: Scrape) {
                 let scrape = Arc::clone(&scrape);
                 async move { Ok::<_, Infallible>(respond(&request, scrape).await) }
             });
-            let served = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "metrics endpoint: connection ended");
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "metrics endpoint: connection ended");
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "metrics endpoint: connection closed at its time limit")
+                }
             }
             drop(slot);
         });
@@ -89,8 +112,8 @@ async fn respond(request: &Request<Incoming>, scrape: Scrape) -> Response<Full<B
     let format = Format::accepted(request.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
     let text = match tokio::task::spawn_blocking(move || scrape(format)).await {
         Ok(Ok(text)) => text,
-        Ok(Err(why)) => {
-            tracing::warn!(error = %why, "metrics endpoint: no exposition");
+        Ok(Err(std::fmt::Error)) => {
+            tracing::warn!("metrics endpoint: the exposition could not be written");
             return plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the metrics could not be encoded\n",

@@ -85,8 +85,7 @@ fn snapshot(shared: &Shared) -> Snapshot {
 
 /// Serves the endpoint on `listener` until the task is aborted.
 pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let scrape: http::Scrape = Arc::new(move |format| {
-        exposition::encode(snapshot(&shared), format).map_err(|e| e.to_string())
-    });
+    let scrape: http::Scrape =
+        Arc::new(move |format| exposition::encode(snapshot(&shared), format));
     http::serve(listener, scrape).await;
 }
