@@ -11,11 +11,6 @@ cargo fmt --all -- --check
 # release build of the daemon (`cargo build --release --bin vtep`) never has it.
 features="--features wasm-vtep/fault-injection"
 cargo clippy --workspace --all-targets --locked $features -- -D warnings
-# The Debian package, for tests/tests/package.rs (a build inside a test would wait on the lock of
-# `cargo test`'s own), from the debug build: a release build of everything would double CI's
-# compile time; `host/debian/build-deb.sh` with no option builds the release package. Before the
-# daemon the tests run, which is built with the test feature: that one stays target/debug/vtep.
-host/debian/build-deb.sh --profile dev >/dev/null
 # The network tests start the real daemon: build it first.
 cargo build --locked --bin vtep $features
 # The fuzz target must keep building (here without instrumentation; host/fuzz/run.sh fuzzes).

@@ -500,8 +500,6 @@ fn config_file_json(file: &Path) -> Result<String> {
     Ok(value.to_string())
 }
 
-/// Writes the page of `command` and, recursively, of its subcommands (named as the pages
-/// that list them refer to them: `vtep-plugin-test`) into `dir`.
 /// `command` and its subcommands without clap's `help` subcommand: on a man page it would be a
 /// page per subcommand saying what `--help` says (`vtep-help-fdb-add(8)` and so on).
 fn without_help(command: clap::Command) -> clap::Command {
@@ -510,6 +508,8 @@ fn without_help(command: clap::Command) -> clap::Command {
         .mut_subcommands(without_help)
 }
 
+/// Writes the page of `command` and, recursively, of its subcommands (named as the pages
+/// that list them refer to them: `vtep-plugin-test`) into `dir`.
 fn man_pages(command: &clap::Command, dir: &Path) -> Result<()> {
     let name = command.get_name().to_owned();
     let path = dir.join(format!("{name}.8"));

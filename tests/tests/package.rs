@@ -1,20 +1,19 @@
-//! The Debian package, as `host/debian/build-deb.sh` makes it: its metadata (`dpkg-deb -f`), its
-//! contents (`dpkg-deb -c`: the daemon, the unit, the example configuration as a conffile, the
-//! example plugins, man pages, completions, READMEs), lintian's verdict (no errors), and the
-//! packaged files at work, extracted with `dpkg-deb -x` into a temporary directory and never
-//! installed: `vtep --version`, `vtep check` on the packaged configuration (in a namespace
-//! with the interfaces it names), and every packaged plugin loaded by the packaged binary.
-//!
-//! tests/run.sh builds the package (`host/debian/build-deb.sh --profile dev`: the debug build,
-//! to stay in CI's time; a release is the same command without the option) before the tests
-//! run: a build from inside a test would wait on the lock `cargo test` holds on the target
-//! directory.
+//! The Debian package, as `host/debian/build-deb.sh` makes it (built here, once per run, from
+//! the debug build, to stay in CI's time: a release is the same command without `--profile`):
+//! its metadata (`dpkg-deb -f`), its contents (`dpkg-deb -c`: the daemon, the unit, the example
+//! configuration as a conffile, the example plugins, man pages, completions, READMEs), its
+//! maintainer scripts (the service neither enabled nor started by an install), lintian's
+//! verdict (no error, no warning nobody accepted), and the packaged files at work, extracted
+//! with `dpkg-deb -x` into a temporary directory and never installed: `vtep --version`, `vtep
+//! check` on the packaged configuration (in a namespace with the interfaces it names), and
+//! every packaged plugin loaded by the packaged binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
-use anyhow::{Context, Result, bail, ensure};
-use wasm_vtep_tests::Netns;
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use wasm_vtep_tests::{Netns, vtep_bin};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -23,17 +22,54 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The package `host/debian/build-deb.sh` left in target/debian, of this version.
+/// The package, built by `host/debian/build-deb.sh --profile dev` once for this test binary.
+///
+/// That build is the daemon without the test feature, and cargo puts it where the daemon the
+/// other network tests run is (target/debug/vtep): that one is put back afterwards. (Test
+/// binaries run one after another, so no other test runs that daemon meanwhile; `cargo test`
+/// holds no lock on the target directory while its tests run.)
 fn package() -> Result<PathBuf> {
-    let version = env!("CARGO_PKG_VERSION");
-    let path = workspace()
-        .join("target/debian")
-        .join(format!("wasm-vtep_{version}-1_amd64.deb"));
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+fn build() -> Result<PathBuf> {
+    let daemon = vtep_bin().ok();
+    let saved = match &daemon {
+        Some(path) => Some(std::fs::read(path).context("saving the tests' daemon")?),
+        None => None,
+    };
+    let out = Command::new(workspace().join("host/debian/build-deb.sh"))
+        .args(["--profile", "dev"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running host/debian/build-deb.sh")?;
+    if let (Some(path), Some(bytes)) = (&daemon, &saved) {
+        // A new file renamed over the packaged build's: the old inode is cargo's own.
+        let fresh = path.with_extension("restoring");
+        std::fs::write(&fresh, bytes)?;
+        std::fs::set_permissions(&fresh, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        std::fs::rename(&fresh, path).context("putting the tests' daemon back")?;
+    }
     ensure!(
-        path.is_file(),
-        "no package at {}: run host/debian/build-deb.sh --profile dev first (tests/run.sh does)",
+        out.status.success(),
+        "host/debian/build-deb.sh failed: {}",
+        out.status
+    );
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    ensure!(
+        path.file_name().and_then(|n| n.to_str())
+            == Some(&format!(
+                "wasm-vtep_{}-1_amd64.deb",
+                env!("CARGO_PKG_VERSION")
+            )),
+        "build-deb.sh printed {}",
         path.display()
     );
+    ensure!(path.is_file(), "{} is not a file", path.display());
     Ok(path)
 }
 
@@ -102,10 +138,11 @@ fn the_package_has_its_metadata_and_files() -> Result<()> {
             found => wrong.push(format!("{path}: {found:?}, expected {mode}")),
         }
     }
+    // The paths the unit's Documentation= and the example configuration name.
     for readme in ["README.md", "plugin-sdk/README.md"] {
         let path = format!("./usr/share/doc/wasm-vtep/{readme}");
-        if mode_of(&path).is_none() && mode_of(&format!("{path}.gz")).is_none() {
-            wrong.push(format!("{path}(.gz): missing"));
+        if mode_of(&path).as_deref() != Some("-rw-r--r--") {
+            wrong.push(format!("{path}: missing"));
         }
     }
     for plugin in [
@@ -139,10 +176,15 @@ fn the_package_has_its_metadata_and_files() -> Result<()> {
         conffiles.lines().any(|l| l == "/etc/wasm-vtep/vtep.toml"),
         "conffiles: {conffiles}"
     );
-    let postinst = std::fs::read_to_string(control.path().join("postinst")).unwrap_or_default();
+    // cargo-deb's scripts for a unit installed disabled and not started: enabled again on an
+    // upgrade only if the admin had enabled it, restarted on an upgrade only if running.
+    let postinst = std::fs::read_to_string(control.path().join("postinst"))?;
     ensure!(
-        !postinst.contains("deb-systemd-invoke start") && !postinst.contains("systemctl enable"),
-        "the package starts or enables the service:\n{postinst}"
+        postinst.contains("deb-systemd-helper debian-installed wasm-vtep.service")
+            && postinst.contains("deb-systemd-invoke try-restart wasm-vtep.service")
+            && !postinst.contains("deb-systemd-invoke start")
+            && !postinst.contains("_dh_action"),
+        "the package enables or starts the service on install:\n{postinst}"
     );
     Ok(())
 }
