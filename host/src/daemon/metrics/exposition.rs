@@ -515,6 +515,54 @@ mod tests {
     }
 
     #[test]
+    fn the_evpn_session_and_routes_have_their_families() {
+        use crate::control::{EvpnPeerRow, EvpnReport, EvpnVniRow};
+        let peer = |state: &str| EvpnPeerRow {
+            address: "198.18.0.9".to_owned(),
+            state: state.to_owned(),
+        };
+        let mut snap = snapshot();
+        snap.evpn = Some(EvpnReport {
+            gobgp: "127.0.0.1:50051".to_owned(),
+            session: "connected".to_owned(),
+            session_secs: 5,
+            last_error: None,
+            asn: Some(65000),
+            router_id: "198.18.0.1".to_owned(),
+            peers: vec![peer("established"), peer("established"), peer("active")],
+            vnis: vec![EvpnVniRow {
+                vni: 5001,
+                rd: "198.18.0.1:5001".to_owned(),
+                import_rt: vec!["65000:5001".to_owned()],
+                export_rt: vec!["65000:5001".to_owned()],
+                inclusive_multicast: true,
+                local_routes: 2,
+                local_macs: 1,
+                flood: vec!["198.18.0.2".to_owned()],
+                remote_vteps: vec!["198.18.0.2".to_owned()],
+                remote_macs: 3,
+                mac_ips: 0,
+                suppressed: 0,
+            }],
+            routes_received: 7,
+            own_routes_read: 2,
+            refused: [("bad_nexthop".to_owned(), 1)].into(),
+        });
+        let text = encode(snap, Format::Prometheus).expect("encodes");
+        for line in [
+            "wasm_vtep_evpn_session_up 1",
+            "wasm_vtep_evpn_bgp_peers{state=\"active\"} 1",
+            "wasm_vtep_evpn_bgp_peers{state=\"established\"} 2",
+            "wasm_vtep_evpn_routes_received_total 7",
+            "wasm_vtep_evpn_routes_refused_total{reason=\"bad_nexthop\"} 1",
+            "wasm_vtep_evpn_remote_macs{vni=\"5001\"} 3",
+            "wasm_vtep_evpn_flood_vteps{vni=\"5001\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
+    }
+
+    #[test]
     fn openmetrics_only_when_asked_for() {
         assert_eq!(Format::accepted(None), Format::Prometheus);
         assert_eq!(
