@@ -56,5 +56,7 @@ cp "${wasm[@]}" "$c_plugin" "$assets/plugins/"
 "$vtep" completions zsh >"$assets/completions/_vtep"
 "$vtep" completions fish >"$assets/completions/vtep.fish"
 
-# cargo-deb's progress goes to stderr; it prints the package's path on stdout.
-cargo deb --no-build --profile "$profile" -p wasm-vtep
+# cargo-deb's progress goes to stderr; it prints the package's path on stdout. The binary is
+# stripped: the release profile's line tables (for symbolic backtraces) stay in the build, as
+# cargo-deb's -dbgsym package of them lacks what lintian requires of a package.
+cargo deb --no-build --strip --profile "$profile" -p wasm-vtep
