@@ -45,7 +45,7 @@ pub use evpn::{
     RouteType, find_mac, find_multicast,
 };
 pub use netns::Netns;
-pub use paths::vtep_bin;
+pub use paths::{built_once, vtep_bin};
 pub use process::{Process, wait_until};
 pub use tools::capture::{Capture, Captured};
 pub use tools::cpu::{MachineCpu, TaskCpu};

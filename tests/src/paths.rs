@@ -129,6 +129,18 @@ fn profile_dir() -> PathBuf {
     })
 }
 
+/// What `build` makes, made once per test binary however many tests ask (the tests of one
+/// binary run on threads of one process and would otherwise build into one place at once);
+/// every caller gets its result, a failure as its message.
+pub fn built_once(
+    cell: &'static OnceLock<Result<PathBuf, String>>,
+    build: impl FnOnce() -> Result<PathBuf>,
+) -> Result<PathBuf> {
+    cell.get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,39 +22,31 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use smoltcp::wire::ArpOperation;
 use wasm_vtep::config::PluginSpec;
 use wasm_vtep::plugin::{Plugin, Runtime};
 use wasm_vtep::wire::MacAddr;
 use wasm_vtep_tests::tools::raw_frame::{ETHERTYPE_ARP, ethernet, gratuitous_arp};
-use wasm_vtep_tests::{Host, KernelVtep, PacketSocket, Switch, Vm, VtepDaemon, ping, wait_until};
+use wasm_vtep_tests::{
+    Host, KernelVtep, PacketSocket, Switch, Vm, VtepDaemon, built_once, ping, wait_until,
+};
 
 /// The MAC the forged frames claim the protected addresses are at.
 const FORGED: MacAddr = MacAddr([0x02, 0, 0, 0, 0x66, 0x66]);
 /// How long a frame sent from a VM may take to reach the other side and be judged.
 const ARRIVAL: Duration = Duration::from_secs(5);
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_path_buf()
-}
-
 /// `plugins/c-arp-guard/build.sh target/plugins/c-arp-guard`, once per test binary (the tests
 /// here run on threads of one process and would otherwise build into one directory at once).
 /// Its messages go to the test's stderr; returns the module's path.
 fn built() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(|e| anyhow!(e))
+    built_once(&BUILT, build)
 }
 
 fn build() -> Result<PathBuf> {
-    let root = workspace();
+    let root = wasm_vtep_testkit::workspace();
     let started = Instant::now();
     let out = Command::new(root.join("plugins/c-arp-guard/build.sh"))
         .arg(root.join("target/plugins/c-arp-guard"))

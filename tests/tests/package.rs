@@ -12,15 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
-use wasm_vtep_tests::{Netns, vtep_bin};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_path_buf()
-}
+use anyhow::{Context, Result, bail, ensure};
+use wasm_vtep_tests::{Netns, built_once, vtep_bin};
 
 /// The package, built by `host/debian/build-deb.sh --profile dev` once for this test binary.
 ///
@@ -30,10 +23,7 @@ fn workspace() -> PathBuf {
 /// holds no lock on the target directory while its tests run.)
 fn package() -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(|e| anyhow!(e))
+    built_once(&BUILT, build)
 }
 
 fn build() -> Result<PathBuf> {
@@ -42,7 +32,7 @@ fn build() -> Result<PathBuf> {
         Some(path) => Some(std::fs::read(path).context("saving the tests' daemon")?),
         None => None,
     };
-    let out = Command::new(workspace().join("host/debian/build-deb.sh"))
+    let out = Command::new(wasm_vtep_testkit::workspace().join("host/debian/build-deb.sh"))
         .args(["--profile", "dev"])
         .stderr(std::process::Stdio::inherit())
         .output()

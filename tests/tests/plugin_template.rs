@@ -12,13 +12,6 @@ use anyhow::{Context, Result, ensure};
 use wasm_vtep_testkit::plugins::wasm_build;
 use wasm_vtep_tests::{KernelPeer, VtepDaemon, ping};
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_path_buf()
-}
-
 /// Copies the template's files, not what a build in place left (`target/`, a lock file).
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
@@ -71,7 +64,7 @@ fn packaged_sdk(root: &Path, target_dir: &Path) -> Result<PathBuf> {
 
 /// Copies the template out, points it at the packaged SDK, builds it; returns the `.wasm`.
 fn build_template_elsewhere() -> Result<PathBuf> {
-    let root = workspace();
+    let root = wasm_vtep_testkit::workspace();
     // A target directory of its own under this workspace's (kept between runs), so that it
     // never waits for the lock of the build that runs the tests.
     let target = root.join("target").join("plugin-template");

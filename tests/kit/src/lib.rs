@@ -15,3 +15,12 @@ pub mod flow;
 pub mod plugins;
 pub mod vm;
 pub mod vxlan;
+
+/// The workspace's root directory (where `Cargo.toml`, `plugins/` and `host/` are).
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tests/kit/ is inside the workspace")
+        .to_path_buf()
+}

@@ -16,14 +16,6 @@ pub const PLUGINS: [&str; 5] = [
     "legacy-port-guard",
 ];
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("tests/kit/ is inside the workspace")
-        .to_path_buf()
-}
-
 /// `cargo build --target wasm32-unknown-unknown --release` in `dir`, into `target`, with none
 /// of the outer cargo's settings for the host build (they must not leak into the wasm build).
 pub fn wasm_build(dir: &Path, target: &Path) -> Command {
@@ -47,7 +39,7 @@ pub fn wasm_build(dir: &Path, target: &Path) -> Command {
 fn built() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = workspace();
+        let root = crate::workspace();
         let target = root.join("target").join("plugins");
         let mut cmd = wasm_build(&root, &target);
         for p in PLUGINS {
