@@ -10,42 +10,9 @@
 //! - A reload reads the plugin's section of the configuration file again (or takes
 //!   `--config-json`); a section the plugin refuses, or a broken file, leaves the running one.
 
-use std::net::IpAddr;
-
 use anyhow::{Context, Result, ensure};
 use wasm_vtep_testkit::plugins::wasm;
-use wasm_vtep_tests::{Host, KernelVtep, Switch, Vm, VtepDaemon, ping};
-
-/// Host 1 (198.18.0.1, our vtep) and host 2 (198.18.0.2, the kernel's vxlan), VM1 and VM2 on
-/// VNI 5001 with head-end replication to each other.
-struct Lab {
-    vm1: Vm,
-    vm2: Vm,
-    host1: Host,
-    _kernel: KernelVtep,
-    _host2: Host,
-    _switch: Switch,
-}
-
-fn lab() -> Result<Lab> {
-    let switch = Switch::new(1600)?;
-    let host1 = Host::numbered(&switch, 1)?;
-    let host2 = Host::numbered(&switch, 2)?;
-    let vm1 = Vm::numbered(&host1, 1)?;
-    let vm2 = Vm::numbered(&host2, 2)?;
-    let kernel = KernelVtep::builder(5001)
-        .remote(IpAddr::from(host1.ipv4()))
-        .port(&vm2)
-        .create(&host2)?;
-    Ok(Lab {
-        vm1,
-        vm2,
-        host1,
-        _kernel: kernel,
-        _host2: host2,
-        _switch: switch,
-    })
-}
+use wasm_vtep_tests::{KernelPeer, VtepDaemon, ping};
 
 fn config(plugins: &str) -> String {
     format!(
@@ -65,7 +32,8 @@ fn counter(report: &serde_json::Value, name: &str) -> u64 {
 
 #[test]
 fn a_filter_plugin_drops_and_counts_on_a_real_network() -> Result<()> {
-    let lab = lab()?;
+    // Host 1 (198.18.0.1, our vtep) and host 2 (the kernel's vxlan), VM1 and VM2 on VNI 5001.
+    let lab = KernelPeer::new()?;
     let plugin = format!(
         // A budget that starvation on two shared cores cannot overrun (the test is about rules,
         // not budgets): a timed-out call would drop the ARP too, by `on_error`.
@@ -116,7 +84,8 @@ fn drops_by_rule_1(daemon: &VtepDaemon) -> Result<u64> {
 
 #[test]
 fn a_reload_reads_the_plugins_section_again_and_keeps_the_running_one_on_a_bad_one() -> Result<()> {
-    let lab = lab()?;
+    // Host 1 (198.18.0.1, our vtep) and host 2 (the kernel's vxlan), VM1 and VM2 on VNI 5001.
+    let lab = KernelPeer::new()?;
     let daemon = VtepDaemon::start(
         &lab.host1,
         &config(&no_icmp_section("[{ ip_proto = \"icmp\" }]")),
@@ -189,7 +158,8 @@ fn a_reload_reads_the_plugins_section_again_and_keeps_the_running_one_on_a_bad_o
 
 #[test]
 fn reloads_under_traffic_lose_no_frame_and_a_failed_one_changes_nothing() -> Result<()> {
-    let lab = lab()?;
+    // Host 1 (198.18.0.1, our vtep) and host 2 (the kernel's vxlan), VM1 and VM2 on VNI 5001.
+    let lab = KernelPeer::new()?;
     let misbehave = wasm("misbehave");
     let plugin = format!(
         "[[plugin]]\nname = \"gate\"\npath = \"{}\"\nconfig = {{ mode = \"pass\" }}\n",
