@@ -180,18 +180,8 @@ fn spoofed(daemon: &VtepDaemon) -> Result<(u64, u64)> {
     ))
 }
 
-/// The VM's ARP table entry for `ip`: its MAC, if it has one.
-fn neighbour(vm: &Vm, ip: Ipv4Addr) -> Result<Option<String>> {
-    let out = vm.netns().ip(&["neigh", "show", &ip.to_string()])?;
-    Ok(out
-        .split_whitespace()
-        .skip_while(|w| *w != "lladdr")
-        .nth(1)
-        .map(str::to_owned))
-}
-
 fn ensure_neighbour(vm: &Vm, ip: Ipv4Addr, mac: MacAddr, what: &str) -> Result<()> {
-    let found = neighbour(vm, ip)?;
+    let found = vm.neighbour(ip)?;
     ensure!(
         found.as_deref() == Some(mac.to_string().as_str()),
         "{what}: the entry for {ip} is {found:?}, expected {mac}"
@@ -444,7 +434,7 @@ fn forged_arp_for_protected_addresses_is_dropped() -> Result<()> {
     // entry, so the frames above would have poisoned VM1 without the guard.
     from_vm2.send(&gratuitous_arp(FORGED, vm2.ipv4()))?;
     wait_until("VM1 to take the unprotected claim", ARRIVAL, || {
-        Ok(neighbour(&vm1, vm2.ipv4())?.as_deref() == Some(FORGED.to_string().as_str()))
+        Ok(vm1.neighbour(vm2.ipv4())?.as_deref() == Some(FORGED.to_string().as_str()))
     })?;
 
     // A local port may announce a protected address, even at a new MAC (its VM moved it): VM2
@@ -453,7 +443,7 @@ fn forged_arp_for_protected_addresses_is_dropped() -> Result<()> {
     for mac in [FORGED, vm1.mac()] {
         from_vm1.send(&gratuitous_arp(mac, vm1.ipv4()))?;
         wait_until("VM2 to take VM1's announcement", ARRIVAL, || {
-            Ok(neighbour(&vm2, vm1.ipv4())?.as_deref() == Some(mac.to_string().as_str()))
+            Ok(vm2.neighbour(vm1.ipv4())?.as_deref() == Some(mac.to_string().as_str()))
         })?;
     }
     let n = forged.len() as u64;

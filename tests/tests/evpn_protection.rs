@@ -28,16 +28,6 @@ fn pair(underlay: Switch) -> Result<EvpnPair> {
     pair_with(underlay, "")
 }
 
-/// The VM's ARP table entry for `ip`: its MAC, if it has one.
-fn neighbour(vm: &Vm, ip: IpAddr) -> Result<Option<String>> {
-    let out = vm.netns().ip(&["neigh", "show", &ip.to_string()])?;
-    Ok(out
-        .split_whitespace()
-        .skip_while(|w| *w != "lladdr")
-        .nth(1)
-        .map(str::to_owned))
-}
-
 #[test]
 fn arp_for_an_address_a_route_resolves_is_answered_on_the_host() -> Result<()> {
     let p = pair(Switch::new(1600)?)?;
@@ -80,11 +70,11 @@ fn arp_for_an_address_a_route_resolves_is_answered_on_the_host() -> Result<()> {
     );
     assert!(p.vteps[0].evpn()?.vnis[0].suppressed > before);
     assert_eq!(
-        neighbour(&p.vms[0][0], p.vms[1][0].ipv4().into())?,
+        p.vms[0][0].neighbour(p.vms[1][0].ipv4())?,
         Some(p.vms[1][0].mac().to_string())
     );
     assert_eq!(
-        neighbour(&p.vms[1][0], p.vms[0][0].ipv4().into())?,
+        p.vms[1][0].neighbour(p.vms[0][0].ipv4())?,
         Some(p.vms[0][0].mac().to_string())
     );
     Ok(())

@@ -174,6 +174,16 @@ impl Vm {
     pub fn netns(&self) -> &Netns {
         &self.ns
     }
+
+    /// The MAC the VM's neighbour table holds for `ip` (`ip neigh show`), if any.
+    pub fn neighbour(&self, ip: impl Into<IpAddr>) -> Result<Option<String>> {
+        let out = self.ns.ip(&["neigh", "show", &ip.into().to_string()])?;
+        Ok(out
+            .split_whitespace()
+            .skip_while(|w| *w != "lladdr")
+            .nth(1)
+            .map(str::to_owned))
+    }
 }
 
 impl AsRef<Netns> for Vm {
